@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages sockagent needs (only those missing), then
+# configures and builds. Idempotent and non-interactive.
+#
+#   scripts/setup.sh [--sanitize] [--build-dir DIR] [--no-build]
+#
+# --sanitize builds with AddressSanitizer + UndefinedBehaviorSanitizer (what
+# the test command uses). The default build dir is build/ (build-asan/ with
+# --sanitize).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=OFF
+build_dir=""
+build=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --sanitize) sanitize=ON ;;
+    --build-dir) build_dir="$2"; shift ;;
+    --no-build) build=0 ;;
+    *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -n "$build_dir" ] || { [ "$sanitize" = ON ] && build_dir=build-asan || build_dir=build; }
+
+# Build: compilers, CMake, the libraries. Tests: python3 and socat as
+# independent peers, iproute2 for network namespaces, util-linux (setpriv)
+# to drop privileges.
+packages=(
+  cmake ninja-build g++ pkg-config
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
+  libabsl-dev libc-ares-dev libasio-dev libcli11-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 socat iproute2 util-linux
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
+    || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "setup: run as root to install: ${missing[*]}" >&2; exit 1; }
+    sudo=sudo
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo apt-get update -q
+  $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+[ "$build" = 1 ] || exit 0
+if [ ! -f "$build_dir/build.ninja" ]; then
+  cmake -S . -B "$build_dir" -G Ninja -DSOCKAGENT_SANITIZE="$sanitize" \
+    -DCMAKE_BUILD_TYPE="$([ "$sanitize" = ON ] && echo Debug || echo RelWithDebInfo)"
+fi
+cmake --build "$build_dir"

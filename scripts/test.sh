@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds with AddressSanitizer +
+# UndefinedBehaviorSanitizer, and runs the whole suite with ctest. Run as
+# root: some tests create network namespaces (they report SKIPPED, with the
+# reason, otherwise).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --sanitize --build-dir build-asan
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:strict_string_checks=1}"
+export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
+ctest --test-dir build-asan --output-on-failure -j2 "$@"

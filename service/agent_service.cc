@@ -1,0 +1,382 @@
+#include "service/agent_service.h"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "agent/host_info.h"
+#include "service/convert.h"
+#include "service/status_mapping.h"
+
+namespace sockagent {
+namespace {
+
+// The RPC's deadline as absl::Time (InfiniteFuture when the caller set none).
+absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
+  const auto deadline = context->deadline();
+  if (deadline == std::chrono::system_clock::time_point::max()) {
+    return absl::InfiniteFuture();
+  }
+  return absl::FromChrono(deadline);
+}
+
+grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
+                                    const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+absl::Status NoEngine() {
+  return absl::UnavailableError("the socket engine is not running");
+}
+
+// An engine completion that fills the response with `fill` on success and
+// finishes the RPC either way. Runs on the engine's loop thread.
+template <typename T, typename Fill>
+Done<absl::StatusOr<T>> Complete(grpc::ServerUnaryReactor* reactor, Fill fill) {
+  return [reactor, fill = std::move(fill)](absl::StatusOr<T> result) mutable {
+    if (result.ok()) fill(*result);
+    reactor->Finish(ToGrpcStatus(result.status()));
+  };
+}
+
+// Ends a streaming RPC this version does not serve yet.
+template <typename Base>
+class UnimplementedReactor final : public Base {
+ public:
+  explicit UnimplementedReactor(absl::string_view rpc) {
+    this->Finish(
+        grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
+                     absl::StrCat(rpc, " is not implemented in sockagent ",
+                                  SOCKAGENT_VERSION, " yet")));
+  }
+  void OnDone() override { delete this; }
+};
+
+// Receive parks in the engine until data or the wait ends; a cancelled RPC
+// (client gone, deadline) completes the parked receive early. The reactor
+// is freed only when both Start() has returned and gRPC called OnDone(),
+// because the completion may Finish() on the loop thread before Receive()
+// returns its token.
+class ReceiveReactor final : public grpc::ServerUnaryReactor {
+ public:
+  ReceiveReactor(Engine* engine, v1::ReceiveResponse* response)
+      : engine_(engine), response_(response) {}
+
+  void Start(std::string connection_id, ReceiveSpec spec) {
+    const uint64_t token = engine_->Receive(
+        std::move(connection_id), spec,
+        [this](absl::StatusOr<ReceiveResult> result) {
+          if (result.ok()) {
+            response_->set_data(std::move(result->data));
+            for (auto& datagram : result->datagrams) {
+              v1::Datagram* out = response_->add_datagrams();
+              out->set_data(std::move(datagram.data));
+              SocketAddressToProto(datagram.peer, out->mutable_peer());
+              TimeToProto(datagram.received_at, out->mutable_received_at());
+            }
+            response_->set_end_of_stream(result->end_of_stream);
+            response_->set_recv_buffered(result->recv_buffered);
+          }
+          Finish(ToGrpcStatus(result.status()));
+        });
+    token_.store(token);
+    // A cancel that arrived before the token was known is replayed here.
+    if (cancelled_.load()) engine_->CancelReceive(token);
+    Unref();
+  }
+
+  void OnCancel() override {
+    cancelled_.store(true);
+    const uint64_t token = token_.load();
+    if (token != 0) engine_->CancelReceive(token);
+  }
+
+  void OnDone() override { Unref(); }
+
+ private:
+  void Unref() {
+    if (refs_.fetch_sub(1) == 1) delete this;
+  }
+
+  Engine* const engine_;
+  v1::ReceiveResponse* const response_;
+  std::atomic<uint64_t> token_{0};
+  std::atomic<bool> cancelled_{false};
+  std::atomic<int> refs_{2};  // Start() and OnDone().
+};
+
+}  // namespace
+
+AgentService::AgentService(Engine* engine, ResolverPool* resolver,
+                           AgentServiceOptions options)
+    : engine_(engine), resolver_(resolver), options_(std::move(options)) {}
+
+void AgentService::StartFqdnLookup() {
+  char name[256] = {};
+  if (gethostname(name, sizeof(name) - 1) != 0) return;
+  ResolveQuery query;
+  query.host = name;
+  query.canonical_name = true;
+  resolver_->SubmitResolve(
+      query, absl::InfiniteFuture(),
+      [cache = fqdn_](absl::StatusOr<std::vector<AddressEntry>> entries) {
+        if (!entries.ok() || entries->empty()) return;
+        absl::MutexLock lock(&cache->mu);
+        cache->fqdn = entries->front().canonical_name;
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::StartServer(
+    grpc::CallbackServerContext* context, const v1::StartServerRequest* request,
+    v1::StartServerResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto spec = ServerSpecFromProto(*request);
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->StartServer(*std::move(spec),
+                       Complete<ServerInfo>(reactor, [response](auto& info) {
+                         ServerInfoToProto(info, response->mutable_server());
+                       }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::StopServer(
+    grpc::CallbackServerContext* context, const v1::StopServerRequest* request,
+    v1::StopServerResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto selector = SelectorFromProto(request->id(), request->label_selector());
+  if (!selector.ok()) return FinishNow(context, selector.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->StopServers(
+      *std::move(selector), request->close_connections(),
+      Complete<StopResult>(reactor, [response](auto& result) {
+        for (const auto& server : result.servers) {
+          ServerInfoToProto(server, response->add_servers());
+        }
+        response->set_connections_closed(result.connections_closed);
+      }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::ListServers(
+    grpc::CallbackServerContext* context, const v1::ListServersRequest* request,
+    v1::ListServersResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto filter = ServerFilterFromProto(*request);
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->ListServers(
+      *std::move(filter),
+      Complete<Page<ServerInfo>>(reactor, [response](auto& page) {
+        for (const auto& server : page.items) {
+          ServerInfoToProto(server, response->add_servers());
+        }
+        response->set_next_page_token(page.next_page_token);
+      }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::OpenClient(
+    grpc::CallbackServerContext* context, const v1::OpenClientRequest* request,
+    v1::OpenClientResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto spec = ClientSpecFromProto(*request);
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->OpenClient(
+      *std::move(spec), DeadlineOf(context),
+      Complete<ConnectionInfo>(reactor, [response](auto& connection) {
+        ConnectionInfoToProto(connection, response->mutable_connection());
+      }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::ListConnections(
+    grpc::CallbackServerContext* context,
+    const v1::ListConnectionsRequest* request,
+    v1::ListConnectionsResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto filter = ConnectionFilterFromProto(*request);
+  if (!filter.ok()) return FinishNow(context, filter.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->ListConnections(
+      *std::move(filter),
+      Complete<Page<ConnectionInfo>>(reactor, [response](auto& page) {
+        for (const auto& connection : page.items) {
+          ConnectionInfoToProto(connection, response->add_connections());
+        }
+        response->set_next_page_token(page.next_page_token);
+      }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Send(
+    grpc::CallbackServerContext* context, const v1::SendRequest* request,
+    v1::SendResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  if (request->connection_id().empty()) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("connection_id is empty"));
+  }
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->Send(request->connection_id(), request->data(),
+                Complete<SendResult>(reactor, [response](auto& result) {
+                  response->set_bytes_accepted(result.bytes_accepted);
+                  response->set_send_buffered(result.send_buffered);
+                }));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Receive(
+    grpc::CallbackServerContext* context, const v1::ReceiveRequest* request,
+    v1::ReceiveResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  if (request->connection_id().empty()) {
+    return FinishNow(context,
+                     absl::InvalidArgumentError("connection_id is empty"));
+  }
+  auto wait = DurationFromProto(request->wait(), "wait");
+  if (!wait.ok()) return FinishNow(context, wait.status());
+  ReceiveSpec spec;
+  spec.max_bytes = request->max_bytes();
+  spec.max_datagrams = request->max_datagrams();
+  spec.wait = *wait;
+  spec.deadline = DeadlineOf(context);
+  auto* reactor = new ReceiveReactor(engine_, response);
+  reactor->Start(request->connection_id(), spec);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::CloseConnection(
+    grpc::CallbackServerContext* context,
+    const v1::CloseConnectionRequest* request,
+    v1::CloseConnectionResponse* response) {
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto selector = SelectorFromProto(request->id(), request->label_selector());
+  if (!selector.ok()) return FinishNow(context, selector.status());
+  auto mode = CloseModeFromProto(request->mode());
+  if (!mode.ok()) return FinishNow(context, mode.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  engine_->CloseConnections(
+      *std::move(selector), *mode,
+      Complete<std::vector<ConnectionInfo>>(
+          reactor, [response](auto& connections) {
+            for (const auto& connection : connections) {
+              ConnectionInfoToProto(connection, response->add_connections());
+            }
+          }));
+  return reactor;
+}
+
+grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
+    grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  return new UnimplementedReactor<grpc::ServerWriteReactor<v1::Event>>("Watch");
+}
+
+grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>*
+AgentService::Stream(grpc::CallbackServerContext* context) {
+  return new UnimplementedReactor<
+      grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>>("Stream");
+}
+
+grpc::ServerUnaryReactor* AgentService::Resolve(
+    grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
+    v1::ResolveResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  const absl::Time start = absl::Now();
+  bool queued;
+  if (request->reverse()) {
+    ReverseQuery query;
+    query.address = request->host();
+    query.service = request->service();
+    query.name_required = request->name_required();
+    queued = resolver_->SubmitReverse(
+        std::move(query), DeadlineOf(context),
+        [reactor, response, start](absl::StatusOr<ReverseResult> result) {
+          if (result.ok()) {
+            response->set_reverse_host(result->host);
+            response->set_reverse_service(result->service);
+            DurationToProto(absl::Now() - start, response->mutable_elapsed());
+          }
+          reactor->Finish(ToGrpcStatus(result.status()));
+        });
+  } else {
+    auto query = ResolveQueryFromProto(*request);
+    if (!query.ok()) return FinishNow(context, query.status());
+    queued = resolver_->SubmitResolve(
+        *std::move(query), DeadlineOf(context),
+        [reactor, response,
+         start](absl::StatusOr<std::vector<AddressEntry>> result) {
+          if (result.ok()) {
+            for (const auto& entry : *result) {
+              AddressEntryToProto(entry, response->add_entries());
+            }
+            DurationToProto(absl::Now() - start, response->mutable_elapsed());
+          }
+          reactor->Finish(ToGrpcStatus(result.status()));
+        });
+  }
+  if (!queued) {
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        "resolver queue is full: too many lookups waiting; retry later")));
+  }
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::GetHostInfo(
+    grpc::CallbackServerContext* context, const v1::GetHostInfoRequest* request,
+    v1::HostInfo* response) {
+  // getifaddrs and uname answer from the kernel at once; no lookup here.
+  auto details = ReadHostDetails();
+  if (!details.ok()) return FinishNow(context, details.status());
+  response->set_hostname(details->hostname);
+  {
+    absl::MutexLock lock(&fqdn_->mu);
+    response->set_fqdn(fqdn_->fqdn);
+  }
+  response->set_os(details->os);
+  for (const auto& in : details->interfaces) {
+    v1::NetworkInterface* out = response->add_interfaces();
+    out->set_name(in.name);
+    out->set_index(in.index);
+    for (const auto& flag : in.flags) out->add_flags(flag);
+    out->set_mtu(in.mtu);
+    out->set_hardware_address(in.hardware_address);
+    for (const auto& address : in.addresses) {
+      v1::InterfaceAddress* a = out->add_addresses();
+      a->set_family(FamilyToProto(address.family));
+      a->set_address(address.address);
+      a->set_prefix_length(address.prefix_length);
+      a->set_broadcast(address.broadcast);
+    }
+  }
+  response->set_agent_version(options_.version);
+  response->set_pid(getpid());
+  DurationToProto(absl::Now() - options_.started_at,
+                  response->mutable_uptime());
+  TimeToProto(options_.started_at, response->mutable_started_at());
+  v1::Limits* limits = response->mutable_limits();
+  limits->set_max_message_bytes(options_.max_message_bytes);
+  if (engine_ != nullptr) {
+    const EngineOptions& o = engine_->options();
+    limits->set_max_servers(o.max_servers);
+    limits->set_max_connections(o.max_connections);
+    limits->set_recv_buffer_bytes(o.recv_buffer_bytes);
+    limits->set_send_buffer_bytes(o.send_buffer_bytes);
+    limits->set_max_send_bytes(o.max_send_bytes);
+    limits->set_max_udp_sessions_per_server(o.max_udp_sessions_per_server);
+    limits->set_closed_connections_kept(o.closed_connections_kept);
+  }
+  return FinishNow(context, absl::OkStatus());
+}
+
+}  // namespace sockagent

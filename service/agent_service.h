@@ -1,0 +1,99 @@
+// The gRPC service sockagent.v1.SocketAgent: translates requests into
+// engine calls and engine results into responses. Every handler is a
+// callback-API reaction that never blocks: engine calls complete on the
+// engine's loop thread, name lookups on the resolver pool, and each
+// completion calls Finish() from there.
+//
+// Include this only where the service is assembled (the daemon's main and
+// tests): it pulls in grpcpp.
+#ifndef SOCKAGENT_SERVICE_AGENT_SERVICE_H_
+#define SOCKAGENT_SERVICE_AGENT_SERVICE_H_
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/engine.h"
+#include "agent/resolver.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+
+namespace sockagent {
+
+struct AgentServiceOptions {
+  std::string version = SOCKAGENT_VERSION;
+  absl::Time started_at = absl::Now();
+  uint64_t max_message_bytes = 4 << 20;  // Reported in GetHostInfo.
+};
+
+class AgentService final : public v1::SocketAgent::CallbackService {
+ public:
+  // `engine` may be null: the socket RPCs then answer UNAVAILABLE. Both
+  // pointers must outlive the service (and the gRPC server serving it).
+  AgentService(Engine* engine, ResolverPool* resolver,
+               AgentServiceOptions options);
+
+  // Looks the host's fully qualified name up once, on the resolver pool,
+  // and caches it for GetHostInfo (which reports "" until it is known).
+  void StartFqdnLookup();
+
+  grpc::ServerUnaryReactor* StartServer(
+      grpc::CallbackServerContext* context,
+      const v1::StartServerRequest* request,
+      v1::StartServerResponse* response) override;
+  grpc::ServerUnaryReactor* StopServer(
+      grpc::CallbackServerContext* context,
+      const v1::StopServerRequest* request,
+      v1::StopServerResponse* response) override;
+  grpc::ServerUnaryReactor* ListServers(
+      grpc::CallbackServerContext* context,
+      const v1::ListServersRequest* request,
+      v1::ListServersResponse* response) override;
+  grpc::ServerUnaryReactor* OpenClient(
+      grpc::CallbackServerContext* context,
+      const v1::OpenClientRequest* request,
+      v1::OpenClientResponse* response) override;
+  grpc::ServerUnaryReactor* ListConnections(
+      grpc::CallbackServerContext* context,
+      const v1::ListConnectionsRequest* request,
+      v1::ListConnectionsResponse* response) override;
+  grpc::ServerUnaryReactor* Send(grpc::CallbackServerContext* context,
+                                 const v1::SendRequest* request,
+                                 v1::SendResponse* response) override;
+  grpc::ServerUnaryReactor* Receive(grpc::CallbackServerContext* context,
+                                    const v1::ReceiveRequest* request,
+                                    v1::ReceiveResponse* response) override;
+  grpc::ServerUnaryReactor* CloseConnection(
+      grpc::CallbackServerContext* context,
+      const v1::CloseConnectionRequest* request,
+      v1::CloseConnectionResponse* response) override;
+  grpc::ServerWriteReactor<v1::Event>* Watch(
+      grpc::CallbackServerContext* context,
+      const v1::WatchRequest* request) override;
+  grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
+      grpc::CallbackServerContext* context) override;
+  grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* context,
+                                    const v1::ResolveRequest* request,
+                                    v1::ResolveResponse* response) override;
+  grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* context,
+                                        const v1::GetHostInfoRequest* request,
+                                        v1::HostInfo* response) override;
+
+ private:
+  Engine* const engine_;
+  ResolverPool* const resolver_;
+  const AgentServiceOptions options_;
+  // Shared with the lookup's callback, which may outlive the service when
+  // the daemon stops during a slow lookup.
+  struct FqdnCache {
+    absl::Mutex mu;
+    std::string fqdn ABSL_GUARDED_BY(mu);
+  };
+  const std::shared_ptr<FqdnCache> fqdn_ = std::make_shared<FqdnCache>();
+};
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_SERVICE_AGENT_SERVICE_H_

@@ -1,0 +1,60 @@
+// Conversions between the API's proto messages and the engine's plain
+// types. One function per idea, used by every RPC that needs it. Requests
+// are validated here (unknown enum values, out-of-range numbers) so the
+// engine sees only well-formed values.
+#ifndef SOCKAGENT_SERVICE_CONVERT_H_
+#define SOCKAGENT_SERVICE_CONVERT_H_
+
+#include <google/protobuf/duration.pb.h>
+#include <google/protobuf/timestamp.pb.h>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/engine.h"
+#include "agent/resolver.h"
+#include "agent/types.h"
+#include "sockagent/v1/agent.pb.h"
+
+namespace sockagent {
+
+absl::StatusOr<Family> FamilyFromProto(v1::Family family);
+v1::Family FamilyToProto(Family family);
+absl::StatusOr<SocketType> SocketTypeFromProto(v1::SocketType type);
+v1::SocketType SocketTypeToProto(SocketType type);
+
+void SocketAddressToProto(const SocketAddress& in, v1::SocketAddress* out);
+
+void TimeToProto(absl::Time t, google::protobuf::Timestamp* out);
+void DurationToProto(absl::Duration d, google::protobuf::Duration* out);
+// Negative or out-of-range durations are INVALID_ARGUMENT naming `field`.
+absl::StatusOr<absl::Duration> DurationFromProto(
+    const google::protobuf::Duration& d, absl::string_view field);
+
+absl::StatusOr<ResolveQuery> ResolveQueryFromProto(
+    const v1::ResolveRequest& request);
+void AddressEntryToProto(const AddressEntry& in, v1::AddressInfo* out);
+
+// Socket objects.
+absl::StatusOr<Transport> TransportFromProto(v1::Transport transport);
+v1::Transport TransportToProto(Transport transport);
+absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,
+                                           absl::string_view field);
+absl::StatusOr<ServerSpec> ServerSpecFromProto(
+    const v1::StartServerRequest& request);
+void ServerInfoToProto(const ServerInfo& in, v1::Server* out);
+absl::StatusOr<ClientSpec> ClientSpecFromProto(
+    const v1::OpenClientRequest& request);
+void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out);
+absl::StatusOr<Selector> SelectorFromProto(
+    const std::string& id,
+    const google::protobuf::Map<std::string, std::string>& labels);
+absl::StatusOr<ConnectionFilter> ConnectionFilterFromProto(
+    const v1::ListConnectionsRequest& request);
+absl::StatusOr<ServerFilter> ServerFilterFromProto(
+    const v1::ListServersRequest& request);
+absl::StatusOr<CloseMode> CloseModeFromProto(v1::CloseMode mode);
+v1::CloseReason CloseReasonToProto(CloseReason reason);
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_SERVICE_CONVERT_H_

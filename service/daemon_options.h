@@ -1,0 +1,41 @@
+// Parsing and checks of the daemon's command line that deserve tests of
+// their own: the --listen address and flag-name spelling.
+#ifndef SOCKAGENT_SERVICE_DAEMON_OPTIONS_H_
+#define SOCKAGENT_SERVICE_DAEMON_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace sockagent {
+
+inline constexpr absl::string_view kDefaultListen = "127.0.0.1:7878";
+
+struct ListenAddress {
+  std::string host;       // Without brackets; empty for UNIX.
+  uint16_t port = 0;      // 0: pick one.
+  std::string unix_path;  // Set for "unix:/path".
+  bool loopback = false;  // 127.0.0.0/8, ::1, "localhost" or a UNIX socket.
+
+  // gRPC's target syntax: "127.0.0.1:7878", "[::1]:0", "unix:/path".
+  std::string GrpcTarget() const;
+  // As GrpcTarget, with `actual_port` in place of the port.
+  std::string Display(int actual_port) const;
+};
+
+// Accepts "HOST:PORT", "[IPV6]:PORT" and "unix:/absolute/path". HOST is an
+// IP literal or "localhost" (names other than localhost are refused: the
+// agent must know what it exposes). INVALID_ARGUMENT with the reason
+// otherwise.
+absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text);
+
+// Rewrites "--foo-bar[=v]" to "--foo_bar[=v]" so flags may be spelled with
+// dashes (Abseil's flag names are identifiers). Stops at "--".
+std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_SERVICE_DAEMON_OPTIONS_H_

@@ -1,0 +1,73 @@
+#include "tests/support/agent_process.h"
+
+#include <signal.h>
+#include <stdlib.h>
+
+#include <filesystem>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace sockagent::testing {
+
+absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
+    std::vector<std::string> args, const std::string& netns) {
+  std::vector<std::string> argv;
+  if (!netns.empty()) argv = {"ip", "netns", "exec", netns};
+  argv.push_back(SOCKAGENTD_PATH);
+  bool has_listen = false;
+  for (const auto& a : args) {
+    if (absl::StartsWith(a, "--listen")) has_listen = true;
+  }
+  if (!has_listen) argv.push_back("--listen=127.0.0.1:0");
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto child = ChildProcess::Start(argv);
+  if (!child.ok()) return child.status();
+  auto agent = std::unique_ptr<AgentProcess>(new AgentProcess());
+  agent->child_ = *std::move(child);
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (true) {
+    auto line = agent->child_->ReadLine(deadline);
+    if (!line.ok()) return line.status();
+    constexpr std::string_view kMarker = "serving on ";
+    size_t at = line->find(kMarker);
+    if (at != std::string::npos) {
+      agent->address_ = line->substr(at + kMarker.size());
+      return agent;
+    }
+  }
+}
+
+absl::StatusOr<int> AgentProcess::Stop() {
+  stopped_ = true;
+  return child_->Stop(SIGTERM, absl::Now() + absl::Seconds(20));
+}
+
+AgentProcess::~AgentProcess() {
+  if (!stopped_ && child_) (void)Stop();
+}
+
+CommandResult RunSockctl(const std::string& address,
+                         const std::vector<std::string>& args,
+                         const std::string& input) {
+  std::vector<std::string> argv = {SOCKCTL_PATH, "--agent", address};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv, input, absl::Seconds(60));
+}
+
+TempDir::TempDir() {
+  std::string tmpl =
+      (std::filesystem::temp_directory_path() / "sockagent-test-XXXXXX")
+          .string();
+  char* dir = mkdtemp(tmpl.data());
+  path_ = dir ? dir : "";
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  if (!path_.empty()) std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace sockagent::testing

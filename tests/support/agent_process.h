@@ -1,0 +1,59 @@
+// A real sockagentd child process for end-to-end tests, optionally inside a
+// network namespace, and helpers to run the real sockctl against it.
+#ifndef SOCKAGENT_TESTS_SUPPORT_AGENT_PROCESS_H_
+#define SOCKAGENT_TESTS_SUPPORT_AGENT_PROCESS_H_
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "tests/support/subprocess.h"
+
+namespace sockagent::testing {
+
+class AgentProcess {
+ public:
+  // Starts sockagentd with `--listen 127.0.0.1:0` (unless `args` has its own
+  // --listen) and waits for its "serving on ADDR" line. With `netns`, runs
+  // it inside that namespace via `ip netns exec`.
+  static absl::StatusOr<std::unique_ptr<AgentProcess>> Start(
+      std::vector<std::string> args = {}, const std::string& netns = "");
+
+  // Stops with SIGTERM (SIGKILL after 10 s) if still running.
+  ~AgentProcess();
+
+  // The gRPC target: "127.0.0.1:PORT" or "unix:/path".
+  const std::string& address() const { return address_; }
+  pid_t pid() const { return child_->pid(); }
+
+  // SIGTERM and wait; returns the waitpid status.
+  absl::StatusOr<int> Stop();
+
+  std::string Stderr() { return child_->DrainStderr(); }
+
+ private:
+  std::unique_ptr<ChildProcess> child_;
+  std::string address_;
+  bool stopped_ = false;
+};
+
+// Runs the real sockctl binary with `--agent address` prepended.
+CommandResult RunSockctl(const std::string& address,
+                         const std::vector<std::string>& args,
+                         const std::string& input = "");
+
+// A fresh temporary directory, removed (with its content) by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace sockagent::testing
+
+#endif  // SOCKAGENT_TESTS_SUPPORT_AGENT_PROCESS_H_

@@ -1,0 +1,33 @@
+// Network namespaces the tests create and always remove, so names and
+// traffic under test never leave the machine: `ip netns exec` bind-mounts
+// /etc/netns/NAME/hosts and resolv.conf over the real ones.
+#ifndef SOCKAGENT_TESTS_SUPPORT_NETNS_H_
+#define SOCKAGENT_TESTS_SUPPORT_NETNS_H_
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+
+namespace sockagent::testing {
+
+class TestNetns {
+ public:
+  // Creates namespace "<prefix>-<pid>-<n>" with loopback up and the given
+  // hosts and resolv.conf content. Fails (the caller skips) when not root or
+  // when namespaces are unavailable; the status says why.
+  static absl::StatusOr<std::unique_ptr<TestNetns>> Create(
+      const std::string& prefix, const std::string& hosts,
+      const std::string& resolv_conf);
+  // Deletes the namespace and its /etc/netns folder.
+  ~TestNetns();
+
+  const std::string& name() const { return name_; }
+
+ private:
+  std::string name_;
+};
+
+}  // namespace sockagent::testing
+
+#endif  // SOCKAGENT_TESTS_SUPPORT_NETNS_H_
