@@ -291,14 +291,15 @@ AgentService::Stream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* AgentService::Resolve(
     grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
     v1::ResolveResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   const absl::Time start = absl::Now();
   bool queued;
+  grpc::ServerUnaryReactor* reactor;
   if (request->reverse()) {
     ReverseQuery query;
     query.address = request->host();
     query.service = request->service();
     query.name_required = request->name_required();
+    reactor = context->DefaultReactor();
     queued = resolver_->SubmitReverse(
         std::move(query), DeadlineOf(context),
         [reactor, response, start](absl::StatusOr<ReverseResult> result) {
@@ -312,6 +313,7 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
   } else {
     auto query = ResolveQueryFromProto(*request);
     if (!query.ok()) return FinishNow(context, query.status());
+    reactor = context->DefaultReactor();
     queued = resolver_->SubmitResolve(
         *std::move(query), DeadlineOf(context),
         [reactor, response,
