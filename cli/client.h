@@ -1,0 +1,77 @@
+// The connection from one sockctl invocation to one agent: validated global
+// options, the gRPC channel and stubs, the ClientContext every call uses
+// (deadline + bearer token) and the mapping from a failed call to sockctl's
+// error line and exit code.
+//
+//   AgentClient client(options);
+//   auto ctx = client.NewContext();
+//   grpc::Status s = client.agent().GetHostInfo(ctx.get(), req, &info);
+//   if (!s.ok()) return client.Fail(s);
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+
+namespace sockctl {
+
+// Exit codes; main.cc and `sockctl --help` document them for users.
+inline constexpr int kExitOk = 0;
+// `health`: the service is not SERVING; or the answer could not be printed.
+inline constexpr int kExitFailure = 1;
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;
+inline constexpr int kExitRpcBase = 10;  // + the gRPC status code.
+
+inline constexpr char kDefaultAgent[] = "127.0.0.1:7878";
+inline constexpr char kAgentEnv[] = "SOCKAGENT_ADDR";
+inline constexpr char kTokenEnv[] = "SOCKAGENT_TOKEN";
+
+// Checks an agent address and returns it as a gRPC target. Accepted:
+// HOST:PORT, [IPV6]:PORT, unix:PATH and unix-abstract:NAME. Port is 1..65535.
+// The error message says what is wrong (without repeating the address), for
+// a usage error.
+absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address);
+
+// Parses a positive, finite duration such as 5s, 500ms, 1m or 1.5s.
+absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text);
+
+struct GlobalOptions {
+  std::string agent = kDefaultAgent;  // Already validated.
+  absl::Duration timeout = absl::Seconds(5);
+  bool json = false;
+  std::string token;  // Empty: no authorization metadata.
+};
+
+class AgentClient final {
+ public:
+  explicit AgentClient(GlobalOptions options);
+
+  const GlobalOptions& options() const { return options_; }
+  sockagent::v1::SocketAgent::Stub& agent() { return *agent_; }
+  grpc::health::v1::Health::Stub& health() { return *health_; }
+
+  // A fresh context for one call: deadline now + --timeout, and the bearer
+  // token when one is configured. Every verb builds its contexts here.
+  std::unique_ptr<grpc::ClientContext> NewContext() const;
+
+  // Prints the one-line error for a failed call to stderr and returns the
+  // exit code: kExitUnreachable when the channel never got READY, otherwise
+  // kExitRpcBase + the status code.
+  int Fail(const grpc::Status& status) const;
+
+ private:
+  GlobalOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<sockagent::v1::SocketAgent::Stub> agent_;
+  std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+};
+
+}  // namespace sockctl

@@ -1,0 +1,141 @@
+// Verbs about the agent's host and the agent itself: `hostname`, `info`
+// (both GetHostInfo) and `health` (grpc.health.v1.Health/Check).
+#include <google/protobuf/struct.pb.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "cli/proto_text.h"
+
+namespace sockctl {
+namespace {
+
+using grpc::health::v1::HealthCheckRequest;
+using grpc::health::v1::HealthCheckResponse;
+using sockagent::v1::GetHostInfoRequest;
+using sockagent::v1::HostInfo;
+
+// Fetches HostInfo; on failure returns the exit code (already reported).
+int FetchHostInfo(AgentClient& client, HostInfo& info) {
+  auto ctx = client.NewContext();
+  grpc::Status status =
+      client.agent().GetHostInfo(ctx.get(), GetHostInfoRequest(), &info);
+  return status.ok() ? kExitOk : client.Fail(status);
+}
+
+int RunHostname(AgentClient& client) {
+  HostInfo info;
+  if (int rc = FetchHostInfo(client, info); rc != kExitOk) return rc;
+  if (client.options().json) {
+    // Just the name, as {"hostname":"..."}; `info --json` has the rest.
+    google::protobuf::Struct json;
+    (*json.mutable_fields())["hostname"].set_string_value(info.hostname());
+    return PrintJson(std::cout, json) ? kExitOk : kExitFailure;
+  }
+  std::cout << info.hostname() << "\n";
+  return kExitOk;
+}
+
+void PrintHostInfo(const HostInfo& info) {
+  PrintFields(std::cout, {{"hostname", info.hostname()},
+                          {"fqdn", info.fqdn()},
+                          {"os", info.os()},
+                          {"agent version", info.agent_version()},
+                          {"pid", absl::StrCat(info.pid())},
+                          {"uptime", FormatUptime(FromProto(info.uptime()))}});
+  const auto& l = info.limits();
+  std::cout << "limits:\n";
+  PrintFields(
+      std::cout,
+      {{"max servers", absl::StrCat(l.max_servers())},
+       {"max connections", absl::StrCat(l.max_connections())},
+       {"recv buffer", FormatBytes(l.recv_buffer_bytes())},
+       {"send buffer", FormatBytes(l.send_buffer_bytes())},
+       {"max send", FormatBytes(l.max_send_bytes())},
+       {"max udp sessions per server",
+        absl::StrCat(l.max_udp_sessions_per_server())},
+       {"closed connections kept", absl::StrCat(l.closed_connections_kept())},
+       {"max message", FormatBytes(l.max_message_bytes())},
+       {"max watchers", absl::StrCat(l.max_watchers())},
+       {"watch queue events", absl::StrCat(l.watch_queue_events())},
+       {"max total buffered", FormatBytes(l.max_total_buffered_bytes())}},
+      /*indent=*/2);
+  std::cout << "\n";
+  Table table({"NAME", "INDEX", "FLAGS", "MTU", "ADDRESSES"});
+  for (const auto& iface : info.interfaces()) {
+    std::vector<std::string> addresses;
+    for (const auto& a : iface.addresses()) {
+      addresses.push_back(absl::StrCat(a.address(), "/", a.prefix_length()));
+    }
+    table.AddRow({iface.name(), absl::StrCat(iface.index()),
+                  absl::StrJoin(iface.flags(), ","), absl::StrCat(iface.mtu()),
+                  absl::StrJoin(addresses, ",")});
+  }
+  table.Print(std::cout);
+}
+
+int RunInfo(AgentClient& client) {
+  HostInfo info;
+  if (int rc = FetchHostInfo(client, info); rc != kExitOk) return rc;
+  if (client.options().json) {
+    return PrintJson(std::cout, info) ? kExitOk : kExitFailure;
+  }
+  PrintHostInfo(info);
+  return kExitOk;
+}
+
+int RunHealth(AgentClient& client, const std::string& service) {
+  HealthCheckRequest request;
+  request.set_service(service);
+  HealthCheckResponse response;
+  auto ctx = client.NewContext();
+  grpc::Status status = client.health().Check(ctx.get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.options().json) {
+    if (!PrintJson(std::cout, response)) return kExitFailure;
+  } else {
+    std::string name =
+        HealthCheckResponse::ServingStatus_Name(response.status());
+    // A newer server may answer a status this CLI does not know.
+    if (name.empty()) name = absl::StrCat(response.status());
+    std::cout << name << "\n";
+  }
+  return response.status() == HealthCheckResponse::SERVING ? kExitOk
+                                                           : kExitFailure;
+}
+
+}  // namespace
+
+void AddHostCommands(CLI::App& app, Commands& commands) {
+  CLI::App* hostname = app.add_subcommand(
+      "hostname",
+      "Print the agent host's name (like socket.gethostname()); with --json "
+      "{\"hostname\": NAME}");
+  commands.push_back({hostname, RunHostname});
+
+  CLI::App* info = app.add_subcommand(
+      "info",
+      "Show the agent's host: names, OS, agent version, uptime, limits and "
+      "network interfaces");
+  commands.push_back({info, RunInfo});
+
+  auto service = std::make_shared<std::string>();
+  CLI::App* health = app.add_subcommand(
+      "health",
+      "Check the agent's health (grpc.health.v1); prints SERVING, "
+      "NOT_SERVING, ...; exit 0 only when SERVING, else 1");
+  health->add_option("--service", *service,
+                     "Service to check (default: \"\", the whole agent)");
+  commands.push_back({health, [service](AgentClient& client) {
+                        return RunHealth(client, *service);
+                      }});
+}
+
+}  // namespace sockctl

@@ -1,0 +1,140 @@
+// Verbs about names: `resolve` (getaddrinfo / getnameinfo on the agent).
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/output.h"
+#include "cli/proto_text.h"
+
+namespace sockctl {
+namespace {
+
+using sockagent::v1::Family;
+using sockagent::v1::ResolveRequest;
+using sockagent::v1::ResolveResponse;
+using sockagent::v1::SocketType;
+
+struct ResolveArgs {
+  std::string host;
+  std::string service;
+  bool ipv4 = false;
+  bool ipv6 = false;
+  std::string family = "any";
+  std::string type = "any";
+  bool canonname = false;
+  bool numeric_host = false;
+  bool numeric_service = false;
+  bool passive = false;
+  bool addrconfig = false;
+  bool reverse = false;
+  bool name_required = false;
+};
+
+Family ToFamily(const ResolveArgs& args) {
+  if (args.ipv4 || args.family == "ipv4") return sockagent::v1::FAMILY_IPV4;
+  if (args.ipv6 || args.family == "ipv6") return sockagent::v1::FAMILY_IPV6;
+  return sockagent::v1::FAMILY_UNSPECIFIED;
+}
+
+SocketType ToSocketType(const std::string& type) {
+  if (type == "stream") return sockagent::v1::SOCKET_TYPE_STREAM;
+  if (type == "dgram") return sockagent::v1::SOCKET_TYPE_DGRAM;
+  if (type == "raw") return sockagent::v1::SOCKET_TYPE_RAW;
+  return sockagent::v1::SOCKET_TYPE_UNSPECIFIED;
+}
+
+int RunResolve(AgentClient& client, const ResolveArgs& args) {
+  ResolveRequest request;
+  request.set_host(args.host);
+  request.set_service(args.service);
+  request.set_family(ToFamily(args));
+  request.set_socket_type(ToSocketType(args.type));
+  request.set_canonical_name(args.canonname);
+  request.set_numeric_host(args.numeric_host);
+  request.set_numeric_service(args.numeric_service);
+  request.set_passive(args.passive);
+  request.set_address_config(args.addrconfig);
+  request.set_reverse(args.reverse);
+  request.set_name_required(args.name_required);
+
+  ResolveResponse response;
+  auto ctx = client.NewContext();
+  grpc::Status status = client.agent().Resolve(ctx.get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+
+  if (client.options().json) {
+    return PrintJson(std::cout, response) ? kExitOk : kExitFailure;
+  }
+  if (args.reverse) {
+    std::string line = response.reverse_host();
+    if (!args.service.empty() && !response.reverse_service().empty()) {
+      absl::StrAppend(&line, " ", response.reverse_service());
+    }
+    std::cout << line << "\n";
+    return kExitOk;
+  }
+  Table table({"FAMILY", "TYPE", "PROTO", "CANONNAME", "ADDRESS", "PORT"});
+  for (const auto& entry : response.entries()) {
+    table.AddRow(
+        {FamilyName(entry.family()), SocketTypeName(entry.socket_type()),
+         entry.protocol_name().empty() ? absl::StrCat(entry.protocol())
+                                       : entry.protocol_name(),
+         entry.canonical_name(), entry.address(), absl::StrCat(entry.port())});
+  }
+  table.Print(std::cout);
+  return kExitOk;
+}
+
+}  // namespace
+
+void AddNameCommands(CLI::App& app, Commands& commands) {
+  auto args = std::make_shared<ResolveArgs>();
+  CLI::App* resolve = app.add_subcommand(
+      "resolve",
+      "Resolve HOST [SERVICE] on the agent (getaddrinfo), or with -r an "
+      "address back to a name (getnameinfo)");
+  resolve->add_option("HOST", args->host, "Host name or address")->required();
+  resolve->add_option("SERVICE", args->service,
+                      "Service name (e.g. www) or port number");
+  CLI::Option* v4 =
+      resolve->add_flag("-4", args->ipv4, "IPv4 only (--family ipv4)");
+  CLI::Option* v6 =
+      resolve->add_flag("-6", args->ipv6, "IPv6 only (--family ipv6)");
+  CLI::Option* family =
+      resolve->add_option("--family", args->family, "Address family")
+          ->check(CLI::IsMember({"any", "ipv4", "ipv6"}))
+          ->capture_default_str();
+  v4->excludes(v6)->excludes(family);
+  v6->excludes(family);
+  resolve->add_option("--type", args->type, "Socket type")
+      ->check(CLI::IsMember({"stream", "dgram", "raw", "any"}))
+      ->capture_default_str();
+  resolve->add_flag("--canonname", args->canonname,
+                    "Ask for the canonical name (AI_CANONNAME)");
+  resolve->add_flag("--numeric-host", args->numeric_host,
+                    "HOST must be an address, no lookup (AI_NUMERICHOST)");
+  resolve->add_flag("--numeric-service", args->numeric_service,
+                    "SERVICE must be a port number (AI_NUMERICSERV)");
+  resolve->add_flag("--passive", args->passive,
+                    "Wildcard addresses for bind (AI_PASSIVE)");
+  resolve->add_flag("--addrconfig", args->addrconfig,
+                    "Only families the host has addresses for (AI_ADDRCONFIG)");
+  CLI::Option* reverse = resolve->add_flag(
+      "-r,--reverse", args->reverse,
+      "Reverse lookup: HOST is an address; prints its name (and SERVICE's "
+      "name)");
+  resolve
+      ->add_flag("--name-required", args->name_required,
+                 "With -r: fail with NOT_FOUND when the address has no name "
+                 "(NI_NAMEREQD)")
+      ->needs(reverse);
+  commands.push_back({resolve, [args](AgentClient& client) {
+                        return RunResolve(client, *args);
+                      }});
+}
+
+}  // namespace sockctl

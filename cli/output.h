@@ -1,0 +1,60 @@
+// How sockctl prints: aligned tables and "key: value" blocks for people,
+// one-line protobuf JSON for scripts, and the small formatters (durations,
+// byte sizes, enum names) every verb shares. No gRPC here.
+//
+//   Table table({"NAME", "PORT"});
+//   table.AddRow({"www", "80"});
+//   table.Print(std::cout);
+//   // NAME  PORT
+//   // www   80
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/time/time.h"
+
+namespace google::protobuf {
+class Message;
+}  // namespace google::protobuf
+
+namespace sockctl {
+
+// Printed for an empty cell so that columns stay whitespace-separated.
+inline constexpr char kEmptyCell[] = "-";
+
+// Columns sized to their widest cell, two spaces between columns, a header
+// row first, no trailing spaces. Empty cells print as kEmptyCell.
+class Table final {
+ public:
+  explicit Table(std::vector<std::string> header);
+
+  // Rows shorter than the header are padded with empty cells.
+  void AddRow(std::vector<std::string> row);
+  void Print(std::ostream& out) const;
+
+ private:
+  std::vector<std::vector<std::string>> rows_;  // rows_[0] is the header.
+};
+
+// "key:" then the value, values aligned one column past the longest key,
+// each line prefixed by `indent` spaces. Empty values print as kEmptyCell.
+using Fields = std::vector<std::pair<std::string, std::string>>;
+void PrintFields(std::ostream& out, const Fields& fields, int indent = 0);
+
+// The message as protobuf JSON on one line (lowerCamelCase field names,
+// enums as names, default-valued scalars included). Returns false (and says
+// why on stderr) if the message cannot be converted.
+bool PrintJson(std::ostream& out, const google::protobuf::Message& message);
+
+// Whole seconds, largest unit first: "0s", "42s", "3m12s", "2h0m5s",
+// "1d4h0m0s". Sub-second durations below one second print as e.g. "250ms".
+std::string FormatUptime(absl::Duration d);
+
+// Exact binary multiples as "4MiB", "64KiB"; anything else as "1500B".
+std::string FormatBytes(uint64_t bytes);
+
+}  // namespace sockctl
