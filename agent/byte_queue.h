@@ -1,0 +1,64 @@
+// ByteQueue: a bounded-by-its-user FIFO of bytes for connection buffers.
+//
+// Layout: a Fifo of chunks; the front chunk may be partly consumed.
+//
+//   chunks:  [ xxxxxx|aaaaaaaa ] [ bbbbbbbbbbbb ] [ cccc ]
+//              ^      ^                                ^
+//              |      head_offset                      back: small appends
+//              consumed                                coalesce here
+//   size = bytes after head_offset = |a| + |b| + |c|
+//
+// Appending never moves queued bytes; small appends coalesce into the last
+// chunk (up to kCoalesceBytes) so a trickle of tiny reads does not cost a
+// heap block per read. An empty queue is one null pointer and owns no
+// memory (each connection has two). The queue does not enforce a bound:
+// the engine checks its limits before appending.
+//
+// Not thread-safe: the engine uses it on its loop thread only.
+#ifndef SOCKAGENT_AGENT_BYTE_QUEUE_H_
+#define SOCKAGENT_AGENT_BYTE_QUEUE_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "agent/fifo.h"
+
+namespace sockagent {
+
+class ByteQueue {
+ public:
+  // Chunks grow by appending up to this size; larger appends get their own.
+  static constexpr size_t kCoalesceBytes = 16 * 1024;
+
+  size_t size() const { return state_ == nullptr ? 0 : state_->size; }
+  bool empty() const { return state_ == nullptr; }
+
+  void Append(absl::string_view data);
+
+  // Removes and returns up to `max` bytes from the front.
+  std::string Take(size_t max);
+
+  // Points out[0..n) at the first queued bytes, at most `max_spans` spans;
+  // returns n. The spans stay valid until the queue is next modified.
+  size_t Peek(absl::string_view* out, size_t max_spans) const;
+
+  // Drops `n` <= size() bytes from the front (after they were written).
+  void Consume(size_t n);
+
+  void Clear() { state_.reset(); }
+
+ private:
+  struct State {
+    Fifo<std::string> chunks;
+    size_t head_offset = 0;  // Bytes of chunks.front() already consumed.
+    size_t size = 0;
+  };
+  // Invariant: null exactly when the queue is empty.
+  std::unique_ptr<State> state_;
+};
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_AGENT_BYTE_QUEUE_H_

@@ -1,0 +1,351 @@
+// The socket engine: owns every server (listener) and connection of the
+// agent, on one Asio loop thread.
+//
+// Threads: every public method may be called from any thread. It posts the
+// work to the loop thread and returns at once; the `done` callback runs later
+// on the loop thread, exactly once (also on shutdown, with an error). `done`
+// must not block, and must not destroy the engine: the gRPC layer only fills
+// a response and calls Finish(). Socket state is never touched outside the
+// loop thread. Once Shutdown() has begun, new calls are answered at once,
+// on the caller's thread, with Unavailable "agent shutting down".
+//
+// Bounds (EngineOptions): servers, connections, per-connection receive and
+// send buffers, Send size, UDP sessions per server, closed-connection
+// history. What happens at each bound is written beside its option.
+//
+// Example:
+//   auto engine = Engine::Create(EngineOptions{});
+//   ServerSpec spec;
+//   spec.bind.host = "127.0.0.1";
+//   spec.behavior.kind = BehaviorKind::kEcho;
+//   (*engine)->StartServer(spec, [](absl::StatusOr<ServerInfo> s) { ... });
+#ifndef SOCKAGENT_AGENT_ENGINE_H_
+#define SOCKAGENT_AGENT_ENGINE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "agent/types.h"
+
+namespace sockagent {
+
+// Ordered so listings and messages are stable.
+using Labels = std::map<std::string, std::string>;
+
+template <typename T>
+using Done = absl::AnyInvocable<void(T)>;
+
+// Where to bind or connect. `port` is a decimal port or a service name
+// ("www"); empty means 0 (servers: pick one). `unix_path` is for
+// Transport::kUnix only ('@' prefix: abstract namespace).
+struct Endpoint {
+  std::string host;
+  std::string port;
+  std::string unix_path;
+};
+
+enum class BehaviorKind { kHold, kEcho, kGreeting, kDiscard };
+
+struct Behavior {
+  BehaviorKind kind = BehaviorKind::kHold;
+  std::string greeting;  // kGreeting: sent on accept (UDP: per datagram).
+  bool close_after_greeting = false;
+};
+
+struct ServerSpec {
+  Transport transport = Transport::kTcp;
+  Endpoint bind;
+  Family family = Family::kUnspecified;
+  int backlog = 0;  // 0: SOMAXCONN.
+  bool reuse_address = true;
+  Behavior behavior;
+  Labels labels;
+  absl::Duration ttl = absl::ZeroDuration();           // Zero: none.
+  absl::Duration idle_timeout = absl::ZeroDuration();  // Accepted conns.
+  uint32_t udp_max_sessions = 0;  // 0: EngineOptions default.
+  absl::Duration udp_session_idle_timeout = absl::ZeroDuration();  // 0: dflt
+};
+
+enum class ServerState { kListening, kStopped };
+
+struct ServerCounters {
+  uint64_t connections_accepted = 0;
+  uint64_t connections_active = 0;
+  uint64_t connections_rejected = 0;
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t datagrams_received = 0;
+  uint64_t datagrams_sent = 0;
+  uint64_t datagrams_dropped = 0;
+};
+
+struct ServerInfo {
+  std::string id;
+  Transport transport = Transport::kTcp;
+  std::vector<SocketAddress> local_addresses;
+  Behavior behavior;
+  ServerState state = ServerState::kListening;
+  ServerCounters counters;
+  Labels labels;
+  int backlog = 0;
+  absl::Time created_at;
+  absl::Time stopped_at;  // InfinitePast() while listening.
+  absl::Duration ttl;
+  absl::Duration idle_timeout;
+  uint32_t udp_max_sessions = 0;
+  absl::Duration udp_session_idle_timeout;
+  std::string stop_reason;
+};
+
+// kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
+// there, still able to Send, until closed; echo and discard connections
+// finish their side and close (reason kPeerClosed). kLocalClosed: our FIN
+// went out (kShutdownWrite); reading goes on.
+enum class ConnectionState { kOpen, kPeerClosed, kLocalClosed, kClosed };
+
+enum class CloseReason {
+  kNone,
+  kLocalClose,
+  kLocalAbort,
+  kPeerClosed,
+  kPeerReset,
+  kIdleTimeout,
+  kTtlExpired,
+  kServerStopped,
+  kStreamEnded,
+  kError,
+  kAgentShutdown,
+};
+
+enum class Origin { kOpened, kAccepted, kUdpPeer };
+
+struct ConnectionCounters {
+  uint64_t bytes_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t datagrams_received = 0;
+  uint64_t datagrams_sent = 0;
+  uint64_t datagrams_dropped = 0;
+  uint64_t recv_buffered = 0;
+  uint64_t recv_buffered_peak = 0;
+  uint64_t send_buffered = 0;
+  uint64_t send_buffered_peak = 0;
+  uint64_t send_bytes_lost = 0;
+};
+
+struct ConnectionInfo {
+  std::string id;
+  Transport transport = Transport::kTcp;
+  SocketAddress local;
+  SocketAddress remote;
+  Origin origin = Origin::kOpened;
+  std::string server_id;
+  ConnectionState state = ConnectionState::kOpen;
+  CloseReason close_reason = CloseReason::kNone;
+  std::string close_detail;
+  ConnectionCounters counters;
+  Labels labels;
+  absl::Time opened_at;
+  absl::Time closed_at;  // InfinitePast() while open.
+  absl::Duration ttl;
+  absl::Duration idle_timeout;
+  bool stream_attached = false;
+};
+
+struct ClientSpec {
+  Transport transport = Transport::kTcp;
+  Endpoint remote;  // Port required (0 is InvalidArgument).
+  Family family = Family::kUnspecified;
+  absl::Duration connect_timeout = absl::ZeroDuration();  // 0: default.
+  Endpoint source;  // Optional local host and/or port to bind first.
+  bool tcp_nodelay = false;
+  bool keepalive = false;
+  absl::Duration keepalive_idle = absl::ZeroDuration();      // 0: kernel's.
+  absl::Duration keepalive_interval = absl::ZeroDuration();  // 0: kernel's.
+  uint32_t keepalive_count = 0;                              // 0: kernel's.
+  Labels labels;
+  absl::Duration ttl = absl::ZeroDuration();
+  absl::Duration idle_timeout = absl::ZeroDuration();
+};
+
+// Either an id or a non-empty label selector (not both, not neither).
+struct Selector {
+  std::string id;
+  Labels labels;
+};
+
+// page_size 0 means 100; above 1000 is clamped to 1000. page_token is
+// opaque to callers ("" for the first page; a malformed one is
+// InvalidArgument). Items are in creation order; the token marks the last
+// item returned, so objects created while paging appear on a later page.
+struct ServerFilter {
+  Labels selector;
+  std::optional<Transport> transport;
+  bool include_stopped = false;
+  size_t page_size = 0;
+  std::string page_token;
+};
+
+struct ConnectionFilter {
+  std::string server_id;
+  Labels selector;
+  std::vector<ConnectionState> states;  // Empty: every state but kClosed.
+  std::optional<Transport> transport;
+  bool include_closed = false;  // Also the bounded closed history.
+  size_t page_size = 0;
+  std::string page_token;
+};
+
+template <typename T>
+struct Page {
+  std::vector<T> items;
+  std::string next_page_token;  // Empty: no more.
+};
+
+struct StopResult {
+  std::vector<ServerInfo> servers;
+  uint64_t connections_closed = 0;
+};
+
+struct SendResult {
+  uint64_t bytes_accepted = 0;
+  uint64_t send_buffered = 0;
+};
+
+struct ReceiveSpec {
+  size_t max_bytes = 0;      // 0: 64 KiB. Capped by max_receive_bytes.
+  size_t max_datagrams = 0;  // UDP; 0: no extra limit.
+  absl::Duration wait = absl::ZeroDuration();
+  absl::Time deadline = absl::InfiniteFuture();  // The RPC's deadline.
+};
+
+struct DatagramInfo {
+  std::string data;
+  SocketAddress peer;
+  absl::Time received_at;
+};
+
+struct ReceiveResult {
+  std::string data;                     // Stream transports.
+  std::vector<DatagramInfo> datagrams;  // UDP.
+  bool end_of_stream = false;
+  uint64_t recv_buffered = 0;
+};
+
+// kGraceful: the connection is kClosed at once (Send/Receive see it closed);
+// its socket then flushes, sends FIN and reads until the peer's FIN or
+// EngineOptions::close_linger. kAbort: SO_LINGER 0 then close (RST); unsent
+// bytes count in send_bytes_lost. kShutdownWrite: flush, FIN, keep reading.
+// UDP has no FIN: graceful and abort both end the connection at once.
+enum class CloseMode { kGraceful, kAbort, kShutdownWrite };
+
+struct EngineOptions {
+  // StartServer beyond this: ResourceExhausted.
+  uint32_t max_servers = 1024;
+  // Open connections (all origins, UDP sessions included). An accept beyond
+  // it is closed at once and counted in connections_rejected; OpenClient
+  // beyond it: ResourceExhausted.
+  uint32_t max_connections = 16384;
+  // Per connection. When the receive buffer is full the engine stops reading
+  // the socket (TCP flow control slows the peer; no byte dropped); UDP
+  // datagrams beyond it are dropped and counted.
+  uint64_t recv_buffer_bytes = 4 << 20;
+  // Per connection. Send beyond it: ResourceExhausted, nothing queued.
+  uint64_t send_buffer_bytes = 4 << 20;
+  // One Send call: InvalidArgument above it.
+  uint64_t max_send_bytes = 1 << 20;
+  // One Receive answer: at most this many bytes.
+  uint64_t max_receive_bytes = 1 << 20;
+  // Per UDP server unless the spec says fewer; a new peer beyond it: its
+  // datagram is dropped and counted.
+  uint32_t max_udp_sessions_per_server = 1024;
+  absl::Duration udp_session_idle_timeout = absl::Seconds(60);
+  // Closed connections (and stopped servers) kept for listing; the oldest
+  // is forgotten first.
+  uint32_t closed_connections_kept = 1000;
+  absl::Duration default_connect_timeout = absl::Seconds(10);
+  // A graceful close flushes the send buffer, sends FIN, then reads (and
+  // discards) until the peer's FIN, so the peer never sees a reset for
+  // bytes it sent late. This bounds that wait: when it expires the socket is
+  // closed (with RST if bytes are still unsent; they count as
+  // send_bytes_lost). Zero: close right after the flush attempt.
+  absl::Duration close_linger = absl::Seconds(5);
+};
+
+class Engine {
+ public:
+  // Starts the loop thread.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(
+      const EngineOptions& options);
+
+  virtual ~Engine() = default;
+
+  virtual const EngineOptions& options() const = 0;
+
+  // Binds (and listens) every address `spec.bind` names: host "" is one
+  // socket per family (0.0.0.0 and [::] with IPV6_V6ONLY; with port 0 the
+  // second gets the port the first got); a name binds every address it
+  // resolves to. A UNIX path that exists already is AlreadyExists (never
+  // unlinked); the file is removed when the server stops.
+  virtual void StartServer(ServerSpec spec,
+                           Done<absl::StatusOr<ServerInfo>> done) = 0;
+
+  // close_connections closes accepted connections gracefully (reason
+  // kServerStopped). UDP peer sessions always end with their server (they
+  // live on its socket). Stopping a stopped server returns it unchanged.
+  virtual void StopServers(Selector selector, bool close_connections,
+                           Done<absl::StatusOr<StopResult>> done) = 0;
+
+  virtual void ListServers(ServerFilter filter,
+                           Done<absl::StatusOr<Page<ServerInfo>>> done) = 0;
+
+  // Resolves off the loop thread, then connects; `deadline` is the RPC's.
+  virtual void OpenClient(ClientSpec spec, absl::Time deadline,
+                          Done<absl::StatusOr<ConnectionInfo>> done) = 0;
+
+  virtual void ListConnections(
+      ConnectionFilter filter,
+      Done<absl::StatusOr<Page<ConnectionInfo>>> done) = 0;
+
+  virtual void Send(std::string connection_id, std::string data,
+                    Done<absl::StatusOr<SendResult>> done) = 0;
+
+  // Parks until data, end of stream, error, `spec.wait` or `spec.deadline`.
+  // Returns a token (never 0) for CancelReceive, which completes a parked
+  // receive at once with whatever it has (used when the RPC is cancelled).
+  // Cancelling a finished receive does nothing. `done` may run before
+  // Receive returns.
+  //
+  // Bytes the peer sent before a FIN or a reset stay receivable after the
+  // connection closed; once drained: peer FIN -> OK end_of_stream; reset ->
+  // Aborted "receive conn-N: connection reset by peer"; shutdown ->
+  // Unavailable "agent shutting down" (also for receives parked at
+  // Shutdown); error -> Unavailable naming it; any local close (Close,
+  // timeouts, server stopped) -> FailedPrecondition, bytes discarded.
+  virtual uint64_t Receive(std::string connection_id, ReceiveSpec spec,
+                           Done<absl::StatusOr<ReceiveResult>> done) = 0;
+  virtual void CancelReceive(uint64_t token) = 0;
+
+  virtual void CloseConnections(
+      Selector selector, CloseMode mode,
+      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) = 0;
+
+  // Closes everything (reason kAgentShutdown; sockets closed at once, no
+  // linger), completes every pending callback (parked receives, OpenClient
+  // and StartServer in flight: Unavailable "agent shutting down"), and stops
+  // the loop thread. Idempotent; blocks until done. Must not be called from
+  // the loop thread (it aborts). The destructor calls it.
+  virtual void Shutdown() = 0;
+};
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_AGENT_ENGINE_H_

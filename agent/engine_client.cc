@@ -1,0 +1,524 @@
+// EngineImpl, clients and names: OpenClient (resolve, then try each address
+// in order until one connects, all under one deadline) and the name lookup
+// shared with StartServer. Numeric hosts and ports never reach the
+// resolver; names go to Asio's resolver, whose getaddrinfo runs on Asio's
+// internal resolver thread, never on the loop. Loop thread only.
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/engine_impl.h"
+#include "agent/net_error.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+namespace {
+
+using KeepIdle =
+    asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPIDLE>;
+using KeepInterval =
+    asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPINTVL>;
+using KeepCount =
+    asio::detail::socket_option::integer<IPPROTO_TCP, TCP_KEEPCNT>;
+
+const char* FamilyName(Family family) {
+  switch (family) {
+    case Family::kIpv4:
+      return "IPv4";
+    case Family::kIpv6:
+      return "IPv6";
+    case Family::kUnix:
+      return "UNIX";
+    case Family::kUnspecified:
+      break;
+  }
+  return "IP";
+}
+
+std::string HostPort(absl::string_view host, absl::string_view port) {
+  if (host.find(':') != absl::string_view::npos && host.front() != '[') {
+    return absl::StrCat("[", host, "]:", port);
+  }
+  return absl::StrCat(host, ":", port);
+}
+
+// Wildcard addresses for host "" (servers): IPv4 first, then IPv6.
+IpEndpoints Wildcards(Family family, uint16_t port) {
+  IpEndpoints out;
+  if (family != Family::kIpv6) {
+    out.emplace_back(asio::ip::address_v4::any(), port);
+  }
+  if (family != Family::kIpv4) {
+    out.emplace_back(asio::ip::address_v6::any(), port);
+  }
+  return out;
+}
+
+absl::Status CheckDuration(absl::Duration d, absl::string_view name) {
+  if (d < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(absl::StrCat(name, " is negative"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateClientSpec(const ClientSpec& spec) {
+  for (const auto& [d, name] :
+       {std::pair<absl::Duration, absl::string_view>{spec.connect_timeout,
+                                                     "connect_timeout"},
+        {spec.ttl, "ttl"},
+        {spec.idle_timeout, "idle_timeout"},
+        {spec.keepalive_idle, "keepalive idle"},
+        {spec.keepalive_interval, "keepalive interval"}}) {
+    if (absl::Status s = CheckDuration(d, name); !s.ok()) return s;
+  }
+  if (spec.transport == Transport::kUnix) {
+    if (!spec.remote.host.empty() || !spec.remote.port.empty()) {
+      return absl::InvalidArgumentError(
+          "a UNIX client takes unix_path only, not host or port");
+    }
+    if (!spec.source.host.empty() || !spec.source.port.empty() ||
+        !spec.source.unix_path.empty()) {
+      return absl::InvalidArgumentError(
+          "a UNIX client cannot bind a source address");
+    }
+    if (spec.family != Family::kUnspecified && spec.family != Family::kUnix) {
+      return absl::InvalidArgumentError(
+          "a UNIX client cannot use an IP family");
+    }
+    if (spec.tcp_nodelay || spec.keepalive) {
+      return absl::InvalidArgumentError(
+          "tcp_nodelay and keepalive are for TCP clients");
+    }
+    return UnixEndpoint(spec.remote.unix_path).status();
+  }
+  if (!spec.remote.unix_path.empty() || !spec.source.unix_path.empty()) {
+    return absl::InvalidArgumentError("unix_path is for UNIX clients only");
+  }
+  if (spec.family == Family::kUnix) {
+    return absl::InvalidArgumentError("family UNIX needs transport UNIX");
+  }
+  if (spec.remote.host.empty()) {
+    return absl::InvalidArgumentError("remote host is empty");
+  }
+  absl::StatusOr<std::optional<uint16_t>> port = ParsePort(spec.remote.port);
+  if (!port.ok()) return port.status();
+  if (port->has_value() && **port == 0) {
+    return absl::InvalidArgumentError(
+        "remote port 0 is not valid for a client");
+  }
+  if (spec.transport == Transport::kUdp &&
+      (spec.tcp_nodelay || spec.keepalive)) {
+    return absl::InvalidArgumentError(
+        "tcp_nodelay and keepalive are for TCP clients");
+  }
+  if (!spec.source.host.empty() && !ParseIpLiteral(spec.source.host)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "source host '", spec.source.host, "' must be a numeric address"));
+  }
+  absl::StatusOr<std::optional<uint16_t>> source_port =
+      ParsePort(spec.source.port);
+  if (!source_port.ok()) return source_port.status();
+  if (!source_port->has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("source port '", spec.source.port, "' must be a number"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
+                              Done<absl::StatusOr<ConnectionInfo>> done) {
+  if (absl::Status s = ValidateClientSpec(spec); !s.ok()) {
+    done(s);
+    return;
+  }
+  // Connections being opened count against the limit already.
+  if (conns_open_ + attempts_.size() >= options_.max_connections) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("max_connections (", options_.max_connections,
+                     ") reached: close connections first")));
+    return;
+  }
+  const std::string target = spec.transport == Transport::kUnix
+                                 ? absl::StrCat("unix:", spec.remote.unix_path)
+                                 : HostPort(spec.remote.host, spec.remote.port);
+  const absl::Duration timeout =
+      std::min(spec.connect_timeout > absl::ZeroDuration()
+                   ? spec.connect_timeout
+                   : options_.default_connect_timeout,
+               deadline - absl::Now());
+  if (timeout <= absl::ZeroDuration()) {
+    done(absl::DeadlineExceededError(absl::StrCat(
+        "connect ", target, ": the call's deadline has already passed")));
+    return;
+  }
+  auto attempt = std::make_unique<ClientAttempt>();
+  ClientAttempt& a = *attempt;
+  a.id = next_attempt_id_++;
+  a.spec = std::move(spec);
+  a.done = std::move(done);
+  a.timeout = timeout;
+  a.target = target;
+  if (!a.spec.source.host.empty()) {
+    a.source_address = ParseIpLiteral(a.spec.source.host);
+  }
+  if (absl::StatusOr<std::optional<uint16_t>> port =
+          ParsePort(a.spec.source.port);
+      port.ok() && port->has_value()) {
+    a.source_port = **port;
+  }
+  a.timer = std::make_unique<Timer>(io_, ToSteady(timeout));
+  a.timer->async_wait([this, id = a.id](const asio::error_code& ec) {
+    if (!ec) OnClientTimeout(id);
+  });
+  const uint64_t id = a.id;
+  attempts_.emplace(id, std::move(attempt));
+  if (a.spec.transport == Transport::kUnix) {
+    a.endpoints.push_back(*UnixEndpoint(a.spec.remote.unix_path));
+    ConnectNext(a);
+    return;
+  }
+  ResolveQuery query;
+  query.host = a.spec.remote.host;
+  query.port = a.spec.remote.port;
+  query.transport = a.spec.transport;
+  query.family = a.spec.family;
+  query.passive = false;
+  const uint64_t resolve_id = Resolve(
+      std::move(query), [this, id](absl::StatusOr<IpEndpoints> endpoints) {
+        OnClientResolved(id, std::move(endpoints));
+      });
+  // A numeric lookup already ran (and may have finished the attempt).
+  if (auto it = attempts_.find(id); it != attempts_.end() && resolve_id != 0) {
+    it->second->resolve_id = resolve_id;
+  }
+}
+
+void EngineImpl::OnClientResolved(uint64_t attempt_id,
+                                  absl::StatusOr<IpEndpoints> endpoints) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;
+  ClientAttempt& a = *it->second;
+  a.resolve_id = 0;
+  if (!endpoints.ok()) {
+    FinishAttempt(attempt_id, endpoints.status());
+    return;
+  }
+  // The family is a preference: its addresses first, in resolver order.
+  std::stable_partition(endpoints->begin(), endpoints->end(),
+                        [&a](const asio::ip::tcp::endpoint& e) {
+                          return FamilyMatches(a.spec.family, e.address());
+                        });
+  for (const asio::ip::tcp::endpoint& e : *endpoints) {
+    // A source address pins the family.
+    if (a.source_address.has_value() &&
+        a.source_address->is_v4() != e.address().is_v4()) {
+      continue;
+    }
+    a.endpoints.emplace_back(e);
+  }
+  if (a.endpoints.empty()) {
+    FinishAttempt(attempt_id, absl::InvalidArgumentError(
+                                  absl::StrCat("connect ", a.target,
+                                               ": no address of the family of "
+                                               "source address ",
+                                               a.spec.source.host)));
+    return;
+  }
+  ConnectNext(a);
+}
+
+absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
+                                          const StreamProtocol::endpoint& to,
+                                          bool* fatal) {
+  asio::error_code ec;
+  *fatal = false;
+  const bool v4 = to.protocol().family() == AF_INET;
+  const asio::ip::address source_address = a.source_address.value_or(
+      v4 ? asio::ip::address(asio::ip::address_v4::any())
+         : asio::ip::address(asio::ip::address_v6::any()));
+  const bool bind_source = a.source_address.has_value() || a.source_port != 0;
+  const std::string source =
+      ToSocketAddress(source_address, a.source_port).ToString();
+  if (a.spec.transport == Transport::kUdp) {
+    a.udp = std::make_unique<UdpSocket>(io_);
+    a.udp->open(v4 ? asio::ip::udp::v4() : asio::ip::udp::v6(), ec);
+    if (ec) return ErrorStatus(absl::StrCat("socket for ", a.trying), ec);
+    *fatal = true;  // From here on, the same for every address.
+    if (bind_source) {
+      if (a.source_port != 0) {
+        a.udp->set_option(asio::socket_base::reuse_address(true), ec);
+      }
+      a.udp->bind(asio::ip::udp::endpoint(source_address, a.source_port), ec);
+      if (ec) return ErrorStatus(absl::StrCat("bind source ", source), ec);
+    }
+    return absl::OkStatus();
+  }
+  a.stream = std::make_unique<StreamSocket>(io_);
+  a.stream->open(to.protocol(), ec);
+  if (ec) return ErrorStatus(absl::StrCat("socket for ", a.trying), ec);
+  *fatal = true;  // From here on, the same for every address.
+  if (a.spec.transport != Transport::kTcp) return absl::OkStatus();
+  if (a.spec.tcp_nodelay) {
+    a.stream->set_option(asio::ip::tcp::no_delay(true), ec);
+    if (ec) return ErrorStatus("TCP_NODELAY", ec);
+  }
+  if (a.spec.keepalive) {
+    a.stream->set_option(asio::socket_base::keep_alive(true), ec);
+    if (ec) return ErrorStatus("SO_KEEPALIVE", ec);
+    auto seconds = [](absl::Duration d) {
+      return static_cast<int>(std::max<int64_t>(1, absl::ToInt64Seconds(d)));
+    };
+    if (a.spec.keepalive_idle > absl::ZeroDuration()) {
+      a.stream->set_option(KeepIdle(seconds(a.spec.keepalive_idle)), ec);
+      if (ec) return ErrorStatus("TCP_KEEPIDLE", ec);
+    }
+    if (a.spec.keepalive_interval > absl::ZeroDuration()) {
+      a.stream->set_option(KeepInterval(seconds(a.spec.keepalive_interval)),
+                           ec);
+      if (ec) return ErrorStatus("TCP_KEEPINTVL", ec);
+    }
+    if (a.spec.keepalive_count > 0) {
+      a.stream->set_option(KeepCount(static_cast<int>(a.spec.keepalive_count)),
+                           ec);
+      if (ec) return ErrorStatus("TCP_KEEPCNT", ec);
+    }
+  }
+  if (bind_source) {
+    if (a.source_port != 0) {
+      a.stream->set_option(asio::socket_base::reuse_address(true), ec);
+    }
+    a.stream->bind(StreamProtocol::endpoint(
+                       asio::ip::tcp::endpoint(source_address, a.source_port)),
+                   ec);
+    if (ec) return ErrorStatus(absl::StrCat("bind source ", source), ec);
+  }
+  return absl::OkStatus();
+}
+
+void EngineImpl::ConnectNext(ClientAttempt& a) {
+  while (a.next < a.endpoints.size()) {
+    const StreamProtocol::endpoint& to = a.endpoints[a.next++];
+    a.trying = PackedAddress::FromKernel(to.data(), to.size()).ToString();
+    a.stream.reset();
+    a.udp.reset();
+    bool fatal = false;
+    if (absl::Status s = OpenClientSocket(a, to, &fatal); !s.ok()) {
+      if (fatal) {
+        FinishAttempt(a.id, s);
+        return;
+      }
+      a.last_error = s;  // E.g. no IPv6 on this host: try the next one.
+      continue;
+    }
+    if (a.udp != nullptr) {
+      // Connecting a UDP socket only sets its default peer: no handshake.
+      asio::error_code ec;
+      const PackedAddress remote =
+          PackedAddress::FromKernel(to.data(), to.size());
+      a.udp->connect(remote.udp(), ec);
+      if (ec) {
+        a.last_error = ErrorStatus(absl::StrCat("connect ", a.trying), ec);
+        continue;
+      }
+      OnClientConnected(a.id, ec);
+      return;
+    }
+    a.stream->async_connect(to, [this, id = a.id](const asio::error_code& ec) {
+      OnClientConnected(id, ec);
+    });
+    return;
+  }
+  absl::Status error = a.last_error;
+  if (a.endpoints.size() > 1) {
+    error = absl::Status(
+        error.code(),
+        absl::StrCat(error.message(), " (tried ", a.endpoints.size(),
+                     " addresses of ", a.target, ")"));
+  }
+  FinishAttempt(a.id, error);
+}
+
+void EngineImpl::OnClientConnected(uint64_t attempt_id,
+                                   const asio::error_code& ec) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;  // Timed out or shut down meanwhile.
+  ClientAttempt& a = *it->second;
+  if (ec) {
+    if (ec == asio::error::operation_aborted) return;
+    a.last_error = ErrorStatus(absl::StrCat("connect ", a.trying), ec);
+    ConnectNext(a);
+    return;
+  }
+  auto conn = std::make_unique<Conn>();
+  conn->num = NewConnNum();
+  conn->transport = a.spec.transport;
+  conn->origin = Origin::kOpened;
+  if (!a.spec.labels.empty()) {
+    conn->labels = std::make_shared<const Labels>(std::move(a.spec.labels));
+  }
+  asio::error_code error;
+  if (a.stream != nullptr) {
+    const StreamProtocol::endpoint local = a.stream->local_endpoint(error);
+    if (!error)
+      conn->local = PackedAddress::FromKernel(local.data(), local.size());
+    const StreamProtocol::endpoint remote = a.stream->remote_endpoint(error);
+    if (!error) {
+      conn->remote = PackedAddress::FromKernel(remote.data(), remote.size());
+    }
+    if (a.spec.transport == Transport::kUnix) {
+      conn->remote = PackedAddress::Unix(
+          std::make_shared<const std::string>(a.spec.remote.unix_path));
+    }
+    conn->stream = std::move(a.stream);
+  } else {
+    const asio::ip::udp::endpoint local = a.udp->local_endpoint(error);
+    if (!error) conn->local = PackedAddress::Ip(local.address(), local.port());
+    const asio::ip::udp::endpoint remote = a.udp->remote_endpoint(error);
+    if (!error) {
+      conn->remote = PackedAddress::Ip(remote.address(), remote.port());
+    }
+    conn->udp = std::move(a.udp);
+  }
+  Conn& c = AddConn(std::move(conn));
+  Emit(EventKind::kConnectionConnected, 0, c.num);
+  StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  FinishAttempt(attempt_id, Snapshot(c));
+}
+
+void EngineImpl::OnClientTimeout(uint64_t attempt_id) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;
+  const ClientAttempt& a = *it->second;
+  const std::string what =
+      a.resolve_id != 0
+          ? absl::StrCat("resolve ", a.spec.remote.host)
+          : absl::StrCat("connect ", a.trying.empty() ? a.target : a.trying);
+  FinishAttempt(attempt_id, absl::DeadlineExceededError(
+                                absl::StrCat(what, ": timed out after ",
+                                             absl::FormatDuration(a.timeout))));
+}
+
+void EngineImpl::FinishAttempt(uint64_t attempt_id,
+                               absl::StatusOr<ConnectionInfo> result) {
+  auto it = attempts_.find(attempt_id);
+  if (it == attempts_.end()) return;
+  std::unique_ptr<ClientAttempt> a = std::move(it->second);
+  attempts_.erase(it);
+  if (a->resolve_id != 0) CancelResolve(a->resolve_id);
+  // Destroying the timer and any socket still connecting cancels their
+  // handlers; they find no attempt and return.
+  a->timer.reset();
+  a->done(std::move(result));
+}
+
+uint64_t EngineImpl::Resolve(ResolveQuery query,
+                             Done<absl::StatusOr<IpEndpoints>> done) {
+  absl::StatusOr<std::optional<uint16_t>> port = ParsePort(query.port);
+  if (!port.ok()) {
+    done(port.status());
+    return 0;
+  }
+  if (query.host.empty() && !query.passive) {
+    done(absl::InvalidArgumentError("host is empty"));
+    return 0;
+  }
+  std::optional<asio::ip::address> literal = ParseIpLiteral(query.host);
+  if (literal.has_value() && query.passive &&
+      !FamilyMatches(query.family, *literal)) {
+    done(absl::InvalidArgumentError(absl::StrCat(
+        "address ", query.host, " is not ", FamilyName(query.family))));
+    return 0;
+  }
+  if (port->has_value() && (query.host.empty() || literal.has_value())) {
+    done(literal.has_value() ? IpEndpoints{{*literal, **port}}
+                             : Wildcards(query.family, **port));
+    return 0;
+  }
+  // A host name and/or a service name: getaddrinfo on Asio's resolver
+  // thread. No AI_ADDRCONFIG: on a host with only loopback addresses it
+  // would hide "localhost".
+  asio::ip::resolver_base::flags flags = {};
+  if (query.passive) flags |= asio::ip::resolver_base::passive;
+  if (literal.has_value()) flags |= asio::ip::resolver_base::numeric_host;
+  if (port->has_value()) flags |= asio::ip::resolver_base::numeric_service;
+  const std::string host =
+      literal.has_value() ? literal->to_string() : query.host;
+  const uint64_t id = next_resolve_id_++;
+  auto pending = std::make_unique<PendingResolve>();
+  pending->literal = literal;
+  pending->done = std::move(done);
+  if (query.transport == Transport::kUdp) {
+    pending->udp = std::make_unique<UdpResolver>(io_);
+    pending->udp->async_resolve(host, query.port, flags,
+                                [this, id](const asio::error_code& ec,
+                                           UdpResolver::results_type results) {
+                                  IpEndpoints endpoints;
+                                  for (const auto& entry : results) {
+                                    endpoints.emplace_back(
+                                        entry.endpoint().address(),
+                                        entry.endpoint().port());
+                                  }
+                                  OnResolved(id, ec, std::move(endpoints));
+                                });
+  } else {
+    pending->tcp = std::make_unique<TcpResolver>(io_);
+    pending->tcp->async_resolve(host, query.port, flags,
+                                [this, id](const asio::error_code& ec,
+                                           TcpResolver::results_type results) {
+                                  IpEndpoints endpoints;
+                                  for (const auto& entry : results)
+                                    endpoints.push_back(entry.endpoint());
+                                  OnResolved(id, ec, std::move(endpoints));
+                                });
+  }
+  pending->query = std::move(query);
+  resolves_.emplace(id, std::move(pending));
+  return id;
+}
+
+void EngineImpl::OnResolved(uint64_t resolve_id, const asio::error_code& ec,
+                            IpEndpoints endpoints) {
+  auto it = resolves_.find(resolve_id);
+  if (it == resolves_.end()) return;  // Cancelled.
+  std::unique_ptr<PendingResolve> r = std::move(it->second);
+  resolves_.erase(it);
+  const ResolveQuery& q = r->query;
+  if (ec) {
+    const std::string what =
+        q.host.empty() || r->literal.has_value()
+            ? absl::StrCat("resolve service '", q.port, "'")
+            : absl::StrCat("resolve ", q.host);
+    r->done(ErrorStatus(what, ec));
+    return;
+  }
+  IpEndpoints out;
+  if (q.host.empty()) {
+    // Only the service's port was looked up; bind the wildcards.
+    out = Wildcards(q.family, endpoints.empty() ? 0 : endpoints[0].port());
+  } else {
+    for (const asio::ip::tcp::endpoint& e : endpoints) {
+      if (q.passive && !FamilyMatches(q.family, e.address())) continue;
+      if (std::find(out.begin(), out.end(), e) == out.end()) out.push_back(e);
+    }
+  }
+  if (out.empty()) {
+    r->done(absl::NotFoundError(absl::StrCat(
+        "resolve ", q.host, ": no ", FamilyName(q.family), " address")));
+    return;
+  }
+  r->done(std::move(out));
+}
+
+void EngineImpl::CancelResolve(uint64_t resolve_id) {
+  // Destroying the resolver cancels the lookup; its handler finds nothing.
+  resolves_.erase(resolve_id);
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent

@@ -1,0 +1,584 @@
+// EngineImpl, connection I/O: readiness-driven reads into the loop's scratch
+// buffer, bounded buffers with pause/resume (backpressure), writes, FIN and
+// RST handling, graceful-close tails, and the TTL/idle/linger timers.
+// Loop thread only.
+#include <algorithm>
+#include <array>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/types/span.h"
+#include "agent/engine_impl.h"
+#include "agent/net_error.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+namespace {
+
+// Reads per readiness wakeup before yielding to other sockets.
+constexpr int kReadsPerWakeup = 8;
+// Buffers handed to one writev.
+constexpr size_t kMaxWriteSpans = 16;
+
+enum TimerKind { kTtlTimer, kIdleTimer, kLingerTimer };
+
+// Bytes the peer sent before the close stay available to Receive after
+// these closes; the others were asked for (or decided) locally and discard
+// them.
+bool KeepsReceivedBytes(CloseReason reason) {
+  return reason == CloseReason::kPeerClosed ||
+         reason == CloseReason::kPeerReset || reason == CloseReason::kError;
+}
+
+}  // namespace
+
+void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
+                                 absl::Duration idle_timeout) {
+  c.opened_at = absl::Now();
+  asio::error_code ec;
+  // Non-blocking for our own read_some/write_some calls: they must return
+  // would_block instead of waiting.
+  if (c.stream != nullptr) c.stream->non_blocking(true, ec);
+  if (c.udp != nullptr) c.udp->non_blocking(true, ec);
+  auto arm = [this, &c](std::unique_ptr<Timer>& timer, absl::Duration after,
+                        int which) {
+    timer = std::make_unique<Timer>(io_, ToSteady(after));
+    timer->async_wait([this, num = c.num, which](const asio::error_code& e) {
+      if (!e) OnConnTimer(num, which);
+    });
+  };
+  if (ttl > absl::ZeroDuration()) {
+    ConnExtra& x = c.Extra();
+    x.ttl = ttl;
+    arm(x.ttl_timer, ttl, kTtlTimer);
+  }
+  if (idle_timeout > absl::ZeroDuration()) {
+    ConnExtra& x = c.Extra();
+    x.idle_timeout = idle_timeout;
+    x.last_activity_ns = SteadyNowNs();
+    arm(x.idle_timer, idle_timeout, kIdleTimer);
+  }
+  ArmRead(c);
+}
+
+void EngineImpl::Touch(Conn& c) {
+  if (c.extra != nullptr && c.extra->idle_timer != nullptr) {
+    c.extra->last_activity_ns = SteadyNowNs();
+  }
+}
+
+void EngineImpl::ArmRead(Conn& c) {
+  if (c.read_armed || c.finalized || c.read_paused || c.eof) return;
+  auto handler = [this, num = c.num](const asio::error_code& ec) {
+    OnReadable(num, ec);
+  };
+  if (c.stream != nullptr) {
+    c.stream->async_wait(asio::socket_base::wait_read, std::move(handler));
+  } else if (c.udp != nullptr) {
+    c.udp->async_wait(asio::socket_base::wait_read, std::move(handler));
+  } else {
+    return;  // A UDP peer session reads through its server's socket.
+  }
+  c.read_armed = true;
+}
+
+void EngineImpl::OnReadable(uint64_t num, const asio::error_code& ec) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->finalized) return;
+  c->read_armed = false;
+  if (ec) {
+    if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
+    return;
+  }
+  if (c->stream != nullptr) {
+    ReadStream(*c);
+  } else {
+    ReadUdpClient(*c);
+  }
+}
+
+size_t EngineImpl::ReadRoom(const Conn& c) const {
+  const size_t scratch = scratch_.size();
+  // A closing tail reads only to find the peer's FIN; it keeps nothing.
+  if (c.state == ConnectionState::kClosed) return scratch;
+  auto room = [scratch](uint64_t used, uint64_t bound) -> size_t {
+    return used >= bound ? 0 : std::min<uint64_t>(scratch, bound - used);
+  };
+  switch (c.behavior) {
+    case BehaviorKind::kEcho:
+      return room(c.counters.send_buffered, options_.send_buffer_bytes);
+    case BehaviorKind::kDiscard:
+      return scratch;
+    case BehaviorKind::kHold:
+    case BehaviorKind::kGreeting:
+      break;
+  }
+  return room(c.counters.recv_buffered, options_.recv_buffer_bytes);
+}
+
+void EngineImpl::ReadStream(Conn& c) {
+  for (int i = 0; i < kReadsPerWakeup; ++i) {
+    const size_t room = ReadRoom(c);
+    if (room == 0) {
+      // Buffer full: stop reading. TCP flow control now slows the peer;
+      // ResumeReading re-arms once the buffer drains to half.
+      c.read_paused = true;
+      return;
+    }
+    asio::error_code ec;
+    const size_t n =
+        c.stream->read_some(asio::buffer(scratch_.data(), room), ec);
+    if (ec) {
+      if (IsWouldBlock(ec)) break;
+      if (ec == asio::error::eof) {
+        OnPeerFin(c);
+      } else {
+        OnStreamError(c, ec, "read");
+      }
+      return;
+    }
+    DeliverStream(c, scratch_.data(), n);
+    if (c.finalized) return;
+    if (n < room) break;  // The socket had no more for now.
+  }
+  ArmRead(c);
+}
+
+void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
+  c.counters.bytes_received += n;
+  if (Server* s = FindServer(c.server_num))
+    s->info.counters.bytes_received += n;
+  Touch(c);
+  Emit(EventKind::kDataReceived, c.server_num, c.num, n);
+  if (c.state == ConnectionState::kClosed) return;
+  switch (c.behavior) {
+    case BehaviorKind::kEcho:
+      c.send_bytes.Append(absl::string_view(data, n));
+      c.counters.send_buffered = c.send_bytes.size();
+      c.counters.send_buffered_peak =
+          std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+      Flush(c);
+      return;
+    case BehaviorKind::kDiscard:
+      return;
+    case BehaviorKind::kHold:
+    case BehaviorKind::kGreeting:
+      break;
+  }
+  c.recv_bytes.Append(absl::string_view(data, n));
+  c.counters.recv_buffered = c.recv_bytes.size();
+  c.counters.recv_buffered_peak =
+      std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
+  NotifyReceiver(c);
+}
+
+void EngineImpl::ResumeReading(Conn& c) {
+  if (!c.read_paused || c.finalized) return;
+  // Hysteresis: resume at half the bound, so a reader taking small pieces
+  // does not toggle reading for every piece.
+  if (c.state != ConnectionState::kClosed) {
+    if (c.behavior == BehaviorKind::kEcho) {
+      if (c.counters.send_buffered > options_.send_buffer_bytes / 2) return;
+    } else if (c.counters.recv_buffered > options_.recv_buffer_bytes / 2) {
+      return;
+    }
+  }
+  c.read_paused = false;
+  // No readiness was consumed while paused, so the wait reports at once if
+  // bytes are waiting (Asio re-registers the descriptor with epoll).
+  ArmRead(c);
+}
+
+void EngineImpl::OnPeerFin(Conn& c) {
+  c.eof = true;
+  if (c.state == ConnectionState::kClosed) {
+    // A closing tail ends once our FIN is out too.
+    if (c.fin_sent) Finalize(c, /*abort=*/false);
+    return;
+  }
+  Emit(EventKind::kConnectionPeerClosed, c.server_num, c.num);
+  if (c.fin_sent) {
+    MarkClosed(c, CloseReason::kPeerClosed, "");
+    Finalize(c, /*abort=*/false);
+    return;
+  }
+  c.state = ConnectionState::kPeerClosed;
+  if (c.behavior == BehaviorKind::kEcho ||
+      c.behavior == BehaviorKind::kDiscard) {
+    // Nothing more will come to echo or count: finish our side too.
+    StartClose(c, CloseReason::kPeerClosed, "", /*abort=*/false);
+    return;
+  }
+  NotifyReceiver(c);
+}
+
+void EngineImpl::OnStreamError(Conn& c, const asio::error_code& ec,
+                               absl::string_view op) {
+  const bool reset = IsResetError(ec);
+  std::string detail =
+      reset ? ErrorText(ec) : absl::StrCat(op, ": ", ErrorText(ec));
+  if (c.state != ConnectionState::kClosed) {
+    MarkClosed(c, reset ? CloseReason::kPeerReset : CloseReason::kError,
+               std::move(detail));
+  } else {
+    ConnExtra& x = c.Extra();
+    x.close_detail = x.close_detail.empty()
+                         ? std::move(detail)
+                         : absl::StrCat(x.close_detail, "; then ", detail);
+  }
+  Finalize(c, /*abort=*/true);
+}
+
+absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data) {
+  const std::string id = ConnId(c.num);
+  const uint64_t size = data.size();
+  if (size > options_.max_send_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "send ", id, ": ", size, " bytes is above max_send_bytes (",
+        options_.max_send_bytes, ")"));
+  }
+  if (c.state == ConnectionState::kClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("send ", id, ": connection is closed (",
+                     CloseReasonText(c.close_reason), ")"));
+  }
+  if (c.fin_wanted || c.state == ConnectionState::kLocalClosed) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("send ", id, ": the write side is shut down"));
+  }
+  if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send ", id, ": send buffer full: ", c.counters.send_buffered,
+        " bytes queued, ", size, " more would exceed send_buffer_bytes (",
+        options_.send_buffer_bytes, "); retry after it drains"));
+  }
+  if (c.is_udp_session()) {
+    if (absl::Status s = SendSessionDatagram(c, std::move(data)); !s.ok()) {
+      return s;
+    }
+  } else if (c.udp != nullptr) {
+    ConnExtra& x = c.Extra();
+    if (x.send_datagrams.empty()) {
+      asio::error_code ec;
+      c.udp->send(asio::buffer(data), 0, ec);
+      if (!ec) {
+        ++c.counters.datagrams_sent;
+        c.counters.bytes_sent += size;
+        Touch(c);
+        Emit(EventKind::kDataSent, 0, c.num, size);
+        return SendResult{size, c.counters.send_buffered};
+      }
+      if (!IsWouldBlock(ec)) {
+        return ErrorStatus(
+            absl::StrCat("send ", id, " to ", c.remote.ToString()), ec);
+      }
+    }
+    x.send_datagrams.push_back(std::move(data));
+    c.counters.send_buffered += size;
+    c.counters.send_buffered_peak =
+        std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+    ArmWrite(c);
+  } else {
+    c.send_bytes.Append(data);
+    c.counters.send_buffered = c.send_bytes.size();
+    c.counters.send_buffered_peak =
+        std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+    Flush(c);
+  }
+  return SendResult{size, c.counters.send_buffered};
+}
+
+void EngineImpl::Flush(Conn& c) {
+  if (c.finalized || c.stream == nullptr) return;
+  while (!c.send_bytes.empty()) {
+    std::array<absl::string_view, kMaxWriteSpans> spans;
+    const size_t count = c.send_bytes.Peek(spans.data(), spans.size());
+    std::array<asio::const_buffer, kMaxWriteSpans> buffers;
+    for (size_t i = 0; i < count; ++i) {
+      buffers[i] = asio::buffer(spans[i].data(), spans[i].size());
+    }
+    asio::error_code ec;
+    const size_t written =
+        c.stream->write_some(absl::MakeConstSpan(buffers.data(), count), ec);
+    if (ec) {
+      if (IsWouldBlock(ec)) {
+        ResumeReading(c);  // An echo may have drained below its mark.
+        ArmWrite(c);
+        return;
+      }
+      OnStreamError(c, ec, "write");
+      return;
+    }
+    c.send_bytes.Consume(written);
+    c.counters.send_buffered = c.send_bytes.size();
+    c.counters.bytes_sent += written;
+    if (Server* s = FindServer(c.server_num)) {
+      s->info.counters.bytes_sent += written;
+    }
+    Touch(c);
+    Emit(EventKind::kDataSent, c.server_num, c.num, written);
+  }
+  ResumeReading(c);
+  if (c.fin_wanted && !c.fin_sent) SendFin(c);
+}
+
+void EngineImpl::ArmWrite(Conn& c) {
+  if (c.write_armed || c.finalized) return;
+  auto handler = [this, num = c.num](const asio::error_code& ec) {
+    OnWritable(num, ec);
+  };
+  if (c.stream != nullptr) {
+    c.stream->async_wait(asio::socket_base::wait_write, std::move(handler));
+  } else if (c.udp != nullptr) {
+    c.udp->async_wait(asio::socket_base::wait_write, std::move(handler));
+  } else {
+    return;
+  }
+  c.write_armed = true;
+}
+
+void EngineImpl::OnWritable(uint64_t num, const asio::error_code& ec) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->finalized) return;
+  c->write_armed = false;
+  if (ec) {
+    if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
+    return;
+  }
+  if (c->stream != nullptr) {
+    Flush(*c);
+  } else {
+    FlushUdpClient(*c);
+  }
+}
+
+void EngineImpl::SendFin(Conn& c) {
+  asio::error_code ec;
+  c.stream->shutdown(asio::socket_base::shutdown_send, ec);
+  if (ec) {
+    OnStreamError(c, ec, "shutdown");
+    return;
+  }
+  c.fin_sent = true;
+  if (c.state == ConnectionState::kClosed) {
+    // Tail: wait (up to close_linger) for the peer's FIN, unless seen.
+    if (c.eof) Finalize(c, /*abort=*/false);
+    return;
+  }
+  if (c.eof) {
+    // Both directions are finished; our FIN came last.
+    MarkClosed(c, CloseReason::kLocalClose, "");
+    Finalize(c, /*abort=*/false);
+    return;
+  }
+  c.state = ConnectionState::kLocalClosed;
+}
+
+void EngineImpl::ShutdownWrite(Conn& c) {
+  if (c.state == ConnectionState::kClosed || c.fin_wanted) return;
+  c.fin_wanted = true;
+  if (!c.eof) c.state = ConnectionState::kLocalClosed;
+  if (c.stream != nullptr) Flush(c);  // Sends FIN once drained.
+}
+
+void EngineImpl::ReadUdpClient(Conn& c) {
+  for (int i = 0; i < kDatagramsPerWakeup; ++i) {
+    asio::error_code ec;
+    const size_t n =
+        c.udp->receive(asio::buffer(scratch_.data(), scratch_.size()), 0, ec);
+    if (ec) {
+      if (IsWouldBlock(ec)) break;
+      // ICMP port unreachable for an earlier datagram: UDP has no
+      // connection to lose, so the socket stays open.
+      if (ec == asio::error::connection_refused) continue;
+      OnStreamError(c, ec, "receive");
+      return;
+    }
+    ++c.counters.datagrams_received;
+    c.counters.bytes_received += n;
+    Touch(c);
+    Emit(EventKind::kDataReceived, 0, c.num, n);
+    BufferDatagram(c, scratch_.data(), n);
+    if (c.finalized) return;
+  }
+  ArmRead(c);
+}
+
+void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
+  if (c.state == ConnectionState::kClosed) return;
+  if (c.counters.recv_buffered + n > options_.recv_buffer_bytes) {
+    ++c.counters.datagrams_dropped;
+    if (Server* s = FindServer(c.server_num)) {
+      ++s->info.counters.datagrams_dropped;
+    }
+    Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
+    return;
+  }
+  c.Extra().recv_datagrams.push_back(
+      ReceivedDatagram{std::string(data, n), absl::Now()});
+  c.counters.recv_buffered += n;
+  c.counters.recv_buffered_peak =
+      std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
+  NotifyReceiver(c);
+}
+
+void EngineImpl::FlushUdpClient(Conn& c) {
+  if (c.extra == nullptr) return;
+  Fifo<std::string>& queue = c.extra->send_datagrams;
+  while (!queue.empty()) {
+    const std::string& d = queue.front();
+    asio::error_code ec;
+    c.udp->send(asio::buffer(d), 0, ec);
+    if (IsWouldBlock(ec)) {
+      ArmWrite(c);
+      return;
+    }
+    c.counters.send_buffered -= d.size();
+    if (ec) {
+      c.counters.send_bytes_lost += d.size();
+    } else {
+      ++c.counters.datagrams_sent;
+      c.counters.bytes_sent += d.size();
+      Touch(c);
+    }
+    queue.pop_front();
+  }
+}
+
+void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
+                            bool abort) {
+  if (c.finalized) return;
+  if (c.state == ConnectionState::kClosed) {
+    if (abort) Finalize(c, /*abort=*/true);  // Cut a closing tail short.
+    return;
+  }
+  MarkClosed(c, reason, std::move(detail));
+  if (abort || c.stream == nullptr ||
+      options_.close_linger <= absl::ZeroDuration()) {
+    // UDP has no FIN to wait for: datagrams still queued count as lost.
+    if (!abort && c.stream != nullptr) Flush(c);
+    if (!c.finalized) Finalize(c, abort || c.counters.send_buffered > 0);
+    return;
+  }
+  // Graceful tail: flush, FIN, then read until the peer's FIN; the linger
+  // timer bounds all of it.
+  c.fin_wanted = true;
+  ConnExtra& x = c.Extra();
+  x.linger_timer =
+      std::make_unique<Timer>(io_, ToSteady(options_.close_linger));
+  x.linger_timer->async_wait([this, num = c.num](const asio::error_code& ec) {
+    if (!ec) OnConnTimer(num, kLingerTimer);
+  });
+  c.read_paused = false;
+  ArmRead(c);
+  Flush(c);
+}
+
+void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
+  if (c.state == ConnectionState::kClosed) return;
+  c.state = ConnectionState::kClosed;
+  c.close_reason = reason;
+  ConnExtra& x = c.Extra();
+  x.close_detail = std::move(detail);
+  x.closed_at = absl::Now();
+  x.ttl_timer.reset();
+  x.idle_timer.reset();
+  --conns_open_;
+  if (Server* s = FindServer(c.server_num)) {
+    --s->info.counters.connections_active;
+    if (c.is_udp_session()) {
+      s->sessions.erase({c.udp_socket_index, c.remote.udp()});
+    }
+  }
+  if (!KeepsReceivedBytes(reason)) {
+    c.recv_bytes.Clear();
+    x.recv_datagrams.clear();
+    c.counters.recv_buffered = 0;
+  }
+  Emit(EventKind::kConnectionClosed, c.server_num, c.num);
+  NotifyReceiver(c);
+}
+
+void EngineImpl::Finalize(Conn& c, bool abort) {
+  if (c.finalized) return;
+  c.finalized = true;
+  asio::error_code ec;
+  if (c.stream != nullptr) {
+    // SO_LINGER 0: close() sends RST and drops what the kernel still holds.
+    if (abort) c.stream->set_option(asio::socket_base::linger(true, 0), ec);
+    c.stream->close(ec);
+    c.stream.reset();
+  }
+  if (c.udp != nullptr) {
+    c.udp->close(ec);
+    c.udp.reset();
+  }
+  // A peer session's queued datagrams sit in its server's socket queue and
+  // are still sent; everything else not yet written is lost.
+  if (!c.is_udp_session() && c.counters.send_buffered > 0) {
+    c.counters.send_bytes_lost += c.counters.send_buffered;
+    c.counters.send_buffered = 0;
+  }
+  c.send_bytes.Clear();
+  if (c.extra != nullptr) {
+    c.extra->send_datagrams.clear();
+    c.extra->ttl_timer.reset();
+    c.extra->idle_timer.reset();
+    c.extra->linger_timer.reset();
+  }
+  c.read_armed = false;
+  c.write_armed = false;
+  closed_conns_.push_back(c.num);
+  ScheduleTrim();
+}
+
+void EngineImpl::OnConnTimer(uint64_t num, int which) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->finalized) return;
+  switch (which) {
+    case kTtlTimer:
+      StartClose(*c, CloseReason::kTtlExpired,
+                 absl::StrCat("ttl of ", absl::FormatDuration(c->extra->ttl),
+                              " expired"),
+                 /*abort=*/false);
+      return;
+    case kIdleTimer: {
+      if (c->state == ConnectionState::kClosed) return;
+      ConnExtra& x = *c->extra;
+      const int64_t idle_ns = absl::ToInt64Nanoseconds(x.idle_timeout);
+      const int64_t due = x.last_activity_ns + idle_ns;
+      if (SteadyNowNs() >= due) {
+        StartClose(
+            *c, CloseReason::kIdleTimeout,
+            absl::StrCat("idle for ", absl::FormatDuration(x.idle_timeout)),
+            /*abort=*/false);
+        return;
+      }
+      // There was activity: sleep until the new deadline. Cheaper than
+      // re-arming the timer on every read and write.
+      x.idle_timer->expires_at(
+          Timer::time_point(std::chrono::nanoseconds(due)));
+      x.idle_timer->async_wait([this, num](const asio::error_code& ec) {
+        if (!ec) OnConnTimer(num, kIdleTimer);
+      });
+      return;
+    }
+    case kLingerTimer: {
+      const uint64_t unsent = c->counters.send_buffered;
+      ConnExtra& x = c->Extra();
+      std::string detail =
+          unsent > 0
+              ? absl::StrCat("close timed out with ", unsent, " bytes unsent")
+              : std::string("close timed out waiting for the peer's FIN");
+      x.close_detail = x.close_detail.empty()
+                           ? std::move(detail)
+                           : absl::StrCat(x.close_detail, "; ", detail);
+      Finalize(*c, /*abort=*/unsent > 0);
+      return;
+    }
+  }
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent

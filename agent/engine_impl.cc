@@ -1,0 +1,667 @@
+// EngineImpl: creation, the loop thread, posting, shutdown, the registry of
+// servers and connections, listings, and the Send/Receive/Close entry
+// points. Socket I/O lives in engine_conn.cc, servers in engine_server.cc,
+// OpenClient and name lookups in engine_client.cc.
+#include "agent/engine_impl.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+
+namespace sockagent {
+
+namespace {
+
+absl::Status ValidateOptions(const EngineOptions& o) {
+  auto positive = [](absl::string_view name, uint64_t value) {
+    return value > 0 ? absl::OkStatus()
+                     : absl::InvalidArgumentError(
+                           absl::StrCat("engine option ", name, " is 0"));
+  };
+  for (const auto& [name, value] :
+       {std::pair<absl::string_view, uint64_t>{"max_servers", o.max_servers},
+        {"max_connections", o.max_connections},
+        {"recv_buffer_bytes", o.recv_buffer_bytes},
+        {"send_buffer_bytes", o.send_buffer_bytes},
+        {"max_send_bytes", o.max_send_bytes},
+        {"max_receive_bytes", o.max_receive_bytes},
+        {"max_udp_sessions_per_server", o.max_udp_sessions_per_server}}) {
+    if (absl::Status s = positive(name, value); !s.ok()) return s;
+  }
+  if (o.max_send_bytes > o.send_buffer_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("engine option max_send_bytes (", o.max_send_bytes,
+                     ") is above send_buffer_bytes (", o.send_buffer_bytes,
+                     "): such a Send could never fit"));
+  }
+  if (o.udp_session_idle_timeout <= absl::ZeroDuration() ||
+      o.default_connect_timeout <= absl::ZeroDuration() ||
+      o.close_linger < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError(
+        "engine options udp_session_idle_timeout and default_connect_timeout "
+        "must be positive, close_linger not negative");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
+    const EngineOptions& options) {
+  if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
+  auto engine = std::make_unique<engine_internal::EngineImpl>(options);
+  engine->Start();
+  return engine;
+}
+
+namespace engine_internal {
+
+namespace {
+
+// One read takes at most this much; 256 KiB read best on this hardware
+// (TOOLCHAIN.md). One buffer for the whole loop.
+constexpr size_t kScratchBytes = 256 * 1024;
+constexpr size_t kDefaultReceiveBytes = 64 * 1024;
+constexpr size_t kDefaultPageSize = 100;
+constexpr size_t kMaxPageSize = 1000;
+
+size_t PageSize(size_t requested) {
+  if (requested == 0) return kDefaultPageSize;
+  return std::min(requested, kMaxPageSize);
+}
+
+// Page tokens are the id of the last item returned; items are ordered by
+// their number, so the next page starts after it.
+absl::StatusOr<uint64_t> PageStart(absl::string_view token,
+                                   absl::string_view prefix) {
+  if (token.empty()) return 0;
+  std::optional<uint64_t> num = ParseId(token, prefix);
+  if (!num.has_value()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("page_token '", token, "' is not valid"));
+  }
+  return *num;
+}
+
+}  // namespace
+
+absl::Status CheckSelector(const Selector& selector) {
+  if (!selector.id.empty() && !selector.labels.empty()) {
+    return absl::InvalidArgumentError(
+        "give either an id or a label selector, not both");
+  }
+  if (selector.id.empty() && selector.labels.empty()) {
+    return absl::InvalidArgumentError(
+        "give an id or a non-empty label selector");
+  }
+  return absl::OkStatus();
+}
+
+int64_t SteadyNowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string ServerId(uint64_t num) { return absl::StrCat("srv-", num); }
+std::string ConnId(uint64_t num) { return absl::StrCat("conn-", num); }
+
+std::optional<uint64_t> ParseId(absl::string_view id,
+                                absl::string_view prefix) {
+  if (!absl::ConsumePrefix(&id, prefix) || id.empty()) return std::nullopt;
+  for (char c : id) {
+    if (c < '0' || c > '9') return std::nullopt;
+  }
+  uint64_t num = 0;
+  if (!absl::SimpleAtoi(id, &num) || num == 0) return std::nullopt;
+  return num;
+}
+
+absl::Status ShuttingDownError() {
+  return absl::UnavailableError("agent shutting down");
+}
+
+const char* CloseReasonText(CloseReason reason) {
+  switch (reason) {
+    case CloseReason::kNone:
+      return "open";
+    case CloseReason::kLocalClose:
+      return "closed locally";
+    case CloseReason::kLocalAbort:
+      return "aborted locally";
+    case CloseReason::kPeerClosed:
+      return "closed by peer";
+    case CloseReason::kPeerReset:
+      return "reset by peer";
+    case CloseReason::kIdleTimeout:
+      return "idle timeout";
+    case CloseReason::kTtlExpired:
+      return "ttl expired";
+    case CloseReason::kServerStopped:
+      return "server stopped";
+    case CloseReason::kStreamEnded:
+      return "stream ended";
+    case CloseReason::kError:
+      return "error";
+    case CloseReason::kAgentShutdown:
+      return "agent shutdown";
+  }
+  return "unknown";
+}
+
+bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
+                 const Labels& selector) {
+  if (selector.empty()) return true;
+  if (labels == nullptr) return false;
+  for (const auto& [key, value] : selector) {
+    auto it = labels->find(key);
+    if (it == labels->end() || it->second != value) return false;
+  }
+  return true;
+}
+
+std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
+  // Far enough for any timer, and no overflow when added to now().
+  constexpr absl::Duration kMax = absl::Hours(24 * 365 * 100);
+  return std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+      absl::ToChronoNanoseconds(std::clamp(d, absl::ZeroDuration(), kMax)));
+}
+
+EngineImpl::EngineImpl(const EngineOptions& options)
+    : io_(1), options_(options), scratch_(kScratchBytes) {}
+
+EngineImpl::~EngineImpl() { Shutdown(); }
+
+void EngineImpl::Start() {
+  absl::MutexLock lock(&join_mu_);
+  work_.emplace(asio::make_work_guard(io_));
+  thread_ = std::thread([this] { io_.run(); });
+}
+
+void EngineImpl::Shutdown() {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (accepting_) {
+      accepting_ = false;
+      asio::post(io_, [this] { ShutdownOnLoop(); });
+    }
+  }
+  absl::MutexLock lock(&join_mu_);
+  if (!thread_.joinable()) return;
+  if (thread_.get_id() == std::this_thread::get_id()) {
+    std::fprintf(stderr,
+                 "sockagent: Engine::Shutdown called on the loop thread\n");
+    std::abort();
+  }
+  work_.reset();
+  thread_.join();
+}
+
+template <typename T, typename Fn>
+void EngineImpl::PostWork(Done<T> done, Fn fn) {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (accepting_) {
+      asio::post(io_,
+                 [this, fn = std::move(fn), done = std::move(done)]() mutable {
+                   if (shutting_down_) {
+                     done(ShuttingDownError());
+                     return;
+                   }
+                   fn(std::move(done));
+                 });
+      return;
+    }
+  }
+  done(ShuttingDownError());
+}
+
+void EngineImpl::StartServer(ServerSpec spec,
+                             Done<absl::StatusOr<ServerInfo>> done) {
+  PostWork(std::move(done), [this, spec = std::move(spec)](
+                                Done<absl::StatusOr<ServerInfo>> d) mutable {
+    DoStartServer(std::move(spec), std::move(d));
+  });
+}
+
+void EngineImpl::StopServers(Selector selector, bool close_connections,
+                             Done<absl::StatusOr<StopResult>> done) {
+  PostWork(std::move(done),
+           [this, selector = std::move(selector),
+            close_connections](Done<absl::StatusOr<StopResult>> d) {
+             DoStopServers(selector, close_connections, std::move(d));
+           });
+}
+
+void EngineImpl::ListServers(ServerFilter filter,
+                             Done<absl::StatusOr<Page<ServerInfo>>> done) {
+  PostWork(std::move(done), [this, filter = std::move(filter)](
+                                Done<absl::StatusOr<Page<ServerInfo>>> d) {
+    DoListServers(filter, std::move(d));
+  });
+}
+
+void EngineImpl::OpenClient(ClientSpec spec, absl::Time deadline,
+                            Done<absl::StatusOr<ConnectionInfo>> done) {
+  PostWork(std::move(done),
+           [this, spec = std::move(spec),
+            deadline](Done<absl::StatusOr<ConnectionInfo>> d) mutable {
+             DoOpenClient(std::move(spec), deadline, std::move(d));
+           });
+}
+
+void EngineImpl::ListConnections(
+    ConnectionFilter filter, Done<absl::StatusOr<Page<ConnectionInfo>>> done) {
+  PostWork(std::move(done), [this, filter = std::move(filter)](
+                                Done<absl::StatusOr<Page<ConnectionInfo>>> d) {
+    DoListConnections(filter, std::move(d));
+  });
+}
+
+void EngineImpl::Send(std::string connection_id, std::string data,
+                      Done<absl::StatusOr<SendResult>> done) {
+  PostWork(std::move(done),
+           [this, id = std::move(connection_id), data = std::move(data)](
+               Done<absl::StatusOr<SendResult>> d) mutable {
+             DoSend(id, std::move(data), std::move(d));
+           });
+}
+
+uint64_t EngineImpl::Receive(std::string connection_id, ReceiveSpec spec,
+                             Done<absl::StatusOr<ReceiveResult>> done) {
+  const uint64_t token = next_token_.fetch_add(1);
+  PostWork(std::move(done), [this, id = std::move(connection_id), spec,
+                             token](Done<absl::StatusOr<ReceiveResult>> d) {
+    DoReceive(id, spec, token, std::move(d));
+  });
+  return token;
+}
+
+void EngineImpl::CancelReceive(uint64_t token) {
+  absl::MutexLock lock(&post_mu_);
+  if (!accepting_) return;  // Shutdown completes every parked receive.
+  asio::post(io_, [this, token] { DoCancelReceive(token); });
+}
+
+void EngineImpl::CloseConnections(
+    Selector selector, CloseMode mode,
+    Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) {
+  PostWork(std::move(done),
+           [this, selector = std::move(selector),
+            mode](Done<absl::StatusOr<std::vector<ConnectionInfo>>> d) {
+             DoCloseConnections(selector, mode, std::move(d));
+           });
+}
+
+void EngineImpl::ShutdownOnLoop() {
+  shutting_down_ = true;
+  // OpenClient calls in flight: their lookups and sockets die with them.
+  auto attempts = std::move(attempts_);
+  attempts_.clear();
+  for (auto& [id, attempt] : attempts) {
+    if (attempt->resolve_id != 0) CancelResolve(attempt->resolve_id);
+    attempt->done(ShuttingDownError());
+  }
+  attempts.clear();
+  // StartServer calls waiting for a name lookup.
+  auto resolves = std::move(resolves_);
+  resolves_.clear();
+  for (auto& [id, resolve] : resolves) resolve->done(ShuttingDownError());
+  resolves.clear();
+  for (auto& [num, conn] : conns_) {
+    if (conn->finalized) continue;
+    MarkClosed(*conn, CloseReason::kAgentShutdown, "agent shutting down");
+    Finalize(*conn, /*abort=*/false);
+  }
+  for (auto& [num, server] : servers_) {
+    if (!server->stopped()) {
+      StopServer(*server, "agent shutdown", /*close_connections=*/false,
+                 CloseReason::kAgentShutdown, nullptr);
+    }
+  }
+}
+
+Conn* EngineImpl::FindConn(uint64_t num) {
+  auto it = conns_.find(num);
+  return it == conns_.end() ? nullptr : it->second.get();
+}
+
+Server* EngineImpl::FindServer(uint64_t num) {
+  if (num == 0) return nullptr;
+  auto it = servers_.find(num);
+  return it == servers_.end() ? nullptr : it->second.get();
+}
+
+absl::StatusOr<Conn*> EngineImpl::LookupConn(absl::string_view id) {
+  std::optional<uint64_t> num = ParseId(id, "conn-");
+  Conn* c = num.has_value() ? FindConn(*num) : nullptr;
+  if (c == nullptr) {
+    return absl::NotFoundError(absl::StrCat("connection '", id, "' not found"));
+  }
+  return c;
+}
+
+Conn& EngineImpl::AddConn(std::unique_ptr<Conn> conn) {
+  Conn& c = *conn;
+  conns_.emplace(c.num, std::move(conn));
+  ++conns_open_;
+  return c;
+}
+
+ConnectionInfo EngineImpl::Snapshot(const Conn& c) const {
+  ConnectionInfo info;
+  info.id = ConnId(c.num);
+  info.transport = c.transport;
+  info.local = c.local.Unpack();
+  info.remote = c.remote.Unpack();
+  info.origin = c.origin;
+  if (c.server_num != 0) info.server_id = ServerId(c.server_num);
+  info.state = c.state;
+  info.close_reason = c.close_reason;
+  info.counters = c.counters;
+  if (c.labels != nullptr) info.labels = *c.labels;
+  info.opened_at = c.opened_at;
+  info.closed_at = absl::InfinitePast();
+  info.ttl = absl::ZeroDuration();
+  info.idle_timeout = absl::ZeroDuration();
+  if (c.extra != nullptr) {
+    info.close_detail = c.extra->close_detail;
+    info.closed_at = c.extra->closed_at;
+    info.ttl = c.extra->ttl;
+    info.idle_timeout = c.extra->idle_timeout;
+  }
+  return info;
+}
+
+ServerInfo EngineImpl::Snapshot(const Server& s) const {
+  ServerInfo info = s.info;
+  if (s.labels != nullptr) info.labels = *s.labels;
+  return info;
+}
+
+void EngineImpl::DoListServers(const ServerFilter& filter,
+                               Done<absl::StatusOr<Page<ServerInfo>>> done) {
+  absl::StatusOr<uint64_t> start = PageStart(filter.page_token, "srv-");
+  if (!start.ok()) {
+    done(start.status());
+    return;
+  }
+  const size_t size = PageSize(filter.page_size);
+  Page<ServerInfo> page;
+  for (auto it = servers_.upper_bound(*start); it != servers_.end(); ++it) {
+    const Server& s = *it->second;
+    if (s.stopped() && !filter.include_stopped) continue;
+    if (filter.transport.has_value() && s.info.transport != *filter.transport) {
+      continue;
+    }
+    if (!LabelsMatch(s.labels, filter.selector)) continue;
+    if (page.items.size() == size) {
+      page.next_page_token = page.items.back().id;
+      break;
+    }
+    page.items.push_back(Snapshot(s));
+  }
+  done(std::move(page));
+}
+
+void EngineImpl::DoListConnections(
+    const ConnectionFilter& filter,
+    Done<absl::StatusOr<Page<ConnectionInfo>>> done) {
+  absl::StatusOr<uint64_t> start = PageStart(filter.page_token, "conn-");
+  if (!start.ok()) {
+    done(start.status());
+    return;
+  }
+  std::optional<uint64_t> server_num;
+  if (!filter.server_id.empty()) {
+    server_num = ParseId(filter.server_id, "srv-");
+    if (!server_num.has_value()) {
+      done(Page<ConnectionInfo>{});  // No such server: nothing matches.
+      return;
+    }
+  }
+  auto state_wanted = [&filter](ConnectionState state) {
+    if (state == ConnectionState::kClosed && filter.include_closed) {
+      return true;
+    }
+    if (filter.states.empty()) return state != ConnectionState::kClosed;
+    return std::find(filter.states.begin(), filter.states.end(), state) !=
+           filter.states.end();
+  };
+  const size_t size = PageSize(filter.page_size);
+  Page<ConnectionInfo> page;
+  for (auto it = conns_.upper_bound(*start); it != conns_.end(); ++it) {
+    const Conn& c = *it->second;
+    if (server_num.has_value() && c.server_num != *server_num) continue;
+    if (!state_wanted(c.state)) continue;
+    if (filter.transport.has_value() && c.transport != *filter.transport) {
+      continue;
+    }
+    if (!LabelsMatch(c.labels, filter.selector)) continue;
+    if (page.items.size() == size) {
+      page.next_page_token = page.items.back().id;
+      break;
+    }
+    page.items.push_back(Snapshot(c));
+  }
+  done(std::move(page));
+}
+
+void EngineImpl::DoSend(absl::string_view id, std::string data,
+                        Done<absl::StatusOr<SendResult>> done) {
+  absl::StatusOr<Conn*> c = LookupConn(id);
+  if (!c.ok()) {
+    done(c.status());
+    return;
+  }
+  done(QueueSend(**c, std::move(data)));
+}
+
+void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
+                           uint64_t token,
+                           Done<absl::StatusOr<ReceiveResult>> done) {
+  absl::StatusOr<Conn*> found = LookupConn(id);
+  if (!found.ok()) {
+    done(found.status());
+    return;
+  }
+  Conn& c = **found;
+  if (c.receive != nullptr) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("receive ", id, ": another Receive is already waiting")));
+    return;
+  }
+  const absl::Duration wait = std::min(spec.wait, spec.deadline - absl::Now());
+  if (ReceiveReady(c) || wait <= absl::ZeroDuration()) {
+    done(TakeReceive(c, spec));
+    return;
+  }
+  auto pending = std::make_unique<PendingReceive>();
+  pending->token = token;
+  pending->spec = spec;
+  pending->done = std::move(done);
+  pending->timer = std::make_unique<Timer>(io_, ToSteady(wait));
+  pending->timer->async_wait(
+      [this, num = c.num, token](const asio::error_code& ec) {
+        if (!ec) OnReceiveTimer(num, token);
+      });
+  c.receive = std::move(pending);
+  receive_tokens_[token] = c.num;
+}
+
+bool EngineImpl::ReceiveReady(const Conn& c) const {
+  return c.counters.recv_buffered > 0 || c.has_datagrams() || c.eof ||
+         c.state == ConnectionState::kClosed;
+}
+
+absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
+                                                      const ReceiveSpec& spec) {
+  const size_t max = std::min<uint64_t>(
+      spec.max_bytes == 0 ? kDefaultReceiveBytes : spec.max_bytes,
+      options_.max_receive_bytes);
+  ReceiveResult result;
+  bool got = false;
+  if (c.transport == Transport::kUdp) {
+    const SocketAddress peer = c.remote.Unpack();
+    size_t bytes = 0;
+    while (c.has_datagrams()) {
+      Fifo<ReceivedDatagram>& queue = c.extra->recv_datagrams;
+      if (spec.max_datagrams != 0 &&
+          result.datagrams.size() >= spec.max_datagrams) {
+        break;
+      }
+      ReceivedDatagram& d = queue.front();
+      // Always at least one whole datagram, however large.
+      if (!result.datagrams.empty() && bytes + d.data.size() > max) break;
+      bytes += d.data.size();
+      c.counters.recv_buffered -= d.data.size();
+      result.datagrams.push_back(
+          DatagramInfo{std::move(d.data), peer, d.received_at});
+      queue.pop_front();
+    }
+    got = !result.datagrams.empty();
+  } else {
+    result.data = c.recv_bytes.Take(max);
+    c.counters.recv_buffered = c.recv_bytes.size();
+    got = !result.data.empty();
+    if (got) ResumeReading(c);
+  }
+  result.recv_buffered = c.counters.recv_buffered;
+  const bool drained = result.recv_buffered == 0;
+  if (got) {
+    result.end_of_stream = drained && c.eof;
+    return result;
+  }
+  if (c.state == ConnectionState::kClosed) {
+    const std::string id = ConnId(c.num);
+    const std::string detail =
+        c.extra != nullptr ? c.extra->close_detail : std::string();
+    switch (c.close_reason) {
+      case CloseReason::kPeerClosed:
+        result.end_of_stream = true;
+        return result;
+      case CloseReason::kPeerReset:
+        return absl::AbortedError(
+            absl::StrCat("receive ", id, ": ",
+                         detail.empty() ? "connection reset by peer" : detail));
+      case CloseReason::kAgentShutdown:
+        return ShuttingDownError();
+      case CloseReason::kError:
+        return absl::UnavailableError(
+            absl::StrCat("receive ", id, ": ", detail));
+      default:
+        return absl::FailedPreconditionError(
+            absl::StrCat("receive ", id, ": connection is closed (",
+                         CloseReasonText(c.close_reason), ")"));
+    }
+  }
+  result.end_of_stream = c.eof;
+  return result;
+}
+
+void EngineImpl::CompleteReceive(Conn& c) {
+  std::unique_ptr<PendingReceive> pending = std::move(c.receive);
+  if (pending == nullptr) return;
+  receive_tokens_.erase(pending->token);
+  if (pending->timer != nullptr) pending->timer->cancel();
+  pending->done(TakeReceive(c, pending->spec));
+}
+
+void EngineImpl::OnReceiveTimer(uint64_t num, uint64_t token) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->receive == nullptr || c->receive->token != token) {
+    return;
+  }
+  CompleteReceive(*c);
+}
+
+void EngineImpl::DoCancelReceive(uint64_t token) {
+  auto it = receive_tokens_.find(token);
+  if (it == receive_tokens_.end()) return;
+  Conn* c = FindConn(it->second);
+  if (c != nullptr && c->receive != nullptr && c->receive->token == token) {
+    CompleteReceive(*c);
+  }
+}
+
+void EngineImpl::DoCloseConnections(
+    const Selector& selector, CloseMode mode,
+    Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) {
+  if (absl::Status s = CheckSelector(selector); !s.ok()) {
+    done(s);
+    return;
+  }
+  std::vector<Conn*> targets;
+  if (!selector.id.empty()) {
+    absl::StatusOr<Conn*> c = LookupConn(selector.id);
+    if (!c.ok()) {
+      done(c.status());
+      return;
+    }
+    targets.push_back(*c);
+  } else {
+    for (auto& [num, c] : conns_) {
+      if (c->state != ConnectionState::kClosed &&
+          LabelsMatch(c->labels, selector.labels)) {
+        targets.push_back(c.get());
+      }
+    }
+  }
+  // Trimming of the history is posted, so these pointers stay valid.
+  for (Conn* c : targets) {
+    switch (mode) {
+      case CloseMode::kGraceful:
+        StartClose(*c, CloseReason::kLocalClose, "", /*abort=*/false);
+        break;
+      case CloseMode::kAbort:
+        StartClose(*c, CloseReason::kLocalAbort, "", /*abort=*/true);
+        break;
+      case CloseMode::kShutdownWrite:
+        ShutdownWrite(*c);
+        break;
+    }
+  }
+  std::vector<ConnectionInfo> out;
+  out.reserve(targets.size());
+  for (Conn* c : targets) out.push_back(Snapshot(*c));
+  done(std::move(out));
+}
+
+void EngineImpl::ScheduleTrim() {
+  if (trim_posted_) return;
+  trim_posted_ = true;
+  asio::post(io_, [this] { TrimHistory(); });
+}
+
+void EngineImpl::TrimHistory() {
+  trim_posted_ = false;
+  while (closed_conns_.size() > options_.closed_connections_kept) {
+    conns_.erase(closed_conns_.front());
+    closed_conns_.pop_front();
+  }
+  while (stopped_servers_.size() > options_.closed_connections_kept) {
+    servers_.erase(stopped_servers_.front());
+    stopped_servers_.pop_front();
+  }
+}
+
+void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
+                      uint64_t size) {
+  // The seam only numbers events today; Watch will read them from here.
+  (void)kind;
+  (void)server_num;
+  (void)conn_num;
+  (void)size;
+  ++event_seq_;
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent

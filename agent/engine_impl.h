@@ -1,0 +1,470 @@
+// EngineImpl: the socket engine behind engine.h. Internal header, included
+// only by the engine_*.cc files (it pulls in Asio).
+//
+// Threads: the public Engine methods run on the caller's thread and only
+// post to the loop (engine_impl.cc: PostWork); Shutdown() posts and joins.
+// Every other member function runs on the loop thread and touches socket
+// state freely, without locks.
+//
+// Objects, all owned here and keyed by number; completion handlers capture
+// `this` (safe: the loop thread is joined before destruction) plus a number,
+// and look the object up again, so a handler that outlives its object finds
+// nothing (or a finalized record) and returns:
+//
+//   servers_   srv-N  -> Server: TCP/UNIX listeners or UDP sockets, TTL
+//                        timer, UDP peer sessions (peer address -> conn-N).
+//                        Stopped servers stay listable (bounded history).
+//   conns_     conn-N -> Conn: its socket (or, for a UDP peer session, its
+//                        server's socket), buffers, timers, parked Receive.
+//                        A closed connection keeps its record (and, after a
+//                        peer FIN/reset, the bytes nobody received yet) in a
+//                        bounded history.
+//   attempts_  OpenClient calls in progress (resolver, socket, deadline).
+//   resolves_  name lookups in progress (Asio resolver: getaddrinfo runs on
+//              Asio's own resolver thread, never on the loop).
+//
+// Reading never uses a per-connection read buffer: a connection waits for
+// readability (async_wait) and reads into one loop-wide scratch buffer, then
+// copies only the bytes it must keep. Stream connection life cycle:
+//
+//   kOpen --peer FIN--> kPeerClosed --close/behaviour--> kClosed
+//     |--shutdown-write--> kLocalClosed --peer FIN--> kClosed
+//     '--close / reset / timeout / error-------------> kClosed
+//
+// A graceful close marks the record kClosed at once (Send/Receive see it
+// closed) and leaves a "tail" on the socket: flush, FIN, read and discard
+// until the peer's FIN or close_linger, then close. `finalized` marks the
+// end of the tail (socket closed, record in history).
+#ifndef SOCKAGENT_AGENT_ENGINE_IMPL_H_
+#define SOCKAGENT_AGENT_ENGINE_IMPL_H_
+
+#include <asio.hpp>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "agent/address.h"
+#include "agent/byte_queue.h"
+#include "agent/engine.h"
+#include "agent/fifo.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+// Every I/O object is bound to the io_context's own executor rather than
+// Asio's default type-erased any_io_executor: a socket object shrinks from
+// 88 to 40 bytes and a timer from 120 to 72, per connection.
+using Executor = asio::io_context::executor_type;
+using StreamProtocol = asio::generic::stream_protocol;
+using StreamSocket = asio::basic_stream_socket<StreamProtocol, Executor>;
+using StreamAcceptor = asio::basic_socket_acceptor<StreamProtocol, Executor>;
+using UdpSocket = asio::basic_datagram_socket<asio::ip::udp, Executor>;
+using Timer =
+    asio::basic_waitable_timer<std::chrono::steady_clock,
+                               asio::wait_traits<std::chrono::steady_clock>,
+                               Executor>;
+using TcpResolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
+using UdpResolver = asio::ip::basic_resolver<asio::ip::udp, Executor>;
+using IpEndpoints = std::vector<asio::ip::tcp::endpoint>;
+
+struct ReceivedDatagram {
+  std::string data;
+  absl::Time received_at;
+};
+
+// A datagram waiting for its UDP socket to become writable.
+struct OutDatagram {
+  uint64_t conn_num = 0;
+  asio::ip::udp::endpoint to;
+  std::string data;
+};
+
+struct PendingReceive {
+  uint64_t token = 0;
+  ReceiveSpec spec;
+  Done<absl::StatusOr<ReceiveResult>> done;
+  std::unique_ptr<Timer> timer;
+};
+
+// The rarely used parts of a connection, allocated on first use, so an idle
+// connection without timeouts carries one pointer for all of them.
+struct ConnExtra {
+  absl::Duration ttl = absl::ZeroDuration();
+  absl::Duration idle_timeout = absl::ZeroDuration();
+  std::unique_ptr<Timer> ttl_timer;
+  std::unique_ptr<Timer> idle_timer;
+  std::unique_ptr<Timer> linger_timer;  // Graceful-close tail.
+  int64_t last_activity_ns = 0;         // Steady clock; for the idle timeout.
+  std::string close_detail;
+  absl::Time closed_at = absl::InfinitePast();
+  // UDP only (every peer session has an idle timer, hence an extra anyway).
+  Fifo<ReceivedDatagram> recv_datagrams;
+  Fifo<std::string> send_datagrams;  // UDP client, socket not writable.
+};
+
+// One connection: TCP or UNIX stream, UDP client, or UDP peer session. Kept
+// small on purpose (DESIGN.md: an idle connection costs well under 1 KiB):
+// rare parts live in ConnExtra, buffers own no memory while empty.
+struct Conn {
+  uint64_t num = 0;
+  uint64_t server_num = 0;  // 0: opened by OpenClient.
+  Transport transport = Transport::kTcp;
+  Origin origin = Origin::kOpened;
+  ConnectionState state = ConnectionState::kOpen;
+  CloseReason close_reason = CloseReason::kNone;
+  BehaviorKind behavior = BehaviorKind::kHold;  // What to do with input.
+  uint32_t udp_socket_index = 0;  // Peer session: its server's socket.
+  bool read_armed = false;
+  bool write_armed = false;
+  bool read_paused = false;  // Buffer bound reached; see ResumeReading.
+  bool eof = false;          // Peer FIN seen.
+  bool fin_wanted = false;   // shutdown(send) once the send buffer drains.
+  bool fin_sent = false;
+  bool finalized = false;                // Socket closed: a history record now.
+  std::shared_ptr<const Labels> labels;  // Null: none. Shared with server.
+  PackedAddress local;
+  PackedAddress remote;
+  ConnectionCounters counters;
+  absl::Time opened_at;
+  std::unique_ptr<StreamSocket> stream;  // TCP and UNIX.
+  std::unique_ptr<UdpSocket> udp;        // UDP client (connected socket).
+  ByteQueue recv_bytes;                  // Stream transports.
+  ByteQueue send_bytes;
+  std::unique_ptr<PendingReceive> receive;
+  std::unique_ptr<ConnExtra> extra;
+
+  ConnExtra& Extra() {
+    if (extra == nullptr) extra = std::make_unique<ConnExtra>();
+    return *extra;
+  }
+  bool has_datagrams() const {
+    return extra != nullptr && !extra->recv_datagrams.empty();
+  }
+  bool is_udp_session() const { return origin == Origin::kUdpPeer; }
+};
+
+struct Listener {
+  explicit Listener(asio::io_context& io) : acceptor(io) {}
+  StreamAcceptor acceptor;
+  // The local address of every accepted connection, unless bound to a
+  // wildcard (then getsockname tells).
+  std::optional<PackedAddress> fixed_local;
+  std::unique_ptr<Timer> retry;  // Accept failed for lack of descriptors.
+};
+
+struct UdpServerSocket {
+  explicit UdpServerSocket(asio::io_context& io) : socket(io) {}
+  UdpSocket socket;
+  PackedAddress local;
+  Fifo<OutDatagram> out;
+  bool write_armed = false;
+};
+
+struct Server {
+  uint64_t num = 0;
+  ServerInfo info;  // Live record: counters and state are updated in place.
+  std::shared_ptr<const Labels> labels;  // Handed to accepted connections.
+  std::shared_ptr<const std::string> unix_path;  // UNIX: local address.
+  bool unlink_on_stop = false;
+  std::vector<std::unique_ptr<Listener>> listeners;
+  std::vector<std::unique_ptr<UdpServerSocket>> udp_sockets;
+  std::map<std::pair<uint32_t, asio::ip::udp::endpoint>, uint64_t> sessions;
+  std::unique_ptr<Timer> ttl_timer;
+
+  bool stopped() const { return info.state == ServerState::kStopped; }
+};
+
+// An OpenClient in progress.
+struct ClientAttempt {
+  uint64_t id = 0;
+  ClientSpec spec;
+  Done<absl::StatusOr<ConnectionInfo>> done;
+  std::unique_ptr<Timer> timer;  // min(connect timeout, RPC deadline).
+  absl::Duration timeout;
+  uint64_t resolve_id = 0;  // Non-zero while the name lookup runs.
+  std::string target;       // "host:port" or "unix:/path", for messages.
+  std::vector<StreamProtocol::endpoint> endpoints;
+  size_t next = 0;     // Next endpoint to try.
+  std::string trying;  // Address being tried now, for messages.
+  absl::Status last_error;
+  std::optional<asio::ip::address> source_address;
+  uint16_t source_port = 0;
+  std::unique_ptr<StreamSocket> stream;
+  std::unique_ptr<UdpSocket> udp;
+};
+
+struct ResolveQuery {
+  std::string host;
+  std::string port;  // Decimal or a service name.
+  Transport transport = Transport::kTcp;
+  Family family = Family::kUnspecified;
+  // Servers: "" means every local address of the family, and the family is
+  // a filter. Clients: "" is invalid and the family only orders results.
+  bool passive = false;
+};
+
+struct PendingResolve {
+  std::unique_ptr<TcpResolver> tcp;
+  std::unique_ptr<UdpResolver> udp;
+  ResolveQuery query;
+  std::optional<asio::ip::address> literal;  // Numeric host, named port.
+  Done<absl::StatusOr<IpEndpoints>> done;
+};
+
+// Live-event kinds for the Emit seam (Watch and Stream arrive later).
+enum class EventKind {
+  kServerStarted,
+  kServerStopped,
+  kConnectionAccepted,
+  kConnectionConnected,
+  kConnectionPeerClosed,
+  kConnectionClosed,
+  kDataReceived,
+  kDataSent,
+  kDatagramDropped,
+  kError,
+};
+
+class EngineImpl final : public Engine {
+ public:
+  explicit EngineImpl(const EngineOptions& options);
+  ~EngineImpl() override;
+
+  // Starts the loop thread. Called once, by Engine::Create.
+  void Start();
+
+  const EngineOptions& options() const override { return options_; }
+  void StartServer(ServerSpec spec,
+                   Done<absl::StatusOr<ServerInfo>> done) override;
+  void StopServers(Selector selector, bool close_connections,
+                   Done<absl::StatusOr<StopResult>> done) override;
+  void ListServers(ServerFilter filter,
+                   Done<absl::StatusOr<Page<ServerInfo>>> done) override;
+  void OpenClient(ClientSpec spec, absl::Time deadline,
+                  Done<absl::StatusOr<ConnectionInfo>> done) override;
+  void ListConnections(
+      ConnectionFilter filter,
+      Done<absl::StatusOr<Page<ConnectionInfo>>> done) override;
+  void Send(std::string connection_id, std::string data,
+            Done<absl::StatusOr<SendResult>> done) override;
+  uint64_t Receive(std::string connection_id, ReceiveSpec spec,
+                   Done<absl::StatusOr<ReceiveResult>> done) override;
+  void CancelReceive(uint64_t token) override;
+  void CloseConnections(
+      Selector selector, CloseMode mode,
+      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) override;
+  void Shutdown() override;
+
+ private:
+  // ---- engine_impl.cc: posting, registry, lists, Send/Receive/Close API.
+  // Runs fn(done) on the loop thread; once the engine stopped accepting
+  // work, answers done at once (on the caller's thread) with Unavailable.
+  template <typename T, typename Fn>
+  void PostWork(Done<T> done, Fn fn);
+  void ShutdownOnLoop();
+
+  Conn* FindConn(uint64_t num);
+  Server* FindServer(uint64_t num);
+  // By id; NotFound names the id.
+  absl::StatusOr<Conn*> LookupConn(absl::string_view id);
+  ConnectionInfo Snapshot(const Conn& c) const;
+  ServerInfo Snapshot(const Server& s) const;
+  uint64_t NewConnNum() { return next_conn_num_++; }
+  Conn& AddConn(std::unique_ptr<Conn> conn);
+
+  void DoListServers(const ServerFilter& filter,
+                     Done<absl::StatusOr<Page<ServerInfo>>> done);
+  void DoListConnections(const ConnectionFilter& filter,
+                         Done<absl::StatusOr<Page<ConnectionInfo>>> done);
+  void DoSend(absl::string_view id, std::string data,
+              Done<absl::StatusOr<SendResult>> done);
+  void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
+                 Done<absl::StatusOr<ReceiveResult>> done);
+  void DoCancelReceive(uint64_t token);
+  void DoCloseConnections(
+      const Selector& selector, CloseMode mode,
+      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done);
+
+  // Takes what a Receive may take now (data, end of stream or the closed
+  // connection's status).
+  absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec);
+  // True when a parked Receive on `c` can complete.
+  bool ReceiveReady(const Conn& c) const;
+  // Completes the parked Receive of `c`, if any, with TakeReceive.
+  void CompleteReceive(Conn& c);
+  void NotifyReceiver(Conn& c) {
+    if (c.receive != nullptr && ReceiveReady(c)) CompleteReceive(c);
+  }
+  void OnReceiveTimer(uint64_t num, uint64_t token);
+
+  // History bounds: trimming is posted, so no caller ever sees the object
+  // it is working on disappear.
+  void ScheduleTrim();
+  void TrimHistory();
+
+  // Live-event seam: Watch/Stream (a later issue) will fan events out to
+  // bounded per-watcher queues from here. Loop thread; never blocks.
+  void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
+            uint64_t size = 0);
+
+  // ---- engine_conn.cc: connection I/O and closing.
+  void StartConnection(Conn& c, absl::Duration ttl,
+                       absl::Duration idle_timeout);
+  void ArmRead(Conn& c);
+  void OnReadable(uint64_t num, const asio::error_code& ec);
+  void ReadStream(Conn& c);
+  void ReadUdpClient(Conn& c);
+  // Bytes the next read may take without exceeding a bound (0: pause).
+  size_t ReadRoom(const Conn& c) const;
+  void DeliverStream(Conn& c, const char* data, size_t n);
+  void ResumeReading(Conn& c);
+  void OnPeerFin(Conn& c);
+  void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
+
+  absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data);
+  void Flush(Conn& c);
+  void ArmWrite(Conn& c);
+  void OnWritable(uint64_t num, const asio::error_code& ec);
+  void SendFin(Conn& c);
+  void FlushUdpClient(Conn& c);
+  // Appends a datagram to c's receive queue, or drops and counts it.
+  void BufferDatagram(Conn& c, const char* data, size_t n);
+
+  // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
+  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
+  // Bookkeeping of "this connection is now closed" (state, counters,
+  // timers, parked Receive, event) without touching the socket.
+  void MarkClosed(Conn& c, CloseReason reason, std::string detail);
+  // Closes the socket (abort: SO_LINGER 0, RST) and files the record.
+  void Finalize(Conn& c, bool abort);
+  void ShutdownWrite(Conn& c);
+  void Touch(Conn& c);
+  void OnConnTimer(uint64_t num, int which);
+
+  // ---- engine_server.cc: servers, listeners, UDP sockets and sessions.
+  void DoStartServer(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done);
+  void BindIpServer(ServerSpec spec, const IpEndpoints& endpoints,
+                    Done<absl::StatusOr<ServerInfo>> done);
+  absl::Status BindAll(Server& s, const ServerSpec& spec,
+                       const IpEndpoints& endpoints, bool* retry);
+  absl::Status BindUnix(Server& s, const ServerSpec& spec);
+  void ActivateServer(std::unique_ptr<Server> server,
+                      Done<absl::StatusOr<ServerInfo>> done);
+  void ArmAccept(Server& s, size_t index);
+  void OnAcceptReady(uint64_t server_num, size_t index,
+                     const asio::error_code& ec);
+  void OnAccepted(Server& s, const Listener& listener, StreamSocket socket,
+                  const StreamProtocol::endpoint& remote);
+  void ArmUdpRead(Server& s, size_t index);
+  void OnUdpReadable(uint64_t server_num, size_t index,
+                     const asio::error_code& ec);
+  void OnDatagram(Server& s, size_t index, const asio::ip::udp::endpoint& from,
+                  const char* data, size_t n);
+  Conn* NewUdpSession(Server& s, size_t index,
+                      const asio::ip::udp::endpoint& from);
+  // One datagram from a server socket to a session's peer; queued while the
+  // socket is not writable. Errors are the caller's to report.
+  absl::Status SendSessionDatagram(Conn& c, std::string data);
+  void ArmUdpWrite(Server& s, size_t index);
+  void OnUdpWritable(uint64_t server_num, size_t index,
+                     const asio::error_code& ec);
+  void StopServer(Server& s, absl::string_view reason, bool close_connections,
+                  CloseReason conn_reason, uint64_t* closed);
+  void DoStopServers(const Selector& selector, bool close_connections,
+                     Done<absl::StatusOr<StopResult>> done);
+
+  // ---- engine_client.cc: OpenClient and name resolution.
+  void DoOpenClient(ClientSpec spec, absl::Time deadline,
+                    Done<absl::StatusOr<ConnectionInfo>> done);
+  void OnClientResolved(uint64_t attempt_id,
+                        absl::StatusOr<IpEndpoints> endpoints);
+  void ConnectNext(ClientAttempt& a);
+  void OnClientConnected(uint64_t attempt_id, const asio::error_code& ec);
+  void OnClientTimeout(uint64_t attempt_id);
+  void FinishAttempt(uint64_t attempt_id, absl::StatusOr<ConnectionInfo> r);
+  // Opens a socket for `to`, sets the options, binds the source. `*fatal`:
+  // the error would repeat for every address (bad option or source).
+  absl::Status OpenClientSocket(ClientAttempt& a,
+                                const StreamProtocol::endpoint& to,
+                                bool* fatal);
+  // Completes inline (returning 0) when host and port are numeric;
+  // otherwise returns an id for CancelResolve.
+  uint64_t Resolve(ResolveQuery query, Done<absl::StatusOr<IpEndpoints>> done);
+  void OnResolved(uint64_t resolve_id, const asio::error_code& ec,
+                  IpEndpoints endpoints);
+  void CancelResolve(uint64_t resolve_id);
+
+  // Declared first: destroyed last, after every socket and timer.
+  asio::io_context io_;
+  const EngineOptions options_;
+
+  // Guards the hand-over from callers to the loop: once accepting_ is false
+  // nothing more is posted, so every posted `done` is sure to run.
+  absl::Mutex post_mu_;
+  bool accepting_ ABSL_GUARDED_BY(post_mu_) = true;
+  absl::Mutex join_mu_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      work_ ABSL_GUARDED_BY(join_mu_);
+  std::thread thread_ ABSL_GUARDED_BY(join_mu_);
+  std::atomic<uint64_t> next_token_{1};
+
+  // ---- Loop thread only below.
+  bool shutting_down_ = false;
+  std::vector<char> scratch_;  // The one read buffer of the loop.
+  uint64_t next_server_num_ = 1;
+  uint64_t next_conn_num_ = 1;
+  uint64_t next_attempt_id_ = 1;
+  uint64_t next_resolve_id_ = 1;
+  uint64_t event_seq_ = 0;
+  // B-trees: ordered for listings and ~20 bytes per entry where std::map
+  // spends 48. Iterators are invalidated by insertion and erasure; no loop
+  // over them inserts or erases (AddConn runs from handlers only, history
+  // trimming is posted).
+  absl::btree_map<uint64_t, std::unique_ptr<Server>> servers_;
+  absl::btree_map<uint64_t, std::unique_ptr<Conn>> conns_;
+  std::deque<uint64_t> stopped_servers_;  // Oldest first.
+  std::deque<uint64_t> closed_conns_;     // Oldest first.
+  bool trim_posted_ = false;
+  size_t servers_listening_ = 0;
+  size_t conns_open_ = 0;  // Not kClosed; what max_connections bounds.
+  absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
+  absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
+};
+
+// Helpers shared by the engine_*.cc files.
+// Datagrams read per readiness wakeup before yielding to other sockets.
+inline constexpr int kDatagramsPerWakeup = 64;
+// Either an id or a non-empty label selector: InvalidArgument otherwise.
+absl::Status CheckSelector(const Selector& selector);
+int64_t SteadyNowNs();
+std::string ServerId(uint64_t num);
+std::string ConnId(uint64_t num);
+// "srv-12" -> 12 for prefix "srv-"; nullopt if malformed.
+std::optional<uint64_t> ParseId(absl::string_view id, absl::string_view prefix);
+absl::Status ShuttingDownError();
+const char* CloseReasonText(CloseReason reason);
+bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
+                 const Labels& selector);
+std::chrono::steady_clock::duration ToSteady(absl::Duration d);
+
+}  // namespace engine_internal
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_AGENT_ENGINE_IMPL_H_

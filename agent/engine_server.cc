@@ -1,0 +1,690 @@
+// EngineImpl, servers: binding (dual stack, every resolved address, UNIX
+// paths), draining the accept queue, behaviours on accept, UDP sockets with
+// per-peer sessions, TTL, and stopping. Loop thread only.
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/engine_impl.h"
+#include "agent/net_error.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+namespace {
+
+// Accepts per readiness wakeup before yielding to other sockets. The loop
+// drains the listen queue (TOOLCHAIN.md: one accept per wakeup overflowed it
+// under a burst of connects).
+constexpr int kAcceptsPerWakeup = 256;
+// Back-off when accept fails for lack of descriptors or memory: the pending
+// connection stays queued, so re-arming at once would spin.
+constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
+// Port-0 servers on several addresses retry when the port the first socket
+// got is taken on another address.
+constexpr int kMaxPortRetries = 8;
+// Largest UDP payload over IPv4.
+constexpr size_t kMaxDatagram = 65507;
+
+absl::Status ValidateServerSpec(const ServerSpec& spec,
+                                const EngineOptions& options) {
+  if (spec.transport == Transport::kUnix) {
+    if (!spec.bind.host.empty() || !spec.bind.port.empty()) {
+      return absl::InvalidArgumentError(
+          "a UNIX server takes unix_path only, not host or port");
+    }
+    if (spec.family != Family::kUnspecified && spec.family != Family::kUnix) {
+      return absl::InvalidArgumentError(
+          "a UNIX server cannot use an IP family");
+    }
+    if (absl::StatusOr<StreamProtocol::endpoint> ep =
+            UnixEndpoint(spec.bind.unix_path);
+        !ep.ok()) {
+      return ep.status();
+    }
+  } else {
+    if (!spec.bind.unix_path.empty()) {
+      return absl::InvalidArgumentError("unix_path is for UNIX servers only");
+    }
+    if (spec.family == Family::kUnix) {
+      return absl::InvalidArgumentError("family UNIX needs transport UNIX");
+    }
+  }
+  if (spec.backlog < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("backlog ", spec.backlog, " is negative"));
+  }
+  if (spec.ttl < absl::ZeroDuration() ||
+      spec.idle_timeout < absl::ZeroDuration() ||
+      spec.udp_session_idle_timeout < absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("durations must not be negative");
+  }
+  if (spec.behavior.kind == BehaviorKind::kGreeting) {
+    const size_t limit = spec.transport == Transport::kUdp
+                             ? kMaxDatagram
+                             : options.send_buffer_bytes;
+    if (spec.behavior.greeting.size() > limit) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("greeting of ", spec.behavior.greeting.size(),
+                       " bytes is above the limit of ", limit, " bytes"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+std::unique_ptr<Server> NewServer(const ServerSpec& spec,
+                                  const EngineOptions& options) {
+  auto s = std::make_unique<Server>();
+  ServerInfo& info = s->info;
+  info.transport = spec.transport;
+  info.behavior = spec.behavior;
+  info.backlog = spec.backlog == 0 ? asio::socket_base::max_listen_connections
+                                   : spec.backlog;
+  info.ttl = spec.ttl;
+  info.idle_timeout = spec.idle_timeout;
+  info.stopped_at = absl::InfinitePast();
+  if (spec.transport == Transport::kUdp) {
+    info.udp_max_sessions = spec.udp_max_sessions == 0
+                                ? options.max_udp_sessions_per_server
+                                : std::min(spec.udp_max_sessions,
+                                           options.max_udp_sessions_per_server);
+    info.udp_session_idle_timeout =
+        spec.udp_session_idle_timeout > absl::ZeroDuration()
+            ? spec.udp_session_idle_timeout
+            : options.udp_session_idle_timeout;
+  }
+  if (!spec.labels.empty()) {
+    s->labels = std::make_shared<const Labels>(spec.labels);
+  }
+  return s;
+}
+
+bool IsTransientAcceptError(const asio::error_code& ec) {
+  // The client gave up before we accepted, or a signal: just go on.
+  return ec == asio::error::connection_aborted ||
+         ec == asio::error::interrupted ||
+         (ec.category() == asio::error::get_system_category() &&
+          (ec.value() == EPROTO || ec.value() == ECONNRESET));
+}
+
+}  // namespace
+
+void EngineImpl::DoStartServer(ServerSpec spec,
+                               Done<absl::StatusOr<ServerInfo>> done) {
+  if (absl::Status s = ValidateServerSpec(spec, options_); !s.ok()) {
+    done(s);
+    return;
+  }
+  if (servers_listening_ >= options_.max_servers) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("max_servers (", options_.max_servers,
+                     ") reached: stop a server first")));
+    return;
+  }
+  if (spec.transport == Transport::kUnix) {
+    std::unique_ptr<Server> s = NewServer(spec, options_);
+    if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
+      done(st);
+      return;
+    }
+    ActivateServer(std::move(s), std::move(done));
+    return;
+  }
+  ResolveQuery query;
+  query.host = spec.bind.host;
+  query.port = spec.bind.port;
+  query.transport = spec.transport;
+  query.family = spec.family;
+  query.passive = true;
+  Resolve(std::move(query),
+          [this, spec = std::move(spec), done = std::move(done)](
+              absl::StatusOr<IpEndpoints> endpoints) mutable {
+            if (shutting_down_) {
+              done(ShuttingDownError());
+            } else if (!endpoints.ok()) {
+              done(endpoints.status());
+            } else {
+              BindIpServer(std::move(spec), *endpoints, std::move(done));
+            }
+          });
+}
+
+void EngineImpl::BindIpServer(ServerSpec spec, const IpEndpoints& endpoints,
+                              Done<absl::StatusOr<ServerInfo>> done) {
+  // Checked again: other servers may have started during the lookup.
+  if (servers_listening_ >= options_.max_servers) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("max_servers (", options_.max_servers,
+                     ") reached: stop a server first")));
+    return;
+  }
+  for (int attempt = 0;; ++attempt) {
+    std::unique_ptr<Server> s = NewServer(spec, options_);
+    bool retry = false;
+    absl::Status status = BindAll(*s, spec, endpoints, &retry);
+    if (status.ok()) {
+      ActivateServer(std::move(s), std::move(done));
+      return;
+    }
+    if (!retry || attempt + 1 >= kMaxPortRetries) {
+      done(status);
+      return;
+    }
+  }
+}
+
+absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
+                                 const IpEndpoints& endpoints, bool* retry) {
+  const bool any_zero = std::any_of(
+      endpoints.begin(), endpoints.end(),
+      [](const asio::ip::tcp::endpoint& e) { return e.port() == 0; });
+  // "" with any family: a host without IPv6 still gets its IPv4 socket.
+  const bool v6_optional =
+      spec.bind.host.empty() && spec.family == Family::kUnspecified;
+  uint16_t chosen = 0;
+  for (size_t i = 0; i < endpoints.size(); ++i) {
+    asio::ip::tcp::endpoint ep = endpoints[i];
+    if (ep.port() == 0 && chosen != 0) ep.port(chosen);
+    const std::string where =
+        ToSocketAddress(ep.address(), ep.port()).ToString();
+    const bool v6 = ep.address().is_v6();
+    asio::error_code ec;
+    PackedAddress local;
+    if (spec.transport == Transport::kTcp) {
+      auto listener = std::make_unique<Listener>(io_);
+      StreamAcceptor& a = listener->acceptor;
+      a.open(StreamProtocol(ep.protocol()), ec);
+      if (ec) {
+        if (v6 && v6_optional &&
+            ec == asio::error::address_family_not_supported) {
+          continue;
+        }
+        return ErrorStatus(absl::StrCat("socket for ", where), ec);
+      }
+      if (spec.reuse_address) {
+        a.set_option(asio::socket_base::reuse_address(true), ec);
+        if (ec) return ErrorStatus(absl::StrCat("SO_REUSEADDR on ", where), ec);
+      }
+      if (v6) {
+        // Dual stack is two sockets; [::] must not take the IPv4 port too.
+        a.set_option(asio::ip::v6_only(true), ec);
+        if (ec) return ErrorStatus(absl::StrCat("IPV6_V6ONLY on ", where), ec);
+      }
+      a.bind(StreamProtocol::endpoint(ep), ec);
+      if (ec) {
+        *retry = any_zero && chosen != 0 && ec == asio::error::address_in_use;
+        return ErrorStatus(absl::StrCat("bind ", where), ec);
+      }
+      a.listen(s.info.backlog, ec);
+      if (ec) return ErrorStatus(absl::StrCat("listen ", where), ec);
+      a.non_blocking(true, ec);
+      if (ec) return ErrorStatus(absl::StrCat("non-blocking ", where), ec);
+      const StreamProtocol::endpoint bound = a.local_endpoint(ec);
+      if (ec) return ErrorStatus(absl::StrCat("getsockname ", where), ec);
+      local = PackedAddress::FromKernel(bound.data(), bound.size());
+      if (!ep.address().is_unspecified()) listener->fixed_local = local;
+      s.listeners.push_back(std::move(listener));
+    } else {
+      auto socket = std::make_unique<UdpServerSocket>(io_);
+      UdpSocket& u = socket->socket;
+      u.open(v6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), ec);
+      if (ec) {
+        if (v6 && v6_optional &&
+            ec == asio::error::address_family_not_supported) {
+          continue;
+        }
+        return ErrorStatus(absl::StrCat("socket for ", where), ec);
+      }
+      if (spec.reuse_address) {
+        u.set_option(asio::socket_base::reuse_address(true), ec);
+        if (ec) return ErrorStatus(absl::StrCat("SO_REUSEADDR on ", where), ec);
+      }
+      if (v6) {
+        u.set_option(asio::ip::v6_only(true), ec);
+        if (ec) return ErrorStatus(absl::StrCat("IPV6_V6ONLY on ", where), ec);
+      }
+      u.bind(asio::ip::udp::endpoint(ep.address(), ep.port()), ec);
+      if (ec) {
+        *retry = any_zero && chosen != 0 && ec == asio::error::address_in_use;
+        return ErrorStatus(absl::StrCat("bind ", where), ec);
+      }
+      u.non_blocking(true, ec);
+      if (ec) return ErrorStatus(absl::StrCat("non-blocking ", where), ec);
+      const asio::ip::udp::endpoint bound = u.local_endpoint(ec);
+      if (ec) return ErrorStatus(absl::StrCat("getsockname ", where), ec);
+      local = PackedAddress::Ip(bound.address(), bound.port());
+      socket->local = local;
+      s.udp_sockets.push_back(std::move(socket));
+    }
+    if (chosen == 0) chosen = local.port();
+    s.info.local_addresses.push_back(local.Unpack());
+  }
+  if (s.listeners.empty() && s.udp_sockets.empty()) {
+    return absl::InvalidArgumentError("no address to bind");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
+  const std::string& path = spec.bind.unix_path;
+  absl::StatusOr<StreamProtocol::endpoint> ep = UnixEndpoint(path);
+  if (!ep.ok()) return ep.status();
+  const std::string where = absl::StrCat("unix:", path);
+  auto listener = std::make_unique<Listener>(io_);
+  StreamAcceptor& a = listener->acceptor;
+  asio::error_code ec;
+  a.open(ep->protocol(), ec);
+  if (ec) return ErrorStatus(absl::StrCat("socket for ", where), ec);
+  // An existing file (stale or live) fails with "address already in use":
+  // we never unlink what we did not create.
+  a.bind(*ep, ec);
+  if (ec) return ErrorStatus(absl::StrCat("bind ", where), ec);
+  s.unlink_on_stop = path.front() != '@';
+  s.unix_path = std::make_shared<const std::string>(path);
+  a.listen(s.info.backlog, ec);
+  if (ec) return ErrorStatus(absl::StrCat("listen ", where), ec);
+  a.non_blocking(true, ec);
+  if (ec) return ErrorStatus(absl::StrCat("non-blocking ", where), ec);
+  listener->fixed_local = PackedAddress::Unix(s.unix_path);
+  s.info.local_addresses.push_back(listener->fixed_local->Unpack());
+  s.listeners.push_back(std::move(listener));
+  return absl::OkStatus();
+}
+
+void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
+                                Done<absl::StatusOr<ServerInfo>> done) {
+  Server& s = *server;
+  s.num = next_server_num_++;
+  s.info.id = ServerId(s.num);
+  s.info.state = ServerState::kListening;
+  s.info.created_at = absl::Now();
+  servers_.emplace(s.num, std::move(server));
+  ++servers_listening_;
+  for (size_t i = 0; i < s.listeners.size(); ++i) ArmAccept(s, i);
+  for (size_t i = 0; i < s.udp_sockets.size(); ++i) ArmUdpRead(s, i);
+  if (s.info.ttl > absl::ZeroDuration()) {
+    s.ttl_timer = std::make_unique<Timer>(io_, ToSteady(s.info.ttl));
+    s.ttl_timer->async_wait([this, num = s.num](const asio::error_code& ec) {
+      if (ec) return;
+      Server* found = FindServer(num);
+      if (found == nullptr || found->stopped()) return;
+      StopServer(*found, "ttl expired", /*close_connections=*/false,
+                 CloseReason::kTtlExpired, nullptr);
+    });
+  }
+  Emit(EventKind::kServerStarted, s.num, 0);
+  done(Snapshot(s));
+}
+
+void EngineImpl::ArmAccept(Server& s, size_t index) {
+  s.listeners[index]->acceptor.async_wait(
+      StreamAcceptor::wait_read,
+      [this, num = s.num, index](const asio::error_code& ec) {
+        OnAcceptReady(num, index, ec);
+      });
+}
+
+void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
+                               const asio::error_code& ec) {
+  Server* s = FindServer(server_num);
+  if (s == nullptr || s->stopped() || ec == asio::error::operation_aborted) {
+    return;
+  }
+  Listener& listener = *s->listeners[index];
+  asio::error_code error = ec;
+  for (int i = 0; i < kAcceptsPerWakeup && !error; ++i) {
+    StreamSocket peer(io_);
+    StreamProtocol::endpoint remote;
+    listener.acceptor.accept(peer, remote, error);
+    if (error) {
+      if (IsWouldBlock(error)) {
+        error.clear();
+        break;
+      }
+      if (IsTransientAcceptError(error)) {
+        error.clear();
+        continue;
+      }
+      break;
+    }
+    OnAccepted(*s, listener, std::move(peer), remote);
+  }
+  if (!error) {
+    ArmAccept(*s, index);
+    return;
+  }
+  // Out of descriptors or memory (or stranger): back off, then try again.
+  Emit(EventKind::kError, server_num, 0);
+  listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
+  listener.retry->async_wait(
+      [this, server_num, index](const asio::error_code& e) {
+        if (e) return;
+        Server* found = FindServer(server_num);
+        if (found != nullptr && !found->stopped()) ArmAccept(*found, index);
+      });
+}
+
+void EngineImpl::OnAccepted(Server& s, const Listener& listener,
+                            StreamSocket socket,
+                            const StreamProtocol::endpoint& remote) {
+  asio::error_code ec;
+  if (conns_open_ >= options_.max_connections) {
+    // Refuse with RST so the client learns at once.
+    ++s.info.counters.connections_rejected;
+    socket.set_option(asio::socket_base::linger(true, 0), ec);
+    socket.close(ec);
+    Emit(EventKind::kError, s.num, 0);
+    return;
+  }
+  auto conn = std::make_unique<Conn>();
+  conn->num = NewConnNum();
+  conn->server_num = s.num;
+  conn->transport = s.info.transport;
+  conn->origin = Origin::kAccepted;
+  conn->behavior = s.info.behavior.kind;
+  conn->labels = s.labels;
+  if (listener.fixed_local.has_value()) {
+    conn->local = *listener.fixed_local;
+  } else {
+    const StreamProtocol::endpoint local = socket.local_endpoint(ec);
+    if (!ec)
+      conn->local = PackedAddress::FromKernel(local.data(), local.size());
+  }
+  // accept() reported the peer (an unnamed UNIX peer has no path).
+  conn->remote = PackedAddress::FromKernel(remote.data(), remote.size());
+  if (s.info.transport == Transport::kUnix &&
+      conn->remote.family() != Family::kUnix) {
+    conn->remote = PackedAddress::Unix(nullptr);
+  }
+  conn->stream = std::make_unique<StreamSocket>(std::move(socket));
+  Conn& c = AddConn(std::move(conn));
+  ++s.info.counters.connections_accepted;
+  ++s.info.counters.connections_active;
+  Emit(EventKind::kConnectionAccepted, s.num, c.num);
+  StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
+  if (s.info.behavior.kind == BehaviorKind::kGreeting) {
+    const Behavior& b = s.info.behavior;
+    c.send_bytes.Append(b.greeting);
+    c.counters.send_buffered = c.send_bytes.size();
+    c.counters.send_buffered_peak = c.counters.send_buffered;
+    if (b.close_after_greeting) {
+      StartClose(c, CloseReason::kLocalClose, "greeting sent", /*abort=*/false);
+    } else {
+      Flush(c);
+    }
+  }
+}
+
+void EngineImpl::ArmUdpRead(Server& s, size_t index) {
+  s.udp_sockets[index]->socket.async_wait(
+      UdpSocket::wait_read,
+      [this, num = s.num, index](const asio::error_code& ec) {
+        OnUdpReadable(num, index, ec);
+      });
+}
+
+void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
+                               const asio::error_code& ec) {
+  Server* s = FindServer(server_num);
+  if (s == nullptr || s->stopped() || ec) return;
+  for (int i = 0; i < kDatagramsPerWakeup; ++i) {
+    asio::ip::udp::endpoint from;
+    asio::error_code error;
+    const size_t n = s->udp_sockets[index]->socket.receive_from(
+        asio::buffer(scratch_.data(), scratch_.size()), from, 0, error);
+    if (error) {
+      if (IsWouldBlock(error)) break;
+      continue;  // A stale ICMP error for an earlier reply; keep reading.
+    }
+    OnDatagram(*s, index, from, scratch_.data(), n);
+  }
+  ArmUdpRead(*s, index);
+}
+
+void EngineImpl::OnDatagram(Server& s, size_t index,
+                            const asio::ip::udp::endpoint& from,
+                            const char* data, size_t n) {
+  ServerCounters& counters = s.info.counters;
+  ++counters.datagrams_received;
+  counters.bytes_received += n;
+  Conn* c = nullptr;
+  if (auto it = s.sessions.find({static_cast<uint32_t>(index), from});
+      it != s.sessions.end()) {
+    c = FindConn(it->second);
+  }
+  if (c == nullptr) {
+    if (s.sessions.size() >= s.info.udp_max_sessions) {
+      ++counters.datagrams_dropped;
+      Emit(EventKind::kDatagramDropped, s.num, 0, n);
+      return;
+    }
+    if (conns_open_ >= options_.max_connections) {
+      ++counters.connections_rejected;
+      ++counters.datagrams_dropped;
+      Emit(EventKind::kDatagramDropped, s.num, 0, n);
+      return;
+    }
+    c = NewUdpSession(s, index, from);
+  }
+  ++c->counters.datagrams_received;
+  c->counters.bytes_received += n;
+  Touch(*c);
+  Emit(EventKind::kDataReceived, s.num, c->num, n);
+  const Behavior& b = s.info.behavior;
+  auto reply = [this, &s, c](std::string payload) {
+    if (!SendSessionDatagram(*c, std::move(payload)).ok()) {
+      ++c->counters.datagrams_dropped;
+      ++s.info.counters.datagrams_dropped;
+    }
+  };
+  switch (b.kind) {
+    case BehaviorKind::kHold:
+      BufferDatagram(*c, data, n);
+      break;
+    case BehaviorKind::kEcho:
+      reply(std::string(data, n));
+      break;
+    case BehaviorKind::kGreeting:
+      reply(b.greeting);
+      if (b.close_after_greeting) {
+        StartClose(*c, CloseReason::kLocalClose, "greeting sent",
+                   /*abort=*/false);
+      } else {
+        BufferDatagram(*c, data, n);
+      }
+      break;
+    case BehaviorKind::kDiscard:
+      break;
+  }
+}
+
+Conn* EngineImpl::NewUdpSession(Server& s, size_t index,
+                                const asio::ip::udp::endpoint& from) {
+  auto conn = std::make_unique<Conn>();
+  conn->num = NewConnNum();
+  conn->server_num = s.num;
+  conn->transport = Transport::kUdp;
+  conn->origin = Origin::kUdpPeer;
+  conn->behavior = s.info.behavior.kind;
+  conn->udp_socket_index = static_cast<uint32_t>(index);
+  conn->labels = s.labels;
+  conn->local = s.udp_sockets[index]->local;
+  conn->remote = PackedAddress::Ip(from.address(), from.port());
+  Conn& c = AddConn(std::move(conn));
+  s.sessions[{static_cast<uint32_t>(index), from}] = c.num;
+  ++s.info.counters.connections_accepted;
+  ++s.info.counters.connections_active;
+  Emit(EventKind::kConnectionAccepted, s.num, c.num);
+  StartConnection(c, absl::ZeroDuration(), s.info.udp_session_idle_timeout);
+  return &c;
+}
+
+absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
+  Server* s = FindServer(c.server_num);
+  if (s == nullptr || s->stopped()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("send ", ConnId(c.num), ": its server ",
+                     ServerId(c.server_num), " is stopped"));
+  }
+  UdpServerSocket& u = *s->udp_sockets[c.udp_socket_index];
+  const asio::ip::udp::endpoint to = c.remote.udp();
+  const uint64_t size = data.size();
+  if (u.out.empty()) {
+    asio::error_code ec;
+    u.socket.send_to(asio::buffer(data), to, 0, ec);
+    if (!ec) {
+      ++c.counters.datagrams_sent;
+      c.counters.bytes_sent += size;
+      ++s->info.counters.datagrams_sent;
+      s->info.counters.bytes_sent += size;
+      Touch(c);
+      Emit(EventKind::kDataSent, s->num, c.num, size);
+      return absl::OkStatus();
+    }
+    if (!IsWouldBlock(ec)) {
+      return ErrorStatus(
+          absl::StrCat("send ", ConnId(c.num), " to ", c.remote.ToString()),
+          ec);
+    }
+  }
+  if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send ", ConnId(c.num), ": send buffer full (send_buffer_bytes ",
+        options_.send_buffer_bytes, ")"));
+  }
+  u.out.push_back(OutDatagram{c.num, to, std::move(data)});
+  c.counters.send_buffered += size;
+  c.counters.send_buffered_peak =
+      std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+  ArmUdpWrite(*s, c.udp_socket_index);
+  return absl::OkStatus();
+}
+
+void EngineImpl::ArmUdpWrite(Server& s, size_t index) {
+  UdpServerSocket& u = *s.udp_sockets[index];
+  if (u.write_armed) return;
+  u.write_armed = true;
+  u.socket.async_wait(UdpSocket::wait_write,
+                      [this, num = s.num, index](const asio::error_code& ec) {
+                        OnUdpWritable(num, index, ec);
+                      });
+}
+
+void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
+                               const asio::error_code& ec) {
+  Server* s = FindServer(server_num);
+  if (s == nullptr || s->stopped()) return;
+  UdpServerSocket& u = *s->udp_sockets[index];
+  u.write_armed = false;
+  if (ec) return;
+  while (!u.out.empty()) {
+    OutDatagram& d = u.out.front();
+    asio::error_code error;
+    u.socket.send_to(asio::buffer(d.data), d.to, 0, error);
+    if (IsWouldBlock(error)) {
+      ArmUdpWrite(*s, index);
+      return;
+    }
+    const uint64_t size = d.data.size();
+    Conn* c = FindConn(d.conn_num);
+    if (c != nullptr) c->counters.send_buffered -= size;
+    if (error) {
+      if (c != nullptr) c->counters.send_bytes_lost += size;
+    } else {
+      ++s->info.counters.datagrams_sent;
+      s->info.counters.bytes_sent += size;
+      if (c != nullptr) {
+        ++c->counters.datagrams_sent;
+        c->counters.bytes_sent += size;
+        Touch(*c);
+      }
+    }
+    u.out.pop_front();
+  }
+}
+
+void EngineImpl::StopServer(Server& s, absl::string_view reason,
+                            bool close_connections, CloseReason conn_reason,
+                            uint64_t* closed) {
+  if (s.stopped()) return;
+  s.info.state = ServerState::kStopped;
+  s.info.stopped_at = absl::Now();
+  s.info.stop_reason = std::string(reason);
+  --servers_listening_;
+  asio::error_code ec;
+  // Handlers still queued for these sockets see stopped() and return before
+  // touching the (now empty) vectors.
+  for (auto& listener : s.listeners) listener->acceptor.close(ec);
+  s.listeners.clear();
+  // UDP peer sessions live on the server's sockets: they end with them.
+  const auto sessions = s.sessions;
+  for (const auto& [key, num] : sessions) {
+    if (Conn* c = FindConn(num)) {
+      StartClose(*c, conn_reason, "", /*abort=*/false);
+      if (closed != nullptr) ++*closed;
+    }
+  }
+  for (auto& socket : s.udp_sockets) {
+    for (; !socket->out.empty(); socket->out.pop_front()) {
+      if (Conn* c = FindConn(socket->out.front().conn_num)) {
+        const uint64_t size = socket->out.front().data.size();
+        c->counters.send_buffered -= size;
+        c->counters.send_bytes_lost += size;
+      }
+    }
+    socket->socket.close(ec);
+  }
+  s.udp_sockets.clear();
+  if (s.unlink_on_stop && s.unix_path != nullptr)
+    ::unlink(s.unix_path->c_str());
+  s.ttl_timer.reset();
+  if (close_connections) {
+    for (auto& [num, c] : conns_) {
+      if (c->server_num == s.num && c->state != ConnectionState::kClosed) {
+        StartClose(*c, conn_reason, "", /*abort=*/false);
+        if (closed != nullptr) ++*closed;
+      }
+    }
+  }
+  stopped_servers_.push_back(s.num);
+  ScheduleTrim();
+  Emit(EventKind::kServerStopped, s.num, 0);
+}
+
+void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
+                               Done<absl::StatusOr<StopResult>> done) {
+  if (absl::Status s = CheckSelector(selector); !s.ok()) {
+    done(s);
+    return;
+  }
+  std::vector<Server*> targets;
+  if (!selector.id.empty()) {
+    std::optional<uint64_t> num = ParseId(selector.id, "srv-");
+    Server* s = num.has_value() ? FindServer(*num) : nullptr;
+    if (s == nullptr) {
+      done(absl::NotFoundError(
+          absl::StrCat("server '", selector.id, "' not found")));
+      return;
+    }
+    targets.push_back(s);
+  } else {
+    for (auto& [num, s] : servers_) {
+      if (!s->stopped() && LabelsMatch(s->labels, selector.labels)) {
+        targets.push_back(s.get());
+      }
+    }
+  }
+  StopResult result;
+  for (Server* s : targets) {
+    StopServer(*s, "stopped by request", close_connections,
+               CloseReason::kServerStopped, &result.connections_closed);
+    result.servers.push_back(Snapshot(*s));
+  }
+  done(std::move(result));
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent

@@ -1,0 +1,151 @@
+// Engine tests over UNIX stream sockets: filesystem and abstract paths,
+// path errors, cleanup on stop, and clients.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/agent/engine_test_util.h"
+
+namespace sockagent::testing {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::SizeIs;
+
+std::string TempSocketPath() {
+  static std::atomic<int> counter{0};
+  return absl::StrCat(::testing::TempDir(), "/engine-", ::getpid(), "-",
+                      counter.fetch_add(1), ".sock");
+}
+
+bool Exists(const std::string& path) {
+  struct stat st;
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+ServerSpec UnixServer(const std::string& path, BehaviorKind kind) {
+  ServerSpec spec;
+  spec.transport = Transport::kUnix;
+  spec.bind.unix_path = path;
+  spec.behavior.kind = kind;
+  return spec;
+}
+
+class EngineUnixServer : public EngineTest {};
+class EngineUnixClient : public EngineTest {};
+
+TEST_F(EngineUnixServer, EchoOnPathAndFileRemovedOnStop) {
+  const std::string path = TempSocketPath();
+  absl::StatusOr<ServerInfo> server =
+      sync_->StartServer(UnixServer(path, BehaviorKind::kEcho));
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_THAT(server->local_addresses, SizeIs(1));
+  EXPECT_EQ(server->local_addresses[0].family, Family::kUnix);
+  EXPECT_EQ(server->local_addresses[0].unix_path, path);
+  EXPECT_EQ(server->transport, Transport::kUnix);
+
+  Fd client = UnixConnect(path);
+  ASSERT_TRUE(client.valid());
+  ASSERT_TRUE(WriteAll(client.get(), "over unix"));
+  EXPECT_EQ(ReadExactly(client.get(), 9), "over unix");
+  std::vector<ConnectionInfo> conns = sync_->ConnectionsOf(server->id);
+  ASSERT_THAT(conns, SizeIs(1));
+  EXPECT_EQ(conns[0].transport, Transport::kUnix);
+  EXPECT_EQ(conns[0].local.unix_path, path);
+
+  ASSERT_TRUE(sync_->StopServers(Selector{server->id, {}}).ok());
+  EXPECT_FALSE(Exists(path));
+}
+
+TEST_F(EngineUnixServer, ExistingPathIsAlreadyExists) {
+  const std::string path = TempSocketPath();
+  ASSERT_TRUE(sync_->StartServer(UnixServer(path, BehaviorKind::kHold)).ok());
+  absl::StatusOr<ServerInfo> again =
+      sync_->StartServer(UnixServer(path, BehaviorKind::kHold));
+  EXPECT_EQ(again.status().code(), absl::StatusCode::kAlreadyExists);
+  EXPECT_EQ(again.status().message(),
+            absl::StrCat("bind unix:", path, ": address already in use"));
+  // The failed start did not remove the first server's file.
+  EXPECT_TRUE(Exists(path));
+}
+
+TEST_F(EngineUnixServer, TooLongPathIsInvalidArgument) {
+  const std::string path = "/tmp/" + std::string(120, 'p');
+  absl::StatusOr<ServerInfo> server =
+      sync_->StartServer(UnixServer(path, BehaviorKind::kHold));
+  EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(server.status().message(), HasSubstr("107"));
+  ServerSpec spec = UnixServer(TempSocketPath(), BehaviorKind::kHold);
+  spec.bind.host = "127.0.0.1";
+  EXPECT_EQ(sync_->StartServer(spec).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+TEST_F(EngineUnixServer, AbstractNamespace) {
+  const std::string name = absl::StrCat("@sockagent-engine-test-", ::getpid());
+  absl::StatusOr<ServerInfo> server =
+      sync_->StartServer(UnixServer(name, BehaviorKind::kHold));
+  ASSERT_TRUE(server.ok()) << server.status();
+  EXPECT_EQ(server->local_addresses[0].unix_path, name);
+  Fd client = UnixConnect(name);
+  ASSERT_TRUE(client.valid());
+  ASSERT_TRUE(WriteAll(client.get(), "abstract"));
+  std::vector<ConnectionInfo> conns;
+  ASSERT_TRUE(WaitFor([&] {
+    conns = sync_->ConnectionsOf(server->id);
+    return !conns.empty();
+  }));
+  EXPECT_EQ(sync_->ReceiveExactly(conns[0].id, 8).value_or(""), "abstract");
+}
+
+TEST_F(EngineUnixClient, TalksToPlainUnixServer) {
+  const std::string path = TempSocketPath();
+  Fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  ASSERT_EQ(
+      ::bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+      0);
+  ASSERT_EQ(::listen(listener.get(), 4), 0);
+
+  ClientSpec spec;
+  spec.transport = Transport::kUnix;
+  spec.remote.unix_path = path;
+  absl::StatusOr<ConnectionInfo> conn = sync_->OpenClient(spec);
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  EXPECT_EQ(conn->remote.unix_path, path);
+  Fd peer = Accept(listener.get());
+  ASSERT_TRUE(WriteAll(peer.get(), "Thank you for connecting"));
+  peer.Reset();
+  std::string got;
+  for (;;) {
+    absl::StatusOr<ReceiveResult> r =
+        sync_->Receive(conn->id, absl::Seconds(5));
+    ASSERT_TRUE(r.ok()) << r.status();
+    got += r->data;
+    if (r->end_of_stream) break;
+  }
+  EXPECT_EQ(got, "Thank you for connecting");
+  ::unlink(path.c_str());
+}
+
+TEST_F(EngineUnixClient, MissingPathFails) {
+  ClientSpec spec;
+  spec.transport = Transport::kUnix;
+  spec.remote.unix_path = TempSocketPath();
+  absl::StatusOr<ConnectionInfo> conn = sync_->OpenClient(spec);
+  EXPECT_EQ(conn.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_THAT(conn.status().message(),
+              HasSubstr("connect unix:" + spec.remote.unix_path));
+}
+
+}  // namespace
+}  // namespace sockagent::testing
