@@ -53,6 +53,46 @@ size_t ByteQueue::Peek(absl::string_view* out, size_t max_spans) const {
   return n;
 }
 
+absl::string_view ByteQueue::Span(size_t chunk) const {
+  absl::string_view span = state_->chunks[chunk];
+  if (chunk == 0) span.remove_prefix(state_->head_offset);
+  return span;
+}
+
+bool ByteQueue::MatchesAt(size_t chunk, size_t offset,
+                          absl::string_view needle) const {
+  size_t matched = 0;
+  while (matched < needle.size() && chunk < state_->chunks.size()) {
+    const absl::string_view span = Span(chunk);
+    const size_t n = std::min(span.size() - offset, needle.size() - matched);
+    if (span.substr(offset, n) != needle.substr(matched, n)) return false;
+    matched += n;
+    ++chunk;
+    offset = 0;
+  }
+  return matched == needle.size();
+}
+
+size_t ByteQueue::FindEnd(absl::string_view needle, size_t from,
+                          size_t limit) const {
+  const size_t total = std::min(limit, size());
+  if (needle.empty() || total < needle.size()) return std::string::npos;
+  size_t base = 0;  // Queue offset of the current chunk's first byte.
+  for (size_t i = 0; i < state_->chunks.size() && base < total; ++i) {
+    const absl::string_view span = Span(i);
+    size_t p = from > base ? from - base : 0;
+    while (p < span.size()) {
+      p = span.find(needle[0], p);
+      if (p == absl::string_view::npos) break;
+      if (base + p + needle.size() > total) return std::string::npos;
+      if (MatchesAt(i, p, needle)) return base + p + needle.size();
+      ++p;
+    }
+    base += span.size();
+  }
+  return std::string::npos;
+}
+
 void ByteQueue::Consume(size_t n) {
   if (n == 0) return;
   State& s = *state_;

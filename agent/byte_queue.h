@@ -44,6 +44,11 @@ class ByteQueue {
   // returns n. The spans stay valid until the queue is next modified.
   size_t Peek(absl::string_view* out, size_t max_spans) const;
 
+  // The offset just past the first occurrence of `needle` that starts at or
+  // after `from` and ends within the first `limit` bytes; npos if none.
+  // `from` lets a caller that already searched a shorter queue skip ahead.
+  size_t FindEnd(absl::string_view needle, size_t from, size_t limit) const;
+
   // Drops `n` <= size() bytes from the front (after they were written).
   void Consume(size_t n);
 
@@ -55,6 +60,11 @@ class ByteQueue {
     size_t head_offset = 0;  // Bytes of chunks.front() already consumed.
     size_t size = 0;
   };
+  // Whether `needle` starts at byte `offset` of chunk `chunk` (the match
+  // may run on into the following chunks).
+  bool MatchesAt(size_t chunk, size_t offset, absl::string_view needle) const;
+  absl::string_view Span(size_t chunk) const;
+
   // Invariant: null exactly when the queue is empty.
   std::unique_ptr<State> state_;
 };

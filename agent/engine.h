@@ -223,6 +223,16 @@ struct SendResult {
 struct ReceiveSpec {
   size_t max_bytes = 0;      // 0: 64 KiB. Capped by max_receive_bytes.
   size_t max_datagrams = 0;  // UDP; 0: no extra limit.
+  // Stream transports only. Complete once this many bytes are buffered
+  // (capped at max_bytes and at the receive buffer's bound); 0 means 1. If
+  // the wait ends first nothing is taken. At end of stream, or once the
+  // connection closed, whatever is buffered is returned.
+  size_t min_bytes = 0;
+  // Stream transports only. Complete once these bytes arrived, taking up to
+  // and including their first occurrence; if max_bytes (or the whole
+  // receive buffer) fill without them, those bytes are returned. If the
+  // wait ends first nothing is taken. Empty: no delimiter.
+  std::string delimiter;
   absl::Duration wait = absl::ZeroDuration();
   absl::Time deadline = absl::InfiniteFuture();  // The RPC's deadline.
 };

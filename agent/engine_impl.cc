@@ -480,7 +480,8 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
     return;
   }
   const absl::Duration wait = std::min(spec.wait, spec.deadline - absl::Now());
-  if (ReceiveReady(c) || wait <= absl::ZeroDuration()) {
+  size_t scanned = 0;
+  if (ReceiveReady(c, spec, &scanned) || wait <= absl::ZeroDuration()) {
     done(TakeReceive(c, spec));
     return;
   }
@@ -488,6 +489,7 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   pending->token = token;
   pending->spec = spec;
   pending->done = std::move(done);
+  pending->scanned = scanned;
   pending->timer = std::make_unique<Timer>(io_, ToSteady(wait));
   pending->timer->async_wait(
       [this, num = c.num, token](const asio::error_code& ec) {
@@ -497,9 +499,37 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   receive_tokens_[token] = c.num;
 }
 
-bool EngineImpl::ReceiveReady(const Conn& c) const {
-  return c.counters.recv_buffered > 0 || c.has_datagrams() || c.eof ||
-         c.state == ConnectionState::kClosed;
+bool EngineImpl::ReceiveReady(const Conn& c, const ReceiveSpec& spec,
+                              size_t* scanned) const {
+  if (c.eof || c.state == ConnectionState::kClosed) return true;
+  if (c.transport == Transport::kUdp) return c.has_datagrams();
+  return ReadyBytes(c, spec, scanned) > 0;
+}
+
+size_t EngineImpl::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
+                              size_t* scanned) const {
+  const size_t buffered = c.recv_bytes.size();
+  if (buffered == 0) return 0;
+  const size_t max = std::min<uint64_t>(
+      spec.max_bytes == 0 ? kDefaultReceiveBytes : spec.max_bytes,
+      options_.max_receive_bytes);
+  const bool closing = c.eof || c.state == ConnectionState::kClosed;
+  // Never wait for more than the receive buffer can hold: reading pauses
+  // there, so the condition could not be met.
+  const size_t cap = std::min<uint64_t>(max, options_.recv_buffer_bytes);
+  if (!spec.delimiter.empty()) {
+    const size_t end =
+        c.recv_bytes.FindEnd(spec.delimiter, scanned ? *scanned : 0, max);
+    if (end != std::string::npos) return end;
+    if (scanned != nullptr) {
+      const size_t searched = std::min(buffered, max);
+      const size_t overlap = spec.delimiter.size() - 1;
+      *scanned = searched > overlap ? searched - overlap : 0;
+    }
+    return buffered >= cap || closing ? std::min(buffered, max) : 0;
+  }
+  const size_t need = std::max<size_t>(1, std::min(spec.min_bytes, cap));
+  return buffered >= need || closing ? std::min(buffered, max) : 0;
 }
 
 absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
@@ -529,7 +559,11 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
     }
     got = !result.datagrams.empty();
   } else {
-    result.data = c.recv_bytes.Take(max);
+    // With min_bytes or a delimiter unmet (the wait ended), nothing is
+    // taken.
+    const bool conditional = spec.min_bytes > 1 || !spec.delimiter.empty();
+    result.data =
+        c.recv_bytes.Take(conditional ? ReadyBytes(c, spec, nullptr) : max);
     c.counters.recv_buffered = c.recv_bytes.size();
     got = !result.data.empty();
     if (got) ResumeReading(c);

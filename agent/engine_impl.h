@@ -100,6 +100,9 @@ struct PendingReceive {
   ReceiveSpec spec;
   Done<absl::StatusOr<ReceiveResult>> done;
   std::unique_ptr<Timer> timer;
+  // With a delimiter: occurrences starting before this offset were already
+  // ruled out, so each arrival searches only the new bytes.
+  size_t scanned = 0;
 };
 
 // The rarely used parts of a connection, allocated on first use, so an idle
@@ -305,11 +308,20 @@ class EngineImpl final : public Engine {
   // connection's status).
   absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec);
   // True when a parked Receive on `c` can complete.
-  bool ReceiveReady(const Conn& c) const;
+  bool ReceiveReady(const Conn& c, const ReceiveSpec& spec,
+                    size_t* scanned) const;
+  // Stream transports: how many bytes a Receive with `spec` takes now; 0
+  // while its condition (min_bytes, delimiter) is unmet and the peer has
+  // not closed. `scanned` (optional) carries the delimiter search forward.
+  size_t ReadyBytes(const Conn& c, const ReceiveSpec& spec,
+                    size_t* scanned) const;
   // Completes the parked Receive of `c`, if any, with TakeReceive.
   void CompleteReceive(Conn& c);
   void NotifyReceiver(Conn& c) {
-    if (c.receive != nullptr && ReceiveReady(c)) CompleteReceive(c);
+    if (c.receive != nullptr &&
+        ReceiveReady(c, c.receive->spec, &c.receive->scanned)) {
+      CompleteReceive(c);
+    }
   }
   void OnReceiveTimer(uint64_t num, uint64_t token);
 

@@ -34,6 +34,8 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
   return reactor;
 }
 
+constexpr size_t kMaxDelimiterBytes = 256;
+
 absl::Status NoEngine() {
   return absl::UnavailableError("the socket engine is not running");
 }
@@ -246,8 +248,15 @@ grpc::ServerUnaryReactor* AgentService::Receive(
   }
   auto wait = DurationFromProto(request->wait(), "wait");
   if (!wait.ok()) return FinishNow(context, wait.status());
+  if (request->delimiter().size() > kMaxDelimiterBytes) {
+    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
+                                  "delimiter is ", request->delimiter().size(),
+                                  " bytes; at most ", kMaxDelimiterBytes)));
+  }
   ReceiveSpec spec;
   spec.max_bytes = request->max_bytes();
+  spec.min_bytes = request->min_bytes();
+  spec.delimiter = request->delimiter();
   spec.max_datagrams = request->max_datagrams();
   spec.wait = *wait;
   spec.deadline = DeadlineOf(context);

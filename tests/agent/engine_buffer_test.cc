@@ -91,6 +91,29 @@ TEST(EngineByteQueue, PeekAndConsume) {
   EXPECT_EQ(q.size(), 0u);
 }
 
+TEST(EngineByteQueue, FindEndAcrossChunkBoundaries) {
+  ByteQueue q;
+  q.Append(std::string(ByteQueue::kCoalesceBytes, 'a'));
+  q.Append("b\r");  // Coalescing is full: a new chunk.
+  q.Append(std::string(ByteQueue::kCoalesceBytes, 'c'));
+  q.Append("\nd");
+  const size_t first = ByteQueue::kCoalesceBytes;
+  EXPECT_EQ(q.FindEnd("ab", 0, q.size()), first + 1);
+  // "\r\n" spans three chunks: "...b\r" | "ccc...c" | "\nd" does not
+  // contain it, but "c\n" does, across the last boundary.
+  EXPECT_EQ(q.FindEnd("\r\n", 0, q.size()), std::string::npos);
+  EXPECT_EQ(q.FindEnd("c\nd", 0, q.size()), q.size());
+  // The limit bounds where a match may end.
+  EXPECT_EQ(q.FindEnd("c\nd", 0, q.size() - 1), std::string::npos);
+  // `from` skips earlier occurrences.
+  EXPECT_EQ(q.FindEnd("aa", 0, q.size()), 2u);
+  EXPECT_EQ(q.FindEnd("aa", 10, q.size()), 12u);
+  // After a partial Take the front offset is honoured.
+  q.Take(first);
+  EXPECT_EQ(q.FindEnd("b", 0, q.size()), 1u);
+  EXPECT_EQ(q.FindEnd("", 0, q.size()), std::string::npos);
+}
+
 TEST(EngineAddress, ParsePort) {
   EXPECT_EQ(ParsePort("")->value(), 0);
   EXPECT_EQ(ParsePort("8080")->value(), 8080);

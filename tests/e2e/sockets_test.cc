@@ -42,8 +42,7 @@ class AgentFixture : public ::testing::Test {
   v1::Server StartServer(v1::StartServerRequest request) {
     v1::StartServerResponse response;
     auto context = ContextWithDeadline();
-    grpc::Status status =
-        stub_->StartServer(context.get(), request, &response);
+    grpc::Status status = stub_->StartServer(context.get(), request, &response);
     EXPECT_TRUE(status.ok()) << status.error_message();
     return response.server();
   }
@@ -91,8 +90,7 @@ class AgentFixture : public ::testing::Test {
 
   // The agent's resident set size in bytes, from /proc.
   int64_t AgentRss() {
-    std::ifstream status("/proc/" + std::to_string(agent_->pid()) +
-                         "/status");
+    std::ifstream status("/proc/" + std::to_string(agent_->pid()) + "/status");
     std::string line;
     while (std::getline(status, line)) {
       if (line.rfind("VmRSS:", 0) == 0) {
@@ -194,9 +192,9 @@ TEST_F(AgentFixture, UdpPeersGetSessionsAndReplies) {
   }));
   for (const auto& session : sessions) {
     EXPECT_EQ(session.origin(), v1::ORIGIN_UDP_PEER);
-    ASSERT_TRUE(Send(session.id(), "reply " + std::to_string(
-                                                  session.remote().port()))
-                    .ok());
+    ASSERT_TRUE(
+        Send(session.id(), "reply " + std::to_string(session.remote().port()))
+            .ok());
   }
   EXPECT_EQ(RecvDatagram(a.get()),
             "reply " + std::to_string(LocalPort(a.get())));
@@ -480,12 +478,16 @@ TEST(AgentPrivileges, PrivilegedPortAsNonRootIsPermissionDenied) {
   }
   auto child = ChildProcess::Start(
       {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-       SOCKAGENTD_PATH, "--listen=127.0.0.1:0"});
+       SOCKAGENTD_PATH, "--listen=127.0.0.1:0",
+       // An open client connection holds a graceful shutdown for up to the
+       // grace period.
+       "--shutdown-grace=1s"});
   ASSERT_TRUE(child.ok()) << child.status();
   auto line = (*child)->ReadLine(absl::Now() + absl::Seconds(30));
   ASSERT_TRUE(line.ok()) << line.status();
   const std::string address = line->substr(line->find("serving on ") + 11);
-  auto stub = v1::SocketAgent::NewStub(ChannelTo(address));
+  std::unique_ptr<v1::SocketAgent::Stub> stub =
+      v1::SocketAgent::NewStub(ChannelTo(address));
   v1::StartServerRequest request;
   request.mutable_bind()->set_host("127.0.0.1");
   request.mutable_bind()->set_port(80);
@@ -497,7 +499,6 @@ TEST(AgentPrivileges, PrivilegedPortAsNonRootIsPermissionDenied) {
   auto stopped = (*child)->Stop(SIGTERM, absl::Now() + absl::Seconds(20));
   ASSERT_TRUE(stopped.ok());
   EXPECT_TRUE(WIFEXITED(*stopped) && WEXITSTATUS(*stopped) == 0);
-  fprintf(stderr, "%s\n", (*child)->DrainStderr().c_str());
 }
 
 }  // namespace

@@ -210,13 +210,4 @@ absl::StatusOr<int> ChildProcess::Stop(int sig, absl::Time deadline) {
   }
 }
 
-bool WaitFor(const std::function<bool()>& cond, absl::Duration timeout) {
-  const absl::Time deadline = absl::Now() + timeout;
-  while (!cond()) {
-    if (absl::Now() > deadline) return false;
-    absl::SleepFor(absl::Milliseconds(5));
-  }
-  return true;
-}
-
 }  // namespace sockagent::testing

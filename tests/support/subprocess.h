@@ -13,6 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "tests/support/wait.h"
 
 namespace sockagent::testing {
 
@@ -58,10 +59,6 @@ class ChildProcess {
   std::string err_buf_;
   bool exited_ = false;
 };
-
-// Polls `cond` until it holds or `timeout` passes.
-bool WaitFor(const std::function<bool()>& cond,
-             absl::Duration timeout = absl::Seconds(10));
 
 }  // namespace sockagent::testing
 
