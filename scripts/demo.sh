@@ -5,7 +5,7 @@
 # Ctrl-C.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --target sockagentd --target sockctl
 listen="${SOCKAGENT_LISTEN:-127.0.0.1:7878}"
 bin=build
 

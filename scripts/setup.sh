@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages sockagent needs (only those missing), then
 # configures and builds. Idempotent and non-interactive.
 #
-#   scripts/setup.sh [--sanitize] [--build-dir DIR] [--no-build]
+#   scripts/setup.sh [--sanitize] [--build-dir DIR] [--target T]... [--no-build]
 #
 # --sanitize builds with AddressSanitizer + UndefinedBehaviorSanitizer (what
 # the test command uses). The default build dir is build/ (build-asan/ with
@@ -13,10 +13,12 @@ cd "$(dirname "$0")/.."
 sanitize=OFF
 build_dir=""
 build=1
+targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize=ON ;;
     --build-dir) build_dir="$2"; shift ;;
+    --target) targets+=(--target "$2"); shift ;;
     --no-build) build=0 ;;
     *) echo "setup.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -56,4 +58,4 @@ if [ ! -f "$build_dir/build.ninja" ]; then
   cmake -S . -B "$build_dir" -G Ninja -DSOCKAGENT_SANITIZE="$sanitize" \
     -DCMAKE_BUILD_TYPE="$([ "$sanitize" = ON ] && echo Debug || echo RelWithDebInfo)"
 fi
-cmake --build "$build_dir"
+cmake --build "$build_dir" "${targets[@]}"
