@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <utility>
@@ -37,11 +38,17 @@ bool IsIpv6(absl::string_view text) {
   return inet_pton(AF_INET6, std::string(text).c_str(), &addr) == 1;
 }
 
+// A DNS name (RFC 1035): at most 253 characters, labels of 1..63.
 bool IsHostName(absl::string_view host) {
+  if (host.size() > 253) return false;
+  size_t label = 0;
   for (char c : host) {
-    if (!absl::ascii_isalnum(c) && c != '-' && c != '.' && c != '_') {
-      return false;
+    if (c == '.') {
+      label = 0;
+      continue;
     }
+    if (!absl::ascii_isalnum(c) && c != '-' && c != '_') return false;
+    if (++label > 63) return false;
   }
   return true;
 }
@@ -90,7 +97,9 @@ absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address) {
       return BadAddress("an IPv6 address needs brackets, e.g. [::1]:7878");
     }
     if (!IsHostName(host)) {
-      return BadAddress("host has characters a name cannot have");
+      return BadAddress(
+          "not a host name (letters, digits, '-', '.'; at most 253 "
+          "characters, 63 between dots)");
     }
     const bool looks_numeric =
         host.find_first_not_of("0123456789.") == absl::string_view::npos;
@@ -108,6 +117,12 @@ absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address) {
         absl::StrCat("port '", port, "' is not a number in 1..65535"));
   }
   return std::string(address);
+}
+
+int UsageError(absl::string_view message) {
+  std::fprintf(stderr, "sockctl: %.*s\n", static_cast<int>(message.size()),
+               message.data());
+  return kExitUsage;
 }
 
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
@@ -142,11 +157,17 @@ AgentClient::AgentClient(GlobalOptions options) : options_(std::move(options)) {
 }
 
 std::unique_ptr<grpc::ClientContext> AgentClient::NewContext() const {
+  return NewContext(options_.timeout);
+}
+
+std::unique_ptr<grpc::ClientContext> AgentClient::NewContext(
+    absl::Duration at_least) const {
   auto ctx = std::make_unique<grpc::ClientContext>();
   // No wait_for_ready: a refused or unreachable agent must fail fast rather
   // than wait out the whole deadline.
-  ctx->set_deadline(std::chrono::system_clock::now() +
-                    absl::ToChronoNanoseconds(options_.timeout));
+  ctx->set_deadline(
+      std::chrono::system_clock::now() +
+      absl::ToChronoNanoseconds(std::max(options_.timeout, at_least)));
   if (!options_.token.empty()) {
     ctx->AddMetadata("authorization", absl::StrCat("Bearer ", options_.token));
   }

@@ -24,11 +24,17 @@ namespace sockctl {
 
 // Exit codes; main.cc and `sockctl --help` document them for users.
 inline constexpr int kExitOk = 0;
-// `health`: the service is not SERVING; or the answer could not be printed.
+// `health`: the service is not SERVING; `recv`: --exactly/--until not met;
+// or the answer could not be printed.
 inline constexpr int kExitFailure = 1;
 inline constexpr int kExitUsage = 2;
 inline constexpr int kExitUnreachable = 3;
 inline constexpr int kExitRpcBase = 10;  // + the gRPC status code.
+
+// How much longer than an agent-side wait (Receive's wait, OpenClient's
+// connect timeout) the call's deadline is, so that the answer to a wait
+// that ran its full length still arrives.
+inline constexpr absl::Duration kWaitSlack = absl::Seconds(5);
 
 inline constexpr char kDefaultAgent[] = "127.0.0.1:7878";
 inline constexpr char kAgentEnv[] = "SOCKAGENT_ADDR";
@@ -39,6 +45,11 @@ inline constexpr char kTokenEnv[] = "SOCKAGENT_TOKEN";
 // The error message says what is wrong (without repeating the address), for
 // a usage error.
 absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address);
+
+// Prints `sockctl: <message>` to stderr and returns kExitUsage: for command
+// lines CLI11 accepts but a verb cannot use (bad label, both an id and a
+// selector, ...). No call has been made when this is returned.
+int UsageError(absl::string_view message);
 
 // Parses a positive, finite duration such as 5s, 500ms, 1m or 1.5s.
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text);
@@ -61,6 +72,11 @@ class AgentClient final {
   // A fresh context for one call: deadline now + --timeout, and the bearer
   // token when one is configured. Every verb builds its contexts here.
   std::unique_ptr<grpc::ClientContext> NewContext() const;
+  // The same with a deadline of at least `at_least` from now: for calls that
+  // wait on the agent's side (Receive's wait, OpenClient's connect timeout)
+  // longer than the default --timeout would allow.
+  std::unique_ptr<grpc::ClientContext> NewContext(
+      absl::Duration at_least) const;
 
   // Prints the one-line error for a failed call to stderr and returns the
   // exit code: kExitUnreachable when the channel never got READY, otherwise

@@ -27,5 +27,11 @@ using Commands = std::vector<Command>;
 void AddNameCommands(CLI::App& app, Commands& commands);
 // cmd_host.cc: hostname, info, health.
 void AddHostCommands(CLI::App& app, Commands& commands);
+// cmd_server.cc: server start, server stop, server list.
+void AddServerCommands(CLI::App& app, Commands& commands);
+// cmd_conn.cc: client open, conn list, close.
+void AddConnectionCommands(CLI::App& app, Commands& commands);
+// cmd_data.cc: send, recv.
+void AddDataCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

@@ -8,7 +8,9 @@
 //
 // Exit codes (also in `sockctl --help`):
 //   0       success
-//   1       `health`: the service is not SERVING (or output failed)
+//   1       `health`: the service is not SERVING; `recv`: --exactly or
+//           --until not met (nothing within --wait, or the stream ended
+//           short) (or output failed)
 //   2       usage error: unknown verb or flag, bad --agent or --timeout, ...
 //   3       cannot reach the agent (refused, unreachable, no answer within
 //           --timeout before a connection was made)
@@ -39,17 +41,13 @@ Environment:
 
 Exit codes:
   0       success
-  1       health: not SERVING
+  1       health: not SERVING; recv: --exactly/--until not met (nothing
+          within --wait, or the stream ended short)
   2       usage error (unknown verb or flag, bad --agent or --timeout, ...)
   3       cannot reach the agent
   10+N    the call failed with gRPC status code N: 13 INVALID_ARGUMENT,
           14 DEADLINE_EXCEEDED, 15 NOT_FOUND, 22 UNIMPLEMENTED,
           24 UNAVAILABLE, 26 UNAUTHENTICATED, ...)";
-
-int UsageError(const std::string& message) {
-  std::fprintf(stderr, "sockctl: %s\n", message.c_str());
-  return kExitUsage;
-}
 
 int Main(int argc, char** argv) {
   CLI::App app("sockctl: drive a sockagentd agent over gRPC", "sockctl");
@@ -83,6 +81,9 @@ int Main(int argc, char** argv) {
   Commands commands;
   AddNameCommands(app, commands);
   AddHostCommands(app, commands);
+  AddServerCommands(app, commands);
+  AddConnectionCommands(app, commands);
+  AddDataCommands(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -4,7 +4,9 @@
 #include <google/protobuf/util/json_util.h>
 
 #include <algorithm>
+#include <cmath>
 #include <iostream>
+#include <iterator>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -108,6 +110,96 @@ std::string FormatBytes(uint64_t bytes) {
     }
   }
   return absl::StrCat(bytes, "B");
+}
+
+std::string FormatByteCount(uint64_t bytes) {
+  constexpr const char* kUnits[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  if (bytes < 1024) return absl::StrCat(bytes, "B");
+  double value = static_cast<double>(bytes);
+  for (const char* unit : kUnits) {
+    value /= 1024;
+    // One decimal below 10, whole numbers above; move up a unit when the
+    // rounding would print 1024.
+    const double rounded =
+        value < 9.95 ? std::round(value * 10) / 10 : std::round(value);
+    if (rounded < 1024 || unit == kUnits[std::size(kUnits) - 1]) {
+      if (rounded < 10 && rounded != std::floor(rounded)) {
+        return absl::StrFormat("%.1f%s", rounded, unit);
+      }
+      return absl::StrFormat("%.0f%s", rounded, unit);
+    }
+  }
+  return absl::StrCat(bytes, "B");  // Unreachable: EiB covers uint64_t.
+}
+
+std::string HexDump(absl::string_view data, uint64_t offset) {
+  constexpr size_t kPerLine = 16;
+  std::string out;
+  for (size_t line = 0; line < data.size(); line += kPerLine) {
+    absl::string_view chunk = data.substr(line, kPerLine);
+    absl::StrAppend(&out, absl::StrFormat("%08x ", offset + line));
+    for (size_t i = 0; i < kPerLine; ++i) {
+      if (i == kPerLine / 2) out.push_back(' ');
+      if (i < chunk.size()) {
+        absl::StrAppend(
+            &out,
+            absl::StrFormat(" %02x", static_cast<unsigned char>(chunk[i])));
+      } else {
+        out.append("   ");
+      }
+    }
+    out.append("  |");
+    for (char c : chunk) {
+      const unsigned char u = static_cast<unsigned char>(c);
+      out.push_back(u >= 0x20 && u < 0x7f ? c : '.');
+    }
+    out.append("|\n");
+  }
+  return out;
+}
+
+bool IsPrintableText(absl::string_view data) {
+  size_t i = 0;
+  while (i < data.size()) {
+    const unsigned char c = static_cast<unsigned char>(data[i]);
+    if (c < 0x80) {
+      if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) {
+        return false;
+      }
+      ++i;
+      continue;
+    }
+    // A multi-byte UTF-8 sequence: its length from the lead byte, then
+    // continuation bytes; reject overlong forms, surrogates, > U+10FFFF
+    // and the C1 controls (U+0080..U+009F).
+    size_t length;
+    uint32_t code;
+    if ((c & 0xe0) == 0xc0) {
+      length = 2;
+      code = c & 0x1f;
+    } else if ((c & 0xf0) == 0xe0) {
+      length = 3;
+      code = c & 0x0f;
+    } else if ((c & 0xf8) == 0xf0) {
+      length = 4;
+      code = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > data.size()) return false;
+    for (size_t k = 1; k < length; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(data[i + k]);
+      if ((cc & 0xc0) != 0x80) return false;
+      code = (code << 6) | (cc & 0x3f);
+    }
+    constexpr uint32_t kMinimum[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (code < kMinimum[length] || code > 0x10ffff ||
+        (code >= 0xd800 && code <= 0xdfff) || code <= 0x9f) {
+      return false;
+    }
+    i += length;
+  }
+  return true;
 }
 
 }  // namespace sockctl

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
 namespace google::protobuf {
@@ -55,6 +56,21 @@ bool PrintJson(std::ostream& out, const google::protobuf::Message& message);
 std::string FormatUptime(absl::Duration d);
 
 // Exact binary multiples as "4MiB", "64KiB"; anything else as "1500B".
+// For sizes that are set, like limits.
 std::string FormatBytes(uint64_t bytes);
+
+// Rounded for reading at a glance, like `ls -lh`: "0B", "999B", "1.5KiB",
+// "12KiB", "3.2MiB". For sizes that are counted, like bytes received.
+std::string FormatByteCount(uint64_t bytes);
+
+// Lines of `hexdump -C`: offset, 16 bytes in hex (a gap after 8), then the
+// printable ASCII column; every line ends with '\n'. Offsets start at
+// `offset`.
+//   00000000  48 65 6c 6c 6f 0d 0a                              |Hello..|
+std::string HexDump(absl::string_view data, uint64_t offset = 0);
+
+// True when `data` is valid UTF-8 with no control characters other than
+// tab, newline and carriage return: safe to write to a terminal as text.
+bool IsPrintableText(absl::string_view data);
 
 }  // namespace sockctl

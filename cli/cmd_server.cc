@@ -1,0 +1,412 @@
+// Verbs about servers: `server start` (StartServer), `server stop`
+// (StopServer) and `server list` (ListServers).
+#include <CLI/CLI.hpp>
+#include <cstdint>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
+#include "cli/args.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/paging.h"
+#include "cli/socket_tables.h"
+
+namespace sockctl {
+namespace {
+
+using sockagent::v1::ListServersRequest;
+using sockagent::v1::ListServersResponse;
+using sockagent::v1::StartServerRequest;
+using sockagent::v1::StartServerResponse;
+using sockagent::v1::StopServerRequest;
+using sockagent::v1::StopServerResponse;
+
+constexpr char kDefaultHost[] = "127.0.0.1";
+constexpr char kDefaultHost6[] = "::1";
+
+struct StartArgs {
+  bool tcp = false;
+  bool udp = false;
+  std::string unix_path;
+  std::string host = kDefaultHost;
+  bool any = false;
+  std::string port = "0";
+  bool ipv4 = false;
+  bool ipv6 = false;
+  int32_t backlog = 0;
+  bool no_reuseaddr = false;
+  bool hold = false;
+  bool echo = false;
+  bool discard = false;
+  std::string greeting;
+  std::string greeting_hex;
+  bool close_after = false;
+  std::vector<std::string> labels;
+  std::string ttl;
+  std::string idle_timeout;
+  uint32_t max_sessions = 0;
+  std::string session_idle;
+  bool quiet = false;
+  // Whether an option was given, where its value alone cannot tell.
+  CLI::Option* host_opt = nullptr;
+  CLI::Option* unix_opt = nullptr;
+  CLI::Option* greeting_opt = nullptr;
+  CLI::Option* greeting_hex_opt = nullptr;
+};
+
+absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
+  StartServerRequest request;
+  if (args.unix_opt->count() > 0) {
+    if (args.unix_path.empty()) {
+      return absl::InvalidArgumentError("--unix needs a socket path");
+    }
+    request.set_transport(sockagent::v1::TRANSPORT_UNIX);
+    request.mutable_bind()->set_unix_path(args.unix_path);
+  } else {
+    request.set_transport(args.udp ? sockagent::v1::TRANSPORT_UDP
+                                   : sockagent::v1::TRANSPORT_TCP);
+    std::string host = args.host;
+    if (args.any) {
+      host.clear();
+    } else if (args.ipv6 && args.host_opt->count() == 0) {
+      host = kDefaultHost6;  // -6 alone means IPv6 loopback.
+    }
+    request.mutable_bind()->set_host(host);
+    if (absl::Status s = ParsePort(args.port, request.mutable_bind());
+        !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --port: ", s.message()));
+    }
+    if (args.ipv4) request.set_family(sockagent::v1::FAMILY_IPV4);
+    if (args.ipv6) request.set_family(sockagent::v1::FAMILY_IPV6);
+  }
+  request.set_backlog(args.backlog);
+  if (args.no_reuseaddr) request.set_reuse_address(false);
+
+  auto* behavior = request.mutable_behavior();
+  const bool greeting = args.greeting_opt->count() > 0;
+  const bool greeting_hex = args.greeting_hex_opt->count() > 0;
+  if (args.close_after && !greeting && !greeting_hex) {
+    return absl::InvalidArgumentError(
+        "--close-after goes with --greeting or --greeting-hex");
+  }
+  if (greeting || greeting_hex) {
+    absl::StatusOr<std::string> data =
+        greeting ? UnescapeC(args.greeting) : ParseHex(args.greeting_hex);
+    if (!data.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid ", greeting ? "--greeting" : "--greeting-hex",
+                       ": ", data.status().message()));
+    }
+    behavior->mutable_greeting()->set_data(*std::move(data));
+    behavior->mutable_greeting()->set_close_after(args.close_after);
+  } else if (args.echo) {
+    behavior->mutable_echo();
+  } else if (args.discard) {
+    behavior->mutable_discard();
+  } else {
+    behavior->mutable_hold();
+  }
+
+  if (absl::Status s = ParseLabels(args.labels, request.mutable_labels());
+      !s.ok()) {
+    return s;
+  }
+  for (absl::Status s : {
+           ParseDurationFlag("--ttl", args.ttl, request.mutable_ttl()),
+           ParseDurationFlag("--idle-timeout", args.idle_timeout,
+                             request.mutable_idle_timeout()),
+           ParseDurationFlag(
+               "--session-idle", args.session_idle,
+               request.mutable_udp()->mutable_session_idle_timeout()),
+       }) {
+    if (!s.ok()) return s;
+  }
+  request.mutable_udp()->set_max_sessions(args.max_sessions);
+  if (!args.udp) request.clear_udp();
+  return request;
+}
+
+int RunStart(AgentClient& client, const StartArgs& args) {
+  absl::StatusOr<StartServerRequest> request = BuildStartRequest(args);
+  if (!request.ok()) return UsageError(request.status().message());
+  StartServerResponse response;
+  auto ctx = client.NewContext();
+  grpc::Status status =
+      client.agent().StartServer(ctx.get(), *request, &response);
+  if (!status.ok()) return client.Fail(status);
+  google::protobuf::RepeatedPtrField<sockagent::v1::Server> started;
+  *started.Add() = response.server();
+  return PrintServers(std::cout, response, started,
+                      {.json = client.options().json, .quiet = args.quiet},
+                      TableView::kBrief)
+             ? kExitOk
+             : kExitFailure;
+}
+
+struct StopArgs {
+  std::string id;
+  std::vector<std::string> labels;
+  bool close_connections = false;
+  bool quiet = false;
+};
+
+int RunStop(AgentClient& client, const StopArgs& args) {
+  StopServerRequest request;
+  if (args.id.empty() == args.labels.empty()) {
+    return UsageError(
+        "server stop takes either a server ID or --label KEY=VALUE "
+        "selectors (exactly one of them)");
+  }
+  request.set_id(args.id);
+  if (absl::Status s =
+          ParseLabels(args.labels, request.mutable_label_selector());
+      !s.ok()) {
+    return UsageError(s.message());
+  }
+  request.set_close_connections(args.close_connections);
+  StopServerResponse response;
+  auto ctx = client.NewContext();
+  grpc::Status status =
+      client.agent().StopServer(ctx.get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  const PrintMode mode = {.json = client.options().json, .quiet = args.quiet};
+  if (!PrintServers(std::cout, response, response.servers(), mode,
+                    TableView::kFull)) {
+    return kExitFailure;
+  }
+  if (args.close_connections && !mode.json && !mode.quiet) {
+    std::cout << "connections closed: " << response.connections_closed()
+              << "\n";
+  }
+  return kExitOk;
+}
+
+struct ListArgs {
+  std::vector<std::string> labels;
+  bool tcp = false;
+  bool udp = false;
+  bool unix_ = false;
+  bool all = false;
+  uint32_t page_size = 0;
+  bool quiet = false;
+};
+
+int RunList(AgentClient& client, const ListArgs& args) {
+  ListServersRequest request;
+  if (absl::Status s =
+          ParseLabels(args.labels, request.mutable_label_selector());
+      !s.ok()) {
+    return UsageError(s.message());
+  }
+  if (args.tcp) request.set_transport(sockagent::v1::TRANSPORT_TCP);
+  if (args.udp) request.set_transport(sockagent::v1::TRANSPORT_UDP);
+  if (args.unix_) request.set_transport(sockagent::v1::TRANSPORT_UNIX);
+  request.set_include_stopped(args.all);
+  request.set_page_size(args.page_size);
+  ListServersResponse all;
+  if (int rc =
+          ListAllPages(client, request,
+                       &sockagent::v1::SocketAgent::Stub::ListServers, &all);
+      rc != kExitOk) {
+    return rc;
+  }
+  return PrintServers(std::cout, all, all.servers(),
+                      {.json = client.options().json, .quiet = args.quiet},
+                      TableView::kFull)
+             ? kExitOk
+             : kExitFailure;
+}
+
+void AddStart(CLI::App& server, Commands& commands) {
+  auto args = std::make_shared<StartArgs>();
+  CLI::App* start = server.add_subcommand(
+      "start",
+      "Start a server on the agent's host (StartServer) and print it; with -q "
+      "only its id: id=$(sockctl server start -q --echo)");
+  start->footer(
+      "Examples:\n"
+      "  sockctl server start --echo --port 7000\n"
+      "  sockctl server start --any --port www --greeting 'HTTP/1.0 200 "
+      "OK\\r\\n\\r\\nhi' --close-after\n"
+      "  sockctl server start --udp --echo --label team=sre\n"
+      "  sockctl server start --unix /tmp/x.sock --discard");
+  CLI::Option* tcp = start->add_flag("--tcp", args->tcp, "TCP (the default)")
+                         ->group("Transport");
+  CLI::Option* udp =
+      start->add_flag("--udp", args->udp, "UDP: one peer session per sender")
+          ->group("Transport");
+  args->unix_opt =
+      start
+          ->add_option("--unix", args->unix_path,
+                       "UNIX stream socket at PATH ('@name': abstract)")
+          ->type_name("PATH")
+          ->group("Transport");
+  tcp->excludes(udp)->excludes(args->unix_opt);
+  udp->excludes(args->unix_opt);
+
+  args->host_opt =
+      start
+          ->add_option("--host", args->host,
+                       "Address or name to bind; \"\" = every address (dual "
+                       "stack)")
+          ->type_name("HOST")
+          ->capture_default_str()
+          ->group("Address");
+  CLI::Option* any =
+      start
+          ->add_flag("--any", args->any,
+                     "Every address, like --host \"\" (with -4/-6: of that "
+                     "family only)")
+          ->group("Address");
+  CLI::Option* port =
+      start
+          ->add_option("--port", args->port,
+                       "Port number or service name (www, ssh); 0 = pick one")
+          ->type_name("PORT")
+          ->capture_default_str()
+          ->group("Address");
+  CLI::Option* v4 =
+      start->add_flag("-4", args->ipv4, "IPv4 only")->group("Address");
+  CLI::Option* v6 =
+      start->add_flag("-6", args->ipv6, "IPv6 only (default host ::1)")
+          ->group("Address");
+  any->excludes(args->host_opt);
+  v4->excludes(v6);
+  for (CLI::Option* o : {args->host_opt, any, port, v4, v6}) {
+    o->excludes(args->unix_opt);
+  }
+  start
+      ->add_option("--backlog", args->backlog,
+                   "listen() backlog (default: the agent's, SOMAXCONN)")
+      ->check(CLI::NonNegativeNumber)
+      ->group("Address");
+  start
+      ->add_flag("--no-reuseaddr", args->no_reuseaddr,
+                 "Do not set SO_REUSEADDR")
+      ->group("Address");
+
+  CLI::Option* hold = start
+                          ->add_flag("--hold", args->hold,
+                                     "Keep connections open and buffer what "
+                                     "arrives for recv (the default)")
+                          ->group("Behaviour");
+  CLI::Option* echo =
+      start->add_flag("--echo", args->echo, "Write back every byte (datagram)")
+          ->group("Behaviour");
+  CLI::Option* discard =
+      start->add_flag("--discard", args->discard, "Read, count, keep nothing")
+          ->group("Behaviour");
+  args->greeting_opt =
+      start
+          ->add_option("--greeting", args->greeting,
+                       "Send TEXT on accept (UDP: in reply to each datagram), "
+                       "then hold; escapes like \\r\\n, \\x00, \\\\ work")
+          ->type_name("TEXT")
+          ->group("Behaviour");
+  args->greeting_hex_opt =
+      start
+          ->add_option("--greeting-hex", args->greeting_hex,
+                       "The greeting as hex bytes, e.g. '48 69 0a'")
+          ->type_name("HEX")
+          ->group("Behaviour");
+  start
+      ->add_flag("--close-after", args->close_after,
+                 "With a greeting: close once it is sent")
+      ->group("Behaviour");
+  const std::vector<CLI::Option*> behaviours = {
+      hold, echo, discard, args->greeting_opt, args->greeting_hex_opt};
+  for (size_t i = 0; i < behaviours.size(); ++i) {
+    for (size_t j = i + 1; j < behaviours.size(); ++j) {
+      behaviours[i]->excludes(behaviours[j]);
+    }
+  }
+
+  start
+      ->add_option("--label", args->labels,
+                   "KEY=VALUE; repeat for more (accepted connections inherit "
+                   "them)")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false)
+      ->group("Lifetime");
+  start->add_option("--ttl", args->ttl, "Stop by itself after D, e.g. 10m")
+      ->type_name("D")
+      ->group("Lifetime");
+  start
+      ->add_option("--idle-timeout", args->idle_timeout,
+                   "Close accepted connections idle for D")
+      ->type_name("D")
+      ->group("Lifetime");
+  start
+      ->add_option("--max-sessions", args->max_sessions,
+                   "UDP: peer sessions at most (default: the agent's)")
+      ->needs(udp)
+      ->group("UDP");
+  start
+      ->add_option("--session-idle", args->session_idle,
+                   "UDP: a peer session idle for D expires (default: 60s)")
+      ->type_name("D")
+      ->needs(udp)
+      ->group("UDP");
+  start->add_flag("-q,--quiet", args->quiet, "Print only the server id");
+  commands.push_back(
+      {start, [args](AgentClient& client) { return RunStart(client, *args); }});
+}
+
+void AddStop(CLI::App& server, Commands& commands) {
+  auto args = std::make_shared<StopArgs>();
+  CLI::App* stop = server.add_subcommand(
+      "stop",
+      "Stop a server by ID, or every server matching --label selectors "
+      "(StopServer); prints the stopped servers");
+  stop->add_option("ID", args->id, "Server id, e.g. srv-1");
+  stop->add_option("--label", args->labels,
+                   "KEY=VALUE the servers must carry; repeat for more")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  stop->add_flag("--close-connections", args->close_connections,
+                 "Also close (gracefully) the connections they accepted");
+  stop->add_flag("-q,--quiet", args->quiet, "Print only the ids");
+  commands.push_back(
+      {stop, [args](AgentClient& client) { return RunStop(client, *args); }});
+}
+
+void AddList(CLI::App& server, Commands& commands) {
+  auto args = std::make_shared<ListArgs>();
+  CLI::App* list = server.add_subcommand(
+      "list", "List servers with their counters (ListServers, every page)");
+  list->add_option("--label", args->labels,
+                   "KEY=VALUE the servers must carry; repeat for more")
+      ->type_name("KEY=VALUE")
+      ->allow_extra_args(false);
+  CLI::Option* tcp = list->add_flag("--tcp", args->tcp, "TCP servers only");
+  CLI::Option* udp = list->add_flag("--udp", args->udp, "UDP servers only");
+  CLI::Option* unix_ =
+      list->add_flag("--unix", args->unix_, "UNIX servers only");
+  tcp->excludes(udp)->excludes(unix_);
+  udp->excludes(unix_);
+  list->add_flag("--all", args->all, "Include stopped servers");
+  list->add_option("--page-size", args->page_size,
+                   "Servers per call (0: the agent's default, 100)");
+  list->add_flag("-q,--quiet", args->quiet, "Print only the ids");
+  commands.push_back(
+      {list, [args](AgentClient& client) { return RunList(client, *args); }});
+}
+
+}  // namespace
+
+void AddServerCommands(CLI::App& app, Commands& commands) {
+  CLI::App* server = app.add_subcommand(
+      "server", "Servers on the agent's host: start, stop, list");
+  server->require_subcommand(1);
+  AddStart(*server, commands);
+  AddStop(*server, commands);
+  AddList(*server, commands);
+}
+
+}  // namespace sockctl
