@@ -1,6 +1,7 @@
 // Engine tests over TCP: server behaviours, clients, Send/Receive, closing,
 // and the errors the service layer maps. Real sockets on 127.0.0.1 and ::1,
 // port 0; the peers are plain POSIX sockets.
+#include <fcntl.h>
 #include <sys/socket.h>
 
 #include <string>
@@ -659,6 +660,122 @@ TEST_F(EngineConnectionPair, ShutdownWriteKeepsReading) {
   ASSERT_TRUE(got.ok()) << got.status();
   EXPECT_EQ(got->data, "late");
   EXPECT_TRUE(got->end_of_stream);
+}
+
+// Both FINs exchanged, ours last: the bytes the peer sent before its FIN
+// are still receivable (they were thrown away once).
+TEST_F(EngineConnectionPair, ShutdownWriteAfterPeerFinKeepsUnreadBytes) {
+  Open();
+  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
+  ::shutdown(client_.get(), SHUT_WR);
+  ASSERT_TRUE(WaitFor([&] {
+    std::optional<ConnectionInfo> c = sync_->Connection(id_);
+    return c->state == ConnectionState::kPeerClosed &&
+           c->counters.recv_buffered == 5;
+  }));
+  absl::StatusOr<std::vector<ConnectionInfo>> r =
+      sync_->Close(id_, CloseMode::kShutdownWrite);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].state, ConnectionState::kClosed);
+  EXPECT_EQ((*r)[0].close_reason, CloseReason::kPeerClosed);
+  EXPECT_EQ(ReadToEof(client_.get()), "");  // Our FIN.
+  absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, "hello");
+  EXPECT_TRUE(got->end_of_stream);
+}
+
+// Our FIN waits for a full send buffer to drain; the peer's FIN arrives
+// first. Once ours goes out, the peer's bytes are still receivable.
+TEST_F(EngineConnectionPair, PeerFinWhileOurFinWaitsKeepsUnreadBytes) {
+  EngineOptions options;
+  options.send_buffer_bytes = 256 * 1024;
+  options.max_send_bytes = 100 * 1024;
+  MakeEngine(options);
+  Open();
+  FillSendBuffer();
+  ASSERT_TRUE(sync_->Close(id_, CloseMode::kShutdownWrite).ok());
+  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
+  ::shutdown(client_.get(), SHUT_WR);
+  ASSERT_TRUE(WaitFor([&] {
+    std::optional<ConnectionInfo> c = sync_->Connection(id_);
+    return c->state == ConnectionState::kPeerClosed &&
+           c->counters.recv_buffered == 5;
+  }));
+  int error = 0;
+  ReadToEof(client_.get(), &error);  // Drains the engine, then its FIN.
+  EXPECT_EQ(error, 0);
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection(id_);
+    return conn->state == ConnectionState::kClosed;
+  }));
+  EXPECT_EQ(conn->close_reason, CloseReason::kPeerClosed);
+  EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
+  absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, "hello");
+  EXPECT_TRUE(got->end_of_stream);
+}
+
+// After the peer's FIN nothing more is read, yet a later reset must still
+// close the connection (and free its slot).
+TEST_F(EngineConnectionPair, ResetAfterPeerFinIsSeen) {
+  Open();
+  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
+  ::shutdown(client_.get(), SHUT_WR);
+  ASSERT_TRUE(WaitFor([&] {
+    std::optional<ConnectionInfo> c = sync_->Connection(id_);
+    return c->state == ConnectionState::kPeerClosed &&
+           c->counters.recv_buffered == 5;
+  }));
+  CloseWithReset(client_);
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection(id_);
+    return conn->state == ConnectionState::kClosed;
+  }));
+  EXPECT_EQ(conn->close_reason, CloseReason::kPeerReset);
+  EXPECT_EQ(sync_->Server(conn->server_id)->counters.connections_active, 0u);
+  // Bytes from before the reset stay receivable, then the reset shows.
+  absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, "hello");
+  got = sync_->Receive(id_);
+  EXPECT_EQ(got.status().code(), absl::StatusCode::kAborted);
+  EXPECT_THAT(got.status().message(), HasSubstr("reset by peer"));
+}
+
+// With reading paused by a full receive buffer, a reset is still seen.
+TEST_F(EngineConnectionPair, ResetWhileReadingIsPausedIsSeen) {
+  EngineOptions options;
+  options.recv_buffer_bytes = 64 * 1024;
+  MakeEngine(options);
+  Open();
+  // Fill the engine's buffer and the kernel's behind it.
+  ASSERT_EQ(::fcntl(client_.get(), F_SETFL, O_NONBLOCK), 0);
+  const std::string chunk(64 * 1024, 'p');
+  while (::send(client_.get(), chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) {
+  }
+  ASSERT_EQ(errno, EAGAIN);
+  ASSERT_TRUE(WaitFor([&] {
+    return sync_->Connection(id_)->counters.recv_buffered ==
+           options.recv_buffer_bytes;
+  }));
+  CloseWithReset(client_);
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection(id_);
+    return conn->state == ConnectionState::kClosed;
+  }));
+  EXPECT_EQ(conn->close_reason, CloseReason::kPeerReset);
+  EXPECT_EQ(conn->counters.recv_buffered, options.recv_buffer_bytes);
+  EXPECT_EQ(sync_->Server(conn->server_id)->counters.connections_active, 0u);
+  absl::StatusOr<ReceiveResult> got =
+      sync_->Receive(id_, absl::ZeroDuration(), options.recv_buffer_bytes);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(got->data, std::string(options.recv_buffer_bytes, 'p'));
+  EXPECT_EQ(sync_->Receive(id_).status().code(), absl::StatusCode::kAborted);
 }
 
 TEST_F(EngineConnectionPair, SecondReceiveIsFailedPreconditionAndCancel) {

@@ -12,6 +12,7 @@
 namespace sockagent::testing {
 namespace {
 
+using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
 class EngineUdpServer : public EngineTest {
@@ -172,6 +173,62 @@ TEST_F(EngineUdpServer, FullReceiveQueueDropsAndCounts) {
   EXPECT_EQ(r->datagrams[0].data, std::string(600, 'a'));
 }
 
+// Each queued datagram costs its payload plus a fixed overhead against the
+// receive buffer, so empty datagrams cannot queue without limit.
+TEST_F(EngineUdpServer, EmptyDatagramsCountAgainstTheReceiveBuffer) {
+  EngineOptions options;
+  options.recv_buffer_bytes = 100 * 64;  // 100 empty datagrams.
+  MakeEngine(options);
+  const SocketAddress at =
+      Start(LoopbackServer(BehaviorKind::kHold, Transport::kUdp));
+  Fd peer = UdpBound();
+  constexpr int kSent = 300;
+  // In batches, so the kernel's receive buffer never overflows.
+  for (int batch = 0; batch < kSent / 50; ++batch) {
+    for (int i = 0; i < 50; ++i) ASSERT_TRUE(SendTo(peer.get(), "", at));
+    ASSERT_TRUE(WaitFor([&] {
+      return sync_->Server(server_id_)->counters.datagrams_received ==
+             50u * (batch + 1);
+    }));
+  }
+  std::optional<ConnectionInfo> conn = sync_->Connection(Sessions(1)[0].id);
+  EXPECT_EQ(conn->counters.datagrams_received, uint64_t{kSent});
+  EXPECT_EQ(conn->counters.datagrams_dropped, uint64_t{kSent - 100});
+  EXPECT_EQ(conn->counters.recv_buffered, 0u);  // Payload bytes only.
+}
+
+// One Receive answer counts the same overhead per datagram against
+// max_bytes: it stays near max_bytes whatever the datagrams' sizes.
+TEST_F(EngineUdpServer, ReceiveCountsPerDatagramOverheadAgainstMaxBytes) {
+  const SocketAddress at =
+      Start(LoopbackServer(BehaviorKind::kHold, Transport::kUdp));
+  Fd peer = UdpBound();
+  for (int i = 0; i < 100; ++i) ASSERT_TRUE(SendTo(peer.get(), "", at));
+  const std::string id = Sessions(1)[0].id;
+  ASSERT_TRUE(WaitFor([&] {
+    return sync_->Connection(id)->counters.datagrams_received == 100;
+  }));
+  absl::StatusOr<ReceiveResult> r =
+      sync_->Receive(id, absl::ZeroDuration(), 10 * 64);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(r->datagrams, SizeIs(10));
+  // At least one datagram, however small max_bytes is.
+  r = sync_->Receive(id, absl::ZeroDuration(), 1);
+  EXPECT_THAT(r->datagrams, SizeIs(1));
+}
+
+// No SO_REUSEADDR on UDP: a second socket on the same port would share (and
+// steal) its datagrams.
+TEST_F(EngineUdpServer, SecondServerOnTheSamePortIsAlreadyExists) {
+  const SocketAddress at =
+      Start(LoopbackServer(BehaviorKind::kHold, Transport::kUdp));
+  ServerSpec spec = LoopbackServer(BehaviorKind::kHold, Transport::kUdp);
+  spec.bind.port = std::to_string(at.port);
+  absl::StatusOr<ServerInfo> second = sync_->StartServer(spec);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kAlreadyExists)
+      << second.status();
+}
+
 TEST_F(EngineUdpServer, GreetingRepliesToEachDatagram) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting, Transport::kUdp);
   spec.behavior.greeting = "Thank you for connecting";
@@ -252,6 +309,20 @@ TEST_F(EngineUdpClient, ConnectedSocketSendsAndReceives) {
   // A zero-length datagram is a datagram.
   ASSERT_TRUE(sync_->Send(conn->id, "").ok());
   EXPECT_EQ(RecvDatagram(peer.get()).value_or("x"), "");
+}
+
+TEST_F(EngineUdpClient, ShutdownWriteIsInvalidArgument) {
+  Fd peer = UdpBound();
+  absl::StatusOr<ConnectionInfo> conn = sync_->OpenClient(
+      ClientTo(Ip("127.0.0.1", LocalPort(peer.get())), Transport::kUdp));
+  ASSERT_TRUE(conn.ok()) << conn.status();
+  absl::StatusOr<std::vector<ConnectionInfo>> r =
+      sync_->Close(conn->id, CloseMode::kShutdownWrite);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(r.status().message(), HasSubstr("stream"));
+  EXPECT_EQ(sync_->Connection(conn->id)->state, ConnectionState::kOpen);
+  ASSERT_TRUE(sync_->Send(conn->id, "still open").ok());
+  EXPECT_EQ(RecvDatagram(peer.get()).value_or(""), "still open");
 }
 
 }  // namespace

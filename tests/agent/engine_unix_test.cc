@@ -105,6 +105,35 @@ TEST_F(EngineUnixServer, AbstractNamespace) {
   EXPECT_EQ(sync_->ReceiveExactly(conns[0].id, 8).value_or(""), "abstract");
 }
 
+// The peer closed: a Send fails at once (the bytes could not be written)
+// instead of reporting success for bytes that were lost.
+TEST_F(EngineUnixServer, SendToClosedPeerFailsInsteadOfLosingBytes) {
+  const std::string path = TempSocketPath();
+  absl::StatusOr<ServerInfo> server =
+      sync_->StartServer(UnixServer(path, BehaviorKind::kHold));
+  ASSERT_TRUE(server.ok()) << server.status();
+  Fd client = UnixConnect(path);
+  ASSERT_TRUE(client.valid());
+  std::string id;
+  ASSERT_TRUE(WaitFor([&] {
+    std::vector<ConnectionInfo> conns = sync_->ConnectionsOf(server->id);
+    if (conns.empty()) return false;
+    id = conns[0].id;
+    return true;
+  }));
+  client.Reset();
+  ASSERT_TRUE(WaitFor([&] {
+    return sync_->Connection(id)->state == ConnectionState::kPeerClosed;
+  }));
+  absl::StatusOr<SendResult> sent = sync_->Send(id, "never read");
+  EXPECT_EQ(sent.status().code(), absl::StatusCode::kAborted) << sent.status();
+  EXPECT_THAT(sent.status().message(), HasSubstr(id));
+  std::optional<ConnectionInfo> conn = sync_->Connection(id);
+  EXPECT_EQ(conn->state, ConnectionState::kClosed);
+  EXPECT_EQ(conn->counters.send_bytes_lost, 10u);
+  EXPECT_EQ(conn->counters.bytes_sent, 0u);
+}
+
 TEST_F(EngineUnixClient, TalksToPlainUnixServer) {
   const std::string path = TempSocketPath();
   Fd listener(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));

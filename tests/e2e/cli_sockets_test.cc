@@ -68,13 +68,14 @@ class CliSocketsTest : public ::testing::Test {
 
 TEST_F(CliSocketsTest, SeedGreetingServerThenListings) {
   std::string id;
-  const uint16_t port = StartServer(
-      {"--port", "0", "--greeting", "Thank you for connecting",
-       "--close-after", "--label", "demo=seed"},
-      &id);
+  const uint16_t port =
+      StartServer({"--port", "0", "--greeting", "Thank you for connecting",
+                   "--close-after", "--label", "demo=seed"},
+                  &id);
   Fd client = TcpConnect(Ip("127.0.0.1", port));
   ASSERT_TRUE(client.valid());
-  const std::string peer = "127.0.0.1:" + std::to_string(LocalPort(client.get()));
+  const std::string peer =
+      "127.0.0.1:" + std::to_string(LocalPort(client.get()));
   EXPECT_EQ(ReadToEof(client.get()), "Thank you for connecting");
 
   std::string conns;
@@ -118,8 +119,8 @@ TEST_F(CliSocketsTest, EchoWithEscapesHexStdinAndUntil) {
   const std::string id = OpenClient(port);
   Ok({"send", id, "hello\\r\\n"});
   EXPECT_EQ(Ok({"recv", id, "--until", "\\n", "--wait", "5s"}), "hello\r\n");
-  Ok({"send", id}, "abc");                 // stdin
-  Ok({"send", id, "--hex", "64 65 00"});   // "de\0"
+  Ok({"send", id}, "abc");                // stdin
+  Ok({"send", id, "--hex", "64 65 00"});  // "de\0"
   EXPECT_EQ(Ok({"recv", id, "--exactly", "6", "--wait", "5s"}),
             std::string("abcde\0", 6));
 }

@@ -79,8 +79,7 @@ TEST_F(CliTest, ResolveLocalhostWwwTable) {
                          "PORT\n"));
   EXPECT_THAT(r.out, HasSubstr("AF_INET  SOCK_STREAM  tcp    -          "
                                "127.0.0.1  80\n"));
-  r = Ctl({"--json", "resolve", "-4", "--type", "stream", "localhost",
-           "www"});
+  r = Ctl({"--json", "resolve", "-4", "--type", "stream", "localhost", "www"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("\"address\":\"127.0.0.1\""));
   EXPECT_THAT(r.out, HasSubstr("\"port\":80"));
@@ -116,9 +115,8 @@ TEST_F(CliTest, UsageErrorsExit2WithoutACall) {
        {std::string("nonsense"), std::string("127.0.0.1:"),
         std::string("127.0.0.1:70000"), std::string(":7878"),
         std::string("::1:7878"), std::string(5000, 'a') + ":1"}) {
-    CommandResult r =
-        RunCommand({SOCKCTL_PATH, "--agent", bad, "info"}, "",
-                   absl::Seconds(30));
+    CommandResult r = RunCommand({SOCKCTL_PATH, "--agent", bad, "info"}, "",
+                                 absl::Seconds(30));
     EXPECT_EQ(r.exit_code, 2) << bad << ": " << r.err;
     EXPECT_THAT(r.err, HasSubstr("invalid --agent"));
   }
@@ -129,9 +127,9 @@ TEST_F(CliTest, UnreachableAgentFailsFastWithClearMessage) {
   { Fd closed = TcpListen(1, &port); }  // A port nobody listens on now.
   const std::string address = "127.0.0.1:" + std::to_string(port);
   const absl::Time start = absl::Now();
-  CommandResult r = RunCommand(
-      {SOCKCTL_PATH, "--agent", address, "--timeout", "3s", "info"}, "",
-      absl::Seconds(30));
+  CommandResult r =
+      RunCommand({SOCKCTL_PATH, "--agent", address, "--timeout", "3s", "info"},
+                 "", absl::Seconds(30));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cannot reach agent at " + address));
   EXPECT_LT(absl::Now() - start, absl::Seconds(3));
@@ -142,10 +140,10 @@ TEST_F(CliTest, SilentAgentFailsWithinTheTimeout) {
   uint16_t port = 0;
   Fd silent = TcpListen(16, &port);
   const absl::Time start = absl::Now();
-  CommandResult r = RunCommand({SOCKCTL_PATH, "--agent",
-                                "127.0.0.1:" + std::to_string(port),
-                                "--timeout", "500ms", "info"},
-                               "", absl::Seconds(30));
+  CommandResult r =
+      RunCommand({SOCKCTL_PATH, "--agent", "127.0.0.1:" + std::to_string(port),
+                  "--timeout", "500ms", "info"},
+                 "", absl::Seconds(30));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_LT(absl::Now() - start, absl::Seconds(5));
 }
