@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
@@ -15,7 +16,9 @@ class TestNetns {
  public:
   // Creates namespace "<prefix>-<pid>-<n>" with loopback up and the given
   // hosts and resolv.conf content. Fails (the caller skips) when not root or
-  // when namespaces are unavailable; the status says why.
+  // when namespaces are unavailable; the status says why. The first call in
+  // a process also removes namespaces left by test processes that died
+  // (their pid no longer exists).
   static absl::StatusOr<std::unique_ptr<TestNetns>> Create(
       const std::string& prefix, const std::string& hosts,
       const std::string& resolv_conf);
@@ -23,6 +26,9 @@ class TestNetns {
   ~TestNetns();
 
   const std::string& name() const { return name_; }
+
+  // argv run inside the namespace: {"ip", "netns", "exec", name, argv...}.
+  std::vector<std::string> Exec(const std::vector<std::string>& argv) const;
 
  private:
   std::string name_;

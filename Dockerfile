@@ -1,0 +1,43 @@
+# sockagent image: sockagentd (entrypoint) and sockctl, built from Debian 12
+# packages only. Multi-stage: the runtime image carries the shared libraries,
+# not the compilers.
+#
+#   docker build -t sockagent .
+#   docker run --rm -p 127.0.0.1:7878:7878 sockagent
+FROM debian:12 AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      cmake ninja-build g++ pkg-config libgrpc++-dev protobuf-compiler-grpc \
+      libprotobuf-dev protobuf-compiler libabsl-dev libc-ares-dev libasio-dev \
+      libcli11-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY CMakeLists.txt ./
+COPY proto proto
+COPY agent agent
+COPY service service
+COPY cli cli
+RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DSOCKAGENT_BUILD_TESTS=OFF \
+ && cmake --build /build --target sockagentd sockctl \
+ && strip /build/service/sockagentd /build/cli/sockctl
+
+FROM debian:12-slim
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libgrpc++1.51 libgrpc29 libprotobuf32 libabsl20220623 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin \
+      sockagent
+COPY --from=build /build/service/sockagentd /build/cli/sockctl /usr/local/bin/
+USER sockagent
+EXPOSE 7878
+# The health service answers without authentication, so this works once
+# tokens are required too.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
+  CMD ["sockctl", "--agent", "127.0.0.1:7878", "--timeout", "2s", "health"]
+ENTRYPOINT ["sockagentd"]
+# A container's loopback is useless to other containers, so the image
+# listens on every address. Until token/TLS authentication lands, that
+# requires --insecure: publish the port only to trusted networks.
+CMD ["--listen", "0.0.0.0:7878", "--insecure"]
