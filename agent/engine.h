@@ -10,8 +10,9 @@
 // on the caller's thread, with Unavailable "agent shutting down".
 //
 // Bounds (EngineOptions): servers, connections, per-connection receive and
-// send buffers, Send size, UDP sessions per server, closed-connection
-// history. What happens at each bound is written beside its option.
+// send buffers, all buffered bytes of the agent together, Send size, UDP
+// sessions per server, name lookups in progress, closed-connection history.
+// What happens at each bound is written beside its option.
 //
 // Example:
 //   auto engine = Engine::Create(EngineOptions{});
@@ -44,6 +45,23 @@ using Labels = std::map<std::string, std::string>;
 template <typename T>
 using Done = absl::AnyInvocable<void(T)>;
 
+// What one queued datagram costs against the byte bounds on top of its
+// payload (receive and send buffers, max_total_buffered_bytes, and a Receive
+// answer's max_bytes): its bookkeeping, and the peer address and time it
+// carries in a Receive answer. Without it empty datagrams would cost nothing
+// and could queue without limit.
+inline constexpr uint64_t kDatagramOverheadBytes = 64;
+
+// Name lookups (host or service names; numeric ones never look anything up)
+// in progress at once, StartServer and OpenClient together; one more is
+// ResourceExhausted.
+inline constexpr size_t kMaxNameLookups = 64;
+
+// Server listings (ListServers, StopServers) and the StartServer answer
+// carry at most this many bytes of a greeting; ServerInfo::greeting_bytes
+// tells its full size.
+inline constexpr size_t kListedGreetingBytes = 4096;
+
 // Where to bind or connect. `port` is a decimal port or a service name
 // ("www"); empty means 0 (servers: pick one). `unix_path` is for
 // Transport::kUnix only ('@' prefix: abstract namespace).
@@ -66,6 +84,10 @@ struct ServerSpec {
   Endpoint bind;
   Family family = Family::kUnspecified;
   int backlog = 0;  // 0: SOMAXCONN.
+  // TCP only (SO_REUSEADDR: a restarted server can bind while connections of
+  // the old one are in TIME_WAIT). Never set on UDP, where it would let a
+  // second socket share the port and take its datagrams: a UDP port in use
+  // is AlreadyExists whatever this says.
   bool reuse_address = true;
   Behavior behavior;
   Labels labels;
@@ -92,7 +114,9 @@ struct ServerInfo {
   std::string id;
   Transport transport = Transport::kTcp;
   std::vector<SocketAddress> local_addresses;
+  // behavior.greeting holds at most kListedGreetingBytes of the greeting.
   Behavior behavior;
+  uint64_t greeting_bytes = 0;  // The greeting's full size.
   ServerState state = ServerState::kListening;
   ServerCounters counters;
   Labels labels;
@@ -221,17 +245,22 @@ struct SendResult {
 };
 
 struct ReceiveSpec {
-  size_t max_bytes = 0;      // 0: 64 KiB. Capped by max_receive_bytes.
+  // 0: 64 KiB. Capped by max_receive_bytes. UDP: each datagram counts its
+  // payload plus kDatagramOverheadBytes; one datagram is always returned
+  // whole, however large.
+  size_t max_bytes = 0;
   size_t max_datagrams = 0;  // UDP; 0: no extra limit.
   // Stream transports only. Complete once this many bytes are buffered
-  // (capped at max_bytes and at the receive buffer's bound); 0 means 1. If
-  // the wait ends first nothing is taken. At end of stream, or once the
-  // connection closed, whatever is buffered is returned.
+  // (capped at max_bytes and at the receive buffer's bound; reading stopped
+  // by max_total_buffered_bytes also completes it); 0 means 1. If the wait
+  // ends first nothing is taken. At end of stream, or once the connection
+  // closed, whatever is buffered is returned.
   size_t min_bytes = 0;
   // Stream transports only. Complete once these bytes arrived, taking up to
   // and including their first occurrence; if max_bytes (or the whole
-  // receive buffer) fill without them, those bytes are returned. If the
-  // wait ends first nothing is taken. Empty: no delimiter.
+  // receive buffer) fill without them, or reading stopped at
+  // max_total_buffered_bytes, those bytes are returned. If the wait ends
+  // first nothing is taken. Empty: no delimiter.
   std::string delimiter;
   absl::Duration wait = absl::ZeroDuration();
   absl::Time deadline = absl::InfiniteFuture();  // The RPC's deadline.
@@ -253,23 +282,45 @@ struct ReceiveResult {
 // kGraceful: the connection is kClosed at once (Send/Receive see it closed);
 // its socket then flushes, sends FIN and reads until the peer's FIN or
 // EngineOptions::close_linger. kAbort: SO_LINGER 0 then close (RST); unsent
-// bytes count in send_bytes_lost. kShutdownWrite: flush, FIN, keep reading.
-// UDP has no FIN: graceful and abort both end the connection at once.
+// bytes count in send_bytes_lost. kShutdownWrite: flush, FIN, keep reading;
+// if the peer's FIN came first, the connection then closes with reason
+// kPeerClosed and what the peer sent stays receivable. UDP has no FIN:
+// graceful and abort both end the connection at once, and kShutdownWrite is
+// InvalidArgument (for a label selector: if it selects any UDP connection,
+// and then nothing is done).
 enum class CloseMode { kGraceful, kAbort, kShutdownWrite };
 
 struct EngineOptions {
   // StartServer beyond this: ResourceExhausted.
   uint32_t max_servers = 1024;
-  // Open connections (all origins, UDP sessions included). An accept beyond
-  // it is closed at once and counted in connections_rejected; OpenClient
-  // beyond it: ResourceExhausted.
+  // Sockets held for connections: open ones (all origins, UDP sessions
+  // included), closed ones still in their graceful-close tail (up to
+  // close_linger), and OpenClient calls connecting. An accept beyond it is
+  // closed at once (RST) and counted in connections_rejected, as is a new
+  // UDP peer's datagram (also counted dropped); OpenClient beyond it:
+  // ResourceExhausted.
   uint32_t max_connections = 16384;
   // Per connection. When the receive buffer is full the engine stops reading
   // the socket (TCP flow control slows the peer; no byte dropped); UDP
-  // datagrams beyond it are dropped and counted.
+  // datagrams beyond it are dropped and counted. A queued datagram costs
+  // its payload plus kDatagramOverheadBytes (recv_buffered shows payload
+  // bytes only).
   uint64_t recv_buffer_bytes = 4 << 20;
-  // Per connection. Send beyond it: ResourceExhausted, nothing queued.
+  // Per connection (an echo's replies included). Send beyond it:
+  // ResourceExhausted, nothing queued. Queued datagrams cost as above.
   uint64_t send_buffer_bytes = 4 << 20;
+  // Every buffered byte of the agent together: receive and send buffers of
+  // all connections and the bytes closed connections keep for Receive (each
+  // datagram costing as above). Must not be 0. When it is reached the
+  // engine stops reading TCP/UNIX sockets (as for a full receive buffer;
+  // reading resumes once the total falls to three quarters), drops and
+  // counts arriving UDP datagrams, refuses Send (ResourceExhausted naming
+  // this limit, nothing queued), drops echo replies of UDP servers, and
+  // refuses accepts that would queue a greeting (as for max_connections).
+  // Closed connections keep at most a quarter of it: beyond that, the
+  // unreceived bytes of the oldest closed connections are discarded first,
+  // and Receive on such a connection is FailedPrecondition saying so.
+  uint64_t max_total_buffered_bytes = uint64_t{1} << 30;
   // One Send call: InvalidArgument above it.
   uint64_t max_send_bytes = 1 << 20;
   // One Receive answer: at most this many bytes.
@@ -304,7 +355,8 @@ class Engine {
   // socket per family (0.0.0.0 and [::] with IPV6_V6ONLY; with port 0 the
   // second gets the port the first got); a name binds every address it
   // resolves to. A UNIX path that exists already is AlreadyExists (never
-  // unlinked); the file is removed when the server stops.
+  // unlinked); the file is removed when the server stops. A port in use is
+  // AlreadyExists.
   virtual void StartServer(ServerSpec spec,
                            Done<absl::StatusOr<ServerInfo>> done) = 0;
 
@@ -317,7 +369,8 @@ class Engine {
   virtual void ListServers(ServerFilter filter,
                            Done<absl::StatusOr<Page<ServerInfo>>> done) = 0;
 
-  // Resolves off the loop thread, then connects; `deadline` is the RPC's.
+  // Resolves off the loop thread (at most kMaxNameLookups at once, for
+  // StartServer too), then connects; `deadline` is the RPC's.
   virtual void OpenClient(ClientSpec spec, absl::Time deadline,
                           Done<absl::StatusOr<ConnectionInfo>> done) = 0;
 
@@ -325,6 +378,10 @@ class Engine {
       ConnectionFilter filter,
       Done<absl::StatusOr<Page<ConnectionInfo>>> done) = 0;
 
+  // Queues `data` and writes what the socket takes now. If that write finds
+  // the connection broken, the connection closes and Send fails: Aborted
+  // when the peer reset it (or closed a UNIX socket), Unavailable for other
+  // errors; its bytes count in send_bytes_lost.
   virtual void Send(std::string connection_id, std::string data,
                     Done<absl::StatusOr<SendResult>> done) = 0;
 
@@ -339,7 +396,9 @@ class Engine {
   // Aborted "receive conn-N: connection reset by peer"; shutdown ->
   // Unavailable "agent shutting down" (also for receives parked at
   // Shutdown); error -> Unavailable naming it; any local close (Close,
-  // timeouts, server stopped) -> FailedPrecondition, bytes discarded.
+  // timeouts, server stopped) -> FailedPrecondition, bytes discarded. Bytes
+  // discarded from the closed history (see max_total_buffered_bytes) ->
+  // FailedPrecondition saying so.
   virtual uint64_t Receive(std::string connection_id, ReceiveSpec spec,
                            Done<absl::StatusOr<ReceiveResult>> done) = 0;
   virtual void CancelReceive(uint64_t token) = 0;
@@ -350,9 +409,12 @@ class Engine {
 
   // Closes everything (reason kAgentShutdown; sockets closed at once, no
   // linger), completes every pending callback (parked receives, OpenClient
-  // and StartServer in flight: Unavailable "agent shutting down"), and stops
-  // the loop thread. Idempotent; blocks until done. Must not be called from
-  // the loop thread (it aborts). The destructor calls it.
+  // and StartServer in flight, name lookups too: Unavailable "agent shutting
+  // down"), and stops the loop thread. Idempotent; blocks until done, but
+  // never for a name lookup still running in libc: its result is dropped.
+  // Must not be called from the loop thread (it aborts). The destructor
+  // calls it, and then waits for such lookups (each bounded by libc's
+  // resolver timeouts) to let go of their threads.
   virtual void Shutdown() = 0;
 };
 

@@ -1,8 +1,9 @@
 // EngineImpl, clients and names: OpenClient (resolve, then try each address
 // in order until one connects, all under one deadline) and the name lookup
 // shared with StartServer. Numeric hosts and ports never reach the
-// resolver; names go to Asio's resolver, whose getaddrinfo runs on Asio's
-// internal resolver thread, never on the loop. Loop thread only.
+// resolver; names go to the engine's ResolverPool (agent/resolver.h), whose
+// threads run getaddrinfo and post the result back to the loop by number.
+// Loop thread only.
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -138,7 +139,7 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     return;
   }
   // Connections being opened count against the limit already.
-  if (conns_open_ + attempts_.size() >= options_.max_connections) {
+  if (AtConnectionLimit()) {
     done(absl::ResourceExhaustedError(
         absl::StrCat("max_connections (", options_.max_connections,
                      ") reached: close connections first")));
@@ -183,16 +184,17 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     ConnectNext(a);
     return;
   }
-  ResolveQuery query;
+  LookupQuery query;
   query.host = a.spec.remote.host;
   query.port = a.spec.remote.port;
   query.transport = a.spec.transport;
   query.family = a.spec.family;
   query.passive = false;
-  const uint64_t resolve_id = Resolve(
-      std::move(query), [this, id](absl::StatusOr<IpEndpoints> endpoints) {
-        OnClientResolved(id, std::move(endpoints));
-      });
+  const uint64_t resolve_id =
+      Resolve(std::move(query), absl::Now() + timeout,
+              [this, id](absl::StatusOr<IpEndpoints> endpoints) {
+                OnClientResolved(id, std::move(endpoints));
+              });
   // A numeric lookup already ran (and may have finished the attempt).
   if (auto it = attempts_.find(id); it != attempts_.end() && resolve_id != 0) {
     it->second->resolve_id = resolve_id;
@@ -251,9 +253,8 @@ absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
     if (ec) return ErrorStatus(absl::StrCat("socket for ", a.trying), ec);
     *fatal = true;  // From here on, the same for every address.
     if (bind_source) {
-      if (a.source_port != 0) {
-        a.udp->set_option(asio::socket_base::reuse_address(true), ec);
-      }
+      // No SO_REUSEADDR: on UDP it would share the port with another socket
+      // (and its datagrams).
       a.udp->bind(asio::ip::udp::endpoint(source_address, a.source_port), ec);
       if (ec) return ErrorStatus(absl::StrCat("bind source ", source), ec);
     }
@@ -417,7 +418,7 @@ void EngineImpl::FinishAttempt(uint64_t attempt_id,
   a->done(std::move(result));
 }
 
-uint64_t EngineImpl::Resolve(ResolveQuery query,
+uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
                              Done<absl::StatusOr<IpEndpoints>> done) {
   absl::StatusOr<std::optional<uint16_t>> port = ParsePort(query.port);
   if (!port.ok()) {
@@ -440,62 +441,73 @@ uint64_t EngineImpl::Resolve(ResolveQuery query,
                              : Wildcards(query.family, **port));
     return 0;
   }
-  // A host name and/or a service name: getaddrinfo on Asio's resolver
-  // thread. No AI_ADDRCONFIG: on a host with only loopback addresses it
-  // would hide "localhost".
-  asio::ip::resolver_base::flags flags = {};
-  if (query.passive) flags |= asio::ip::resolver_base::passive;
-  if (literal.has_value()) flags |= asio::ip::resolver_base::numeric_host;
-  if (port->has_value()) flags |= asio::ip::resolver_base::numeric_service;
-  const std::string host =
-      literal.has_value() ? literal->to_string() : query.host;
+  // A host name and/or a service name: getaddrinfo on a pool thread. No
+  // AI_ADDRCONFIG: on a host with only loopback addresses it would hide
+  // "localhost".
+  const std::string what = query.host.empty() || literal.has_value()
+                               ? absl::StrCat("service '", query.port, "'")
+                               : query.host;
+  if (resolves_.size() >= kMaxNameLookups) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("resolve ", what, ": ", kMaxNameLookups,
+                     " name lookups are in progress already; retry later")));
+    return 0;
+  }
+  sockagent::ResolveQuery lookup;
+  lookup.host = literal.has_value() ? literal->to_string() : query.host;
+  lookup.service = query.port;
+  lookup.socket_type = query.transport == Transport::kUdp ? SocketType::kDgram
+                                                          : SocketType::kStream;
+  lookup.numeric_host = literal.has_value();
+  lookup.numeric_service = port->has_value();
+  lookup.passive = query.passive;
+  if (resolver_ == nullptr) {
+    // Threads plus queue hold every lookup kMaxNameLookups admits, and
+    // lookups whose callers gave up but that still run.
+    resolver_ = std::make_unique<ResolverPool>(
+        ResolverPool::Options{.threads = 2, .max_queued = kMaxNameLookups});
+  }
   const uint64_t id = next_resolve_id_++;
+  const bool queued = resolver_->SubmitResolve(
+      std::move(lookup), deadline,
+      [this, id](absl::StatusOr<std::vector<AddressEntry>> entries) {
+        // A pool thread: hand the result to the loop, which finds the
+        // lookup by number (or nothing, if it was cancelled). After
+        // Shutdown the loop is gone and the handler is dropped unrun.
+        asio::post(io_, [this, id, entries = std::move(entries)]() mutable {
+          OnResolved(id, std::move(entries));
+        });
+      });
+  if (!queued) {
+    done(absl::ResourceExhaustedError(
+        absl::StrCat("resolve ", what,
+                     ": too many name lookups are in progress; retry "
+                     "later")));
+    return 0;
+  }
   auto pending = std::make_unique<PendingResolve>();
   pending->literal = literal;
   pending->done = std::move(done);
-  if (query.transport == Transport::kUdp) {
-    pending->udp = std::make_unique<UdpResolver>(io_);
-    pending->udp->async_resolve(host, query.port, flags,
-                                [this, id](const asio::error_code& ec,
-                                           UdpResolver::results_type results) {
-                                  IpEndpoints endpoints;
-                                  for (const auto& entry : results) {
-                                    endpoints.emplace_back(
-                                        entry.endpoint().address(),
-                                        entry.endpoint().port());
-                                  }
-                                  OnResolved(id, ec, std::move(endpoints));
-                                });
-  } else {
-    pending->tcp = std::make_unique<TcpResolver>(io_);
-    pending->tcp->async_resolve(host, query.port, flags,
-                                [this, id](const asio::error_code& ec,
-                                           TcpResolver::results_type results) {
-                                  IpEndpoints endpoints;
-                                  for (const auto& entry : results)
-                                    endpoints.push_back(entry.endpoint());
-                                  OnResolved(id, ec, std::move(endpoints));
-                                });
-  }
   pending->query = std::move(query);
   resolves_.emplace(id, std::move(pending));
   return id;
 }
 
-void EngineImpl::OnResolved(uint64_t resolve_id, const asio::error_code& ec,
-                            IpEndpoints endpoints) {
+void EngineImpl::OnResolved(uint64_t resolve_id,
+                            absl::StatusOr<std::vector<AddressEntry>> entries) {
   auto it = resolves_.find(resolve_id);
   if (it == resolves_.end()) return;  // Cancelled.
   std::unique_ptr<PendingResolve> r = std::move(it->second);
   resolves_.erase(it);
-  const ResolveQuery& q = r->query;
-  if (ec) {
-    const std::string what =
-        q.host.empty() || r->literal.has_value()
-            ? absl::StrCat("resolve service '", q.port, "'")
-            : absl::StrCat("resolve ", q.host);
-    r->done(ErrorStatus(what, ec));
+  const LookupQuery& q = r->query;
+  if (!entries.ok()) {
+    r->done(entries.status());
     return;
+  }
+  IpEndpoints endpoints;
+  for (const AddressEntry& entry : *entries) {
+    std::optional<asio::ip::address> address = ParseIpLiteral(entry.address);
+    if (address.has_value()) endpoints.emplace_back(*address, entry.port);
   }
   IpEndpoints out;
   if (q.host.empty()) {
@@ -516,7 +528,8 @@ void EngineImpl::OnResolved(uint64_t resolve_id, const asio::error_code& ec,
 }
 
 void EngineImpl::CancelResolve(uint64_t resolve_id) {
-  // Destroying the resolver cancels the lookup; its handler finds nothing.
+  // The lookup itself runs on (it cannot be interrupted); its result finds
+  // nothing when it arrives.
   resolves_.erase(resolve_id);
 }
 

@@ -2,6 +2,9 @@
 // buffer, bounded buffers with pause/resume (backpressure), writes, FIN and
 // RST handling, graceful-close tails, and the TTL/idle/linger timers.
 // Loop thread only.
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <algorithm>
 #include <array>
 #include <utility>
@@ -22,6 +25,10 @@ constexpr int kReadsPerWakeup = 8;
 constexpr size_t kMaxWriteSpans = 16;
 
 enum TimerKind { kTtlTimer, kIdleTimer, kLingerTimer };
+
+// getsockopt(SO_ERROR): the pending socket error, cleared by reading it.
+using SocketErrorOption =
+    asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
 
 // Bytes the peer sent before the close stay available to Receive after
 // these closes; the others were asked for (or decided) locally and discard
@@ -69,7 +76,11 @@ void EngineImpl::Touch(Conn& c) {
 }
 
 void EngineImpl::ArmRead(Conn& c) {
-  if (c.read_armed || c.finalized || c.read_paused || c.eof) return;
+  if (c.read_armed || c.finalized) return;
+  if (c.read_paused || c.eof) {
+    ArmErrorWatch(c);
+    return;
+  }
   auto handler = [this, num = c.num](const asio::error_code& ec) {
     OnReadable(num, ec);
   };
@@ -102,19 +113,22 @@ size_t EngineImpl::ReadRoom(const Conn& c) const {
   const size_t scratch = scratch_.size();
   // A closing tail reads only to find the peer's FIN; it keeps nothing.
   if (c.state == ConnectionState::kClosed) return scratch;
-  auto room = [scratch](uint64_t used, uint64_t bound) -> size_t {
-    return used >= bound ? 0 : std::min<uint64_t>(scratch, bound - used);
+  auto room = [](uint64_t used, uint64_t bound) -> uint64_t {
+    return used >= bound ? 0 : bound - used;
   };
+  uint64_t own = 0;
   switch (c.behavior) {
     case BehaviorKind::kEcho:
-      return room(c.counters.send_buffered, options_.send_buffer_bytes);
+      own = room(c.counters.send_buffered, options_.send_buffer_bytes);
+      break;
     case BehaviorKind::kDiscard:
       return scratch;
     case BehaviorKind::kHold:
     case BehaviorKind::kGreeting:
+      own = room(c.counters.recv_buffered, options_.recv_buffer_bytes);
       break;
   }
-  return room(c.counters.recv_buffered, options_.recv_buffer_bytes);
+  return std::min<uint64_t>({scratch, own, TotalRoom()});
 }
 
 void EngineImpl::ReadStream(Conn& c) {
@@ -122,8 +136,15 @@ void EngineImpl::ReadStream(Conn& c) {
     const size_t room = ReadRoom(c);
     if (room == 0) {
       // Buffer full: stop reading. TCP flow control now slows the peer;
-      // ResumeReading re-arms once the buffer drains to half.
+      // ResumeReading re-arms once the buffer drains to half (or, for the
+      // agent-wide bound, ResumeTotalPaused once the total falls). Errors
+      // are still watched for.
       c.read_paused = true;
+      if (TotalRoom() == 0) {
+        PauseForTotal(c);
+        NotifyReceiver(c);  // A condition waiting for more gives way.
+      }
+      ArmErrorWatch(c);
       return;
     }
     asio::error_code ec;
@@ -133,6 +154,7 @@ void EngineImpl::ReadStream(Conn& c) {
       if (IsWouldBlock(ec)) break;
       if (ec == asio::error::eof) {
         OnPeerFin(c);
+        ArmRead(c);  // No more reading: watches for a reset instead.
       } else {
         OnStreamError(c, ec, "read");
       }
@@ -158,6 +180,7 @@ void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
       c.counters.send_buffered = c.send_bytes.size();
       c.counters.send_buffered_peak =
           std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+      Recharge(c);
       Flush(c);
       return;
     case BehaviorKind::kDiscard:
@@ -170,6 +193,7 @@ void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
   c.counters.recv_buffered = c.recv_bytes.size();
   c.counters.recv_buffered_peak =
       std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
+  Recharge(c);
   NotifyReceiver(c);
 }
 
@@ -186,8 +210,64 @@ void EngineImpl::ResumeReading(Conn& c) {
   }
   c.read_paused = false;
   // No readiness was consumed while paused, so the wait reports at once if
-  // bytes are waiting (Asio re-registers the descriptor with epoll).
+  // bytes are waiting (Asio re-registers the descriptor with epoll). An
+  // error watch still pending stays: it finds reading active and leaves the
+  // error to the read.
   ArmRead(c);
+}
+
+void EngineImpl::ArmErrorWatch(Conn& c) {
+  if (c.error_armed || c.hangup || c.finalized || c.stream == nullptr) return;
+  c.stream->async_wait(asio::socket_base::wait_error,
+                       [this, num = c.num](const asio::error_code& ec) {
+                         OnErrorWatch(num, ec);
+                       });
+  c.error_armed = true;
+}
+
+void EngineImpl::OnErrorWatch(uint64_t num, const asio::error_code& ec) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->finalized) return;
+  c->error_armed = false;
+  if (ec) {
+    if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
+    return;
+  }
+  // Reading again meanwhile: the read reports the error after the bytes
+  // that came before it.
+  if (!c->eof && !c->read_paused) {
+    ArmRead(*c);
+    return;
+  }
+  asio::error_code error;
+  SocketErrorOption pending;
+  c->stream->get_option(pending, error);
+  if (!error && pending.value() != 0) {
+    error =
+        asio::error_code(pending.value(), asio::error::get_system_category());
+    // After the peer's FIN (CLOSE_WAIT) Linux reports its reset as EPIPE.
+    if (error == asio::error::broken_pipe) {
+      error = asio::error::connection_reset;
+    }
+    OnStreamError(*c, error, "read");
+    return;
+  }
+  // No error: urgent data (EPOLLPRI), or a hang-up without one (a UNIX
+  // peer closed; both FINs exchanged while paused). A hang-up stays
+  // reported, so watching on would spin: the next read or write sees what
+  // became of the socket.
+  pollfd p{c->stream->native_handle(), POLLPRI, 0};
+  if (::poll(&p, 1, 0) == 1 && p.revents == POLLPRI) {
+    char urgent;  // An out-of-band byte nobody asked for: drop it.
+    ::recv(p.fd, &urgent, 1, MSG_OOB | MSG_DONTWAIT);
+    p.revents = 0;
+    ::poll(&p, 1, 0);
+  }
+  if (p.revents != 0) {
+    c->hangup = true;  // Nothing left that watching could clear.
+    return;
+  }
+  ArmErrorWatch(*c);
 }
 
 void EngineImpl::OnPeerFin(Conn& c) {
@@ -247,11 +327,18 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data) {
     return absl::FailedPreconditionError(
         absl::StrCat("send ", id, ": the write side is shut down"));
   }
-  if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "send ", id, ": send buffer full: ", c.counters.send_buffered,
-        " bytes queued, ", size, " more would exceed send_buffer_bytes (",
-        options_.send_buffer_bytes, "); retry after it drains"));
+  // Datagrams are checked when they must be queued (with their overhead).
+  if (c.transport != Transport::kUdp) {
+    if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "send ", id, ": send buffer full: ", c.counters.send_buffered,
+          " bytes queued, ", size, " more would exceed send_buffer_bytes (",
+          options_.send_buffer_bytes, "); retry after it drains"));
+    }
+    if (absl::Status s = CheckTotalRoom(absl::StrCat("send ", id), size);
+        !s.ok()) {
+      return s;
+    }
   }
   if (c.is_udp_session()) {
     if (absl::Status s = SendSessionDatagram(c, std::move(data)); !s.ok()) {
@@ -274,19 +361,54 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data) {
             absl::StrCat("send ", id, " to ", c.remote.ToString()), ec);
       }
     }
+    const uint64_t cost = size + kDatagramOverheadBytes;
+    if (SendCharge(c) + cost > options_.send_buffer_bytes) {
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "send ", id, ": send buffer full: ", x.send_datagrams.size(),
+          " datagrams queued; one more would exceed send_buffer_bytes (",
+          options_.send_buffer_bytes, ", each datagram costing ",
+          kDatagramOverheadBytes,
+          " bytes on top of its payload); retry after it drains"));
+    }
+    if (absl::Status s = CheckTotalRoom(absl::StrCat("send ", id), cost);
+        !s.ok()) {
+      return s;
+    }
     x.send_datagrams.push_back(std::move(data));
     c.counters.send_buffered += size;
     c.counters.send_buffered_peak =
         std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+    Recharge(c);
     ArmWrite(c);
   } else {
+    const uint64_t lost_before = c.counters.send_bytes_lost;
     c.send_bytes.Append(data);
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak =
         std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+    Recharge(c);
     Flush(c);
+    // The write found the connection broken: these bytes are lost, and the
+    // caller must hear it.
+    if (c.finalized) {
+      return SendFailure(c, c.counters.send_bytes_lost - lost_before);
+    }
   }
   return SendResult{size, c.counters.send_buffered};
+}
+
+absl::Status EngineImpl::SendFailure(const Conn& c, uint64_t lost) const {
+  const std::string detail =
+      c.extra != nullptr && !c.extra->close_detail.empty()
+          ? c.extra->close_detail
+          : std::string(CloseReasonText(c.close_reason));
+  std::string message = absl::StrCat("send ", ConnId(c.num), ": ", detail,
+                                     "; the connection is closed and ", lost,
+                                     " bytes were not sent");
+  if (c.close_reason == CloseReason::kPeerReset) {
+    return absl::AbortedError(std::move(message));
+  }
+  return absl::UnavailableError(std::move(message));
 }
 
 void EngineImpl::Flush(Conn& c) {
@@ -312,6 +434,7 @@ void EngineImpl::Flush(Conn& c) {
     }
     c.send_bytes.Consume(written);
     c.counters.send_buffered = c.send_bytes.size();
+    Recharge(c);
     c.counters.bytes_sent += written;
     if (Server* s = FindServer(c.server_num)) {
       s->info.counters.bytes_sent += written;
@@ -367,8 +490,9 @@ void EngineImpl::SendFin(Conn& c) {
     return;
   }
   if (c.eof) {
-    // Both directions are finished; our FIN came last.
-    MarkClosed(c, CloseReason::kLocalClose, "");
+    // Both directions are finished, ours last: an orderly end of stream,
+    // and what the peer sent before its FIN stays receivable.
+    MarkClosed(c, CloseReason::kPeerClosed, "");
     Finalize(c, /*abort=*/false);
     return;
   }
@@ -407,7 +531,8 @@ void EngineImpl::ReadUdpClient(Conn& c) {
 
 void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
   if (c.state == ConnectionState::kClosed) return;
-  if (c.counters.recv_buffered + n > options_.recv_buffer_bytes) {
+  const uint64_t cost = n + kDatagramOverheadBytes;
+  if (RecvCharge(c) + cost > options_.recv_buffer_bytes || cost > TotalRoom()) {
     ++c.counters.datagrams_dropped;
     if (Server* s = FindServer(c.server_num)) {
       ++s->info.counters.datagrams_dropped;
@@ -420,6 +545,7 @@ void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
   c.counters.recv_buffered += n;
   c.counters.recv_buffered_peak =
       std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
+  Recharge(c);
   NotifyReceiver(c);
 }
 
@@ -443,6 +569,7 @@ void EngineImpl::FlushUdpClient(Conn& c) {
       Touch(c);
     }
     queue.pop_front();
+    Recharge(c);
   }
 }
 
@@ -484,7 +611,6 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
   x.closed_at = absl::Now();
   x.ttl_timer.reset();
   x.idle_timer.reset();
-  --conns_open_;
   if (Server* s = FindServer(c.server_num)) {
     --s->info.counters.connections_active;
     if (c.is_udp_session()) {
@@ -495,6 +621,7 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
     c.recv_bytes.Clear();
     x.recv_datagrams.clear();
     c.counters.recv_buffered = 0;
+    Recharge(c);
   }
   Emit(EventKind::kConnectionClosed, c.server_num, c.num);
   NotifyReceiver(c);
@@ -502,7 +629,6 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
 
 void EngineImpl::Finalize(Conn& c, bool abort) {
   if (c.finalized) return;
-  c.finalized = true;
   asio::error_code ec;
   if (c.stream != nullptr) {
     // SO_LINGER 0: close() sends RST and drops what the kernel still holds.
@@ -529,6 +655,12 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
   }
   c.read_armed = false;
   c.write_armed = false;
+  c.error_armed = false;
+  Recharge(c);
+  // From here on its bytes belong to the closed history.
+  c.finalized = true;
+  history_bytes_ += c.charged;
+  --conns_live_;
   closed_conns_.push_back(c.num);
   ScheduleTrim();
 }

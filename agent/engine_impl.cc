@@ -33,6 +33,7 @@ absl::Status ValidateOptions(const EngineOptions& o) {
         {"send_buffer_bytes", o.send_buffer_bytes},
         {"max_send_bytes", o.max_send_bytes},
         {"max_receive_bytes", o.max_receive_bytes},
+        {"max_total_buffered_bytes", o.max_total_buffered_bytes},
         {"max_udp_sessions_per_server", o.max_udp_sessions_per_server}}) {
     if (absl::Status s = positive(name, value); !s.ok()) return s;
   }
@@ -178,15 +179,30 @@ std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
 EngineImpl::EngineImpl(const EngineOptions& options)
     : io_(1), options_(options), scratch_(kScratchBytes) {}
 
-EngineImpl::~EngineImpl() { Shutdown(); }
+EngineImpl::~EngineImpl() {
+  Shutdown();
+  // The loop is joined: nothing else touches resolver_. This waits for
+  // lookups still running in libc; their results are posted to a stopped
+  // io_ and dropped.
+  resolver_.reset();
+}
 
 void EngineImpl::Start() {
   absl::MutexLock lock(&join_mu_);
   work_.emplace(asio::make_work_guard(io_));
   thread_ = std::thread([this] { io_.run(); });
+  loop_thread_id_.store(thread_.get_id());
 }
 
 void EngineImpl::Shutdown() {
+  // Before any lock: another thread's Shutdown holds join_mu_ while it
+  // joins this loop, so the loop taking it would deadlock instead of
+  // failing loudly.
+  if (loop_thread_id_.load() == std::this_thread::get_id()) {
+    std::fprintf(stderr,
+                 "sockagent: Engine::Shutdown called on the loop thread\n");
+    std::abort();
+  }
   {
     absl::MutexLock lock(&post_mu_);
     if (accepting_) {
@@ -196,13 +212,10 @@ void EngineImpl::Shutdown() {
   }
   absl::MutexLock lock(&join_mu_);
   if (!thread_.joinable()) return;
-  if (thread_.get_id() == std::this_thread::get_id()) {
-    std::fprintf(stderr,
-                 "sockagent: Engine::Shutdown called on the loop thread\n");
-    std::abort();
-  }
   work_.reset();
   thread_.join();
+  // The id may be reused by a later thread.
+  loop_thread_id_.store(std::thread::id());
 }
 
 template <typename T, typename Fn>
@@ -323,8 +336,8 @@ void EngineImpl::ShutdownOnLoop() {
   }
   for (auto& [num, server] : servers_) {
     if (!server->stopped()) {
-      StopServer(*server, "agent shutdown", /*close_connections=*/false,
-                 CloseReason::kAgentShutdown, nullptr);
+      StopServer(*server, "agent shutdown", CloseReason::kAgentShutdown,
+                 nullptr);
     }
   }
 }
@@ -352,8 +365,90 @@ absl::StatusOr<Conn*> EngineImpl::LookupConn(absl::string_view id) {
 Conn& EngineImpl::AddConn(std::unique_ptr<Conn> conn) {
   Conn& c = *conn;
   conns_.emplace(c.num, std::move(conn));
-  ++conns_open_;
+  ++conns_live_;
   return c;
+}
+
+uint64_t EngineImpl::RecvCharge(const Conn& c) {
+  uint64_t n = c.counters.recv_buffered;
+  if (c.extra != nullptr) {
+    n += kDatagramOverheadBytes * c.extra->recv_datagrams.size();
+  }
+  return n;
+}
+
+uint64_t EngineImpl::SendCharge(const Conn& c) {
+  uint64_t n = c.counters.send_buffered;
+  if (c.extra != nullptr) {
+    n += kDatagramOverheadBytes *
+         (c.extra->send_datagrams.size() + c.extra->out_datagrams);
+  }
+  return n;
+}
+
+void EngineImpl::Recharge(Conn& c) {
+  const uint64_t now = RecvCharge(c) + SendCharge(c);
+  if (now == c.charged) return;
+  total_buffered_ = total_buffered_ - c.charged + now;
+  if (c.finalized) history_bytes_ = history_bytes_ - c.charged + now;
+  const bool fell = now < c.charged;
+  c.charged = now;
+  const uint64_t cap = options_.max_total_buffered_bytes;
+  if (fell && !total_paused_.empty() && !resume_posted_ &&
+      total_buffered_ <= cap - cap / 4) {
+    resume_posted_ = true;
+    asio::post(io_, [this] { ResumeTotalPaused(); });
+  }
+  if (c.finalized && history_bytes_ > cap / 4) ScheduleTrim();
+}
+
+absl::Status EngineImpl::CheckTotalRoom(absl::string_view what,
+                                        uint64_t more) const {
+  if (more <= TotalRoom()) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      what, ": the agent's buffers are full: ", total_buffered_,
+      " bytes buffered in all connections, ", more,
+      " more would exceed max_total_buffered_bytes (",
+      options_.max_total_buffered_bytes, "); retry after they drain"));
+}
+
+void EngineImpl::PauseForTotal(Conn& c) {
+  if (c.total_paused) return;
+  c.total_paused = true;
+  total_paused_.push_back(c.num);
+}
+
+void EngineImpl::ResumeTotalPaused() {
+  resume_posted_ = false;
+  std::vector<uint64_t> nums;
+  nums.swap(total_paused_);
+  for (uint64_t num : nums) {
+    Conn* c = FindConn(num);
+    if (c == nullptr || !c->total_paused) continue;
+    c->total_paused = false;
+    // Resumes unless its own buffer is still above half its bound; a
+    // connection that finds the total full again pauses again.
+    ResumeReading(*c);
+  }
+}
+
+void EngineImpl::DiscardHistoryBytes(Conn& c) {
+  const uint64_t bytes = c.counters.recv_buffered;
+  const size_t datagrams =
+      c.extra != nullptr ? c.extra->recv_datagrams.size() : 0;
+  if (bytes == 0 && datagrams == 0) return;
+  c.recv_bytes.Clear();
+  ConnExtra& x = c.Extra();
+  x.recv_datagrams.clear();
+  c.counters.recv_buffered = 0;
+  x.history_discarded += bytes;
+  const std::string detail = absl::StrCat(
+      bytes, " unreceived bytes discarded (closed connections keep at most ",
+      options_.max_total_buffered_bytes / 4, " bytes in all)");
+  x.close_detail = x.close_detail.empty()
+                       ? detail
+                       : absl::StrCat(x.close_detail, "; ", detail);
+  Recharge(c);
 }
 
 ConnectionInfo EngineImpl::Snapshot(const Conn& c) const {
@@ -382,8 +477,12 @@ ConnectionInfo EngineImpl::Snapshot(const Conn& c) const {
 }
 
 ServerInfo EngineImpl::Snapshot(const Server& s) const {
-  ServerInfo info = s.info;
+  ServerInfo info = s.info;  // Its greeting is empty: kept in s.greeting.
   if (s.labels != nullptr) info.labels = *s.labels;
+  if (s.greeting != nullptr) {
+    info.greeting_bytes = s.greeting->size();
+    info.behavior.greeting = s.greeting->substr(0, kListedGreetingBytes);
+  }
   return info;
 }
 
@@ -515,8 +614,12 @@ size_t EngineImpl::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
       options_.max_receive_bytes);
   const bool closing = c.eof || c.state == ConnectionState::kClosed;
   // Never wait for more than the receive buffer can hold: reading pauses
-  // there, so the condition could not be met.
-  const size_t cap = std::min<uint64_t>(max, options_.recv_buffer_bytes);
+  // there, so the condition could not be met. The same once reading
+  // stopped at the agent-wide bound: nothing more comes until bytes are
+  // taken.
+  const size_t cap = c.read_paused && c.total_paused
+                         ? buffered
+                         : std::min<uint64_t>(max, options_.recv_buffer_bytes);
   if (!spec.delimiter.empty()) {
     const size_t end =
         c.recv_bytes.FindEnd(spec.delimiter, scanned ? *scanned : 0, max);
@@ -549,15 +652,18 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
         break;
       }
       ReceivedDatagram& d = queue.front();
-      // Always at least one whole datagram, however large.
-      if (!result.datagrams.empty() && bytes + d.data.size() > max) break;
-      bytes += d.data.size();
+      // Always at least one whole datagram, however large. Each costs its
+      // overhead too, so empty ones cannot make an answer unbounded.
+      const size_t cost = d.data.size() + kDatagramOverheadBytes;
+      if (!result.datagrams.empty() && bytes + cost > max) break;
+      bytes += cost;
       c.counters.recv_buffered -= d.data.size();
       result.datagrams.push_back(
           DatagramInfo{std::move(d.data), peer, d.received_at});
       queue.pop_front();
     }
     got = !result.datagrams.empty();
+    Recharge(c);
   } else {
     // With min_bytes or a delimiter unmet (the wait ended), nothing is
     // taken.
@@ -565,6 +671,7 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
     result.data =
         c.recv_bytes.Take(conditional ? ReadyBytes(c, spec, nullptr) : max);
     c.counters.recv_buffered = c.recv_bytes.size();
+    Recharge(c);
     got = !result.data.empty();
     if (got) ResumeReading(c);
   }
@@ -578,6 +685,15 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
     const std::string id = ConnId(c.num);
     const std::string detail =
         c.extra != nullptr ? c.extra->close_detail : std::string();
+    if (c.extra != nullptr && c.extra->history_discarded > 0) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "receive ", id, ": connection is closed (",
+          CloseReasonText(c.close_reason), ") and its ",
+          c.extra->history_discarded,
+          " unreceived bytes were discarded: closed connections keep at most ",
+          options_.max_total_buffered_bytes / 4,
+          " bytes in all (a quarter of max_total_buffered_bytes)"));
+    }
     switch (c.close_reason) {
       case CloseReason::kPeerClosed:
         result.end_of_stream = true;
@@ -649,6 +765,18 @@ void EngineImpl::DoCloseConnections(
       }
     }
   }
+  if (mode == CloseMode::kShutdownWrite) {
+    // All or nothing: UDP has no half-close to shut down.
+    for (const Conn* c : targets) {
+      if (c->transport == Transport::kUdp) {
+        done(absl::InvalidArgumentError(absl::StrCat(
+            "close ", ConnId(c->num),
+            ": shutdown-write is for stream sockets (TCP, UNIX); UDP has "
+            "no half-close")));
+        return;
+      }
+    }
+  }
   // Trimming of the history is posted, so these pointers stay valid.
   for (Conn* c : targets) {
     switch (mode) {
@@ -678,8 +806,18 @@ void EngineImpl::ScheduleTrim() {
 void EngineImpl::TrimHistory() {
   trim_posted_ = false;
   while (closed_conns_.size() > options_.closed_connections_kept) {
-    conns_.erase(closed_conns_.front());
+    if (Conn* c = FindConn(closed_conns_.front())) {
+      total_buffered_ -= c->charged;
+      history_bytes_ -= c->charged;
+      conns_.erase(c->num);
+    }
     closed_conns_.pop_front();
+  }
+  // The bytes nobody received yet: oldest records give theirs up first.
+  const uint64_t history_cap = options_.max_total_buffered_bytes / 4;
+  for (size_t i = 0; i < closed_conns_.size() && history_bytes_ > history_cap;
+       ++i) {
+    if (Conn* c = FindConn(closed_conns_[i])) DiscardHistoryBytes(*c);
   }
   while (stopped_servers_.size() > options_.closed_connections_kept) {
     servers_.erase(stopped_servers_.front());

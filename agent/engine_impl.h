@@ -20,8 +20,15 @@
 //                        peer FIN/reset, the bytes nobody received yet) in a
 //                        bounded history.
 //   attempts_  OpenClient calls in progress (resolver, socket, deadline).
-//   resolves_  name lookups in progress (Asio resolver: getaddrinfo runs on
-//              Asio's own resolver thread, never on the loop).
+//   resolves_  name lookups in progress (at most kMaxNameLookups):
+//              getaddrinfo runs on the engine's ResolverPool threads, never
+//              on the loop; the result is posted back and found by number
+//              (or not: cancelled, or after Shutdown, when the loop no longer
+//              runs and the posted result is dropped unrun).
+//
+// Bytes: every connection's buffered bytes are charged (Conn::charged) to
+// total_buffered_, which max_total_buffered_bytes bounds; those of finalized
+// records also to history_bytes_ (at most a quarter of it).
 //
 // Reading never uses a per-connection read buffer: a connection waits for
 // readability (async_wait) and reads into one loop-wide scratch buffer, then
@@ -34,7 +41,12 @@
 // A graceful close marks the record kClosed at once (Send/Receive see it
 // closed) and leaves a "tail" on the socket: flush, FIN, read and discard
 // until the peer's FIN or close_linger, then close. `finalized` marks the
-// end of the tail (socket closed, record in history).
+// end of the tail (socket closed, record in history); until then the
+// socket counts against max_connections.
+//
+// While a stream connection does not read (after the peer's FIN, or paused
+// by a full buffer) it waits for socket errors instead (async_wait
+// wait_error: EPOLLERR/EPOLLHUP), so a reset is still seen.
 #ifndef SOCKAGENT_AGENT_ENGINE_IMPL_H_
 #define SOCKAGENT_AGENT_ENGINE_IMPL_H_
 
@@ -63,6 +75,7 @@
 #include "agent/byte_queue.h"
 #include "agent/engine.h"
 #include "agent/fifo.h"
+#include "agent/resolver.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -79,8 +92,6 @@ using Timer =
     asio::basic_waitable_timer<std::chrono::steady_clock,
                                asio::wait_traits<std::chrono::steady_clock>,
                                Executor>;
-using TcpResolver = asio::ip::basic_resolver<asio::ip::tcp, Executor>;
-using UdpResolver = asio::ip::basic_resolver<asio::ip::udp, Executor>;
 using IpEndpoints = std::vector<asio::ip::tcp::endpoint>;
 
 struct ReceivedDatagram {
@@ -119,6 +130,9 @@ struct ConnExtra {
   // UDP only (every peer session has an idle timer, hence an extra anyway).
   Fifo<ReceivedDatagram> recv_datagrams;
   Fifo<std::string> send_datagrams;  // UDP client, socket not writable.
+  uint64_t out_datagrams = 0;  // Peer session: queued on its server socket.
+  // Unreceived bytes discarded to keep the closed history's bytes bounded.
+  uint64_t history_discarded = 0;
 };
 
 // One connection: TCP or UNIX stream, UDP client, or UDP peer session. Kept
@@ -135,11 +149,15 @@ struct Conn {
   uint32_t udp_socket_index = 0;  // Peer session: its server's socket.
   bool read_armed = false;
   bool write_armed = false;
-  bool read_paused = false;  // Buffer bound reached; see ResumeReading.
-  bool eof = false;          // Peer FIN seen.
-  bool fin_wanted = false;   // shutdown(send) once the send buffer drains.
+  bool read_paused = false;   // Buffer bound reached; see ResumeReading.
+  bool total_paused = false;  // Also listed in total_paused_.
+  bool error_armed = false;   // A wait_error is pending.
+  bool hangup = false;        // Hung up without an error: watch no more.
+  bool eof = false;           // Peer FIN seen.
+  bool fin_wanted = false;    // shutdown(send) once the send buffer drains.
   bool fin_sent = false;
-  bool finalized = false;                // Socket closed: a history record now.
+  bool finalized = false;  // Socket closed: a history record now.
+  uint64_t charged = 0;    // What this connection adds to total_buffered_.
   std::shared_ptr<const Labels> labels;  // Null: none. Shared with server.
   PackedAddress local;
   PackedAddress remote;
@@ -177,6 +195,7 @@ struct UdpServerSocket {
   PackedAddress local;
   Fifo<OutDatagram> out;
   bool write_armed = false;
+  std::unique_ptr<Timer> retry;  // Waiting failed: read again later.
 };
 
 struct Server {
@@ -184,6 +203,9 @@ struct Server {
   ServerInfo info;  // Live record: counters and state are updated in place.
   std::shared_ptr<const Labels> labels;  // Handed to accepted connections.
   std::shared_ptr<const std::string> unix_path;  // UNIX: local address.
+  // Kept once here (info.behavior.greeting stays empty): listings copy at
+  // most kListedGreetingBytes of it. Null: no greeting.
+  std::shared_ptr<const std::string> greeting;
   bool unlink_on_stop = false;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::vector<std::unique_ptr<UdpServerSocket>> udp_sockets;
@@ -212,7 +234,7 @@ struct ClientAttempt {
   std::unique_ptr<UdpSocket> udp;
 };
 
-struct ResolveQuery {
+struct LookupQuery {
   std::string host;
   std::string port;  // Decimal or a service name.
   Transport transport = Transport::kTcp;
@@ -223,9 +245,7 @@ struct ResolveQuery {
 };
 
 struct PendingResolve {
-  std::unique_ptr<TcpResolver> tcp;
-  std::unique_ptr<UdpResolver> udp;
-  ResolveQuery query;
+  LookupQuery query;
   std::optional<asio::ip::address> literal;  // Numeric host, named port.
   Done<absl::StatusOr<IpEndpoints>> done;
 };
@@ -290,6 +310,35 @@ class EngineImpl final : public Engine {
   ServerInfo Snapshot(const Server& s) const;
   uint64_t NewConnNum() { return next_conn_num_++; }
   Conn& AddConn(std::unique_ptr<Conn> conn);
+  // The one admission check for a new socket (accept, UDP session,
+  // OpenClient): sockets held (open or in a closing tail) plus connects in
+  // progress against max_connections.
+  bool AtConnectionLimit() const {
+    return conns_live_ + attempts_.size() >= options_.max_connections;
+  }
+
+  // ---- Byte accounting (engine_impl.cc).
+  // What `c` holds now: buffered payload plus kDatagramOverheadBytes per
+  // queued datagram.
+  static uint64_t RecvCharge(const Conn& c);
+  static uint64_t SendCharge(const Conn& c);
+  // Brings total_buffered_ (and history_bytes_) up to date after c's
+  // buffers changed; call after every change.
+  void Recharge(Conn& c);
+  // Bytes the agent-wide bound still admits.
+  uint64_t TotalRoom() const {
+    const uint64_t cap = options_.max_total_buffered_bytes;
+    return total_buffered_ >= cap ? 0 : cap - total_buffered_;
+  }
+  // ResourceExhausted naming max_total_buffered_bytes if `more` bytes do
+  // not fit; `what` starts the message ("send conn-4").
+  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const;
+  // Reading of `c` stopped for the agent-wide bound: resumed (posted) once
+  // the total falls to three quarters of it.
+  void PauseForTotal(Conn& c);
+  void ResumeTotalPaused();
+  // Discards the unreceived bytes of a history record (history bound).
+  void DiscardHistoryBytes(Conn& c);
 
   void DoListServers(const ServerFilter& filter,
                      Done<absl::StatusOr<Page<ServerInfo>>> done);
@@ -342,6 +391,10 @@ class EngineImpl final : public Engine {
   void OnReadable(uint64_t num, const asio::error_code& ec);
   void ReadStream(Conn& c);
   void ReadUdpClient(Conn& c);
+  // While a stream connection does not read (peer FIN, or paused), waits
+  // for a socket error so a reset is still noticed.
+  void ArmErrorWatch(Conn& c);
+  void OnErrorWatch(uint64_t num, const asio::error_code& ec);
   // Bytes the next read may take without exceeding a bound (0: pause).
   size_t ReadRoom(const Conn& c) const;
   void DeliverStream(Conn& c, const char* data, size_t n);
@@ -350,6 +403,8 @@ class EngineImpl final : public Engine {
   void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
 
   absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data);
+  // Send's answer once writing found `c` broken (it is finalized).
+  absl::Status SendFailure(const Conn& c, uint64_t lost) const;
   void Flush(Conn& c);
   void ArmWrite(Conn& c);
   void OnWritable(uint64_t num, const asio::error_code& ec);
@@ -371,7 +426,9 @@ class EngineImpl final : public Engine {
 
   // ---- engine_server.cc: servers, listeners, UDP sockets and sessions.
   void DoStartServer(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done);
-  void BindIpServer(ServerSpec spec, const IpEndpoints& endpoints,
+  void BindIpServer(ServerSpec spec,
+                    const std::shared_ptr<const std::string>& greeting,
+                    const IpEndpoints& endpoints,
                     Done<absl::StatusOr<ServerInfo>> done);
   absl::Status BindAll(Server& s, const ServerSpec& spec,
                        const IpEndpoints& endpoints, bool* retry);
@@ -396,8 +453,11 @@ class EngineImpl final : public Engine {
   void ArmUdpWrite(Server& s, size_t index);
   void OnUdpWritable(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
-  void StopServer(Server& s, absl::string_view reason, bool close_connections,
-                  CloseReason conn_reason, uint64_t* closed);
+  // Closes the listeners and UDP sockets (ending UDP sessions with
+  // `conn_reason`, counted in `closed`); accepted stream connections stay
+  // (DoStopServers closes them, in one pass for all stopped servers).
+  void StopServer(Server& s, absl::string_view reason, CloseReason conn_reason,
+                  uint64_t* closed);
   void DoStopServers(const Selector& selector, bool close_connections,
                      Done<absl::StatusOr<StopResult>> done);
 
@@ -417,9 +477,11 @@ class EngineImpl final : public Engine {
                                 bool* fatal);
   // Completes inline (returning 0) when host and port are numeric;
   // otherwise returns an id for CancelResolve.
-  uint64_t Resolve(ResolveQuery query, Done<absl::StatusOr<IpEndpoints>> done);
-  void OnResolved(uint64_t resolve_id, const asio::error_code& ec,
-                  IpEndpoints endpoints);
+  // `deadline`: a lookup still queued then is not run.
+  uint64_t Resolve(LookupQuery query, absl::Time deadline,
+                   Done<absl::StatusOr<IpEndpoints>> done);
+  void OnResolved(uint64_t resolve_id,
+                  absl::StatusOr<std::vector<AddressEntry>> entries);
   void CancelResolve(uint64_t resolve_id);
 
   // Declared first: destroyed last, after every socket and timer.
@@ -434,7 +496,14 @@ class EngineImpl final : public Engine {
   std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
       work_ ABSL_GUARDED_BY(join_mu_);
   std::thread thread_ ABSL_GUARDED_BY(join_mu_);
+  // Compared without join_mu_, which a Shutdown on another thread may hold
+  // while it joins the loop.
+  std::atomic<std::thread::id> loop_thread_id_{};
   std::atomic<uint64_t> next_token_{1};
+  // Runs getaddrinfo. Created on the loop thread at the first name lookup;
+  // destroyed by the destructor after the loop thread is joined (waiting
+  // for lookups still running in libc). Its callbacks only post to io_.
+  std::unique_ptr<ResolverPool> resolver_;
 
   // ---- Loop thread only below.
   bool shutting_down_ = false;
@@ -454,7 +523,16 @@ class EngineImpl final : public Engine {
   std::deque<uint64_t> closed_conns_;     // Oldest first.
   bool trim_posted_ = false;
   size_t servers_listening_ = 0;
-  size_t conns_open_ = 0;  // Not kClosed; what max_connections bounds.
+  // Connections holding a socket (not finalized: open, or in a closing
+  // tail); with attempts_, what max_connections bounds.
+  size_t conns_live_ = 0;
+  // Sum of every Conn::charged; bounded by max_total_buffered_bytes.
+  uint64_t total_buffered_ = 0;
+  // The part of it held by finalized records (the closed history).
+  uint64_t history_bytes_ = 0;
+  // Connections paused by the agent-wide bound (Conn::total_paused).
+  std::vector<uint64_t> total_paused_;
+  bool resume_posted_ = false;
   absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;

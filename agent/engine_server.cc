@@ -7,6 +7,8 @@
 #include <cerrno>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
@@ -20,8 +22,9 @@ namespace {
 // drains the listen queue (TOOLCHAIN.md: one accept per wakeup overflowed it
 // under a burst of connects).
 constexpr int kAcceptsPerWakeup = 256;
-// Back-off when accept fails for lack of descriptors or memory: the pending
-// connection stays queued, so re-arming at once would spin.
+// Back-off when accept fails for lack of descriptors or memory (the pending
+// connection stays queued, so re-arming at once would spin), or when
+// waiting on a UDP socket fails.
 constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
 // Port-0 servers on several addresses retry when the port the first socket
 // got is taken on another address.
@@ -75,12 +78,17 @@ absl::Status ValidateServerSpec(const ServerSpec& spec,
   return absl::OkStatus();
 }
 
-std::unique_ptr<Server> NewServer(const ServerSpec& spec,
-                                  const EngineOptions& options) {
+// `greeting` is the spec's, taken out of it once (spec.behavior.greeting is
+// empty by now): every attempt shares it.
+std::unique_ptr<Server> NewServer(
+    const ServerSpec& spec, const EngineOptions& options,
+    const std::shared_ptr<const std::string>& greeting) {
   auto s = std::make_unique<Server>();
   ServerInfo& info = s->info;
   info.transport = spec.transport;
   info.behavior = spec.behavior;
+  info.behavior.greeting.clear();
+  if (!greeting->empty()) s->greeting = greeting;
   info.backlog = spec.backlog == 0 ? asio::socket_base::max_listen_connections
                                    : spec.backlog;
   info.ttl = spec.ttl;
@@ -124,8 +132,12 @@ void EngineImpl::DoStartServer(ServerSpec spec,
                      ") reached: stop a server first")));
     return;
   }
+  // Kept once, shared by the server and its history record.
+  auto greeting =
+      std::make_shared<const std::string>(std::move(spec.behavior.greeting));
+  spec.behavior.greeting.clear();
   if (spec.transport == Transport::kUnix) {
-    std::unique_ptr<Server> s = NewServer(spec, options_);
+    std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
       done(st);
       return;
@@ -133,27 +145,29 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     ActivateServer(std::move(s), std::move(done));
     return;
   }
-  ResolveQuery query;
+  LookupQuery query;
   query.host = spec.bind.host;
   query.port = spec.bind.port;
   query.transport = spec.transport;
   query.family = spec.family;
   query.passive = true;
-  Resolve(std::move(query),
-          [this, spec = std::move(spec), done = std::move(done)](
-              absl::StatusOr<IpEndpoints> endpoints) mutable {
-            if (shutting_down_) {
-              done(ShuttingDownError());
-            } else if (!endpoints.ok()) {
-              done(endpoints.status());
-            } else {
-              BindIpServer(std::move(spec), *endpoints, std::move(done));
-            }
-          });
+  Resolve(
+      std::move(query), absl::InfiniteFuture(),
+      [this, spec = std::move(spec), greeting = std::move(greeting),
+       done = std::move(done)](absl::StatusOr<IpEndpoints> endpoints) mutable {
+        if (shutting_down_) {
+          done(ShuttingDownError());
+        } else if (!endpoints.ok()) {
+          done(endpoints.status());
+        } else {
+          BindIpServer(std::move(spec), greeting, *endpoints, std::move(done));
+        }
+      });
 }
 
-void EngineImpl::BindIpServer(ServerSpec spec, const IpEndpoints& endpoints,
-                              Done<absl::StatusOr<ServerInfo>> done) {
+void EngineImpl::BindIpServer(
+    ServerSpec spec, const std::shared_ptr<const std::string>& greeting,
+    const IpEndpoints& endpoints, Done<absl::StatusOr<ServerInfo>> done) {
   // Checked again: other servers may have started during the lookup.
   if (servers_listening_ >= options_.max_servers) {
     done(absl::ResourceExhaustedError(
@@ -162,7 +176,7 @@ void EngineImpl::BindIpServer(ServerSpec spec, const IpEndpoints& endpoints,
     return;
   }
   for (int attempt = 0;; ++attempt) {
-    std::unique_ptr<Server> s = NewServer(spec, options_);
+    std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     bool retry = false;
     absl::Status status = BindAll(*s, spec, endpoints, &retry);
     if (status.ok()) {
@@ -238,10 +252,8 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
         }
         return ErrorStatus(absl::StrCat("socket for ", where), ec);
       }
-      if (spec.reuse_address) {
-        u.set_option(asio::socket_base::reuse_address(true), ec);
-        if (ec) return ErrorStatus(absl::StrCat("SO_REUSEADDR on ", where), ec);
-      }
+      // No SO_REUSEADDR: on UDP it would let a second socket bind this
+      // port and take a share of its datagrams.
       if (v6) {
         u.set_option(asio::ip::v6_only(true), ec);
         if (ec) return ErrorStatus(absl::StrCat("IPV6_V6ONLY on ", where), ec);
@@ -282,12 +294,18 @@ absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
   // we never unlink what we did not create.
   a.bind(*ep, ec);
   if (ec) return ErrorStatus(absl::StrCat("bind ", where), ec);
-  s.unlink_on_stop = path.front() != '@';
-  s.unix_path = std::make_shared<const std::string>(path);
+  // The file is ours now: a failure below must not leave it behind.
+  const bool named = path.front() != '@';
+  absl::Cleanup remove_file = [&path, named] {
+    if (named) ::unlink(path.c_str());
+  };
   a.listen(s.info.backlog, ec);
   if (ec) return ErrorStatus(absl::StrCat("listen ", where), ec);
   a.non_blocking(true, ec);
   if (ec) return ErrorStatus(absl::StrCat("non-blocking ", where), ec);
+  std::move(remove_file).Cancel();
+  s.unlink_on_stop = named;
+  s.unix_path = std::make_shared<const std::string>(path);
   listener->fixed_local = PackedAddress::Unix(s.unix_path);
   s.info.local_addresses.push_back(listener->fixed_local->Unpack());
   s.listeners.push_back(std::move(listener));
@@ -311,8 +329,7 @@ void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
       if (ec) return;
       Server* found = FindServer(num);
       if (found == nullptr || found->stopped()) return;
-      StopServer(*found, "ttl expired", /*close_connections=*/false,
-                 CloseReason::kTtlExpired, nullptr);
+      StopServer(*found, "ttl expired", CloseReason::kTtlExpired, nullptr);
     });
   }
   Emit(EventKind::kServerStarted, s.num, 0);
@@ -371,7 +388,12 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
                             StreamSocket socket,
                             const StreamProtocol::endpoint& remote) {
   asio::error_code ec;
-  if (conns_open_ >= options_.max_connections) {
+  // A greeting would be queued at once: it must fit the agent-wide bound.
+  const uint64_t greeting =
+      s.info.behavior.kind == BehaviorKind::kGreeting && s.greeting != nullptr
+          ? s.greeting->size()
+          : 0;
+  if (AtConnectionLimit() || greeting > TotalRoom()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
     socket.set_option(asio::socket_base::linger(true, 0), ec);
@@ -407,9 +429,10 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
   StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
   if (s.info.behavior.kind == BehaviorKind::kGreeting) {
     const Behavior& b = s.info.behavior;
-    c.send_bytes.Append(b.greeting);
+    if (s.greeting != nullptr) c.send_bytes.Append(*s.greeting);
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak = c.counters.send_buffered;
+    Recharge(c);
     if (b.close_after_greeting) {
       StartClose(c, CloseReason::kLocalClose, "greeting sent", /*abort=*/false);
     } else {
@@ -429,7 +452,21 @@ void EngineImpl::ArmUdpRead(Server& s, size_t index) {
 void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
                                const asio::error_code& ec) {
   Server* s = FindServer(server_num);
-  if (s == nullptr || s->stopped() || ec) return;
+  if (s == nullptr || s->stopped() || ec == asio::error::operation_aborted) {
+    return;
+  }
+  if (ec) {
+    // Strange, but the server must not go deaf for good: try again later.
+    Emit(EventKind::kError, server_num, 0);
+    UdpServerSocket& u = *s->udp_sockets[index];
+    u.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
+    u.retry->async_wait([this, server_num, index](const asio::error_code& e) {
+      if (e) return;
+      Server* found = FindServer(server_num);
+      if (found != nullptr && !found->stopped()) ArmUdpRead(*found, index);
+    });
+    return;
+  }
   for (int i = 0; i < kDatagramsPerWakeup; ++i) {
     asio::ip::udp::endpoint from;
     asio::error_code error;
@@ -461,7 +498,7 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
-    if (conns_open_ >= options_.max_connections) {
+    if (AtConnectionLimit()) {
       ++counters.connections_rejected;
       ++counters.datagrams_dropped;
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
@@ -488,7 +525,7 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
       reply(std::string(data, n));
       break;
     case BehaviorKind::kGreeting:
-      reply(b.greeting);
+      reply(s.greeting != nullptr ? *s.greeting : std::string());
       if (b.close_after_greeting) {
         StartClose(*c, CloseReason::kLocalClose, "greeting sent",
                    /*abort=*/false);
@@ -550,15 +587,24 @@ absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
           ec);
     }
   }
-  if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
+  const uint64_t cost = size + kDatagramOverheadBytes;
+  if (SendCharge(c) + cost > options_.send_buffer_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "send ", ConnId(c.num), ": send buffer full (send_buffer_bytes ",
-        options_.send_buffer_bytes, ")"));
+        options_.send_buffer_bytes, ", each datagram costing ",
+        kDatagramOverheadBytes, " bytes on top of its payload)"));
+  }
+  if (absl::Status st =
+          CheckTotalRoom(absl::StrCat("send ", ConnId(c.num)), cost);
+      !st.ok()) {
+    return st;
   }
   u.out.push_back(OutDatagram{c.num, to, std::move(data)});
   c.counters.send_buffered += size;
   c.counters.send_buffered_peak =
       std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+  ++c.Extra().out_datagrams;
+  Recharge(c);
   ArmUdpWrite(*s, c.udp_socket_index);
   return absl::OkStatus();
 }
@@ -590,7 +636,11 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
     }
     const uint64_t size = d.data.size();
     Conn* c = FindConn(d.conn_num);
-    if (c != nullptr) c->counters.send_buffered -= size;
+    if (c != nullptr) {
+      c->counters.send_buffered -= size;
+      --c->Extra().out_datagrams;
+      Recharge(*c);
+    }
     if (error) {
       if (c != nullptr) c->counters.send_bytes_lost += size;
     } else {
@@ -607,8 +657,7 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
 }
 
 void EngineImpl::StopServer(Server& s, absl::string_view reason,
-                            bool close_connections, CloseReason conn_reason,
-                            uint64_t* closed) {
+                            CloseReason conn_reason, uint64_t* closed) {
   if (s.stopped()) return;
   s.info.state = ServerState::kStopped;
   s.info.stopped_at = absl::Now();
@@ -633,6 +682,8 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
         const uint64_t size = socket->out.front().data.size();
         c->counters.send_buffered -= size;
         c->counters.send_bytes_lost += size;
+        --c->Extra().out_datagrams;
+        Recharge(*c);
       }
     }
     socket->socket.close(ec);
@@ -641,14 +692,6 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
   if (s.unlink_on_stop && s.unix_path != nullptr)
     ::unlink(s.unix_path->c_str());
   s.ttl_timer.reset();
-  if (close_connections) {
-    for (auto& [num, c] : conns_) {
-      if (c->server_num == s.num && c->state != ConnectionState::kClosed) {
-        StartClose(*c, conn_reason, "", /*abort=*/false);
-        if (closed != nullptr) ++*closed;
-      }
-    }
-  }
   stopped_servers_.push_back(s.num);
   ScheduleTrim();
   Emit(EventKind::kServerStopped, s.num, 0);
@@ -678,11 +721,23 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     }
   }
   StopResult result;
+  absl::flat_hash_set<uint64_t> stopped;
   for (Server* s : targets) {
-    StopServer(*s, "stopped by request", close_connections,
-               CloseReason::kServerStopped, &result.connections_closed);
-    result.servers.push_back(Snapshot(*s));
+    if (!s->stopped()) stopped.insert(s->num);
+    StopServer(*s, "stopped by request", CloseReason::kServerStopped,
+               &result.connections_closed);
   }
+  if (close_connections && !stopped.empty()) {
+    // One pass over the connections for all the servers.
+    for (auto& [num, c] : conns_) {
+      if (c->state != ConnectionState::kClosed &&
+          stopped.contains(c->server_num)) {
+        StartClose(*c, CloseReason::kServerStopped, "", /*abort=*/false);
+        ++result.connections_closed;
+      }
+    }
+  }
+  for (Server* s : targets) result.servers.push_back(Snapshot(*s));
   done(std::move(result));
 }
 

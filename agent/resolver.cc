@@ -368,14 +368,14 @@ absl::StatusOr<ReverseResult> ReverseResolveBlocking(
 }
 
 ResolverPool::ResolverPool(Options options)
-    : max_queued_(std::max<size_t>(1, options.max_queued)) {
+    : max_queued_(std::max<size_t>(1, options.max_queued)),
+      shutdown_wait_(options.shutdown_wait) {
   const int threads = std::max(1, options.threads);
   threads_.reserve(threads);
   for (int i = 0; i < threads; ++i) {
-    // `this` outlives the threads: the destructor joins them.
-    threads_.emplace_back([this] {
+    threads_.emplace_back([shared = shared_] {
       pthread_setname_np(pthread_self(), "sa-resolver");
-      WorkerLoop();
+      WorkerLoop(shared);
     });
   }
 }
@@ -383,15 +383,32 @@ ResolverPool::ResolverPool(Options options)
 ResolverPool::~ResolverPool() {
   std::deque<Job> not_started;
   {
-    absl::MutexLock lock(&mu_);
-    stopping_ = true;
-    not_started.swap(queue_);
+    absl::MutexLock lock(&shared_->mu);
+    shared_->stopping = true;
+    not_started.swap(shared_->queue);
   }
-  work_available_.SignalAll();
+  shared_->work_available.SignalAll();
   for (Job& job : not_started) {
     job.run(absl::CancelledError("agent shutting down"));
   }
-  for (std::thread& thread : threads_) thread.join();
+  bool idle;
+  {
+    absl::MutexLock lock(&shared_->mu);
+    const absl::Time until = absl::Now() + shutdown_wait_;
+    while (shared_->running > 0 &&
+           !shared_->idle.WaitWithDeadline(&shared_->mu, until)) {
+    }
+    idle = shared_->running == 0;
+  }
+  for (std::thread& thread : threads_) {
+    // Idle threads exit at once; busy ones are left to finish their lookup
+    // holding their own reference to the shared state.
+    if (idle) {
+      thread.join();
+    } else {
+      thread.detach();
+    }
+  }
 }
 
 bool ResolverPool::SubmitResolve(
@@ -411,24 +428,29 @@ bool ResolverPool::SubmitReverse(
 
 bool ResolverPool::Enqueue(Job job) {
   {
-    absl::MutexLock lock(&mu_);
-    if (stopping_ || queue_.size() >= max_queued_) return false;
-    queue_.push_back(std::move(job));
+    absl::MutexLock lock(&shared_->mu);
+    if (shared_->stopping || shared_->queue.size() >= max_queued_) {
+      return false;
+    }
+    shared_->queue.push_back(std::move(job));
   }
-  work_available_.Signal();
+  shared_->work_available.Signal();
   return true;
 }
 
-void ResolverPool::WorkerLoop() {
+void ResolverPool::WorkerLoop(const std::shared_ptr<Shared>& shared) {
   while (true) {
     Job job;
     {
-      absl::MutexLock lock(&mu_);
-      while (queue_.empty() && !stopping_) work_available_.Wait(&mu_);
+      absl::MutexLock lock(&shared->mu);
+      while (shared->queue.empty() && !shared->stopping) {
+        shared->work_available.Wait(&shared->mu);
+      }
       // Once stopping, the destructor has taken the queue: nothing is left.
-      if (queue_.empty()) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      if (shared->queue.empty()) return;
+      job = std::move(shared->queue.front());
+      shared->queue.pop_front();
+      ++shared->running;
     }
     absl::Status admitted = absl::OkStatus();
     if (absl::Now() >= job.deadline) {
@@ -436,6 +458,9 @@ void ResolverPool::WorkerLoop() {
           "resolve: deadline passed before a resolver thread was free");
     }
     job.run(std::move(admitted));
+    job = Job();  // Release the callback's captures before counting down.
+    absl::MutexLock lock(&shared->mu);
+    if (--shared->running == 0) shared->idle.SignalAll();
   }
 }
 

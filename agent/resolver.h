@@ -30,6 +30,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -115,6 +116,13 @@ class ResolverPool final {
     int threads = 4;          // Values below 1 mean 1.
     size_t max_queued = 256;  // Jobs waiting for a thread; values below 1
                               // mean 1. Running jobs do not count.
+    // How long the destructor waits for lookups already running in libc
+    // (which cannot be interrupted). Past it, their threads are left to
+    // finish on their own and their callbacks still run later: only use a
+    // finite wait when every callback is safe to run after the pool and its
+    // owner are gone (the daemon at exit, whose callbacks hold their state
+    // by shared_ptr).
+    absl::Duration shutdown_wait = absl::InfiniteDuration();
   };
 
   // Starts the threads.
@@ -122,7 +130,8 @@ class ResolverPool final {
 
   // Refuses new jobs, calls every queued job's callback with CANCELLED on
   // this thread, then waits for the running lookups (each bounded by libc's
-  // resolver timeouts) and their callbacks to finish.
+  // resolver timeouts) and their callbacks to finish, at most
+  // Options::shutdown_wait.
   ~ResolverPool();
 
   ResolverPool(const ResolverPool&) = delete;
@@ -146,14 +155,23 @@ class ResolverPool final {
     absl::AnyInvocable<void(absl::Status)> run;
   };
 
+  // What the worker threads touch. Shared with them, so a thread still in
+  // a lookup when the destructor stops waiting never touches freed memory.
+  struct Shared {
+    absl::Mutex mu;
+    absl::CondVar work_available;
+    absl::CondVar idle;  // Signalled when `running` drops to 0.
+    std::deque<Job> queue ABSL_GUARDED_BY(mu);
+    bool stopping ABSL_GUARDED_BY(mu) = false;
+    int running ABSL_GUARDED_BY(mu) = 0;
+  };
+
   bool Enqueue(Job job);
-  void WorkerLoop();
+  static void WorkerLoop(const std::shared_ptr<Shared>& shared);
 
   const size_t max_queued_;
-  absl::Mutex mu_;
-  absl::CondVar work_available_;
-  std::deque<Job> queue_ ABSL_GUARDED_BY(mu_);
-  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  const absl::Duration shutdown_wait_;
+  const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::vector<std::thread> threads_;  // Written only by ctor and dtor.
 };
 

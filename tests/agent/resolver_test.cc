@@ -478,6 +478,30 @@ TEST(ResolverPool, DestructorCancelsQueuedJobs) {
   EXPECT_THAT(codes, Each(absl::StatusCode::kCancelled));
 }
 
+TEST(ResolverPool, BoundedShutdownWaitLeavesAHangingLookupBehind) {
+  // A job that hangs (as getaddrinfo does against a dead DNS server) holds
+  // the destructor at most shutdown_wait; the job still finishes later.
+  struct Hang {
+    absl::Notification started, release, finished;
+  };
+  auto hang = std::make_shared<Hang>();
+  auto pool = std::make_unique<ResolverPool>(ResolverPool::Options{
+      .threads = 1, .max_queued = 1, .shutdown_wait = absl::Milliseconds(50)});
+  ASSERT_TRUE(pool->SubmitResolve(Numeric("127.0.0.1"), absl::InfiniteFuture(),
+                                  [hang](auto) {
+                                    hang->started.Notify();
+                                    hang->release.WaitForNotification();
+                                    hang->finished.Notify();
+                                  }));
+  ASSERT_TRUE(hang->started.WaitForNotificationWithTimeout(kWait));
+  const absl::Time start = absl::Now();
+  pool.reset();
+  EXPECT_LT(absl::Now() - start, absl::Seconds(5));
+  EXPECT_FALSE(hang->finished.HasBeenNotified());
+  hang->release.Notify();
+  EXPECT_TRUE(hang->finished.WaitForNotificationWithTimeout(kWait));
+}
+
 TEST(ResolverPool, ManyJobsEachCallBackOnce) {
   constexpr int kJobs = 64;
   ResolverPool pool({.threads = 4, .max_queued = kJobs});
