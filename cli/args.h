@@ -1,8 +1,8 @@
 // Turns the socket verbs' command-line words into API values: labels, bytes
 // written with C-style escapes or as hex, ports and service names, HOST:PORT
-// addresses and durations. A failure's message says what is wrong with the
-// word (and names the flag where one is passed in), ready for UsageError().
-// No gRPC here.
+// addresses, agent addresses and durations. A failure's message says what is
+// wrong with the word (and names the flag where one is passed in), ready for
+// UsageError(). No gRPC here.
 //
 //   google::protobuf::Map<std::string, std::string> labels;
 //   absl::Status s = ParseLabels({"team=sre", "env=dev"}, &labels);
@@ -41,6 +41,16 @@ absl::StatusOr<std::string> ParseHex(absl::string_view text);
 // service name ("www", "ssh"; the agent looks it up).
 absl::Status ParsePort(absl::string_view text,
                        sockagent::v1::Endpoint* endpoint);
+
+// Checks an agent address and returns it as a gRPC target. Accepted:
+// HOST:PORT, [IPV6]:PORT, unix:PATH and unix-abstract:NAME. Port is 1..65535.
+// The error message says what is wrong (without repeating the address), for
+// a usage error.
+absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address);
+// The host of an address ParseAgentAddress accepted, as another host would
+// dial it: "10.0.0.1:7878" -> "10.0.0.1", "[::1]:7878" -> "::1". A unix:
+// address has no host: FAILED_PRECONDITION.
+absl::StatusOr<std::string> AgentHost(absl::string_view address);
 
 // HOST, HOST:PORT, [IPV6]:PORT, [IPV6], :PORT or a bare IPv6 address (more
 // than one ':' and no brackets: all host). PORT as in ParsePort. Sets host

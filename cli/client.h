@@ -40,12 +40,6 @@ inline constexpr char kDefaultAgent[] = "127.0.0.1:7878";
 inline constexpr char kAgentEnv[] = "SOCKAGENT_ADDR";
 inline constexpr char kTokenEnv[] = "SOCKAGENT_TOKEN";
 
-// Checks an agent address and returns it as a gRPC target. Accepted:
-// HOST:PORT, [IPV6]:PORT, unix:PATH and unix-abstract:NAME. Port is 1..65535.
-// The error message says what is wrong (without repeating the address), for
-// a usage error.
-absl::StatusOr<std::string> ParseAgentAddress(absl::string_view address);
-
 // Prints `sockctl: <message>` to stderr and returns kExitUsage: for command
 // lines CLI11 accepts but a verb cannot use (bad label, both an id and a
 // selector, ...). No call has been made when this is returned.
@@ -53,6 +47,20 @@ int UsageError(absl::string_view message);
 
 // Parses a positive, finite duration such as 5s, 500ms, 1m or 1.5s.
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text);
+
+// A failed call, as sockctl reports it.
+struct CallFailure {
+  int exit_code = kExitFailure;
+  std::string code;  // The status code's name: "UNAVAILABLE", "NOT_FOUND".
+  // gRPC's message when the agent could not be reached, else the agent's
+  // (may be empty).
+  std::string message;
+  // The channel never got READY: the agent is down, refused or unreachable.
+  bool unreachable = false;
+
+  // "cannot reach the agent: <message>" when unreachable, else message.
+  std::string Detail() const;
+};
 
 struct GlobalOptions {
   std::string agent = kDefaultAgent;  // Already validated.
@@ -78,9 +86,11 @@ class AgentClient final {
   std::unique_ptr<grpc::ClientContext> NewContext(
       absl::Duration at_least) const;
 
-  // Prints the one-line error for a failed call to stderr and returns the
-  // exit code: kExitUnreachable when the channel never got READY, otherwise
-  // kExitRpcBase + the status code.
+  // What a failed call means: exit code kExitUnreachable when the channel
+  // never got READY, otherwise kExitRpcBase + the status code. Any thread.
+  CallFailure Describe(const grpc::Status& status) const;
+  // Prints the one-line error for a failed call to stderr and returns
+  // Describe(status).exit_code.
   int Fail(const grpc::Status& status) const;
 
  private:

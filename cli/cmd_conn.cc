@@ -1,5 +1,6 @@
 // Verbs about connections: `client open` (OpenClient), `conn list`
-// (ListConnections) and `close` (CloseConnection). The verb `connect` is
+// (ListConnections, also on every agent of a fleet) and `close`
+// (CloseConnection). The verb `connect` is
 // kept free for an interactive, streaming client.
 #include <CLI/CLI.hpp>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -15,6 +17,7 @@
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/fleet.h"
 #include "cli/paging.h"
 #include "cli/proto_text.h"
 #include "cli/socket_tables.h"
@@ -167,19 +170,19 @@ struct ListArgs {
   bool quiet = false;
 };
 
-int RunList(AgentClient& client, const ListArgs& args) {
+absl::StatusOr<ListConnectionsRequest> BuildListRequest(const ListArgs& args) {
   ListConnectionsRequest request;
   request.set_server_id(args.server);
   if (absl::Status s =
           ParseLabels(args.labels, request.mutable_label_selector());
       !s.ok()) {
-    return UsageError(s.message());
+    return s;
   }
   for (const std::string& word : args.states) {
     std::optional<sockagent::v1::ConnectionState> state =
         ParseConnectionState(word);
     if (!state.has_value()) {
-      return UsageError(absl::StrCat(
+      return absl::InvalidArgumentError(absl::StrCat(
           "invalid --state '", word,
           "': expected open, peer-closed, local-closed or closed"));
     }
@@ -194,18 +197,47 @@ int RunList(AgentClient& client, const ListArgs& args) {
   if (args.udp) request.set_transport(sockagent::v1::TRANSPORT_UDP);
   if (args.unix_) request.set_transport(sockagent::v1::TRANSPORT_UNIX);
   request.set_page_size(args.page_size);
+  return request;
+}
+
+int RunList(AgentClient& client, const ListArgs& args) {
+  absl::StatusOr<ListConnectionsRequest> request = BuildListRequest(args);
+  if (!request.ok()) return UsageError(request.status().message());
   ListConnectionsResponse all;
-  if (int rc = ListAllPages(client, request,
-                            &sockagent::v1::SocketAgent::Stub::ListConnections,
-                            &all);
-      rc != kExitOk) {
-    return rc;
+  if (grpc::Status s = ListAllPages(
+          client, *request, &sockagent::v1::SocketAgent::Stub::ListConnections,
+          &all);
+      !s.ok()) {
+    return client.Fail(s);
   }
   return PrintConnections(std::cout, all, all.connections(),
                           {.json = client.options().json, .quiet = args.quiet},
                           TableView::kFull)
              ? kExitOk
              : kExitFailure;
+}
+
+// -q prints "AGENT ID" lines: an id alone does not say whose it is.
+int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
+  absl::StatusOr<ListConnectionsRequest> request = BuildListRequest(args);
+  if (!request.ok()) return UsageError(request.status().message());
+  return RunOnEveryAgent(
+      fleet,
+      args.quiet ? std::vector<std::string>{}
+                 : ConnectionHeader(TableView::kFull),
+      [&](AgentClient& client, AgentOutput& out) {
+        auto all = std::make_unique<ListConnectionsResponse>();
+        grpc::Status s = ListAllPages(
+            client, *request,
+            &sockagent::v1::SocketAgent::Stub::ListConnections, all.get());
+        for (const auto& connection : all->connections()) {
+          out.rows.push_back(args.quiet
+                                 ? std::vector<std::string>{connection.id()}
+                                 : ConnectionRow(connection, TableView::kFull));
+        }
+        out.json = std::move(all);
+        return s;
+      });
 }
 
 struct CloseArgs {
@@ -355,7 +387,8 @@ void AddList(CLI::App& app, Commands& commands) {
                    "Connections per call (0: the agent's default, 100)");
   list->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
-      {list, [args](AgentClient& client) { return RunList(client, *args); }});
+      {list, [args](AgentClient& client) { return RunList(client, *args); },
+       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); }});
 }
 
 void AddClose(CLI::App& app, Commands& commands) {

@@ -1,16 +1,20 @@
 // Verbs about the agent's host and the agent itself: `hostname`, `info`
-// (both GetHostInfo) and `health` (grpc.health.v1.Health/Check).
+// (both GetHostInfo) and `health` (grpc.health.v1.Health/Check). Each also
+// runs on every agent of a fleet, one row per agent.
 #include <google/protobuf/struct.pb.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/fleet.h"
 #include "cli/output.h"
 #include "cli/proto_text.h"
 
@@ -22,25 +26,40 @@ using grpc::health::v1::HealthCheckResponse;
 using sockagent::v1::GetHostInfoRequest;
 using sockagent::v1::HostInfo;
 
-// Fetches HostInfo; on failure returns the exit code (already reported).
-int FetchHostInfo(AgentClient& client, HostInfo& info) {
+grpc::Status FetchHostInfo(AgentClient& client, HostInfo* info) {
   auto ctx = client.NewContext();
-  grpc::Status status =
-      client.agent().GetHostInfo(ctx.get(), GetHostInfoRequest(), &info);
-  return status.ok() ? kExitOk : client.Fail(status);
+  return client.agent().GetHostInfo(ctx.get(), GetHostInfoRequest(), info);
+}
+
+// `hostname --json`: just the name, as {"hostname":"..."}; `info --json`
+// has the rest.
+std::unique_ptr<google::protobuf::Struct> HostnameJson(const HostInfo& info) {
+  auto json = std::make_unique<google::protobuf::Struct>();
+  (*json->mutable_fields())["hostname"].set_string_value(info.hostname());
+  return json;
 }
 
 int RunHostname(AgentClient& client) {
   HostInfo info;
-  if (int rc = FetchHostInfo(client, info); rc != kExitOk) return rc;
+  if (grpc::Status s = FetchHostInfo(client, &info); !s.ok()) {
+    return client.Fail(s);
+  }
   if (client.options().json) {
-    // Just the name, as {"hostname":"..."}; `info --json` has the rest.
-    google::protobuf::Struct json;
-    (*json.mutable_fields())["hostname"].set_string_value(info.hostname());
-    return PrintJson(std::cout, json) ? kExitOk : kExitFailure;
+    return PrintJson(std::cout, *HostnameJson(info)) ? kExitOk : kExitFailure;
   }
   std::cout << info.hostname() << "\n";
   return kExitOk;
+}
+
+int RunHostnameOnEvery(Fleet& fleet) {
+  return RunOnEveryAgent(fleet, {"HOSTNAME"},
+                         [](AgentClient& client, AgentOutput& out) {
+                           HostInfo info;
+                           grpc::Status s = FetchHostInfo(client, &info);
+                           out.rows.push_back({info.hostname()});
+                           out.json = HostnameJson(info);
+                           return s;
+                         });
 }
 
 void PrintHostInfo(const HostInfo& info) {
@@ -83,7 +102,9 @@ void PrintHostInfo(const HostInfo& info) {
 
 int RunInfo(AgentClient& client) {
   HostInfo info;
-  if (int rc = FetchHostInfo(client, info); rc != kExitOk) return rc;
+  if (grpc::Status s = FetchHostInfo(client, &info); !s.ok()) {
+    return client.Fail(s);
+  }
   if (client.options().json) {
     return PrintJson(std::cout, info) ? kExitOk : kExitFailure;
   }
@@ -91,24 +112,78 @@ int RunInfo(AgentClient& client) {
   return kExitOk;
 }
 
-int RunHealth(AgentClient& client, const std::string& service) {
+// The addresses other hosts may reach this one at: those of every interface
+// that is not a loopback.
+std::string ReachableAddresses(const HostInfo& info) {
+  std::vector<std::string> addresses;
+  for (const auto& iface : info.interfaces()) {
+    bool loopback = false;
+    for (const std::string& flag : iface.flags())
+      loopback |= flag == "LOOPBACK";
+    if (loopback) continue;
+    for (const auto& a : iface.addresses()) addresses.push_back(a.address());
+  }
+  return absl::StrJoin(addresses, ",");
+}
+
+// Several agents: one summary row each; --json has everything.
+int RunInfoOnEvery(Fleet& fleet) {
+  return RunOnEveryAgent(
+      fleet, {"HOSTNAME", "OS", "VERSION", "PID", "UPTIME", "ADDRESSES"},
+      [](AgentClient& client, AgentOutput& out) {
+        auto info = std::make_unique<HostInfo>();
+        grpc::Status s = FetchHostInfo(client, info.get());
+        out.rows.push_back({info->hostname(), info->os(), info->agent_version(),
+                            absl::StrCat(info->pid()),
+                            FormatUptime(FromProto(info->uptime())),
+                            ReachableAddresses(*info)});
+        out.json = std::move(info);
+        return s;
+      });
+}
+
+grpc::Status CheckHealth(AgentClient& client, const std::string& service,
+                         HealthCheckResponse* response) {
   HealthCheckRequest request;
   request.set_service(service);
-  HealthCheckResponse response;
   auto ctx = client.NewContext();
-  grpc::Status status = client.health().Check(ctx.get(), request, &response);
+  return client.health().Check(ctx.get(), request, response);
+}
+
+std::string ServingStatusName(const HealthCheckResponse& response) {
+  std::string name = HealthCheckResponse::ServingStatus_Name(response.status());
+  // A newer server may answer a status this CLI does not know.
+  if (name.empty()) name = absl::StrCat(response.status());
+  return name;
+}
+
+int HealthVerdict(const HealthCheckResponse& response) {
+  return response.status() == HealthCheckResponse::SERVING ? kExitOk
+                                                           : kExitFailure;
+}
+
+int RunHealth(AgentClient& client, const std::string& service) {
+  HealthCheckResponse response;
+  grpc::Status status = CheckHealth(client, service, &response);
   if (!status.ok()) return client.Fail(status);
   if (client.options().json) {
     if (!PrintJson(std::cout, response)) return kExitFailure;
   } else {
-    std::string name =
-        HealthCheckResponse::ServingStatus_Name(response.status());
-    // A newer server may answer a status this CLI does not know.
-    if (name.empty()) name = absl::StrCat(response.status());
-    std::cout << name << "\n";
+    std::cout << ServingStatusName(response) << "\n";
   }
-  return response.status() == HealthCheckResponse::SERVING ? kExitOk
-                                                           : kExitFailure;
+  return HealthVerdict(response);
+}
+
+int RunHealthOnEvery(Fleet& fleet, const std::string& service) {
+  return RunOnEveryAgent(
+      fleet, {"STATUS"}, [&service](AgentClient& client, AgentOutput& out) {
+        auto response = std::make_unique<HealthCheckResponse>();
+        grpc::Status s = CheckHealth(client, service, response.get());
+        out.rows.push_back({ServingStatusName(*response)});
+        out.exit_code = HealthVerdict(*response);
+        out.json = std::move(response);
+        return s;
+      });
 }
 
 }  // namespace
@@ -118,13 +193,13 @@ void AddHostCommands(CLI::App& app, Commands& commands) {
       "hostname",
       "Print the agent host's name (like socket.gethostname()); with --json "
       "{\"hostname\": NAME}");
-  commands.push_back({hostname, RunHostname});
+  commands.push_back({hostname, RunHostname, RunHostnameOnEvery});
 
   CLI::App* info = app.add_subcommand(
       "info",
       "Show the agent's host: names, OS, agent version, uptime, limits and "
       "network interfaces");
-  commands.push_back({info, RunInfo});
+  commands.push_back({info, RunInfo, RunInfoOnEvery});
 
   auto service = std::make_shared<std::string>();
   CLI::App* health = app.add_subcommand(
@@ -133,9 +208,10 @@ void AddHostCommands(CLI::App& app, Commands& commands) {
       "NOT_SERVING, ...; exit 0 only when SERVING, else 1");
   health->add_option("--service", *service,
                      "Service to check (default: \"\", the whole agent)");
-  commands.push_back({health, [service](AgentClient& client) {
-                        return RunHealth(client, *service);
-                      }});
+  commands.push_back(
+      {health,
+       [service](AgentClient& client) { return RunHealth(client, *service); },
+       [service](Fleet& fleet) { return RunHealthOnEvery(fleet, *service); }});
 }
 
 }  // namespace sockctl

@@ -1,12 +1,17 @@
-// Verbs about names: `resolve` (getaddrinfo / getnameinfo on the agent).
+// Verbs about names: `resolve` (getaddrinfo / getnameinfo on the agent, or
+// on every agent of a fleet).
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/fleet.h"
 #include "cli/output.h"
 #include "cli/proto_text.h"
 
@@ -47,7 +52,7 @@ SocketType ToSocketType(const std::string& type) {
   return sockagent::v1::SOCKET_TYPE_UNSPECIFIED;
 }
 
-int RunResolve(AgentClient& client, const ResolveArgs& args) {
+ResolveRequest BuildRequest(const ResolveArgs& args) {
   ResolveRequest request;
   request.set_host(args.host);
   request.set_service(args.service);
@@ -60,33 +65,82 @@ int RunResolve(AgentClient& client, const ResolveArgs& args) {
   request.set_address_config(args.addrconfig);
   request.set_reverse(args.reverse);
   request.set_name_required(args.name_required);
+  return request;
+}
 
-  ResolveResponse response;
+grpc::Status CallResolve(AgentClient& client, const ResolveRequest& request,
+                         ResolveResponse* response) {
   auto ctx = client.NewContext();
-  grpc::Status status = client.agent().Resolve(ctx.get(), request, &response);
+  return client.agent().Resolve(ctx.get(), request, response);
+}
+
+// A reverse lookup's answer: the name, then the service's name when one was
+// asked for and found.
+std::vector<std::string> ReverseCells(const ResolveArgs& args,
+                                      const ResolveResponse& response) {
+  std::vector<std::string> cells = {response.reverse_host()};
+  if (!args.service.empty() && !response.reverse_service().empty()) {
+    cells.push_back(response.reverse_service());
+  }
+  return cells;
+}
+
+const std::vector<std::string>& EntryHeader() {
+  static const auto* const kHeader = new std::vector<std::string>{
+      "FAMILY", "TYPE", "PROTO", "CANONNAME", "ADDRESS", "PORT"};
+  return *kHeader;
+}
+
+std::vector<std::vector<std::string>> EntryRows(
+    const ResolveResponse& response) {
+  std::vector<std::vector<std::string>> rows;
+  for (const auto& entry : response.entries()) {
+    rows.push_back(
+        {FamilyName(entry.family()), SocketTypeName(entry.socket_type()),
+         entry.protocol_name().empty() ? absl::StrCat(entry.protocol())
+                                       : entry.protocol_name(),
+         entry.canonical_name(), entry.address(), absl::StrCat(entry.port())});
+  }
+  return rows;
+}
+
+int RunResolve(AgentClient& client, const ResolveArgs& args) {
+  ResolveResponse response;
+  grpc::Status status = CallResolve(client, BuildRequest(args), &response);
   if (!status.ok()) return client.Fail(status);
 
   if (client.options().json) {
     return PrintJson(std::cout, response) ? kExitOk : kExitFailure;
   }
   if (args.reverse) {
-    std::string line = response.reverse_host();
-    if (!args.service.empty() && !response.reverse_service().empty()) {
-      absl::StrAppend(&line, " ", response.reverse_service());
-    }
-    std::cout << line << "\n";
+    std::cout << absl::StrJoin(ReverseCells(args, response), " ") << "\n";
     return kExitOk;
   }
-  Table table({"FAMILY", "TYPE", "PROTO", "CANONNAME", "ADDRESS", "PORT"});
-  for (const auto& entry : response.entries()) {
-    table.AddRow(
-        {FamilyName(entry.family()), SocketTypeName(entry.socket_type()),
-         entry.protocol_name().empty() ? absl::StrCat(entry.protocol())
-                                       : entry.protocol_name(),
-         entry.canonical_name(), entry.address(), absl::StrCat(entry.port())});
-  }
+  Table table(EntryHeader());
+  for (auto& row : EntryRows(response)) table.AddRow(std::move(row));
   table.Print(std::cout);
   return kExitOk;
+}
+
+int RunResolveOnEvery(Fleet& fleet, const ResolveArgs& args) {
+  const ResolveRequest request = BuildRequest(args);
+  std::vector<std::string> header = EntryHeader();
+  if (args.reverse) {
+    header = {"HOST"};
+    if (!args.service.empty()) header.push_back("SERVICE");
+  }
+  return RunOnEveryAgent(
+      fleet, header, [&](AgentClient& client, AgentOutput& out) {
+        auto response = std::make_unique<ResolveResponse>();
+        grpc::Status s = CallResolve(client, request, response.get());
+        if (args.reverse) {
+          out.rows.push_back(ReverseCells(args, *response));
+        } else {
+          out.rows = EntryRows(*response);
+        }
+        out.json = std::move(response);
+        return s;
+      });
 }
 
 }  // namespace
@@ -132,9 +186,10 @@ void AddNameCommands(CLI::App& app, Commands& commands) {
                  "With -r: fail with NOT_FOUND when the address has no name "
                  "(NI_NAMEREQD)")
       ->needs(reverse);
-  commands.push_back({resolve, [args](AgentClient& client) {
-                        return RunResolve(client, *args);
-                      }});
+  commands.push_back(
+      {resolve,
+       [args](AgentClient& client) { return RunResolve(client, *args); },
+       [args](Fleet& fleet) { return RunResolveOnEvery(fleet, *args); }});
 }
 
 }  // namespace sockctl

@@ -1,10 +1,12 @@
 // Verbs about servers: `server start` (StartServer), `server stop`
-// (StopServer) and `server list` (ListServers).
+// (StopServer) and `server list` (ListServers, also on every agent of a
+// fleet).
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <iostream>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -13,6 +15,7 @@
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/fleet.h"
 #include "cli/paging.h"
 #include "cli/socket_tables.h"
 
@@ -197,30 +200,57 @@ struct ListArgs {
   bool quiet = false;
 };
 
-int RunList(AgentClient& client, const ListArgs& args) {
+absl::StatusOr<ListServersRequest> BuildListRequest(const ListArgs& args) {
   ListServersRequest request;
   if (absl::Status s =
           ParseLabels(args.labels, request.mutable_label_selector());
       !s.ok()) {
-    return UsageError(s.message());
+    return s;
   }
   if (args.tcp) request.set_transport(sockagent::v1::TRANSPORT_TCP);
   if (args.udp) request.set_transport(sockagent::v1::TRANSPORT_UDP);
   if (args.unix_) request.set_transport(sockagent::v1::TRANSPORT_UNIX);
   request.set_include_stopped(args.all);
   request.set_page_size(args.page_size);
+  return request;
+}
+
+int RunList(AgentClient& client, const ListArgs& args) {
+  absl::StatusOr<ListServersRequest> request = BuildListRequest(args);
+  if (!request.ok()) return UsageError(request.status().message());
   ListServersResponse all;
-  if (int rc =
-          ListAllPages(client, request,
+  if (grpc::Status s =
+          ListAllPages(client, *request,
                        &sockagent::v1::SocketAgent::Stub::ListServers, &all);
-      rc != kExitOk) {
-    return rc;
+      !s.ok()) {
+    return client.Fail(s);
   }
   return PrintServers(std::cout, all, all.servers(),
                       {.json = client.options().json, .quiet = args.quiet},
                       TableView::kFull)
              ? kExitOk
              : kExitFailure;
+}
+
+// -q prints "AGENT ID" lines: an id alone does not say whose it is.
+int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
+  absl::StatusOr<ListServersRequest> request = BuildListRequest(args);
+  if (!request.ok()) return UsageError(request.status().message());
+  return RunOnEveryAgent(
+      fleet,
+      args.quiet ? std::vector<std::string>{} : ServerHeader(TableView::kFull),
+      [&](AgentClient& client, AgentOutput& out) {
+        auto all = std::make_unique<ListServersResponse>();
+        grpc::Status s = ListAllPages(
+            client, *request, &sockagent::v1::SocketAgent::Stub::ListServers,
+            all.get());
+        for (const auto& server : all->servers()) {
+          out.rows.push_back(args.quiet ? std::vector<std::string>{server.id()}
+                                        : ServerRow(server, TableView::kFull));
+        }
+        out.json = std::move(all);
+        return s;
+      });
 }
 
 void AddStart(CLI::App& server, Commands& commands) {
@@ -395,7 +425,8 @@ void AddList(CLI::App& server, Commands& commands) {
                    "Servers per call (0: the agent's default, 100)");
   list->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
-      {list, [args](AgentClient& client) { return RunList(client, *args); }});
+      {list, [args](AgentClient& client) { return RunList(client, *args); },
+       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); }});
 }
 
 }  // namespace

@@ -2,7 +2,10 @@
 // registers its CLI11 subcommands and, for each, the function that runs it
 // once the command line parsed and the global options were validated.
 // Adding a verb: add a subcommand and a Command in the group's Add*
-// function; main.cc runs whichever subcommand was parsed.
+// function; main.cc runs whichever subcommand was parsed: `run` when one
+// agent is given, `run_fleet` when several are (or always, for a verb that
+// has no `run`). A verb with only `run` acts on one agent, and more is a
+// usage error.
 #pragma once
 
 #include <functional>
@@ -15,11 +18,15 @@ class App;
 namespace sockctl {
 
 class AgentClient;
+class Fleet;
 
 struct Command {
   CLI::App* app;  // The subcommand; owned by the parent CLI::App.
   // Makes the call(s), prints, returns the exit code.
   std::function<int(AgentClient&)> run;
+  // The same for every agent of a fleet (see fleet.h); null for verbs that
+  // act on one agent.
+  std::function<int(Fleet&)> run_fleet = nullptr;
 };
 using Commands = std::vector<Command>;
 
@@ -33,5 +40,7 @@ void AddServerCommands(CLI::App& app, Commands& commands);
 void AddConnectionCommands(CLI::App& app, Commands& commands);
 // cmd_data.cc: send, recv.
 void AddDataCommands(CLI::App& app, Commands& commands);
+// cmd_matrix.cc: matrix (fleet only).
+void AddMatrixCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

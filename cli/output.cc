@@ -61,20 +61,58 @@ void PrintFields(std::ostream& out, const Fields& fields, int indent) {
   out << text;
 }
 
-bool PrintJson(std::ostream& out, const google::protobuf::Message& message) {
+bool FormatJson(const google::protobuf::Message& message, std::string* json) {
   google::protobuf::util::JsonPrintOptions options;
   options.add_whitespace = false;
   options.always_print_primitive_fields = true;
-  std::string json;
+  json->clear();
   const auto status =
-      google::protobuf::util::MessageToJsonString(message, &json, options);
+      google::protobuf::util::MessageToJsonString(message, json, options);
   if (!status.ok()) {
     std::cerr << "sockctl: cannot print " << message.GetTypeName()
               << " as JSON: " << status.ToString() << "\n";
     return false;
   }
+  return true;
+}
+
+bool PrintJson(std::ostream& out, const google::protobuf::Message& message) {
+  std::string json;
+  if (!FormatJson(message, &json)) return false;
   out << json << "\n";
   return true;
+}
+
+std::string JsonString(absl::string_view text) {
+  std::string out = "\"";
+  for (char c : text) {
+    const unsigned char u = static_cast<unsigned char>(c);
+    switch (c) {
+      case '"':
+        out.append("\\\"");
+        break;
+      case '\\':
+        out.append("\\\\");
+        break;
+      case '\n':
+        out.append("\\n");
+        break;
+      case '\r':
+        out.append("\\r");
+        break;
+      case '\t':
+        out.append("\\t");
+        break;
+      default:
+        if (u < 0x20 || u == 0x7f) {
+          absl::StrAppend(&out, absl::StrFormat("\\u%04x", u));
+        } else {
+          out.push_back(c);
+        }
+    }
+  }
+  out.push_back('"');
+  return out;
 }
 
 std::string FormatUptime(absl::Duration d) {

@@ -50,6 +50,12 @@ void PrintFields(std::ostream& out, const Fields& fields, int indent = 0);
 // enums as names, default-valued scalars included). Returns false (and says
 // why on stderr) if the message cannot be converted.
 bool PrintJson(std::ostream& out, const google::protobuf::Message& message);
+// The same JSON into `json` (no newline), for output that wraps it.
+bool FormatJson(const google::protobuf::Message& message, std::string* json);
+
+// `text` as a JSON string literal, quotes included: "a\"b\n" for a"b
+// plus a newline. Bytes that are not valid UTF-8 pass through unchanged.
+std::string JsonString(absl::string_view text);
 
 // Whole seconds, largest unit first: "0s", "42s", "3m12s", "2h0m5s",
 // "1d4h0m0s". Sub-second durations below one second print as e.g. "250ms".

@@ -11,6 +11,59 @@ namespace sockctl {
 using sockagent::v1::Connection;
 using sockagent::v1::Server;
 
+std::vector<std::string> ServerHeader(TableView view) {
+  std::vector<std::string> header = {"ID", "TRANSPORT", "ADDRESSES", "BEHAVIOR",
+                                     "STATE"};
+  if (view == TableView::kFull) {
+    header.insert(header.end(), {"ACCEPTED", "ACTIVE", "RX", "TX", "LABELS"});
+  }
+  return header;
+}
+
+std::vector<std::string> ServerRow(const Server& s, TableView view) {
+  std::vector<std::string> row = {s.id(), TransportName(s.transport()),
+                                  FormatAddresses(s.local_addresses()),
+                                  BehaviorName(s.behavior()),
+                                  ServerStateName(s.state())};
+  if (view == TableView::kFull) {
+    const auto& c = s.counters();
+    row.insert(row.end(),
+               {std::to_string(c.connections_accepted()),
+                std::to_string(c.connections_active()),
+                FormatByteCount(c.bytes_received()),
+                FormatByteCount(c.bytes_sent()), FormatLabels(s.labels())});
+  }
+  return row;
+}
+
+std::vector<std::string> ConnectionHeader(TableView view) {
+  if (view == TableView::kFull) {
+    return {"ID", "TRANSPORT", "ORIGIN",   "LOCAL", "REMOTE", "STATE",
+            "RX", "TX",        "BUFFERED", "PEAK",  "REASON", "LABELS"};
+  }
+  return {"ID", "TRANSPORT", "LOCAL", "REMOTE", "STATE"};
+}
+
+std::vector<std::string> ConnectionRow(const Connection& c, TableView view) {
+  if (view == TableView::kFull) {
+    const auto& n = c.counters();
+    return {c.id(),
+            TransportName(c.transport()),
+            OriginText(c),
+            FormatAddress(c.local()),
+            FormatAddress(c.remote()),
+            ConnectionStateName(c.state()),
+            FormatByteCount(n.bytes_received()),
+            FormatByteCount(n.bytes_sent()),
+            FormatByteCount(n.recv_buffered()),
+            FormatByteCount(n.recv_buffered_peak()),
+            CloseReasonText(c),
+            FormatLabels(c.labels())};
+  }
+  return {c.id(), TransportName(c.transport()), FormatAddress(c.local()),
+          FormatAddress(c.remote()), ConnectionStateName(c.state())};
+}
+
 bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
                   const google::protobuf::RepeatedPtrField<Server>& servers,
                   PrintMode mode, TableView view) {
@@ -19,27 +72,8 @@ bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
     for (const Server& s : servers) out << s.id() << "\n";
     return true;
   }
-  std::vector<std::string> header = {"ID", "TRANSPORT", "ADDRESSES", "BEHAVIOR",
-                                     "STATE"};
-  if (view == TableView::kFull) {
-    header.insert(header.end(), {"ACCEPTED", "ACTIVE", "RX", "TX", "LABELS"});
-  }
-  Table table(std::move(header));
-  for (const Server& s : servers) {
-    std::vector<std::string> row = {s.id(), TransportName(s.transport()),
-                                    FormatAddresses(s.local_addresses()),
-                                    BehaviorName(s.behavior()),
-                                    ServerStateName(s.state())};
-    if (view == TableView::kFull) {
-      const auto& c = s.counters();
-      row.insert(row.end(),
-                 {std::to_string(c.connections_accepted()),
-                  std::to_string(c.connections_active()),
-                  FormatByteCount(c.bytes_received()),
-                  FormatByteCount(c.bytes_sent()), FormatLabels(s.labels())});
-    }
-    table.AddRow(std::move(row));
-  }
+  Table table(ServerHeader(view));
+  for (const Server& s : servers) table.AddRow(ServerRow(s, view));
   table.Print(out);
   return true;
 }
@@ -53,29 +87,8 @@ bool PrintConnections(
     for (const Connection& c : connections) out << c.id() << "\n";
     return true;
   }
-  const bool full = view == TableView::kFull;
-  Table table(full ? std::vector<std::string>{"ID", "TRANSPORT", "ORIGIN",
-                                              "LOCAL", "REMOTE", "STATE", "RX",
-                                              "TX", "BUFFERED", "PEAK",
-                                              "REASON", "LABELS"}
-                   : std::vector<std::string>{"ID", "TRANSPORT", "LOCAL",
-                                              "REMOTE", "STATE"});
-  for (const Connection& c : connections) {
-    const auto& n = c.counters();
-    if (full) {
-      table.AddRow(
-          {c.id(), TransportName(c.transport()), OriginText(c),
-           FormatAddress(c.local()), FormatAddress(c.remote()),
-           ConnectionStateName(c.state()), FormatByteCount(n.bytes_received()),
-           FormatByteCount(n.bytes_sent()), FormatByteCount(n.recv_buffered()),
-           FormatByteCount(n.recv_buffered_peak()), CloseReasonText(c),
-           FormatLabels(c.labels())});
-    } else {
-      table.AddRow({c.id(), TransportName(c.transport()),
-                    FormatAddress(c.local()), FormatAddress(c.remote()),
-                    ConnectionStateName(c.state())});
-    }
-  }
+  Table table(ConnectionHeader(view));
+  for (const Connection& c : connections) table.AddRow(ConnectionRow(c, view));
   table.Print(out);
   return true;
 }

@@ -10,6 +10,8 @@
 #include <google/protobuf/repeated_ptr_field.h>
 
 #include <ostream>
+#include <string>
+#include <vector>
 
 #include "sockagent/v1/agent.pb.h"
 
@@ -45,5 +47,14 @@ bool PrintConnections(
     const google::protobuf::RepeatedPtrField<sockagent::v1::Connection>&
         connections,
     PrintMode mode, TableView view);
+
+// The table's columns and one row of it, for the tables above and for the
+// per-agent rows of a fleet (which put an AGENT column in front).
+std::vector<std::string> ServerHeader(TableView view);
+std::vector<std::string> ServerRow(const sockagent::v1::Server& server,
+                                   TableView view);
+std::vector<std::string> ConnectionHeader(TableView view);
+std::vector<std::string> ConnectionRow(
+    const sockagent::v1::Connection& connection, TableView view);
 
 }  // namespace sockctl

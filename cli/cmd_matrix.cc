@@ -1,0 +1,706 @@
+// `sockctl matrix`: the connectivity matrix of a fleet. Starts an echo
+// server on every agent, has every agent connect to every other one's and
+// bounce a probe off it, and prints who reaches whom (and the round trip)
+// as one table per transport. With --expect it re-probes the cells that
+// differ from the expectation until they match or --deadline passes.
+// Everything it creates carries the label sockctl-matrix=<run id>, and is
+// stopped or closed by that label on every agent on every way out,
+// SIGINT and SIGTERM included.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "cli/args.h"
+#include "cli/client.h"
+#include "cli/commands.h"
+#include "cli/fleet.h"
+#include "cli/interrupt.h"
+#include "cli/inventory.h"
+#include "cli/matrix.h"
+#include "cli/parallel.h"
+#include "cli/proto_text.h"
+
+namespace sockctl {
+namespace {
+
+using sockagent::v1::CloseConnectionRequest;
+using sockagent::v1::CloseConnectionResponse;
+using sockagent::v1::OpenClientRequest;
+using sockagent::v1::OpenClientResponse;
+using sockagent::v1::ReceiveRequest;
+using sockagent::v1::ReceiveResponse;
+using sockagent::v1::SendRequest;
+using sockagent::v1::SendResponse;
+using sockagent::v1::StartServerRequest;
+using sockagent::v1::StartServerResponse;
+using sockagent::v1::StopServerRequest;
+using sockagent::v1::StopServerResponse;
+
+constexpr char kRunLabel[] = "sockctl-matrix";
+// Between two rounds of re-probing with --expect.
+constexpr absl::Duration kRoundInterval = absl::Seconds(1);
+// How much of a wrong echo a message quotes.
+constexpr size_t kQuoteBytes = 40;
+
+struct MatrixArgs {
+  bool tcp = false;
+  bool udp = false;
+  uint32_t port = 0;
+  std::string bind_host;  // "": every address, dual stack.
+  std::vector<std::string> target_hosts;
+  std::string per_probe = "1s";
+  std::string expect_file;
+  std::string deadline = "30s";
+  bool self = false;
+  uint32_t parallel = 16;
+  bool verbose = false;
+};
+
+// Everything checked before the first call.
+struct MatrixPlan {
+  std::vector<std::string> agents;      // Names, in fleet order.
+  std::vector<std::string> dial_hosts;  // How other agents reach each.
+  std::vector<ProbeTransport> transports;
+  std::vector<Expectation> rules;
+  bool have_rules = false;
+  absl::Duration per_probe;
+  absl::Duration deadline;
+};
+
+absl::StatusOr<MatrixPlan> MakePlan(const Fleet& fleet,
+                                    const MatrixArgs& args) {
+  MatrixPlan plan;
+  if (args.tcp || !args.udp) plan.transports.push_back(ProbeTransport::kTcp);
+  if (args.udp) plan.transports.push_back(ProbeTransport::kUdp);
+
+  absl::StatusOr<absl::Duration> per_probe =
+      ParseDurationFlag("--timeout-per-probe", args.per_probe);
+  if (!per_probe.ok()) return per_probe.status();
+  if (*per_probe <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--timeout-per-probe must be positive");
+  }
+  plan.per_probe = *per_probe;
+  absl::StatusOr<absl::Duration> deadline =
+      ParseDurationFlag("--deadline", args.deadline);
+  if (!deadline.ok()) return deadline.status();
+  plan.deadline = *deadline;
+
+  if (fleet.size() < 2 && !args.self) {
+    return absl::InvalidArgumentError(
+        "matrix needs at least two agents (repeat --agent, or --inventory), "
+        "or --self to probe one agent from itself");
+  }
+  for (size_t i = 0; i < fleet.size(); ++i)
+    plan.agents.push_back(fleet.name(i));
+
+  absl::StatusOr<std::map<std::string, std::string>> targets =
+      ParseTargetHosts(args.target_hosts);
+  if (!targets.ok()) return targets.status();
+  for (const auto& [name, host] : *targets) {
+    if (std::find(plan.agents.begin(), plan.agents.end(), name) ==
+        plan.agents.end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--target-host: no agent is named '", name, "'"));
+    }
+  }
+  for (size_t i = 0; i < fleet.size(); ++i) {
+    auto it = targets->find(fleet.name(i));
+    if (it != targets->end()) {
+      plan.dial_hosts.push_back(it->second);
+      continue;
+    }
+    absl::StatusOr<std::string> host =
+        AgentHost(fleet.client(i).options().agent);
+    if (!host.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("agent ", fleet.name(i), ": ", host.status().message(),
+                       "; give --target-host ", fleet.name(i), "=HOST"));
+    }
+    plan.dial_hosts.push_back(*std::move(host));
+  }
+
+  if (!args.expect_file.empty()) {
+    absl::StatusOr<std::string> text = ReadConfigFile(args.expect_file);
+    if (!text.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --expect: ", text.status().message()));
+    }
+    absl::StatusOr<std::vector<Expectation>> rules = ParseExpectations(*text);
+    absl::Status names = rules.ok() ? CheckExpectationNames(*rules, plan.agents)
+                                    : rules.status();
+    if (!names.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "invalid --expect '", args.expect_file, "': ", names.message()));
+    }
+    plan.rules = *std::move(rules);
+    plan.have_rules = true;
+  }
+  return plan;
+}
+
+std::string NewRunId() {
+  std::random_device random;
+  return absl::StrFormat("%08x", random());
+}
+
+sockagent::v1::Transport ToApi(ProbeTransport transport) {
+  return transport == ProbeTransport::kUdp ? sockagent::v1::TRANSPORT_UDP
+                                           : sockagent::v1::TRANSPORT_TCP;
+}
+
+// One agent's echo server for one transport, as other agents dial it.
+struct EchoServer {
+  bool started = false;
+  uint32_t port = 0;
+  sockagent::v1::Family family = sockagent::v1::FAMILY_UNSPECIFIED;
+  std::string error;  // Why it did not start.
+};
+
+// The port to dial on a server bound to several addresses. Binding "" with
+// port 0 normally gives both families one port; if they differ, pick the
+// family the dial host is written in (a name: IPv4) and pin it.
+EchoServer DialTarget(const sockagent::v1::Server& server,
+                      const std::string& dial_host) {
+  EchoServer target;
+  target.started = true;
+  const auto& addresses = server.local_addresses();
+  if (addresses.empty()) return target;
+  target.port = addresses[0].port();
+  bool same_port = true;
+  for (const auto& a : addresses) same_port &= a.port() == target.port;
+  if (same_port) return target;
+  const sockagent::v1::Family want = dial_host.find(':') != std::string::npos
+                                         ? sockagent::v1::FAMILY_IPV6
+                                         : sockagent::v1::FAMILY_IPV4;
+  for (const auto& a : addresses) {
+    if (a.family() == want) {
+      target.port = a.port();
+      target.family = want;
+      break;
+    }
+  }
+  return target;
+}
+
+class MatrixRun final {
+ public:
+  MatrixRun(const Fleet& fleet, const MatrixArgs& args, MatrixPlan plan,
+            const InterruptFlag& interrupt)
+      : fleet_(fleet),
+        args_(args),
+        plan_(std::move(plan)),
+        interrupt_(interrupt),
+        run_(NewRunId()),
+        reached_(fleet.size()) {
+    for (ProbeTransport t : plan_.transports) {
+      for (size_t src = 0; src < fleet_.size(); ++src) {
+        for (size_t dst = 0; dst < fleet_.size(); ++dst) {
+          if (src == dst && !args_.self) continue;
+          MatrixCell cell;
+          cell.src = src;
+          cell.dst = dst;
+          cell.transport = t;
+          cells_.push_back(cell);
+          expected_.push_back(
+              Expected(plan_.rules, plan_.agents[src], plan_.agents[dst], t));
+        }
+      }
+    }
+  }
+
+  // Starts the echo servers, probes, re-probes, prints; returns the exit
+  // code. Cleanup() must follow whatever this returns.
+  int Run() {
+    if (args_.verbose) {
+      std::fprintf(stderr, "sockctl: matrix run %s: %zu agents, %zu cells\n",
+                   run_.c_str(), fleet_.size(), cells_.size());
+    }
+    const int setup_rc = StartServers();
+    if (interrupt_.raised()) return kExitInterrupted;
+
+    const absl::Time started = absl::Now();
+    absl::Time round_started = started;
+    std::vector<size_t> all(cells_.size());
+    for (size_t i = 0; i < all.size(); ++i) all[i] = i;
+    ProbeCells(all);
+    std::vector<size_t> differing = Differing();
+    for (int round = 2; plan_.have_rules && !differing.empty(); ++round) {
+      // A round starts a second after the previous one started (at once if
+      // that one took longer), and none starts after the deadline.
+      const absl::Time next = round_started + kRoundInterval;
+      if (next > started + plan_.deadline) break;
+      if (interrupt_.WaitFor(next - absl::Now())) break;
+      round_started = absl::Now();
+      if (args_.verbose) {
+        std::fprintf(stderr, "sockctl: round %d: re-probing %zu cells\n", round,
+                     differing.size());
+      }
+      ProbeCells(differing);
+      differing = Differing();
+    }
+    if (interrupt_.raised()) return kExitInterrupted;
+
+    Print(differing.empty());
+    for (size_t i : differing) {
+      std::fprintf(
+          stderr, "sockctl: %s\n",
+          DifferenceLine(plan_.agents, cells_[i], expected_[i], args_.verbose)
+              .c_str());
+    }
+    if (!differing.empty()) {
+      if (plan_.have_rules) {
+        std::fprintf(stderr,
+                     "sockctl: %zu of %zu cells still differ from --expect "
+                     "at --deadline %s\n",
+                     differing.size(), cells_.size(),
+                     absl::FormatDuration(plan_.deadline).c_str());
+      } else {
+        std::fprintf(stderr, "sockctl: %zu of %zu cells are not OK\n",
+                     differing.size(), cells_.size());
+      }
+    }
+    if (setup_rc != kExitOk) return setup_rc;
+    return differing.empty() ? kExitOk : kExitFailure;
+  }
+
+  // Closes every connection and stops every server of this run, on every
+  // agent. Failures are reported, never fatal: the label is printed so that
+  // `sockctl server stop --label ...` can finish the job.
+  void Cleanup() {
+    std::vector<char> failed(fleet_.size(), 0);  // Not vector<bool>: threads.
+    ForEachBounded(fleet_.size(), kMaxAgentsInFlight, [&](size_t i) {
+      if (!reached_[i].load()) return;
+      AgentClient& client = fleet_.client(i);
+      StopServerRequest stop;
+      (*stop.mutable_label_selector())[kRunLabel] = run_;
+      stop.set_close_connections(true);
+      StopServerResponse stopped;
+      auto ctx = client.NewContext();
+      grpc::Status s = client.agent().StopServer(ctx.get(), stop, &stopped);
+      if (s.ok()) {
+        CloseConnectionRequest close;
+        (*close.mutable_label_selector())[kRunLabel] = run_;
+        close.set_mode(sockagent::v1::CLOSE_MODE_ABORT);
+        CloseConnectionResponse closed;
+        auto close_ctx = client.NewContext();
+        s = client.agent().CloseConnection(close_ctx.get(), close, &closed);
+      }
+      if (!s.ok()) {
+        ReportAgentFailure(fleet_.name(i), client.Describe(s), "cleanup");
+        failed[i] = 1;
+      }
+    });
+    // The servers also stop by themselves at their TTL.
+    if (std::count(failed.begin(), failed.end(), 1) > 0) {
+      std::fprintf(stderr,
+                   "sockctl: what is left stops with: sockctl server stop "
+                   "--label %s=%s --close-connections; sockctl close "
+                   "--label %s=%s\n",
+                   kRunLabel, run_.c_str(), kRunLabel, run_.c_str());
+    }
+  }
+
+ private:
+  // A server outlives the run only if sockctl dies without cleaning up; then
+  // it stops by itself after the longest the run could have taken.
+  absl::Duration ServerTtl() const {
+    const size_t parallel = std::max<uint32_t>(args_.parallel, 1);
+    const size_t waves = (cells_.size() + parallel - 1) / parallel;
+    return plan_.deadline + static_cast<int64_t>(waves) * 2 * plan_.per_probe +
+           absl::Minutes(5);
+  }
+
+  // Starts one echo server per transport on every agent. Returns the first
+  // failure's exit code (in agent order), or kExitOk.
+  int StartServers() {
+    const size_t n = fleet_.size();
+    const size_t jobs = plan_.transports.size() * n;
+    servers_.assign(jobs, EchoServer());
+    std::vector<int> codes(jobs, kExitOk);
+    ForEachBounded(jobs, kMaxAgentsInFlight, [&](size_t job) {
+      if (interrupt_.raised()) return;
+      const ProbeTransport transport = plan_.transports[job / n];
+      const size_t agent = job % n;
+      AgentClient& client = fleet_.client(agent);
+      StartServerRequest request;
+      request.set_transport(ToApi(transport));
+      request.mutable_bind()->set_host(args_.bind_host);
+      request.mutable_bind()->set_port(args_.port);
+      request.mutable_behavior()->mutable_echo();
+      (*request.mutable_labels())[kRunLabel] = run_;
+      ToProto(ServerTtl(), request.mutable_ttl());
+      StartServerResponse response;
+      auto ctx = client.NewContext();
+      grpc::Status s =
+          client.agent().StartServer(ctx.get(), request, &response);
+      if (s.ok()) {
+        servers_[job] = DialTarget(response.server(), plan_.dial_hosts[agent]);
+        return;
+      }
+      const CallFailure failure = client.Describe(s);
+      ReportAgentFailure(
+          fleet_.name(agent), failure,
+          absl::StrCat("start ", TransportWord(transport), " echo server"));
+      servers_[job].error = absl::StrCat(
+          "no ", TransportWord(transport), " echo server on ",
+          fleet_.name(agent), ": ", failure.code, ": ", failure.Detail());
+      codes[job] = failure.exit_code;
+    });
+    // Report in agent order: the first agent's failure, whatever transport.
+    for (size_t agent = 0; agent < n; ++agent) {
+      for (size_t t = 0; t < plan_.transports.size(); ++t) {
+        if (codes[t * n + agent] != kExitOk) return codes[t * n + agent];
+      }
+    }
+    return kExitOk;
+  }
+
+  void NoteReached(size_t agent, const AgentClient& client,
+                   const grpc::Status& status) {
+    if (status.ok() || !client.Describe(status).unreachable) {
+      reached_[agent].store(true);
+    }
+  }
+
+  const EchoServer& ServerOf(ProbeTransport transport, size_t agent) const {
+    const size_t t = static_cast<size_t>(
+        std::find(plan_.transports.begin(), plan_.transports.end(), transport) -
+        plan_.transports.begin());
+    return servers_[t * fleet_.size() + agent];
+  }
+
+  void ProbeCells(const std::vector<size_t>& which) {
+    ForEachBounded(which.size(), args_.parallel,
+                   [&](size_t i) { Probe(cells_[which[i]]); });
+  }
+
+  std::vector<size_t> Differing() const {
+    std::vector<size_t> differing;
+    for (size_t i = 0; i < cells_.size(); ++i) {
+      if (!expected_[i].Accepts(cells_[i].result)) differing.push_back(i);
+    }
+    return differing;
+  }
+
+  // Sets the cell from a failed call of the probe.
+  void Failed(MatrixCell& cell, ProbeStep step, const grpc::Status& status,
+              const AgentClient& source) const {
+    const CallFailure failure = source.Describe(status);
+    if (failure.unreachable) {
+      cell.result = ProbeResult::kError;
+      cell.message = absl::StrCat("cannot reach agent ", plan_.agents[cell.src],
+                                  ": ", failure.message);
+      return;
+    }
+    cell.result = ClassifyFailure(
+        step, static_cast<absl::StatusCode>(status.error_code()),
+        status.error_message());
+    const char* what = step == ProbeStep::kOpen   ? "open"
+                       : step == ProbeStep::kSend ? "send"
+                                                  : "receive";
+    cell.message =
+        absl::StrCat(what, ": ", failure.code, ": ", failure.message);
+  }
+
+  // One probe: connect from the source agent to the destination's echo
+  // server, send the payload, wait for it to come back, close.
+  void Probe(MatrixCell& cell) {
+    ++cell.attempts;
+    cell.rtt = absl::ZeroDuration();
+    cell.result = ProbeResult::kError;
+    if (interrupt_.raised()) {
+      cell.message = "interrupted";
+      return;
+    }
+    const EchoServer& target = ServerOf(cell.transport, cell.dst);
+    if (!target.started) {
+      cell.message = target.error;
+      return;
+    }
+    AgentClient& source = fleet_.client(cell.src);
+    const absl::Duration call_time = plan_.per_probe + kWaitSlack;
+
+    OpenClientRequest open;
+    open.set_transport(ToApi(cell.transport));
+    open.mutable_remote()->set_host(plan_.dial_hosts[cell.dst]);
+    open.mutable_remote()->set_port(target.port);
+    open.set_family(target.family);
+    // The probe is one small write: do not let Nagle hold it back.
+    open.set_tcp_nodelay(cell.transport == ProbeTransport::kTcp);
+    ToProto(plan_.per_probe, open.mutable_connect_timeout());
+    (*open.mutable_labels())[kRunLabel] = run_;
+    // Closed right after the probe; the TTL covers a sockctl that died.
+    ToProto(2 * plan_.per_probe + absl::Minutes(1), open.mutable_ttl());
+    OpenClientResponse opened;
+    auto open_ctx = source.NewContext(call_time);
+    grpc::Status s = source.agent().OpenClient(open_ctx.get(), open, &opened);
+    NoteReached(cell.src, source, s);
+    if (!s.ok()) {
+      Failed(cell, ProbeStep::kOpen, s, source);
+      return;
+    }
+    const std::string& id = opened.connection().id();
+    ExchangePayload(cell, source, id);
+    CloseQuietly(source, id);
+  }
+
+  void ExchangePayload(MatrixCell& cell, AgentClient& source,
+                       const std::string& id) {
+    if (interrupt_.raised()) {
+      cell.message = "interrupted";
+      return;
+    }
+    const std::string payload =
+        ProbePayload(run_, plan_.agents[cell.src], plan_.agents[cell.dst],
+                     cell.transport, cell.attempts);
+    SendRequest send;
+    send.set_connection_id(id);
+    send.set_data(payload);
+    SendResponse sent;
+    const absl::Time start = absl::Now();
+    auto send_ctx = source.NewContext();
+    grpc::Status s = source.agent().Send(send_ctx.get(), send, &sent);
+    if (!s.ok()) {
+      Failed(cell, ProbeStep::kSend, s, source);
+      return;
+    }
+
+    ReceiveRequest receive;
+    receive.set_connection_id(id);
+    ToProto(plan_.per_probe, receive.mutable_wait());
+    if (cell.transport == ProbeTransport::kTcp) {
+      receive.set_min_bytes(static_cast<uint32_t>(payload.size()));
+      receive.set_max_bytes(static_cast<uint32_t>(payload.size()));
+    } else {
+      receive.set_max_datagrams(1);
+    }
+    ReceiveResponse received;
+    auto receive_ctx = source.NewContext(plan_.per_probe + kWaitSlack);
+    s = source.agent().Receive(receive_ctx.get(), receive, &received);
+    const absl::Duration rtt = absl::Now() - start;
+    if (!s.ok()) {
+      Failed(cell, ProbeStep::kReceive, s, source);
+      return;
+    }
+    const std::string& echo = received.datagrams_size() > 0
+                                  ? received.datagrams(0).data()
+                                  : received.data();
+    if (echo.empty() && !received.end_of_stream()) {
+      cell.result = ProbeResult::kTimeout;
+      cell.message = absl::StrCat("no echo within ",
+                                  absl::FormatDuration(plan_.per_probe));
+    } else if (echo != payload) {
+      cell.message =
+          received.end_of_stream() && echo.size() < payload.size()
+              ? absl::StrCat("connection closed after ", echo.size(), " of ",
+                             payload.size(), " bytes of the echo")
+              : absl::StrCat("the echo differs: \"",
+                             absl::CHexEscape(echo.substr(0, kQuoteBytes)),
+                             echo.size() > kQuoteBytes ? "..." : "", "\"");
+    } else {
+      cell.result = ProbeResult::kOk;
+      cell.rtt = rtt;
+      cell.message.clear();
+    }
+  }
+
+  // Abort: no TIME_WAIT left behind on the source, nothing to flush.
+  // Failures are left to Cleanup's close by label.
+  void CloseQuietly(AgentClient& source, const std::string& id) {
+    CloseConnectionRequest close;
+    close.set_id(id);
+    close.set_mode(sockagent::v1::CLOSE_MODE_ABORT);
+    CloseConnectionResponse closed;
+    auto ctx = source.NewContext();
+    (void)source.agent().CloseConnection(ctx.get(), close, &closed);
+  }
+
+  void Print(bool as_expected) const {
+    if (fleet_.json()) {
+      std::cout << MatrixJson(run_, plan_.agents, plan_.transports, cells_,
+                              expected_, as_expected)
+                << "\n";
+      std::cout.flush();
+      return;
+    }
+    for (size_t t = 0; t < plan_.transports.size(); ++t) {
+      if (t > 0) std::cout << "\n";
+      PrintMatrixTable(std::cout, plan_.agents, plan_.transports[t], cells_);
+    }
+    if (args_.verbose) {
+      // Why each failure that was expected failed; the unexpected ones are
+      // on stderr with their reasons.
+      std::string notes;
+      for (size_t i = 0; i < cells_.size(); ++i) {
+        const MatrixCell& cell = cells_[i];
+        if (cell.result == ProbeResult::kOk ||
+            !expected_[i].Accepts(cell.result)) {
+          continue;
+        }
+        absl::StrAppend(&notes, plan_.agents[cell.src], " -> ",
+                        plan_.agents[cell.dst], " ",
+                        TransportWord(cell.transport), ": ",
+                        ResultName(cell.result), ": ", cell.message, "\n");
+      }
+      if (!notes.empty()) std::cout << "\n" << notes;
+    }
+    std::cout.flush();
+  }
+
+  const Fleet& fleet_;
+  const MatrixArgs& args_;
+  const MatrixPlan plan_;
+  const InterruptFlag& interrupt_;
+  const std::string run_;
+  // One per transport and agent: servers_[t * fleet size + agent].
+  std::vector<EchoServer> servers_;
+  // Whether any call reached each agent (so that it may hold something of
+  // this run): Cleanup skips the others rather than report them twice.
+  std::vector<std::atomic<bool>> reached_;
+  // Each cell is written only by the one probe running for it at a time.
+  std::vector<MatrixCell> cells_;
+  std::vector<ExpectedResult> expected_;  // Parallel to cells_.
+};
+
+int RunMatrix(Fleet& fleet, const MatrixArgs& args) {
+  absl::StatusOr<MatrixPlan> plan = MakePlan(fleet, args);
+  if (!plan.ok()) return UsageError(plan.status().message());
+  absl::StatusOr<std::unique_ptr<InterruptFlag>> interrupt =
+      InterruptFlag::Install();
+  if (!interrupt.ok()) {
+    std::fprintf(stderr, "sockctl: %s\n",
+                 std::string(interrupt.status().message()).c_str());
+    return kExitFailure;
+  }
+  MatrixRun run(fleet, args, *std::move(plan), **interrupt);
+  int rc = run.Run();
+  if (rc == kExitInterrupted) {
+    std::fprintf(stderr, "sockctl: interrupted; cleaning up\n");
+  }
+  run.Cleanup();
+  return (*interrupt)->raised() ? kExitInterrupted : rc;
+}
+
+}  // namespace
+
+void AddMatrixCommands(CLI::App& app, Commands& commands) {
+  auto args = std::make_shared<MatrixArgs>();
+  CLI::App* matrix = app.add_subcommand(
+      "matrix",
+      "Connectivity matrix of several agents: each one connects to an echo "
+      "server on every other and sends a probe; prints who reaches whom and "
+      "the round trip");
+  matrix->footer(
+      R"(Every agent starts an echo server (label sockctl-matrix=RUN) for each
+transport; then, for every ordered pair SRC -> DST, SRC opens a connection
+to DST's server (HOST: DST's --agent/inventory host, or --target-host),
+sends "sockctl-probe RUN SRC->DST TRANSPORT N\n" and waits for the echo.
+At most --parallel probes run at once. Afterwards (also on error, Ctrl-C or
+SIGTERM) every server and connection of the run is stopped and closed by
+its label; a second Ctrl-C exits at once.
+
+Cells: OK RTT (the echo came back; RTT is from Send to the echo received as
+sockctl saw it, so it includes two gRPC round trips to SRC), REFUSED,
+TIMEOUT (connect timeout or no echo within --timeout-per-probe; UDP cannot
+tell refused from dropped), UNREACHABLE (host or network unreachable, no
+route), DNS (DST's host did not resolve on SRC), ERROR (anything else: -v
+or --json say what). Rows are sources, columns destinations; "-" is not
+probed (the diagonal, unless --self).
+  tcp
+  SRC\DST  a         b
+  a        -         OK 0.4ms
+  b        TIMEOUT   -
+--json prints one object: {"run":..,"agents":[..],"transports":[..],
+"as_expected":BOOL,"cells":[{"src","dst","transport","result","rtt_us",
+"message","expected","attempts"},..]}.
+
+--expect FILE, one rule per line: SRC DST TRANSPORT RESULT, where SRC and
+DST are agent names or *, TRANSPORT tcp, udp or *, RESULT one of the cell
+classes, FAIL (anything but OK) or * (anything). The last matching line
+wins; cells no line matches expect OK; '#' starts a comment. Cells that
+differ are re-probed every second until all match or --deadline passes
+(measured from the first probe). Without --expect every cell must be OK
+and nothing is re-probed.
+
+Exit status: 0 every cell as expected; 1 some cell is not (each printed on
+stderr: "a -> b tcp: expected OK, got TIMEOUT"); 2 usage error; 3 or 10+N
+an echo server could not be started on some agent (the first such agent's
+code; the matrix is still printed); 130 interrupted.
+
+Examples:
+  sockctl matrix --agent 10.0.0.1:7878 --agent 10.0.0.2:7878
+  sockctl matrix --inventory fleet.txt --tcp --udp --expect expect.txt
+  sockctl matrix --inventory fleet.txt --target-host db-1=10.1.0.5)");
+  matrix->add_flag("--tcp", args->tcp, "Probe TCP (the default)")
+      ->group("Probes");
+  matrix->add_flag("--udp", args->udp, "Probe UDP (with --tcp: both)")
+      ->group("Probes");
+  matrix
+      ->add_option("--port", args->port,
+                   "Port of every echo server (0: each agent picks one)")
+      ->type_name("PORT")
+      ->check(CLI::Range(0, 65535))
+      ->capture_default_str()
+      ->group("Probes");
+  matrix
+      ->add_option("--bind-host", args->bind_host,
+                   "Address the echo servers bind (default \"\": every "
+                   "address, dual stack)")
+      ->type_name("HOST")
+      ->group("Probes");
+  matrix
+      ->add_option("--target-host", args->target_hosts,
+                   "NAME=HOST: dial agent NAME's echo server at HOST (default: "
+                   "the host of its --agent/inventory address); repeat")
+      ->type_name("NAME=HOST")
+      ->allow_extra_args(false)
+      ->group("Probes");
+  matrix
+      ->add_option("--timeout-per-probe", args->per_probe,
+                   "Connect timeout, and how long to wait for the echo")
+      ->type_name("D")
+      ->capture_default_str()
+      ->group("Probes");
+  matrix->add_flag("--self", args->self, "Also probe each agent from itself")
+      ->group("Probes");
+  matrix->add_option("--parallel", args->parallel, "Probes in flight at most")
+      ->type_name("N")
+      ->check(CLI::Range(1, 256))
+      ->capture_default_str()
+      ->group("Probes");
+  matrix
+      ->add_option("--expect", args->expect_file,
+                   "Expected matrix: lines SRC DST TRANSPORT RESULT (see "
+                   "below); re-probe until it matches")
+      ->type_name("FILE")
+      ->group("Expectation");
+  matrix
+      ->add_option("--deadline", args->deadline,
+                   "With --expect: give up re-probing after D")
+      ->type_name("D")
+      ->capture_default_str()
+      ->group("Expectation");
+  matrix->add_flag("-v,--verbose", args->verbose,
+                   "Say why each cell is not OK; progress on stderr");
+  commands.push_back({matrix, nullptr, [args](Fleet& fleet) {
+                        return RunMatrix(fleet, *args);
+                      }});
+}
+
+}  // namespace sockctl
