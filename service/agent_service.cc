@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -114,6 +115,53 @@ class ReceiveReactor final : public grpc::ServerUnaryReactor {
   std::atomic<uint64_t> token_{0};
   std::atomic<bool> cancelled_{false};
   std::atomic<int> refs_{2};  // Start() and OnDone().
+};
+
+// Resolve finishes exactly once: when the lookup completes or when the call
+// is cancelled (deadline, client gone, server shutdown), whichever comes
+// first. A lookup hanging in libc therefore never holds the call, nor the
+// server's shutdown; its late completion finds the call finished and only
+// touches the shared state.
+class ResolveReactor final : public grpc::ServerUnaryReactor {
+ public:
+  struct State {
+    absl::Mutex mu;
+    ResolveReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
+    v1::ResolveResponse* response ABSL_GUARDED_BY(mu) = nullptr;
+  };
+
+  explicit ResolveReactor(v1::ResolveResponse* response) {
+    absl::MutexLock lock(&state_->mu);
+    state_->reactor = this;
+    state_->response = response;
+  }
+
+  const std::shared_ptr<State>& state() const { return state_; }
+
+  // From the lookup's callback, on a resolver thread. `fill` runs only if
+  // the call is still waiting.
+  template <typename Fill>
+  static void Complete(const std::shared_ptr<State>& state,
+                       const absl::Status& status, Fill fill) {
+    absl::MutexLock lock(&state->mu);
+    if (state->reactor == nullptr) return;
+    if (status.ok()) fill(state->response);
+    // OnDone (which deletes the reactor) never takes the lock.
+    std::exchange(state->reactor, nullptr)->Finish(ToGrpcStatus(status));
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&state_->mu);
+    if (state_->reactor == nullptr) return;
+    state_->reactor = nullptr;
+    Finish(grpc::Status(grpc::StatusCode::CANCELLED,
+                        "resolve: call cancelled before the lookup finished"));
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  const std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
 }  // namespace
@@ -301,44 +349,49 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
     grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
     v1::ResolveResponse* response) {
   const absl::Time start = absl::Now();
+  std::optional<ResolveQuery> forward;
+  if (!request->reverse()) {
+    auto query = ResolveQueryFromProto(*request);
+    if (!query.ok()) return FinishNow(context, query.status());
+    forward = *std::move(query);
+  }
+  auto* reactor = new ResolveReactor(response);
+  std::shared_ptr<ResolveReactor::State> state = reactor->state();
   bool queued;
-  grpc::ServerUnaryReactor* reactor;
-  if (request->reverse()) {
+  if (forward.has_value()) {
+    queued = resolver_->SubmitResolve(
+        *std::move(forward), DeadlineOf(context),
+        [state, start](absl::StatusOr<std::vector<AddressEntry>> result) {
+          ResolveReactor::Complete(
+              state, result.status(), [&](v1::ResolveResponse* out) {
+                for (const auto& entry : *result) {
+                  AddressEntryToProto(entry, out->add_entries());
+                }
+                DurationToProto(absl::Now() - start, out->mutable_elapsed());
+              });
+        });
+  } else {
     ReverseQuery query;
     query.address = request->host();
     query.service = request->service();
     query.name_required = request->name_required();
-    reactor = context->DefaultReactor();
     queued = resolver_->SubmitReverse(
         std::move(query), DeadlineOf(context),
-        [reactor, response, start](absl::StatusOr<ReverseResult> result) {
-          if (result.ok()) {
-            response->set_reverse_host(result->host);
-            response->set_reverse_service(result->service);
-            DurationToProto(absl::Now() - start, response->mutable_elapsed());
-          }
-          reactor->Finish(ToGrpcStatus(result.status()));
-        });
-  } else {
-    auto query = ResolveQueryFromProto(*request);
-    if (!query.ok()) return FinishNow(context, query.status());
-    reactor = context->DefaultReactor();
-    queued = resolver_->SubmitResolve(
-        *std::move(query), DeadlineOf(context),
-        [reactor, response,
-         start](absl::StatusOr<std::vector<AddressEntry>> result) {
-          if (result.ok()) {
-            for (const auto& entry : *result) {
-              AddressEntryToProto(entry, response->add_entries());
-            }
-            DurationToProto(absl::Now() - start, response->mutable_elapsed());
-          }
-          reactor->Finish(ToGrpcStatus(result.status()));
+        [state, start](absl::StatusOr<ReverseResult> result) {
+          ResolveReactor::Complete(
+              state, result.status(), [&](v1::ResolveResponse* out) {
+                out->set_reverse_host(result->host);
+                out->set_reverse_service(result->service);
+                DurationToProto(absl::Now() - start, out->mutable_elapsed());
+              });
         });
   }
   if (!queued) {
-    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
-        "resolver queue is full: too many lookups waiting; retry later")));
+    ResolveReactor::Complete(
+        state,
+        absl::ResourceExhaustedError(
+            "resolver queue is full: too many lookups waiting; retry later"),
+        [](v1::ResolveResponse*) {});
   }
   return reactor;
 }
@@ -386,6 +439,7 @@ grpc::ServerUnaryReactor* AgentService::GetHostInfo(
     limits->set_max_send_bytes(o.max_send_bytes);
     limits->set_max_udp_sessions_per_server(o.max_udp_sessions_per_server);
     limits->set_closed_connections_kept(o.closed_connections_kept);
+    limits->set_max_total_buffered_bytes(o.max_total_buffered_bytes);
   }
   return FinishNow(context, absl::OkStatus());
 }

@@ -305,6 +305,7 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
                     out->mutable_udp()->mutable_session_idle_timeout());
   }
   out->set_stop_reason(in.stop_reason);
+  out->set_greeting_bytes(in.greeting_bytes);
 }
 
 absl::StatusOr<ClientSpec> ClientSpecFromProto(

@@ -52,6 +52,11 @@ ABSL_FLAG(uint64_t, recv_buffer_bytes, 4 << 20,
 ABSL_FLAG(uint64_t, send_buffer_bytes, 4 << 20,
           "Per-connection send buffer; a Send that does not fit answers "
           "RESOURCE_EXHAUSTED and queues nothing.");
+ABSL_FLAG(uint64_t, max_total_buffered_bytes, uint64_t{1} << 30,
+          "All connections' buffered bytes together (receive and send, "
+          "including closed connections' unread bytes, which keep at most a "
+          "quarter). At the cap the agent pauses TCP reading, drops and "
+          "counts datagrams, and Send answers RESOURCE_EXHAUSTED.");
 ABSL_FLAG(uint64_t, max_send_bytes, 1 << 20,
           "Largest payload of one Send (INVALID_ARGUMENT above).");
 ABSL_FLAG(uint32_t, max_udp_sessions, 1024,
@@ -90,6 +95,7 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   o.recv_buffer_bytes = absl::GetFlag(FLAGS_recv_buffer_bytes);
   o.send_buffer_bytes = absl::GetFlag(FLAGS_send_buffer_bytes);
   o.max_send_bytes = absl::GetFlag(FLAGS_max_send_bytes);
+  o.max_total_buffered_bytes = absl::GetFlag(FLAGS_max_total_buffered_bytes);
   o.max_receive_bytes =
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_message_bytes)) / 2;
   o.max_udp_sessions_per_server = absl::GetFlag(FLAGS_max_udp_sessions);
@@ -98,7 +104,8 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   o.default_connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   if (o.max_servers == 0 || o.max_connections == 0 ||
       o.recv_buffer_bytes == 0 || o.send_buffer_bytes == 0 ||
-      o.max_send_bytes == 0 || o.max_udp_sessions_per_server == 0) {
+      o.max_send_bytes == 0 || o.max_udp_sessions_per_server == 0 ||
+      o.max_total_buffered_bytes == 0) {
     return absl::InvalidArgumentError("limits must be greater than zero");
   }
   if (o.max_send_bytes > o.send_buffer_bytes) {
@@ -162,9 +169,13 @@ int Run(int argc, char** argv) {
 
   auto engine = Engine::Create(*engine_options);
   if (!engine.ok()) return Fail(engine.status().message());
+  // At exit, a lookup hanging in libc (a dead DNS server) must not hold the
+  // daemon: every lookup callback holds its state by shared_ptr (see
+  // ResolveReactor and StartFqdnLookup), so it may finish after we are gone.
   ResolverPool resolver(
       {.threads = absl::GetFlag(FLAGS_resolver_threads),
-       .max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_resolver_queue))});
+       .max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_resolver_queue)),
+       .shutdown_wait = absl::Milliseconds(200)});
   AgentServiceOptions service_options;
   service_options.max_message_bytes = static_cast<uint64_t>(max_message);
   AgentService service(engine->get(), &resolver, service_options);

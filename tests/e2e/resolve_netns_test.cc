@@ -4,7 +4,9 @@
 //   - "dns" namespace: resolv.conf points at 127.0.0.1 inside it, where a
 //     fake DNS server answers NXDOMAIN to everything (NOT_FOUND path);
 //   - "nodns" namespace: resolv.conf points at 127.0.0.1 where nothing
-//     listens (temporary failure -> UNAVAILABLE path).
+//     listens (temporary failure -> UNAVAILABLE path);
+//   - "slowdns" namespace: a DNS server that never answers, so a lookup
+//     hangs until the resolver's timeout (the call's deadline must win).
 // The daemons listen on UNIX sockets in a temp dir, reachable from the test
 // outside the namespaces. The real sockctl checks table and --json output.
 #include <gmock/gmock.h>
@@ -45,36 +47,46 @@ class ResolveNetnsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     dir_ = new TempDir();
     skip_reason_ = new std::string();
-    auto dns = Make("sa-dns", true);
-    auto nodns = Make("sa-nodns", false);
-    if (!dns.ok() || !nodns.ok()) {
-      *skip_reason_ =
-          std::string((!dns.ok() ? dns.status() : nodns.status()).message());
-      return;
+    auto dns = Make("sa-dns", "answer");
+    auto nodns = Make("sa-nodns", "");
+    auto slowdns = Make("sa-slowdns", "silent");
+    for (auto* made : {&dns, &nodns, &slowdns}) {
+      if (!made->ok()) {
+        *skip_reason_ = std::string(made->status().message());
+        return;
+      }
     }
     dns_ = dns->release();
     nodns_ = nodns->release();
+    slowdns_ = slowdns->release();
   }
 
   static void TearDownTestSuite() {
     delete dns_;
     delete nodns_;
+    delete slowdns_;
     delete dir_;
     delete skip_reason_;
-    dns_ = nodns_ = nullptr;
+    dns_ = nodns_ = slowdns_ = nullptr;
   }
 
+  // `dns_mode`: "" no DNS server, "answer" NXDOMAIN to all, "silent" never
+  // answers.
   static absl::StatusOr<std::unique_ptr<NamespacedAgent>> Make(
-      const std::string& prefix, bool with_dns) {
+      const std::string& prefix, const std::string& dns_mode) {
     auto out = std::make_unique<NamespacedAgent>();
-    auto netns = TestNetns::Create(prefix, kHosts, kResolvConf);
+    auto netns = TestNetns::Create(
+        prefix, kHosts,
+        dns_mode == "silent"
+            ? "nameserver 127.0.0.1\noptions timeout:5 attempts:2\n"
+            : kResolvConf);
     if (!netns.ok()) return netns.status();
     out->netns = *std::move(netns);
-    if (with_dns) {
-      auto dns = ChildProcess::Start(
-          {"ip", "netns", "exec", out->netns->name(), "python3",
+    if (!dns_mode.empty()) {
+      auto dns = ChildProcess::Start(out->netns->Exec(
+          {"python3",
            std::string(SOCKAGENT_SOURCE_DIR) + "/tests/support/fake_dns.py",
-           "127.0.0.1"});
+           "127.0.0.1", dns_mode == "silent" ? "--silent" : "--answer"}));
       if (!dns.ok()) return dns.status();
       auto ready = (*dns)->ReadLine(absl::Now() + absl::Seconds(20));
       if (!ready.ok()) return ready.status();
@@ -113,12 +125,14 @@ class ResolveNetnsTest : public ::testing::Test {
   static std::string* skip_reason_;
   static NamespacedAgent* dns_;
   static NamespacedAgent* nodns_;
+  static NamespacedAgent* slowdns_;
 };
 
 TempDir* ResolveNetnsTest::dir_ = nullptr;
 std::string* ResolveNetnsTest::skip_reason_ = nullptr;
 NamespacedAgent* ResolveNetnsTest::dns_ = nullptr;
 NamespacedAgent* ResolveNetnsTest::nodns_ = nullptr;
+NamespacedAgent* ResolveNetnsTest::slowdns_ = nullptr;
 
 TEST_F(ResolveNetnsTest, NameWithBothFamiliesAndWwwIsPort80) {
   v1::ResolveRequest request;
@@ -204,6 +218,26 @@ TEST_F(ResolveNetnsTest, DeadResolverIsUnavailable) {
   request.set_host("v6only.test");
   response.Clear();
   ASSERT_TRUE(Resolve(nodns_, request, &response).ok());
+}
+
+TEST_F(ResolveNetnsTest, HangingResolverIsCutByTheCallsDeadline) {
+  v1::ResolveRequest request;
+  request.set_host("hangs.test");
+  v1::ResolveResponse response;
+  auto stub = v1::SocketAgent::NewStub(ChannelTo(slowdns_->agent->address()));
+  auto context = ContextWithDeadline(std::chrono::milliseconds(300));
+  const absl::Time start = absl::Now();
+  grpc::Status status = stub->Resolve(context.get(), request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
+      << status.error_message();
+  // The resolver would wait 10 s (timeout:5 attempts:2).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  // The agent still answers, also lookups the hosts file can answer.
+  request.set_host("web.test");
+  request.set_family(v1::FAMILY_IPV4);
+  v1::ResolveResponse again;
+  auto context2 = ContextWithDeadline();
+  EXPECT_TRUE(stub->Resolve(context2.get(), request, &again).ok());
 }
 
 TEST_F(ResolveNetnsTest, SockctlPrintsTableAndJson) {

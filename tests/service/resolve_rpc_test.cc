@@ -170,16 +170,6 @@ TEST_F(ResolveRpcTest, UnknownNameIsNotFound) {
   EXPECT_THAT(status.error_message(), HasSubstr("sockagent-test.invalid"));
 }
 
-TEST_F(ResolveRpcTest, ExpiredDeadlineIsHonoured) {
-  v1::ResolveRequest request;
-  request.set_host("localhost");
-  grpc::ClientContext context;
-  context.set_deadline(std::chrono::system_clock::now());
-  v1::ResolveResponse response;
-  grpc::Status status = stub_->Resolve(&context, request, &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-}
-
 TEST_F(ResolveRpcTest, HostInfoHasLoopbackAndAgentFacts) {
   grpc::ClientContext context;
   v1::HostInfo info;
