@@ -535,6 +535,25 @@ class EngineConnectionPair : public EngineTest {
     return total;
   }
 
+  // The plain peer sends `data`, then FIN; waits until the engine has
+  // buffered it and seen the FIN.
+  void PeerSendsThenFins(const std::string& data) {
+    ASSERT_TRUE(WriteAll(client_.get(), data));
+    ::shutdown(client_.get(), SHUT_WR);
+    ASSERT_TRUE(WaitFor([&] {
+      std::optional<ConnectionInfo> c = sync_->Connection(id_);
+      return c->state == ConnectionState::kPeerClosed &&
+             c->counters.recv_buffered == data.size();
+    }));
+  }
+  // Receive gives `data`, then end of stream, in one answer.
+  void ExpectLastBytes(const std::string& data) {
+    absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ(got->data, data);
+    EXPECT_TRUE(got->end_of_stream);
+  }
+
   Fd client_;
   std::string id_;
 };
@@ -666,23 +685,14 @@ TEST_F(EngineConnectionPair, ShutdownWriteKeepsReading) {
 // are still receivable (they were thrown away once).
 TEST_F(EngineConnectionPair, ShutdownWriteAfterPeerFinKeepsUnreadBytes) {
   Open();
-  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
-  ::shutdown(client_.get(), SHUT_WR);
-  ASSERT_TRUE(WaitFor([&] {
-    std::optional<ConnectionInfo> c = sync_->Connection(id_);
-    return c->state == ConnectionState::kPeerClosed &&
-           c->counters.recv_buffered == 5;
-  }));
+  PeerSendsThenFins("hello");
   absl::StatusOr<std::vector<ConnectionInfo>> r =
       sync_->Close(id_, CloseMode::kShutdownWrite);
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_EQ((*r)[0].state, ConnectionState::kClosed);
   EXPECT_EQ((*r)[0].close_reason, CloseReason::kPeerClosed);
   EXPECT_EQ(ReadToEof(client_.get()), "");  // Our FIN.
-  absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->data, "hello");
-  EXPECT_TRUE(got->end_of_stream);
+  ExpectLastBytes("hello");
 }
 
 // Our FIN waits for a full send buffer to drain; the peer's FIN arrives
@@ -695,13 +705,7 @@ TEST_F(EngineConnectionPair, PeerFinWhileOurFinWaitsKeepsUnreadBytes) {
   Open();
   FillSendBuffer();
   ASSERT_TRUE(sync_->Close(id_, CloseMode::kShutdownWrite).ok());
-  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
-  ::shutdown(client_.get(), SHUT_WR);
-  ASSERT_TRUE(WaitFor([&] {
-    std::optional<ConnectionInfo> c = sync_->Connection(id_);
-    return c->state == ConnectionState::kPeerClosed &&
-           c->counters.recv_buffered == 5;
-  }));
+  PeerSendsThenFins("hello");
   int error = 0;
   ReadToEof(client_.get(), &error);  // Drains the engine, then its FIN.
   EXPECT_EQ(error, 0);
@@ -712,23 +716,14 @@ TEST_F(EngineConnectionPair, PeerFinWhileOurFinWaitsKeepsUnreadBytes) {
   }));
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerClosed);
   EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
-  absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
-  ASSERT_TRUE(got.ok()) << got.status();
-  EXPECT_EQ(got->data, "hello");
-  EXPECT_TRUE(got->end_of_stream);
+  ExpectLastBytes("hello");
 }
 
 // After the peer's FIN nothing more is read, yet a later reset must still
 // close the connection (and free its slot).
 TEST_F(EngineConnectionPair, ResetAfterPeerFinIsSeen) {
   Open();
-  ASSERT_TRUE(WriteAll(client_.get(), "hello"));
-  ::shutdown(client_.get(), SHUT_WR);
-  ASSERT_TRUE(WaitFor([&] {
-    std::optional<ConnectionInfo> c = sync_->Connection(id_);
-    return c->state == ConnectionState::kPeerClosed &&
-           c->counters.recv_buffered == 5;
-  }));
+  PeerSendsThenFins("hello");
   CloseWithReset(client_);
   std::optional<ConnectionInfo> conn;
   ASSERT_TRUE(WaitFor([&] {
