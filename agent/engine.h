@@ -25,6 +25,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -290,6 +291,64 @@ struct ReceiveResult {
 // and then nothing is done).
 enum class CloseMode { kGraceful, kAbort, kShutdownWrite };
 
+// ---- Live events (Watch).
+//
+// Numbered as the proto's EventKind, so the service converts by value.
+enum class EngineEventKind {
+  kUnspecified = 0,
+  kServerStarted = 1,
+  kServerStopped = 2,
+  kConnectionAccepted = 3,  // Also a new UDP peer session.
+  kConnectionConnected = 4,
+  kConnectionClosed = 5,
+  kDataReceived = 6,
+  kDataSent = 7,
+  kDatagramDropped = 8,
+  kError = 9,
+  kEventsLost = 10,
+  kSnapshotServer = 11,
+  kSnapshotConnection = 12,
+  kSnapshotEnd = 13,
+  kConnectionPeerClosed = 14,
+};
+inline constexpr int kMaxEngineEventKind = 14;
+
+// Watch queues: default and largest bound (events per watcher).
+inline constexpr size_t kDefaultWatchQueueEvents = 1024;
+inline constexpr size_t kMaxWatchQueueEvents = 65536;
+// A data event carries at most this many first bytes of its chunk.
+inline constexpr size_t kMaxWatchDataBytes = 4096;
+
+struct EngineEvent {
+  // Agent-wide, increasing. Snapshot events carry the last seq emitted
+  // before the snapshot; EVENTS_LOST carries the seq of the last lost one.
+  uint64_t seq = 0;
+  absl::Time time;
+  EngineEventKind kind = EngineEventKind::kUnspecified;
+  std::string server_id;
+  std::string connection_id;
+  uint64_t size = 0;  // Data and dropped-datagram events: bytes.
+  std::string data;   // Received data: first include_data_bytes bytes.
+  std::optional<SocketAddress> peer;  // UDP data events: the datagram's peer.
+  CloseReason close_reason = CloseReason::kNone;
+  std::string message;  // Errors and close details, in words.
+  uint64_t lost = 0;    // kEventsLost.
+  // Lifecycle and snapshot events only (never data events: kept cheap).
+  std::optional<ServerInfo> server;
+  std::optional<ConnectionInfo> connection;
+};
+
+struct WatchFilter {
+  std::string server_id;      // Its events and its connections'.
+  std::string connection_id;  // This connection's events only.
+  // Live kinds wanted; empty: all. kEventsLost and the snapshot kinds are
+  // never filtered out.
+  std::vector<EngineEventKind> kinds;
+  Labels selector;                // Objects whose labels match.
+  size_t include_data_bytes = 0;  // Capped at kMaxWatchDataBytes.
+  bool snapshot = false;
+};
+
 struct EngineOptions {
   // StartServer beyond this: ResourceExhausted.
   uint32_t max_servers = 1024;
@@ -406,6 +465,31 @@ class Engine {
   virtual void CloseConnections(
       Selector selector, CloseMode mode,
       Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) = 0;
+
+  // Registers a watcher with a bounded queue of `queue_limit` events (0:
+  // kDefaultWatchQueueEvents; capped at kMaxWatchQueueEvents). Events are
+  // produced on the loop thread and never wait for a watcher: when its queue
+  // is full, further events are dropped and counted, and the queue later
+  // shows one kEventsLost event (with the count) where they are missing.
+  // With filter.snapshot, the queue first receives kSnapshotServer and
+  // kSnapshotConnection for every listening server and open connection
+  // matching the filter, then kSnapshotEnd (the snapshot is bounded by the
+  // object limits, not by queue_limit); live events follow it. Without,
+  // every event produced after Subscribe returns is seen.
+  // `wake` is called (on the loop thread, with no engine lock held) when
+  // the queue turns non-empty; it must not block. It may still run once
+  // after Unsubscribe returned, so what it captures must stay alive by
+  // itself (a shared_ptr). Errors: InvalidArgument for a malformed id,
+  // Unavailable once Shutdown began. Any thread.
+  virtual absl::StatusOr<uint64_t> Subscribe(WatchFilter filter,
+                                             size_t queue_limit,
+                                             std::function<void()> wake) = 0;
+  // Takes up to `max` queued events, oldest first. Any thread.
+  virtual std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) = 0;
+  // Idempotent. Any thread.
+  virtual void Unsubscribe(uint64_t watcher) = 0;
+  // Events queued for `watcher` now (tests and limits). Any thread.
+  virtual size_t QueuedEvents(uint64_t watcher) = 0;
 
   // Closes everything (reason kAgentShutdown; sockets closed at once, no
   // linger), completes every pending callback (parked receives, OpenClient

@@ -172,7 +172,8 @@ void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
   if (Server* s = FindServer(c.server_num))
     s->info.counters.bytes_received += n;
   Touch(c);
-  Emit(EventKind::kDataReceived, c.server_num, c.num, n);
+  Emit(EventKind::kDataReceived, c.server_num, c.num, n,
+       absl::string_view(data, n));
   if (c.state == ConnectionState::kClosed) return;
   switch (c.behavior) {
     case BehaviorKind::kEcho:
@@ -522,7 +523,8 @@ void EngineImpl::ReadUdpClient(Conn& c) {
     ++c.counters.datagrams_received;
     c.counters.bytes_received += n;
     Touch(c);
-    Emit(EventKind::kDataReceived, 0, c.num, n);
+    Emit(EventKind::kDataReceived, 0, c.num, n,
+         absl::string_view(scratch_.data(), n));
     BufferDatagram(c, scratch_.data(), n);
     if (c.finalized) return;
   }

@@ -825,15 +825,5 @@ void EngineImpl::TrimHistory() {
   }
 }
 
-void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
-                      uint64_t size) {
-  // The seam only numbers events today; Watch will read them from here.
-  (void)kind;
-  (void)server_num;
-  (void)conn_num;
-  (void)size;
-  ++event_seq_;
-}
-
 }  // namespace engine_internal
 }  // namespace sockagent

@@ -250,18 +250,20 @@ struct PendingResolve {
   Done<absl::StatusOr<IpEndpoints>> done;
 };
 
-// Live-event kinds for the Emit seam (Watch and Stream arrive later).
-enum class EventKind {
-  kServerStarted,
-  kServerStopped,
-  kConnectionAccepted,
-  kConnectionConnected,
-  kConnectionPeerClosed,
-  kConnectionClosed,
-  kDataReceived,
-  kDataSent,
-  kDatagramDropped,
-  kError,
+using EventKind = EngineEventKind;
+
+// One watcher of live events (see Engine::Subscribe).
+struct Watcher {
+  WatchFilter filter;
+  std::optional<uint64_t> server_num;  // Parsed filter ids.
+  std::optional<uint64_t> conn_num;
+  uint32_t kinds = ~0u;  // Bit per EngineEventKind.
+  size_t limit = kDefaultWatchQueueEvents;
+  bool active = false;  // Snapshot taken (or none asked): live events flow.
+  std::deque<EngineEvent> queue;
+  uint64_t lost = 0;
+  uint64_t last_lost_seq = 0;
+  std::shared_ptr<const std::function<void()>> wake;
 };
 
 class EngineImpl final : public Engine {
@@ -292,6 +294,11 @@ class EngineImpl final : public Engine {
   void CloseConnections(
       Selector selector, CloseMode mode,
       Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) override;
+  absl::StatusOr<uint64_t> Subscribe(WatchFilter filter, size_t queue_limit,
+                                     std::function<void()> wake) override;
+  std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
+  void Unsubscribe(uint64_t watcher) override;
+  size_t QueuedEvents(uint64_t watcher) override;
   void Shutdown() override;
 
  private:
@@ -379,10 +386,16 @@ class EngineImpl final : public Engine {
   void ScheduleTrim();
   void TrimHistory();
 
-  // Live-event seam: Watch/Stream (a later issue) will fan events out to
-  // bounded per-watcher queues from here. Loop thread; never blocks.
+  // ---- engine_watch.cc: live events. Fans an event out to the bounded
+  // queues of matching watchers. Loop thread; never blocks on a watcher;
+  // costs one atomic load when nobody watches. `data`: received bytes.
   void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
-            uint64_t size = 0);
+            uint64_t size = 0, absl::string_view data = {},
+            absl::string_view message = {});
+  // Pushes the snapshot events of watcher `id` and activates it.
+  void TakeSnapshot(uint64_t id);
+  bool WatcherMatches(const Watcher& w, EventKind kind, uint64_t server_num,
+                      uint64_t conn_num, const Labels* labels) const;
 
   // ---- engine_conn.cc: connection I/O and closing.
   void StartConnection(Conn& c, absl::Duration ttl,
@@ -504,6 +517,14 @@ class EngineImpl final : public Engine {
   // destroyed by the destructor after the loop thread is joined (waiting
   // for lookups still running in libc). Its callbacks only post to io_.
   std::unique_ptr<ResolverPool> resolver_;
+
+  // Watchers: the loop pushes, gRPC threads drain.
+  absl::Mutex watch_mu_;
+  absl::flat_hash_map<uint64_t, std::unique_ptr<Watcher>> watchers_
+      ABSL_GUARDED_BY(watch_mu_);
+  uint64_t next_watcher_id_ ABSL_GUARDED_BY(watch_mu_) = 1;
+  // watchers_.size(), read by Emit without the lock.
+  std::atomic<size_t> watcher_count_{0};
 
   // ---- Loop thread only below.
   bool shutting_down_ = false;

@@ -374,7 +374,8 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
     return;
   }
   // Out of descriptors or memory (or stranger): back off, then try again.
-  Emit(EventKind::kError, server_num, 0);
+  Emit(EventKind::kError, server_num, 0, 0, {},
+       absl::StrCat("accept failed: ", error.message(), "; retrying"));
   listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
   listener.retry->async_wait(
       [this, server_num, index](const asio::error_code& e) {
@@ -398,7 +399,8 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
     ++s.info.counters.connections_rejected;
     socket.set_option(asio::socket_base::linger(true, 0), ec);
     socket.close(ec);
-    Emit(EventKind::kError, s.num, 0);
+    Emit(EventKind::kError, s.num, 0, 0, {},
+         "connection refused: agent connection or buffer limit reached");
     return;
   }
   auto conn = std::make_unique<Conn>();
@@ -457,7 +459,8 @@ void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
   }
   if (ec) {
     // Strange, but the server must not go deaf for good: try again later.
-    Emit(EventKind::kError, server_num, 0);
+    Emit(EventKind::kError, server_num, 0, 0, {},
+         absl::StrCat("udp receive failed: ", ec.message(), "; retrying"));
     UdpServerSocket& u = *s->udp_sockets[index];
     u.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
     u.retry->async_wait([this, server_num, index](const asio::error_code& e) {
@@ -509,7 +512,7 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
   ++c->counters.datagrams_received;
   c->counters.bytes_received += n;
   Touch(*c);
-  Emit(EventKind::kDataReceived, s.num, c->num, n);
+  Emit(EventKind::kDataReceived, s.num, c->num, n, absl::string_view(data, n));
   const Behavior& b = s.info.behavior;
   auto reply = [this, &s, c](std::string payload) {
     if (!SendSessionDatagram(*c, std::move(payload)).ok()) {

@@ -42,5 +42,7 @@ void AddConnectionCommands(CLI::App& app, Commands& commands);
 void AddDataCommands(CLI::App& app, Commands& commands);
 // cmd_matrix.cc: matrix (fleet only).
 void AddMatrixCommands(CLI::App& app, Commands& commands);
+// cmd_watch.cc: watch.
+void AddWatchCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

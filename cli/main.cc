@@ -255,6 +255,7 @@ int Main(int argc, char** argv) {
   AddConnectionCommands(app, commands);
   AddDataCommands(app, commands);
   AddMatrixCommands(app, commands);
+  AddWatchCommands(app, commands);
 
   try {
     app.parse(argc, argv);

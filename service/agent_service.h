@@ -26,7 +26,13 @@ struct AgentServiceOptions {
   std::string version = SOCKAGENT_VERSION;
   absl::Time started_at = absl::Now();
   uint64_t max_message_bytes = 4 << 20;  // Reported in GetHostInfo.
+  // Watch: each watcher's queue bound (events), and watchers at once (one
+  // more is RESOURCE_EXHAUSTED).
+  uint32_t watch_queue_events = kDefaultWatchQueueEvents;
+  uint32_t max_watchers = 64;
 };
+
+struct WatchRegistry;
 
 class AgentService final : public v1::SocketAgent::CallbackService {
  public:
@@ -34,6 +40,11 @@ class AgentService final : public v1::SocketAgent::CallbackService {
   // pointers must outlive the service (and the gRPC server serving it).
   AgentService(Engine* engine, ResolverPool* resolver,
                AgentServiceOptions options);
+  ~AgentService() override;
+
+  // Ends every Watch stream (OK) and refuses new ones, so a server
+  // shutdown does not wait out its grace period for watchers. Any thread.
+  void EndWatches();
 
   // Looks the host's fully qualified name up once, on the resolver pool,
   // and caches it for GetHostInfo (which reports "" until it is known).
@@ -92,6 +103,8 @@ class AgentService final : public v1::SocketAgent::CallbackService {
     std::string fqdn ABSL_GUARDED_BY(mu);
   };
   const std::shared_ptr<FqdnCache> fqdn_ = std::make_shared<FqdnCache>();
+  // Watch streams in progress; shared with their reactors.
+  const std::shared_ptr<WatchRegistry> watches_;
 };
 
 }  // namespace sockagent

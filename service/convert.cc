@@ -1,5 +1,6 @@
 #include "service/convert.h"
 
+#include <algorithm>
 #include <string>
 #include <utility>
 
@@ -517,6 +518,46 @@ absl::StatusOr<CloseMode> CloseModeFromProto(v1::CloseMode mode) {
     default:
       return UnknownEnum("close mode", mode);
   }
+}
+
+absl::StatusOr<WatchFilter> WatchFilterFromProto(
+    const v1::WatchRequest& request) {
+  WatchFilter filter;
+  filter.server_id = request.server_id();
+  filter.connection_id = request.connection_id();
+  for (int kind : request.kinds()) {
+    if (kind <= v1::EVENT_KIND_UNSPECIFIED || !v1::EventKind_IsValid(kind) ||
+        kind > kMaxEngineEventKind) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("watch: unknown event kind ", kind));
+    }
+    filter.kinds.push_back(static_cast<EngineEventKind>(kind));
+  }
+  filter.include_data_bytes =
+      std::min<size_t>(request.include_data_bytes(), kMaxWatchDataBytes);
+  filter.snapshot = request.snapshot();
+  for (const auto& [key, value] : request.label_selector()) {
+    filter.selector[key] = value;
+  }
+  return filter;
+}
+
+void EngineEventToProto(const EngineEvent& in, v1::Event* out) {
+  out->set_seq(in.seq);
+  TimeToProto(in.time, out->mutable_time());
+  out->set_kind(static_cast<v1::EventKind>(in.kind));
+  out->set_server_id(in.server_id);
+  out->set_connection_id(in.connection_id);
+  if (in.server) ServerInfoToProto(*in.server, out->mutable_server());
+  if (in.connection) {
+    ConnectionInfoToProto(*in.connection, out->mutable_connection());
+  }
+  out->set_size(in.size);
+  out->set_data(in.data);
+  if (in.peer) SocketAddressToProto(*in.peer, out->mutable_peer());
+  out->set_close_reason(CloseReasonToProto(in.close_reason));
+  out->set_message(in.message);
+  out->set_lost(in.lost);
 }
 
 }  // namespace sockagent

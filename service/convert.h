@@ -54,6 +54,11 @@ absl::StatusOr<ServerFilter> ServerFilterFromProto(
     const v1::ListServersRequest& request);
 absl::StatusOr<CloseMode> CloseModeFromProto(v1::CloseMode mode);
 v1::CloseReason CloseReasonToProto(CloseReason reason);
+// Unknown or UNSPECIFIED kinds are InvalidArgument; include_data_bytes is
+// capped at kMaxWatchDataBytes.
+absl::StatusOr<WatchFilter> WatchFilterFromProto(
+    const v1::WatchRequest& request);
+void EngineEventToProto(const EngineEvent& in, v1::Event* out);
 
 }  // namespace sockagent
 

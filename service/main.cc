@@ -68,6 +68,11 @@ ABSL_FLAG(uint32_t, closed_connections_kept, 1000,
           "Closed connections and stopped servers kept for listing.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
           "Default OpenClient connect timeout.");
+ABSL_FLAG(uint32_t, watch_queue_events, 1024,
+          "Events queued per Watch stream (1..65536); a watcher that falls "
+          "behind loses further events and is told how many.");
+ABSL_FLAG(uint32_t, max_watchers, 64,
+          "Watch streams at once; one more is RESOURCE_EXHAUSTED.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");
@@ -178,6 +183,12 @@ int Run(int argc, char** argv) {
        .shutdown_wait = absl::Milliseconds(200)});
   AgentServiceOptions service_options;
   service_options.max_message_bytes = static_cast<uint64_t>(max_message);
+  service_options.watch_queue_events = absl::GetFlag(FLAGS_watch_queue_events);
+  service_options.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  if (service_options.watch_queue_events < 1 ||
+      service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
+    return Fail("--watch_queue_events must be between 1 and 65536");
+  }
   AgentService service(engine->get(), &resolver, service_options);
 
   grpc::EnableDefaultHealthCheckService(true);
@@ -210,6 +221,9 @@ int Run(int argc, char** argv) {
   Log("info", absl::StrCat("received ", sig == SIGINT ? "SIGINT" : "SIGTERM",
                            ", shutting down"));
   server->GetHealthCheckService()->Shutdown();
+  // Watch streams never end by themselves: end them now so Shutdown does
+  // not wait out its grace period.
+  service.EndWatches();
   server->Shutdown(
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
   (*engine)->Shutdown();

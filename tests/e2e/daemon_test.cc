@@ -104,12 +104,12 @@ TEST(Daemon, UnimplementedStreamsSaySo) {
   ASSERT_TRUE(agent.ok()) << agent.status();
   auto stub = v1::SocketAgent::NewStub(ChannelTo((*agent)->address()));
   auto context = ContextWithDeadline();
-  auto reader = stub->Watch(context.get(), v1::WatchRequest());
-  v1::Event event;
-  EXPECT_FALSE(reader->Read(&event));
-  grpc::Status status = reader->Finish();
+  auto stream = stub->Stream(context.get());
+  v1::StreamResponse response;
+  EXPECT_FALSE(stream->Read(&response));
+  grpc::Status status = stream->Finish();
   if (status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
-    GTEST_SKIP() << "Watch is implemented now";
+    GTEST_SKIP() << "Stream is implemented now";
   }
   EXPECT_THAT(status.error_message(), HasSubstr("not implemented"));
 }
