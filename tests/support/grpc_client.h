@@ -4,12 +4,23 @@
 #define SOCKAGENT_TESTS_SUPPORT_GRPC_CLIENT_H_
 
 #include <grpcpp/grpcpp.h>
+#include <stdlib.h>
 
 #include <chrono>
 #include <memory>
 #include <string>
 
 namespace sockagent::testing {
+
+// A gRPC C++ client whose channel is idle (no call in progress) polls its
+// connection only every few seconds (the "backup poller", 5 s by default),
+// so it is slow to answer the GOAWAY and PING of a server shutting down; the
+// agent's graceful shutdown then waits out its whole --shutdown-grace.
+// Test processes keep idle channels to agents they stop, so they poll often,
+// as a busy client would. Set before the first channel starts gRPC.
+inline const bool kClientPollsOften =
+    setenv("GRPC_CLIENT_CHANNEL_BACKUP_POLL_INTERVAL_MS", "50",
+           /*overwrite=*/0) == 0;
 
 inline std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address) {
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
