@@ -19,6 +19,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 
@@ -88,22 +89,7 @@ class AgentFixture : public ::testing::Test {
     return stub_->Send(context.get(), request, &response);
   }
 
-  // The agent's resident set size in bytes, from /proc.
-  int64_t AgentRss() {
-    std::ifstream status("/proc/" + std::to_string(agent_->pid()) + "/status");
-    std::string line;
-    while (std::getline(status, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) {
-        std::vector<std::string> parts =
-            absl::StrSplit(line, ' ', absl::SkipEmpty());
-        int64_t kib = 0;
-        if (parts.size() >= 2 && absl::SimpleAtoi(parts[1], &kib)) {
-          return kib * 1024;
-        }
-      }
-    }
-    return -1;
-  }
+  int64_t AgentRss() { return ProcessRssBytes(agent_->pid()); }
 
   std::unique_ptr<AgentProcess> agent_;
   std::unique_ptr<v1::SocketAgent::Stub> stub_;

@@ -25,6 +25,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 #include "tests/support/subprocess.h"
@@ -85,23 +86,6 @@ grpc::Status CancelWatch(Watch& w) {
   return w.reader->Finish();
 }
 
-v1::Server StartHoldServer(v1::SocketAgent::Stub& stub) {
-  v1::StartServerRequest request;
-  request.set_transport(v1::TRANSPORT_TCP);
-  request.mutable_bind()->set_host("127.0.0.1");
-  request.mutable_behavior()->mutable_hold();
-  v1::StartServerResponse response;
-  auto context = ContextWithDeadline();
-  grpc::Status status = stub.StartServer(context.get(), request, &response);
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  return response.server();
-}
-
-SocketAddress AddressOf(const v1::Server& s) {
-  return Ip(s.local_addresses(0).ip(),
-            static_cast<uint16_t>(s.local_addresses(0).port()));
-}
-
 // Bytes the agent has read on server `id`, or nullopt when it cannot tell.
 std::optional<uint64_t> BytesReceived(v1::SocketAgent::Stub& stub,
                                       const std::string& id) {
@@ -127,7 +111,7 @@ class Traffic {
   Traffic(const std::string& agent_address, const v1::Server& server)
       : stub_(v1::SocketAgent::NewStub(ChannelTo(agent_address))),
         server_id_(server.id()),
-        to_(AddressOf(server)),
+        to_(FirstAddress(server)),
         thread_([this] { Run(); }) {}
   ~Traffic() { Stop(); }
 
@@ -228,7 +212,7 @@ TEST(WatchCancel, ManyCancelsNeitherLeakNorHang) {
   ASSERT_TRUE(agent.ok()) << agent.status();
   const std::string address = (*agent)->address();
   auto stub = v1::SocketAgent::NewStub(ChannelTo(address));
-  const v1::Server server = StartHoldServer(*stub);
+  const v1::Server server = StartLoopbackServer(*stub);
   ASSERT_FALSE(server.id().empty());
   Traffic traffic(address, server);
   ASSERT_TRUE(WaitFor([&] { return traffic.rounds() > 0; }, kStepTimeout))
@@ -387,7 +371,7 @@ TEST(WatchCancel, MaxWatchersIsResourceExhausted) {
       << third.status.error_message();
 
   // The refusal did not disturb the open ones: the second still gets events.
-  const v1::Server server = StartHoldServer(*stub);
+  const v1::Server server = StartLoopbackServer(*stub);
   v1::Event e;
   ASSERT_TRUE(second.reader->Read(&e));
   EXPECT_EQ(e.kind(), v1::EVENT_KIND_SERVER_STARTED);
@@ -425,7 +409,7 @@ TEST(WatchCancel, SigtermWithWatchersExitsZero) {
   ASSERT_TRUE(agent.ok()) << agent.status();
   const std::string address = (*agent)->address();
   auto stub = v1::SocketAgent::NewStub(ChannelTo(address));
-  const v1::Server server = StartHoldServer(*stub);
+  const v1::Server server = StartLoopbackServer(*stub);
 
   constexpr int kWatchers = 5;
   struct Watcher {
@@ -465,7 +449,7 @@ TEST(WatchCancel, SigtermWithWatchersExitsZero) {
                       kStepTimeout))
       << count(&Watcher::subscribed) << " subscribed";
   // Events in flight when the signal comes.
-  Fd client = TcpConnect(AddressOf(server));
+  Fd client = TcpConnect(FirstAddress(server));
   ASSERT_TRUE(client.valid());
   ASSERT_TRUE(WriteAll(client.get(), "hello"));
 

@@ -13,6 +13,7 @@
 #include "absl/time/clock.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 #include "tests/support/wait.h"
@@ -48,42 +49,18 @@ bool ReadUntil(Watcher& w, v1::EventKind kind, std::vector<v1::Event>* seen) {
   return false;
 }
 
+// A hold (or discard) server on 127.0.0.1.
 v1::Server StartServer(v1::SocketAgent::Stub& stub, bool discard,
                        v1::Transport transport = v1::TRANSPORT_TCP) {
-  v1::StartServerRequest request;
-  request.set_transport(transport);
-  request.mutable_bind()->set_host("127.0.0.1");
-  if (discard) {
-    request.mutable_behavior()->mutable_discard();
-  } else {
-    request.mutable_behavior()->mutable_hold();
-  }
-  v1::StartServerResponse response;
-  auto context = ContextWithDeadline();
-  grpc::Status status = stub.StartServer(context.get(), request, &response);
-  EXPECT_TRUE(status.ok()) << status.error_message();
-  return response.server();
-}
-
-SocketAddress AddressOf(const v1::Server& s) {
-  return Ip(s.local_addresses(0).ip(),
-            static_cast<uint16_t>(s.local_addresses(0).port()));
+  return StartLoopbackServer(stub, [&](v1::StartServerRequest& request) {
+    request.set_transport(transport);
+    if (discard) request.mutable_behavior()->mutable_discard();
+  });
 }
 
 uint64_t RssKib(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      uint64_t kib = 0;
-      std::string digits;
-      for (char c : line) {
-        if (c >= '0' && c <= '9') digits += c;
-      }
-      if (absl::SimpleAtoi(digits, &kib)) return kib;
-    }
-  }
-  return 0;
+  const int64_t bytes = ProcessRssBytes(pid);
+  return bytes < 0 ? 0 : static_cast<uint64_t>(bytes) / 1024;
 }
 
 TEST(Watch, HoldServerShowsAcceptedDataClosedWithClientAddress) {
@@ -96,7 +73,7 @@ TEST(Watch, HoldServerShowsAcceptedDataClosedWithClientAddress) {
   request.set_include_data_bytes(4);
   Watcher w = StartWatch(*stub, request);
 
-  Fd client = TcpConnect(AddressOf(server));
+  Fd client = TcpConnect(FirstAddress(server));
   const uint16_t port = LocalPort(client.get());
   ASSERT_TRUE(WriteAll(client.get(), "hello world"));
   std::vector<v1::Event> seen;
@@ -136,7 +113,7 @@ TEST(Watch, ConcurrentWatchersSeeOnlyTheirEvents) {
   Watcher wa = StartWatch(*stub, ra);
   Watcher wb = StartWatch(*stub, rb);
   for (const v1::Server* s : {&a, &b}) {
-    Fd c = TcpConnect(AddressOf(*s));
+    Fd c = TcpConnect(FirstAddress(*s));
     ASSERT_TRUE(WriteAll(c.get(), "x"));
   }
   std::vector<v1::Event> seen_a, seen_b;
@@ -186,7 +163,7 @@ TEST(Watch, StalledWatcherKeepsAgentMemoryBounded) {
   uint64_t rss_peak = 0;
   for (int sent = 0; sent < kDatagrams;) {
     for (int i = 0; i < kBurst && sent < kDatagrams; ++i, ++sent) {
-      ASSERT_TRUE(SendTo(peer.get(), payload, AddressOf(server)));
+      ASSERT_TRUE(SendTo(peer.get(), payload, FirstAddress(server)));
     }
     ASSERT_TRUE(WaitFor([&] {
       v1::ListServersRequest request;

@@ -1,0 +1,66 @@
+// Small helpers for end-to-end tests that drive a real agent over gRPC:
+// start a loopback server, find where it listens, and read the agent
+// process's memory.
+#ifndef SOCKAGENT_TESTS_SUPPORT_AGENT_RPC_H_
+#define SOCKAGENT_TESTS_SUPPORT_AGENT_RPC_H_
+
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "agent/types.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+#include "tests/support/grpc_client.h"
+#include "tests/support/posix_peer.h"
+
+namespace sockagent::testing {
+
+// A server on 127.0.0.1, port 0, with the hold behaviour unless `fill`
+// changes the request.
+template <typename Fill>
+v1::Server StartLoopbackServer(v1::SocketAgent::Stub& stub, Fill fill) {
+  v1::StartServerRequest request;
+  request.set_transport(v1::TRANSPORT_TCP);
+  request.mutable_bind()->set_host("127.0.0.1");
+  request.mutable_behavior()->mutable_hold();
+  fill(request);
+  v1::StartServerResponse response;
+  auto context = ContextWithDeadline();
+  grpc::Status status = stub.StartServer(context.get(), request, &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  return response.server();
+}
+inline v1::Server StartLoopbackServer(v1::SocketAgent::Stub& stub) {
+  return StartLoopbackServer(stub, [](v1::StartServerRequest&) {});
+}
+
+// The server's first bound address, for a plain peer to connect to.
+inline SocketAddress FirstAddress(const v1::Server& server) {
+  return Ip(server.local_addresses(0).ip(),
+            static_cast<uint16_t>(server.local_addresses(0).port()));
+}
+
+// Resident set size of process `pid` in bytes (VmRSS), or -1.
+inline int64_t ProcessRssBytes(pid_t pid) {
+  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) != 0) continue;
+    std::string digits;
+    for (char c : line) {
+      if (c >= '0' && c <= '9') digits += c;
+    }
+    int64_t kib = 0;
+    return absl::SimpleAtoi(digits, &kib) ? kib * 1024 : -1;
+  }
+  return -1;
+}
+
+}  // namespace sockagent::testing
+
+#endif  // SOCKAGENT_TESTS_SUPPORT_AGENT_RPC_H_
