@@ -17,20 +17,6 @@ namespace {
 
 class EngineReceiveCondition : public EngineTest {
  protected:
-  // A hold server with one plain client connected; returns the agent side.
-  std::string Connect(Fd* client) {
-    absl::StatusOr<ServerInfo> server =
-        sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-    EXPECT_TRUE(server.ok()) << server.status();
-    *client = TcpConnect(server->local_addresses[0]);
-    std::vector<ConnectionInfo> conns;
-    EXPECT_TRUE(WaitFor([&] {
-      conns = sync_->ConnectionsOf(server->id);
-      return conns.size() == 1;
-    }));
-    return conns.empty() ? "" : conns[0].id;
-  }
-
   // Waits until the agent buffered `n` bytes of `id`.
   bool Buffered(const std::string& id, uint64_t n) {
     return WaitFor([&] {
@@ -42,7 +28,7 @@ class EngineReceiveCondition : public EngineTest {
 
 TEST_F(EngineReceiveCondition, MinBytesWaitsForAllOfThem) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "abc"));
   ASSERT_TRUE(Buffered(id, 3));
   absl::Notification done;
@@ -66,7 +52,7 @@ TEST_F(EngineReceiveCondition, MinBytesWaitsForAllOfThem) {
 
 TEST_F(EngineReceiveCondition, UnmetMinBytesTakesNothingWhenTheWaitEnds) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "abc"));
   ASSERT_TRUE(Buffered(id, 3));
   ReceiveSpec spec;
@@ -85,7 +71,7 @@ TEST_F(EngineReceiveCondition, UnmetMinBytesTakesNothingWhenTheWaitEnds) {
 
 TEST_F(EngineReceiveCondition, MinBytesGivesWayAtEndOfStream) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "ab"));
   ::shutdown(client.get(), SHUT_WR);
   ReceiveSpec spec;
@@ -99,7 +85,7 @@ TEST_F(EngineReceiveCondition, MinBytesGivesWayAtEndOfStream) {
 
 TEST_F(EngineReceiveCondition, DelimiterTakesUpToItAndNoFurther) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "HTTP/1.1 200 OK\r"));
   ASSERT_TRUE(Buffered(id, 16));
   absl::Notification done;
@@ -125,7 +111,7 @@ TEST_F(EngineReceiveCondition, DelimiterTakesUpToItAndNoFurther) {
 
 TEST_F(EngineReceiveCondition, DelimiterNotFoundWithinMaxBytesReturnsMax) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "0123456789"));
   ASSERT_TRUE(Buffered(id, 10));
   ReceiveSpec spec;
@@ -139,7 +125,7 @@ TEST_F(EngineReceiveCondition, DelimiterNotFoundWithinMaxBytesReturnsMax) {
 
 TEST_F(EngineReceiveCondition, UnmetDelimiterTakesNothingWhenTheWaitEnds) {
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "no newline"));
   ASSERT_TRUE(Buffered(id, 10));
   ReceiveSpec spec;
@@ -158,7 +144,7 @@ TEST_F(EngineReceiveCondition, FullBufferCompletesAnUnmetCondition) {
   options.recv_buffer_bytes = 64 * 1024;
   MakeEngine(options);
   Fd client;
-  const std::string id = Connect(&client);
+  const std::string id = HoldServerWithClient(&client);
   const std::string block(options.recv_buffer_bytes, 'z');
   std::thread writer([&] { WriteAll(client.get(), block); });
   ReceiveSpec spec;

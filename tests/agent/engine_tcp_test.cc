@@ -26,20 +26,6 @@ class EngineTcpServer : public EngineTest {};
 class EngineTcpClient : public EngineTest {};
 class EngineConnection : public EngineTest {};
 
-// The connection a server accepted, once it shows up in listings.
-std::optional<ConnectionInfo> AcceptedBy(SyncEngine& sync,
-                                         const std::string& server_id,
-                                         size_t index = 0) {
-  std::optional<ConnectionInfo> out;
-  WaitFor([&] {
-    std::vector<ConnectionInfo> conns = sync.ConnectionsOf(server_id);
-    if (conns.size() <= index) return false;
-    out = conns[index];
-    return true;
-  });
-  return out;
-}
-
 TEST_F(EngineTcpServer, GreetingIsSentThenClosed) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting);
   spec.behavior.greeting = kGreeting;
@@ -507,14 +493,8 @@ TEST_F(EngineConnection, UnknownIdsAreNotFound) {
 class EngineConnectionPair : public EngineTest {
  protected:
   void Open() {
-    absl::StatusOr<ServerInfo> server =
-        sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-    ASSERT_TRUE(server.ok()) << server.status();
-    client_ = TcpConnect(server->local_addresses[0]);
-    ASSERT_TRUE(client_.valid());
-    std::optional<ConnectionInfo> conn = AcceptedBy(*sync_, server->id);
-    ASSERT_TRUE(conn.has_value());
-    id_ = conn->id;
+    id_ = HoldServerWithClient(&client_);
+    ASSERT_FALSE(id_.empty());
   }
   // Sends until the engine's send buffer is full (the kernel's buffers
   // fill first); returns the bytes accepted.

@@ -202,8 +202,37 @@ inline ClientSpec ClientTo(const SocketAddress& to,
 }
 
 // A fresh engine per test, shut down at the end.
+// The connection a server accepted, once it shows up in listings.
+inline std::optional<ConnectionInfo> AcceptedBy(SyncEngine& sync,
+                                                const std::string& server_id,
+                                                size_t index = 0) {
+  std::optional<ConnectionInfo> out;
+  WaitFor([&] {
+    std::vector<ConnectionInfo> conns = sync.ConnectionsOf(server_id);
+    if (conns.size() <= index) return false;
+    out = conns[index];
+    return true;
+  });
+  return out;
+}
+
 class EngineTest : public ::testing::Test {
  protected:
+  // A hold server on 127.0.0.1 with one plain client connected to it;
+  // returns the id of the connection the engine accepted ("" on failure,
+  // after a test failure was recorded).
+  std::string HoldServerWithClient(Fd* client) {
+    absl::StatusOr<ServerInfo> server =
+        sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) return "";
+    *client = TcpConnect(server->local_addresses[0]);
+    EXPECT_TRUE(client->valid());
+    std::optional<ConnectionInfo> conn = AcceptedBy(*sync_, server->id);
+    EXPECT_TRUE(conn.has_value());
+    return conn.has_value() ? conn->id : "";
+  }
+
   void SetUp() override { MakeEngine(EngineOptions{}); }
   void MakeEngine(const EngineOptions& options) {
     engine_.reset();
