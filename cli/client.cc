@@ -6,13 +6,56 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proto/local_agent_socket.h"
 
 namespace sockctl {
 int UsageError(absl::string_view message) {
   std::fprintf(stderr, "sockctl: %.*s\n", static_cast<int>(message.size()),
                message.data());
   return kExitUsage;
+}
+
+std::string DefaultAgent() {
+  return absl::StrCat("unix:", sockagent::LocalAgentSocketPath());
+}
+
+std::string ExplainConnectFailure(absl::string_view message,
+                                  const TlsOptions& tls) {
+  const std::string lower = absl::AsciiStrToLower(message);
+  auto has = [&](absl::string_view s) { return absl::StrContains(lower, s); };
+  const bool closed = has("socket closed") || has("connection reset");
+  std::string why;
+  if (tls.enabled) {
+    if (has("certificate verify failed") || has("certificate_verify_failed")) {
+      why =
+          "TLS handshake failed: the agent's certificate is not trusted (not "
+          "signed by the --tls-ca given, or by a system CA without --tls-ca)";
+    } else if (has("is not in peer certificate")) {
+      why =
+          "TLS handshake failed: the agent's certificate does not carry the "
+          "name we expect (the host of --agent, or --tls-server-name)";
+    } else if (has("wrong version number") || has("wrong_version_number") ||
+               has("packet length") || has("http request")) {
+      why = "TLS handshake failed: the agent does not speak TLS (drop --tls-*)";
+    } else if (closed || has("alert") || has("handshake")) {
+      why = tls.cert.empty()
+                ? "TLS handshake failed: the agent closed the connection; it "
+                  "requires a client certificate (mutual TLS): pass "
+                  "--tls-cert and --tls-key"
+                : "TLS handshake failed: the agent refused our client "
+                  "certificate (is it signed by the agent's "
+                  "--tls-client-ca?)";
+    }
+  } else if (closed) {
+    why =
+        "the agent closed the connection at once: it may require TLS (pass "
+        "--tls-ca, and --tls-cert/--tls-key for mutual TLS)";
+  }
+  if (why.empty()) return std::string(message);
+  return absl::StrCat(why, " [", message, "]");
 }
 
 absl::StatusOr<absl::Duration> ParseTimeout(absl::string_view text) {
@@ -39,9 +82,20 @@ AgentClient::AgentClient(GlobalOptions options) : options_(std::move(options)) {
   // The agent bounds its own responses (Limits.max_message_bytes); the
   // client's 4 MiB default would reject a large Receive the agent allows.
   args.SetMaxReceiveMessageSize(-1);
-  // TODO(security): TLS credentials once the agent serves TLS.
-  channel_ = grpc::CreateCustomChannel(
-      options_.agent, grpc::InsecureChannelCredentials(), args);
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  if (options_.tls.enabled) {
+    grpc::SslCredentialsOptions ssl;
+    ssl.pem_root_certs = options_.tls.ca;
+    ssl.pem_cert_chain = options_.tls.cert;
+    ssl.pem_private_key = options_.tls.key;
+    credentials = grpc::SslCredentials(ssl);
+    if (!options_.tls.server_name.empty()) {
+      args.SetSslTargetNameOverride(options_.tls.server_name);
+    }
+  } else {
+    credentials = grpc::InsecureChannelCredentials();
+  }
+  channel_ = grpc::CreateCustomChannel(options_.agent, credentials, args);
   agent_ = sockagent::v1::SocketAgent::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
 }
@@ -82,6 +136,9 @@ CallFailure AgentClient::Describe(const grpc::Status& status) const {
   failure.unreachable =
       transport_failure &&
       channel_->GetState(/*try_to_connect=*/false) != GRPC_CHANNEL_READY;
+  if (failure.unreachable) {
+    failure.message = ExplainConnectFailure(failure.message, options_.tls);
+  }
   failure.exit_code = failure.unreachable
                           ? kExitUnreachable
                           : kExitRpcBase + static_cast<int>(code);

@@ -36,7 +36,11 @@ inline constexpr int kExitRpcBase = 10;  // + the gRPC status code.
 // that ran its full length still arrives.
 inline constexpr absl::Duration kWaitSlack = absl::Seconds(5);
 
-inline constexpr char kDefaultAgent[] = "127.0.0.1:7878";
+// The agent used when neither --agent nor $SOCKAGENT_ADDR names one: the
+// owner-only UNIX socket the daemon serves by default
+// (proto/local_agent_socket.h), "unix:/run/sockagent/sockagentd.sock" as
+// root.
+std::string DefaultAgent();
 inline constexpr char kAgentEnv[] = "SOCKAGENT_ADDR";
 inline constexpr char kTokenEnv[] = "SOCKAGENT_TOKEN";
 
@@ -62,12 +66,28 @@ struct CallFailure {
   std::string Detail() const;
 };
 
+// TLS towards the agent: contents of the PEM files, not their paths.
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca;           // --tls-ca: trusted roots; "" = the system's.
+  std::string cert;         // --tls-cert: client certificate (mutual TLS).
+  std::string key;          // --tls-key.
+  std::string server_name;  // --tls-server-name: expected name in the cert.
+};
+
 struct GlobalOptions {
-  std::string agent = kDefaultAgent;  // Already validated.
+  std::string agent;  // Already validated.
   absl::Duration timeout = absl::Seconds(5);
   bool json = false;
   std::string token;  // Empty: no authorization metadata.
+  TlsOptions tls;
 };
+
+// gRPC's message for a connection that failed, with what it means in words
+// when it is a TLS problem (the agent refused our certificate or sent none
+// we trust, or one side does not speak TLS); else `message` unchanged.
+std::string ExplainConnectFailure(absl::string_view message,
+                                  const TlsOptions& tls);
 
 class AgentClient final {
  public:

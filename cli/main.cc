@@ -4,9 +4,12 @@
 //           VERB [ARGS...]
 //
 // Global options may come before or after the verb. --agent defaults to
-// $SOCKAGENT_ADDR, else 127.0.0.1:7878. The bearer token sent on every call
-// as `authorization: Bearer <token>` comes from the agent's token-file= in
-// the inventory, else --token-file, else $SOCKAGENT_TOKEN.
+// $SOCKAGENT_ADDR, else the agent's default owner-only UNIX socket
+// (unix:/run/sockagent/sockagentd.sock as root; proto/local_agent_socket.h).
+// --tls-ca/--tls-cert/--tls-key/--tls-server-name talk TLS to the agent. The
+// bearer token sent on every call as `authorization: Bearer <token>` comes from
+// the agent's token-file= in the inventory, else --token-file, else
+// $SOCKAGENT_TOKEN.
 //
 // Several agents (--agent repeated, or an inventory; format in inventory.h
 // and `sockctl --help`): info, hostname, health, resolve, server list and
@@ -30,11 +33,14 @@
 // given). Errors print one line to stderr: `sockctl: NOT_FOUND: <agent's
 // message>`, or `sockctl: cannot reach agent at ADDR: <gRPC's message>`; for
 // one agent of several `sockctl: NAME: CODE: <message>`.
+#include <grpc/support/log.h>
+
 #include <CLI/CLI.hpp>
 #include <cstdio>
 #include <cstdlib>
 #include <set>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -73,7 +79,10 @@ the inventory's directory). '#' starts a comment; blank lines are ignored.
   db-1     [fd00::12]:7878
 
 Environment:
-  SOCKAGENT_ADDR   default for --agent (else 127.0.0.1:7878)
+  SOCKAGENT_ADDR   default for --agent (else the agent's default socket:
+                   unix:/run/sockagent/sockagentd.sock as root, else
+                   unix:$XDG_RUNTIME_DIR/sockagent/sockagentd.sock or
+                   unix:/tmp/sockagent-UID/sockagentd.sock)
   SOCKAGENT_TOKEN  sent on every call as 'authorization: Bearer <token>'
                    (unless --token-file or an inventory token-file is given)
 
@@ -107,7 +116,39 @@ struct AgentFlags {
   std::vector<std::string> agents;  // --agent, in order.
   std::string inventory;            // --inventory; "" when not given.
   std::string token_file;           // --token-file; "" when not given.
+  std::string tls_ca;               // --tls-ca and the rest: paths.
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
 };
+
+// TLS from the --tls-* flags: PEM contents read here so that a missing file
+// is a usage error before any call.
+absl::StatusOr<TlsOptions> TlsFromFlags(const AgentFlags& flags) {
+  TlsOptions tls;
+  tls.enabled = !flags.tls_ca.empty() || !flags.tls_cert.empty() ||
+                !flags.tls_key.empty() || !flags.tls_server_name.empty();
+  if (!tls.enabled) return tls;
+  if (flags.tls_cert.empty() != flags.tls_key.empty()) {
+    return absl::InvalidArgumentError(
+        "--tls-cert and --tls-key go together (a client certificate and its "
+        "key)");
+  }
+  tls.server_name = flags.tls_server_name;
+  for (auto [flag, path, out] :
+       {std::tuple{"--tls-ca", &flags.tls_ca, &tls.ca},
+        std::tuple{"--tls-cert", &flags.tls_cert, &tls.cert},
+        std::tuple{"--tls-key", &flags.tls_key, &tls.key}}) {
+    if (path->empty()) continue;
+    absl::StatusOr<std::string> pem = ReadConfigFile(*path);
+    if (!pem.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid ", flag, ": ", pem.status().message()));
+    }
+    *out = *std::move(pem);
+  }
+  return tls;
+}
 
 // The token to send when an agent has none of its own: --token-file, else
 // $SOCKAGENT_TOKEN, else none.
@@ -175,6 +216,9 @@ absl::StatusOr<std::vector<FleetMember>> Members(const AgentFlags& flags,
   absl::StatusOr<std::string> token = DefaultToken(flags);
   if (!token.ok()) return token.status();
   common.token = *std::move(token);
+  absl::StatusOr<TlsOptions> tls = TlsFromFlags(flags);
+  if (!tls.ok()) return tls.status();
+  common.tls = *std::move(tls);
   if (!flags.inventory.empty()) return FromInventory(flags.inventory, common);
 
   std::vector<std::string> addresses = flags.agents;
@@ -185,7 +229,7 @@ absl::StatusOr<std::vector<FleetMember>> Members(const AgentFlags& flags,
       addresses.push_back(env);
       source = kAgentEnv;
     } else {
-      addresses.push_back(kDefaultAgent);
+      addresses.push_back(DefaultAgent());
     }
   }
   std::vector<FleetMember> members;
@@ -228,7 +272,8 @@ int Main(int argc, char** argv) {
       app.add_option(
              "--agent", flags.agents,
              "Agent address: HOST:PORT, [IPV6]:PORT or unix:PATH (default: "
-             "$SOCKAGENT_ADDR, else 127.0.0.1:7878); repeat for several agents")
+             "$SOCKAGENT_ADDR, else the agent's default UNIX socket); repeat "
+             "for several agents")
           ->type_name("ADDR")
           ->allow_extra_args(false);
   CLI::Option* inventory_opt =
@@ -241,6 +286,19 @@ int Main(int argc, char** argv) {
                  "File holding the bearer token (instead of "
                  "$SOCKAGENT_TOKEN); an inventory's token-file= wins")
       ->type_name("FILE");
+  app.add_option("--tls-ca", flags.tls_ca,
+                 "Talk TLS; trust agents whose certificate this PEM CA file "
+                 "signed (default with other --tls-* flags: the system CAs)")
+      ->type_name("FILE");
+  app.add_option("--tls-cert", flags.tls_cert,
+                 "Client certificate (PEM) for mutual TLS, with --tls-key")
+      ->type_name("FILE");
+  app.add_option("--tls-key", flags.tls_key, "Private key (PEM) of --tls-cert")
+      ->type_name("FILE");
+  app.add_option("--tls-server-name", flags.tls_server_name,
+                 "Name the agent's certificate must carry (default: the host "
+                 "of --agent)")
+      ->type_name("NAME");
   app.add_option("--timeout", timeout,
                  "Deadline of each call, e.g. 5s, 500ms, 1m, 1.5s")
       ->type_name("DURATION")
@@ -302,5 +360,10 @@ int main(int argc, char** argv) {
   // would skip nsswitch and wait on DNS for names the hosts file answers.
   // Set before gRPC reads its configuration; an explicit setting wins.
   setenv("GRPC_DNS_RESOLVER", "native", /*overwrite=*/0);
+  // gRPC's own error lines ("E1125 ... Handshake failed ...") repeat what
+  // sockctl's one-line error says in words; GRPC_VERBOSITY brings them back.
+  if (std::getenv("GRPC_VERBOSITY") == nullptr) {
+    gpr_set_log_function([](gpr_log_func_args*) {});
+  }
   return sockctl::Main(argc, argv);
 }

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "agent/host_info.h"
+#include "service/auth.h"
 #include "service/convert.h"
 #include "service/status_mapping.h"
 
@@ -353,6 +354,8 @@ void AgentService::StartFqdnLookup() {
 grpc::ServerUnaryReactor* AgentService::StartServer(
     grpc::CallbackServerContext* context, const v1::StartServerRequest* request,
     v1::StartServerResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto spec = ServerSpecFromProto(*request);
   if (!spec.ok()) return FinishNow(context, spec.status());
@@ -367,6 +370,8 @@ grpc::ServerUnaryReactor* AgentService::StartServer(
 grpc::ServerUnaryReactor* AgentService::StopServer(
     grpc::CallbackServerContext* context, const v1::StopServerRequest* request,
     v1::StopServerResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto selector = SelectorFromProto(request->id(), request->label_selector());
   if (!selector.ok()) return FinishNow(context, selector.status());
@@ -385,6 +390,8 @@ grpc::ServerUnaryReactor* AgentService::StopServer(
 grpc::ServerUnaryReactor* AgentService::ListServers(
     grpc::CallbackServerContext* context, const v1::ListServersRequest* request,
     v1::ListServersResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto filter = ServerFilterFromProto(*request);
   if (!filter.ok()) return FinishNow(context, filter.status());
@@ -403,6 +410,8 @@ grpc::ServerUnaryReactor* AgentService::ListServers(
 grpc::ServerUnaryReactor* AgentService::OpenClient(
     grpc::CallbackServerContext* context, const v1::OpenClientRequest* request,
     v1::OpenClientResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto spec = ClientSpecFromProto(*request);
   if (!spec.ok()) return FinishNow(context, spec.status());
@@ -419,6 +428,8 @@ grpc::ServerUnaryReactor* AgentService::ListConnections(
     grpc::CallbackServerContext* context,
     const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto filter = ConnectionFilterFromProto(*request);
   if (!filter.ok()) return FinishNow(context, filter.status());
@@ -437,6 +448,8 @@ grpc::ServerUnaryReactor* AgentService::ListConnections(
 grpc::ServerUnaryReactor* AgentService::Send(
     grpc::CallbackServerContext* context, const v1::SendRequest* request,
     v1::SendResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   if (request->connection_id().empty()) {
     return FinishNow(context,
@@ -454,6 +467,8 @@ grpc::ServerUnaryReactor* AgentService::Send(
 grpc::ServerUnaryReactor* AgentService::Receive(
     grpc::CallbackServerContext* context, const v1::ReceiveRequest* request,
     v1::ReceiveResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   if (request->connection_id().empty()) {
     return FinishNow(context,
@@ -482,6 +497,8 @@ grpc::ServerUnaryReactor* AgentService::CloseConnection(
     grpc::CallbackServerContext* context,
     const v1::CloseConnectionRequest* request,
     v1::CloseConnectionResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   if (engine_ == nullptr) return FinishNow(context, NoEngine());
   auto selector = SelectorFromProto(request->id(), request->label_selector());
   if (!selector.ok()) return FinishNow(context, selector.status());
@@ -501,6 +518,9 @@ grpc::ServerUnaryReactor* AgentService::CloseConnection(
 
 grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
     grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return new RefusedReactor<grpc::ServerWriteReactor<v1::Event>>(
+        ToGrpcStatus(s));
   auto shared = std::make_shared<WatchShared>();
   auto* reactor = new WatchReactor(engine_, watches_, shared);
   absl::Status refused;
@@ -531,6 +551,10 @@ grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>*
 AgentService::Stream(grpc::CallbackServerContext* context) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return new RefusedReactor<
+        grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>>(
+        ToGrpcStatus(s));
   return new UnimplementedReactor<
       grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>>("Stream");
 }
@@ -538,6 +562,8 @@ AgentService::Stream(grpc::CallbackServerContext* context) {
 grpc::ServerUnaryReactor* AgentService::Resolve(
     grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
     v1::ResolveResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   const absl::Time start = absl::Now();
   std::optional<ResolveQuery> forward;
   if (!request->reverse()) {
@@ -589,6 +615,8 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
 grpc::ServerUnaryReactor* AgentService::GetHostInfo(
     grpc::CallbackServerContext* context, const v1::GetHostInfoRequest* request,
     v1::HostInfo* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
   // getifaddrs and uname answer from the kernel at once; no lookup here.
   auto details = ReadHostDetails();
   if (!details.ok()) return FinishNow(context, details.status());

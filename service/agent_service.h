@@ -30,6 +30,9 @@ struct AgentServiceOptions {
   // more is RESOURCE_EXHAUSTED).
   uint32_t watch_queue_events = kDefaultWatchQueueEvents;
   uint32_t max_watchers = 64;
+  // Every SocketAgent call must carry `authorization: Bearer <token>`
+  // with this token (see service/auth.h); empty: no token needed.
+  std::string bearer_token;
 };
 
 struct WatchRegistry;

@@ -1,12 +1,19 @@
 #include "service/daemon_options.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
+#include <unistd.h>
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "proto/local_agent_socket.h"
 
 namespace sockagent {
 namespace {
@@ -30,6 +37,63 @@ absl::Status Bad(absl::string_view text, absl::string_view why) {
 }
 
 }  // namespace
+
+std::string DefaultListen() {
+  return absl::StrCat("unix:", LocalAgentSocketPath());
+}
+
+absl::Status PreparePrivateDir(const std::string& dir) {
+  if (mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot create ", dir, ": ", strerror(errno)));
+  }
+  struct stat st;
+  if (lstat(dir.c_str(), &st) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot inspect ", dir, ": ", strerror(errno)));
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir,
+                     " is not a directory (a symbolic link or a file is "
+                     "refused): remove it or pass --listen"));
+  }
+  if (st.st_uid != geteuid()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " belongs to uid ", st.st_uid,
+                     ", not to this user (uid ", geteuid(),
+                     "): another user could reach the socket; remove it or "
+                     "pass --listen"));
+  }
+  if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, " is writable by group or others (mode ",
+                     absl::StrFormat("%04o", st.st_mode & 07777),
+                     "): chmod 0700 it or pass --listen"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckUnixSocketFree(const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("UNIX socket path too long: ", path));
+  }
+  memcpy(addr.sun_path, path.data(), path.size());
+  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return absl::OkStatus();
+  const bool live =
+      connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0;
+  close(fd);
+  if (live) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("another agent already serves on unix:", path,
+                     "; stop it first or pass another --listen"));
+  }
+  return absl::OkStatus();
+}
 
 std::string ListenAddress::GrpcTarget() const { return Display(port); }
 

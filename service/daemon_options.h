@@ -12,7 +12,9 @@
 
 namespace sockagent {
 
-inline constexpr absl::string_view kDefaultListen = "127.0.0.1:7878";
+// --listen when none is given: the owner-only UNIX socket of
+// proto/local_agent_socket.h.
+std::string DefaultListen();
 
 struct ListenAddress {
   std::string host;       // Without brackets; empty for UNIX.
@@ -31,6 +33,18 @@ struct ListenAddress {
 // agent must know what it exposes). INVALID_ARGUMENT with the reason
 // otherwise.
 absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text);
+
+// Makes `dir` the private directory of the default socket: creates it with
+// mode 0700 if missing; refuses (FAILED_PRECONDITION, saying why) one that
+// is not a directory, is owned by another user, or that group or others may
+// write to.
+absl::Status PreparePrivateDir(const std::string& dir);
+
+// Before serving on UNIX socket `path`: FAILED_PRECONDITION when an agent
+// (anything accepting connections) already serves there, so a second
+// daemon does not silently take over a live socket; a stale socket file
+// left by a killed agent is fine (gRPC replaces it).
+absl::Status CheckUnixSocketFree(const std::string& path);
 
 // Rewrites "--foo-bar[=v]" to "--foo_bar[=v]" so flags may be spelled with
 // dashes (Abseil's flag names are identifiers). Stops at "--".

@@ -4,14 +4,24 @@
 // Prints exactly one line to stdout once serving:
 //   sockagentd serving on 127.0.0.1:7878
 // (tests and scripts read the real address from it when --listen has port
-// 0). Logs go to stderr. SIGINT/SIGTERM stop it cleanly with exit 0.
+// 0). Logs go to stderr, one logfmt line per event (service/log.h).
+// SIGINT/SIGTERM stop it cleanly with exit 0.
+//
+// Access: by default it serves an owner-only UNIX socket (see
+// proto/local_agent_socket.h); a TCP --listen needs a bearer token
+// (--token-file) or TLS (--tls-cert/--tls-key, mutual with --tls-client-ca),
+// or an explicit --insecure.
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <vector>
@@ -21,19 +31,48 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/engine.h"
 #include "agent/resolver.h"
+#include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
+#include "service/auth.h"
 #include "service/daemon_options.h"
+#include "service/log.h"
+#include "service/rpc_log.h"
 
-ABSL_FLAG(std::string, listen, std::string(sockagent::kDefaultListen),
+// Access control, logging and keepalive (see README "Security").
+ABSL_FLAG(std::string, listen, "",
           "Control API address: HOST:PORT, [IPV6]:PORT or unix:/PATH. Port 0 "
-          "picks a free port (printed on stdout).");
+          "picks a free port (printed on stdout). Default: the owner-only "
+          "UNIX socket /run/sockagent/sockagentd.sock as root, else "
+          "$XDG_RUNTIME_DIR/sockagent/sockagentd.sock (or "
+          "/tmp/sockagent-UID/sockagentd.sock).");
 ABSL_FLAG(bool, insecure, false,
-          "Allow --listen on a non-loopback address without authentication. "
-          "Anyone who reaches the port can then open sockets on this host.");
+          "Allow a TCP --listen without a token or TLS. Anyone who reaches "
+          "the port (every local user on loopback) can then open sockets and "
+          "dial out from this host.");
+ABSL_FLAG(std::string, token_file, "",
+          "File holding the bearer token every SocketAgent call must carry "
+          "as 'authorization: Bearer <token>' (surrounding whitespace "
+          "trimmed).");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate chain of the agent: serve TLS (with --tls-key).");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key of --tls-cert.");
+ABSL_FLAG(std::string, tls_client_ca, "",
+          "PEM CA certificate(s): clients must present a certificate signed "
+          "by one of them (mutual TLS).");
+ABSL_FLAG(std::string, log_level, "info",
+          "Least severe log lines written: debug, info, warn or error.");
+ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
+          "Ping a client whose calls are open but silent this long.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
+          "Close the connection when a keepalive ping is not answered within "
+          "this (its calls end CANCELLED/UNAVAILABLE).");
+ABSL_FLAG(absl::Duration, max_connection_idle, absl::Minutes(30),
+          "Close (GOAWAY) a client connection with no call for this long.");
 ABSL_FLAG(int32_t, resolver_threads, 4, "Threads running name lookups.");
 ABSL_FLAG(int32_t, resolver_queue, 256,
           "Lookups that may wait for a resolver thread; beyond it Resolve "
@@ -80,17 +119,82 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
 namespace sockagent {
 namespace {
 
-void Log(absl::string_view level, absl::string_view message) {
-  std::string line =
-      absl::StrCat(absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                                    absl::UTCTimeZone()),
-                   " ", level, " sockagentd: ", message, "\n");
-  fputs(line.c_str(), stderr);
+int Fail(absl::string_view message) {
+  LogEvent(LogLevel::kError, "fatal", {{"msg", std::string(message)}});
+  return 1;
 }
 
-int Fail(absl::string_view message) {
-  Log("error", message);
-  return 1;
+int MillisFlag(absl::Duration d) {
+  return static_cast<int>(
+      std::min<int64_t>(absl::ToInt64Milliseconds(d), INT32_MAX));
+}
+
+// What guards the control API, decided from the flags before anything is
+// started. Refuses a TCP listen without a token or TLS unless --insecure.
+struct Access {
+  TlsFiles tls;
+  std::string token;
+  std::string mode;  // For the start line: "unix-socket", "token+mtls", ...
+};
+
+absl::StatusOr<Access> AccessFromFlags(const ListenAddress& listen) {
+  Access access;
+  access.tls = {absl::GetFlag(FLAGS_tls_cert), absl::GetFlag(FLAGS_tls_key),
+                absl::GetFlag(FLAGS_tls_client_ca)};
+  if (const std::string path = absl::GetFlag(FLAGS_token_file); !path.empty()) {
+    bool loose = false;
+    auto token = LoadTokenFile(path, &loose);
+    if (!token.ok()) return token.status();
+    access.token = *std::move(token);
+    if (loose) {
+      LogEvent(LogLevel::kWarn, "token_file_readable",
+               {{"path", path},
+                {"msg",
+                 "group or others may read the token file; chmod "
+                 "0600 it"}});
+    }
+  }
+  const bool tls = !access.tls.cert.empty();
+  std::vector<std::string> parts;
+  if (!access.token.empty()) parts.push_back("token");
+  if (tls) parts.push_back(access.tls.client_ca.empty() ? "tls" : "mtls");
+  if (!listen.unix_path.empty()) parts.push_back("unix-socket");
+  if (parts.empty()) {
+    const std::string target = listen.GrpcTarget();
+    if (!absl::GetFlag(FLAGS_insecure)) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "refusing to listen on ", target, " without authentication: ",
+          listen.loopback
+              ? "every local user could open sockets and dial out from this "
+                "host through it"
+              : "it is not a loopback address; anyone reaching it could open "
+                "sockets and dial out from this host",
+          ". Pass --token-file FILE and/or --tls-cert/--tls-key (mutual TLS: "
+          "--tls-client-ca), listen on unix:/PATH (the default), or pass "
+          "--insecure to do it anyway."));
+    }
+    LogEvent(LogLevel::kWarn, "insecure",
+             {{"listen", target},
+              {"msg", listen.loopback
+                          ? "INSECURE: serving without authentication "
+                            "(--insecure): every local user can drive this "
+                            "agent"
+                          : "INSECURE: serving a non-loopback address without "
+                            "authentication (--insecure): ANYONE ON THE "
+                            "NETWORK can open sockets and dial out from this "
+                            "host"}});
+    access.mode = "none";
+    return access;
+  }
+  if (!tls && !access.token.empty() && !listen.loopback) {
+    LogEvent(LogLevel::kWarn, "token_in_clear",
+             {{"listen", listen.GrpcTarget()},
+              {"msg",
+               "the bearer token crosses the network unencrypted; add "
+               "--tls-cert/--tls-key"}});
+  }
+  access.mode = absl::StrJoin(parts, "+");
+  return access;
 }
 
 absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
@@ -143,18 +247,25 @@ int Run(int argc, char** argv) {
                              "\" (sockagentd takes flags only; see --help)"));
   }
 
-  auto listen = ParseListenAddress(absl::GetFlag(FLAGS_listen));
+  auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
+  if (!log_level.ok()) return Fail(log_level.status().message());
+  SetLogLevel(*log_level);
+  RouteGrpcLogs();
+  const bool default_listen = absl::GetFlag(FLAGS_listen).empty();
+  auto listen = ParseListenAddress(
+      default_listen ? DefaultListen() : absl::GetFlag(FLAGS_listen));
   if (!listen.ok()) return Fail(listen.status().message());
-  if (!listen->loopback) {
-    if (!absl::GetFlag(FLAGS_insecure)) {
-      return Fail(absl::StrCat(
-          "refusing to listen on ", listen->GrpcTarget(),
-          ": it is not a loopback address and no authentication is "
-          "configured; anyone reaching it could open sockets on this host. "
-          "Pass --insecure to do it anyway."));
+  auto access = AccessFromFlags(*listen);
+  if (!access.ok()) return Fail(access.status().message());
+  auto credentials = ServerCredentials(access->tls);
+  if (!credentials.ok()) return Fail(credentials.status().message());
+  if (!listen->unix_path.empty()) {
+    if (default_listen) {
+      absl::Status dir = PreparePrivateDir(LocalAgentSocketDir());
+      if (!dir.ok()) return Fail(dir.message());
     }
-    Log("warning", absl::StrCat("INSECURE: serving ", listen->GrpcTarget(),
-                                " without authentication (--insecure)"));
+    absl::Status free = CheckUnixSocketFree(listen->unix_path);
+    if (!free.ok()) return Fail(free.message());
   }
   const int max_message = absl::GetFlag(FLAGS_max_message_bytes);
   if (max_message < 64 * 1024) {
@@ -185,6 +296,7 @@ int Run(int argc, char** argv) {
   service_options.max_message_bytes = static_cast<uint64_t>(max_message);
   service_options.watch_queue_events = absl::GetFlag(FLAGS_watch_queue_events);
   service_options.max_watchers = absl::GetFlag(FLAGS_max_watchers);
+  service_options.bearer_token = access->token;
   if (service_options.watch_queue_events < 1 ||
       service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
     return Fail("--watch_queue_events must be between 1 and 65536");
@@ -195,16 +307,45 @@ int Run(int argc, char** argv) {
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int port = 0;
-  builder.AddListeningPort(listen->GrpcTarget(),
-                           grpc::InsecureServerCredentials(), &port);
+  builder.AddListeningPort(listen->GrpcTarget(), *credentials, &port);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
+  // Keepalive: calls that stay open (Watch, Stream, a waiting Receive) on a
+  // connection whose client vanished end within time + timeout. Clients may
+  // ping every 10 s without being told off (gRPC's default is 5 min).
+  builder.AddChannelArgument(GRPC_ARG_KEEPALIVE_TIME_MS,
+                             MillisFlag(absl::GetFlag(FLAGS_keepalive_time)));
+  builder.AddChannelArgument(
+      GRPC_ARG_KEEPALIVE_TIMEOUT_MS,
+      MillisFlag(absl::GetFlag(FLAGS_keepalive_timeout)));
+  builder.AddChannelArgument(
+      GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 10000);
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+      MillisFlag(absl::GetFlag(FLAGS_max_connection_idle)));
+  // A connection that never finishes its TLS handshake is closed after 10 s.
+  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  builder.experimental().SetInterceptorCreators(RpcLogInterceptors());
+  // The socket is created owner-only (mode 0600) from the start: no window
+  // in which another user could connect.
+  const bool unix_socket = !listen->unix_path.empty();
+  const mode_t old_umask = umask(0177);
+  if (!unix_socket) umask(old_umask);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (unix_socket) umask(old_umask);
   if (server == nullptr || (listen->unix_path.empty() && port == 0)) {
     return Fail(absl::StrCat("cannot listen on ", listen->GrpcTarget(),
-                             ": address in use, not local, or not "
-                             "permitted"));
+                             ": address in use, not local, or not permitted",
+                             access->tls.cert.empty()
+                                 ? ""
+                                 : ", or the TLS certificate and key do not "
+                                   "match or cannot be parsed"));
+  }
+  if (!listen->unix_path.empty() &&
+      chmod(listen->unix_path.c_str(), 0600) != 0) {
+    return Fail(absl::StrCat("cannot chmod 0600 ", listen->unix_path, ": ",
+                             strerror(errno)));
   }
   server->GetHealthCheckService()->SetServingStatus("sockagent.v1.SocketAgent",
                                                     true);
@@ -213,13 +354,19 @@ int Run(int argc, char** argv) {
   const std::string shown = listen->Display(port);
   printf("sockagentd serving on %s\n", shown.c_str());
   fflush(stdout);
-  Log("info", absl::StrCat("version ", SOCKAGENT_VERSION, " serving on ", shown,
-                           " (pid ", getpid(), ")"));
+  LogEvent(LogLevel::kInfo, "start",
+           {{"version", SOCKAGENT_VERSION},
+            {"pid", absl::StrCat(getpid())},
+            {"listen", shown},
+            {"auth", access->mode}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);
-  Log("info", absl::StrCat("received ", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                           ", shutting down"));
+  const absl::Time stop_start = absl::Now();
+  LogEvent(
+      LogLevel::kInfo, "stop",
+      {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
+       {"grace", absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace))}});
   server->GetHealthCheckService()->Shutdown();
   // Watch streams never end by themselves: end them now so Shutdown does
   // not wait out its grace period.
@@ -228,7 +375,8 @@ int Run(int argc, char** argv) {
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
   (*engine)->Shutdown();
   server->Wait();
-  Log("info", "stopped");
+  LogEvent(LogLevel::kInfo, "stopped",
+           {{"took", absl::FormatDuration(absl::Now() - stop_start)}});
   return 0;
 }
 

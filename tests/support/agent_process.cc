@@ -17,11 +17,26 @@ absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
   std::vector<std::string> argv;
   if (!netns.empty()) argv = {"ip", "netns", "exec", netns};
   argv.push_back(SOCKAGENTD_PATH);
+  // Tests that do not care about access get a loopback TCP agent; it needs
+  // --insecure unless the test configures a token, TLS or a UNIX socket.
   bool has_listen = false;
-  for (const auto& a : args) {
+  bool needs_insecure = true;
+  for (size_t i = 0; i < args.size(); ++i) {
+    const std::string& a = args[i];
     if (absl::StartsWith(a, "--listen")) has_listen = true;
+    if (absl::StartsWith(a, "--listen=unix:") ||
+        (a == "--listen" && i + 1 < args.size() &&
+         absl::StartsWith(args[i + 1], "unix:")) ||
+        absl::StartsWith(a, "--token-file") ||
+        absl::StartsWith(a, "--token_file") ||
+        absl::StartsWith(a, "--tls-cert") ||
+        absl::StartsWith(a, "--tls_cert") || a == "--insecure" ||
+        absl::StartsWith(a, "--insecure=")) {
+      needs_insecure = false;
+    }
   }
   if (!has_listen) argv.push_back("--listen=127.0.0.1:0");
+  if (needs_insecure) argv.push_back("--insecure");
   argv.insert(argv.end(), args.begin(), args.end());
   auto child = ChildProcess::Start(argv);
   if (!child.ok()) return child.status();

@@ -15,8 +15,10 @@ namespace sockagent::testing {
 class AgentProcess {
  public:
   // Starts sockagentd with `--listen 127.0.0.1:0` (unless `args` has its own
-  // --listen) and waits for its "serving on ADDR" line. With `netns`, runs
-  // it inside that namespace via `ip netns exec`.
+  // --listen), adds --insecure unless `args` listen on unix:, give a
+  // --token-file, --tls-cert or --insecure themselves, and waits for its
+  // "serving on ADDR" line. With `netns`, runs it inside that namespace via `ip
+  // netns exec`.
   static absl::StatusOr<std::unique_ptr<AgentProcess>> Start(
       std::vector<std::string> args = {}, const std::string& netns = "");
 

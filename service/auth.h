@@ -1,0 +1,75 @@
+// Who may drive the agent: the bearer token check run at the entry of every
+// SocketAgent handler (unary and streaming), the token file it comes from,
+// and the TLS / mutual TLS server credentials of the control API.
+//
+// The health service and server reflection are not checked: health says
+// only SERVING or not (load balancers and Docker's HEALTHCHECK probe it
+// without secrets), and reflection describes the public API of
+// proto/sockagent/v1/agent.proto, nothing about the host. Under mutual TLS
+// they too need a client certificate, as every call on the port does.
+//
+//   absl::Status s = CheckBearerToken(*context, options.bearer_token);
+//   if (!s.ok()) return FinishNow(context, s);  // UNAUTHENTICATED, no effect
+#ifndef SOCKAGENT_SERVICE_AUTH_H_
+#define SOCKAGENT_SERVICE_AUTH_H_
+
+#include <grpcpp/grpcpp.h>
+
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace sockagent {
+
+// Largest token, certificate or key file the daemon reads.
+inline constexpr size_t kMaxCredentialFileBytes = 1 << 20;
+
+// OK when `expected` is empty (no token configured) or the call carries
+// `authorization: Bearer <expected>`. Otherwise UNAUTHENTICATED: "missing
+// bearer token ...", "malformed authorization metadata ..." or "wrong
+// bearer token". The comparison takes the same time whatever prefix of the
+// token matches. Any thread.
+absl::Status CheckBearerToken(const grpc::ServerContextBase& context,
+                              absl::string_view expected);
+
+// Reads a token file: its content with surrounding whitespace trimmed, which
+// must be one non-empty word of printable ASCII. The error names the path
+// and says what is wrong. `*loose_permissions` is set when group or others
+// may read the file (the daemon warns about it).
+absl::StatusOr<std::string> LoadTokenFile(const std::string& path,
+                                          bool* loose_permissions);
+
+// A whole PEM file (at most kMaxCredentialFileBytes), or an error naming the
+// flag, the path and the cause.
+absl::StatusOr<std::string> ReadPemFile(absl::string_view flag,
+                                        const std::string& path);
+
+struct TlsFiles {
+  std::string cert;       // --tls-cert: the agent's certificate chain (PEM).
+  std::string key;        // --tls-key: its private key (PEM).
+  std::string client_ca;  // --tls-client-ca: set = mutual TLS.
+};
+
+// Insecure credentials when no TLS file is given; TLS with the agent's
+// certificate otherwise, and with `client_ca` set, clients must present a
+// certificate signed by that CA or the handshake fails. INVALID_ARGUMENT
+// for an incomplete set (cert without key, client CA without cert) or an
+// unreadable file.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
+    const TlsFiles& files);
+
+// A streaming reactor that ends its RPC at once with `status`: what a
+// streaming handler returns when the call is refused before it starts.
+template <typename Base>
+class RefusedReactor final : public Base {
+ public:
+  explicit RefusedReactor(const grpc::Status& status) { this->Finish(status); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_SERVICE_AUTH_H_
