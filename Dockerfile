@@ -3,7 +3,13 @@
 # not the compilers.
 #
 #   docker build -t sockagent .
-#   docker run --rm -p 127.0.0.1:7878:7878 sockagent
+#   head -c 32 /dev/urandom | base64 > agent.token && chmod 0644 agent.token
+#   docker run --rm -p 127.0.0.1:7878:7878 \
+#     -v "$PWD/agent.token:/run/secrets/sockagent_token:ro" sockagent
+#   SOCKAGENT_TOKEN=$(cat agent.token) sockctl --agent 127.0.0.1:7878 info
+#
+# The agent runs as uid 10001: the token file must be readable by it (mode
+# 0644, or chown 10001 and 0600; the agent warns about the first).
 FROM debian:12 AS build
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
@@ -32,12 +38,12 @@ RUN apt-get update \
 COPY --from=build /build/service/sockagentd /build/cli/sockctl /usr/local/bin/
 USER sockagent
 EXPOSE 7878
-# The health service answers without authentication, so this works once
-# tokens are required too.
+# The health service answers without a token, so the check needs none.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
   CMD ["sockctl", "--agent", "127.0.0.1:7878", "--timeout", "2s", "health"]
 ENTRYPOINT ["sockagentd"]
 # A container's loopback is useless to other containers, so the image
-# listens on every address. Until token/TLS authentication lands, that
-# requires --insecure: publish the port only to trusted networks.
-CMD ["--listen", "0.0.0.0:7878", "--insecure"]
+# listens on every address, which requires authentication: a bearer token
+# from the secret file below (the agent refuses to start without it). Add
+# --tls-cert/--tls-key for TLS when the network is not trusted.
+CMD ["--listen", "0.0.0.0:7878", "--token-file", "/run/secrets/sockagent_token"]

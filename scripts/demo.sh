@@ -1,18 +1,35 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, starts the agent on
-# SOCKAGENT_LISTEN (default 127.0.0.1:7878) and shows the seed scenario
-# through sockctl. The agent then keeps serving in the foreground until
-# Ctrl-C.
+# The main job: installs what is missing, builds, starts the agent and shows
+# the seed scenario through sockctl. The agent then keeps serving in the
+# foreground until Ctrl-C.
+#
+# By default the agent serves its owner-only UNIX socket
+# (/run/sockagent/sockagentd.sock as root), which sockctl finds without
+# --agent. SOCKAGENT_LISTEN=HOST:PORT serves TCP instead, with a fresh
+# bearer token in a 0600 file (printed) that sockctl is given too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --target sockagentd --target sockctl
-listen="${SOCKAGENT_LISTEN:-127.0.0.1:7878}"
 bin=build
 
 out=$(mktemp)
-"$bin/service/sockagentd" --listen "$listen" >"$out" &
+args=()
+token_file=""
+if [ -n "${SOCKAGENT_LISTEN:-}" ]; then
+  args=(--listen "$SOCKAGENT_LISTEN")
+  case "$SOCKAGENT_LISTEN" in
+    unix:*) ;;
+    *)
+      token_file=$(mktemp)  # mode 0600
+      head -c 32 /dev/urandom | base64 | tr -d '=+/' >"$token_file"
+      args+=(--token-file "$token_file")
+      export SOCKAGENT_TOKEN="$(cat "$token_file")"
+      ;;
+  esac
+fi
+"$bin/service/sockagentd" "${args[@]}" >"$out" &
 agent=$!
-trap 'kill -TERM $agent 2>/dev/null; wait $agent; rm -f "$out"' EXIT
+trap 'kill -TERM $agent 2>/dev/null; wait $agent; rm -f "$out" ${token_file:+"$token_file"}' EXIT
 trap 'exit 0' INT TERM
 for _ in $(seq 1 200); do
   grep -q "serving on" "$out" && break
@@ -25,6 +42,7 @@ ctl="$bin/cli/sockctl"
 
 step() { printf '\n$ sockctl %s\n' "$*"; "$ctl" "$@" || true; }
 echo "sockagentd is serving on $addr"
+[ -z "$token_file" ] || echo "bearer token in $token_file (SOCKAGENT_TOKEN or --token-file for sockctl)"
 step health
 step hostname                      # socket.gethostname()
 step resolve localhost www         # socket.getaddrinfo('localhost', 'www')

@@ -7,13 +7,15 @@
 //   sa-cli┘                      only inside these namespaces
 //
 // Every node has an /etc/netns hosts file naming the others, so agents
-// resolve each other by name. sockagentd runs in each agent namespace
-// (with --insecure: there is no authentication yet, and nothing outside
-// these namespaces can reach them); the real sockctl runs in sa-cli.
+// resolve each other by name. sockagentd runs in each agent namespace with
+// a bearer token of its own (--token-file, as a fleet across hosts should
+// run); the real sockctl runs in sa-cli and names each agent's token file
+// (--token-file, or token-file= in the inventory).
 // Without root or namespaces the whole suite reports SKIPPED with the
 // reason.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -39,6 +41,7 @@ struct Node {
   std::string ip;
   std::unique_ptr<TestNetns> netns;
   std::unique_ptr<AgentProcess> agent;  // Null for the CLI node.
+  std::string token_file;               // This agent's; "" for the CLI.
 };
 
 class Topology {
@@ -79,9 +82,12 @@ class Topology {
     }
     for (auto& node : topo->nodes_) {
       if (node->name == "cli") continue;
-      auto agent =
-          AgentProcess::Start({"--listen=" + node->ip + ":7878", "--insecure"},
-                              node->netns->name());
+      node->token_file = topo->secrets_.path() + "/" + node->name + ".token";
+      std::ofstream(node->token_file) << "token-of-" << node->name << "\n";
+      chmod(node->token_file.c_str(), 0600);
+      auto agent = AgentProcess::Start({"--listen=" + node->ip + ":7878",
+                                        "--token-file=" + node->token_file},
+                                       node->netns->name());
       if (!agent.ok()) return agent.status();
       node->agent = *std::move(agent);
     }
@@ -136,6 +142,7 @@ class Topology {
   // namespaces they run in disappear.
   std::unique_ptr<TestNetns> bridge_;
   std::vector<std::unique_ptr<Node>> nodes_;
+  TempDir secrets_;  // The agents' token files.
 };
 
 class MultihostTest : public ::testing::Test {
@@ -160,12 +167,23 @@ class MultihostTest : public ::testing::Test {
 
   // sockctl against one agent; expects success and returns stdout.
   std::string On(const std::string& agent, std::vector<std::string> args) {
-    args.insert(args.begin(), {"--agent", agent + ":7878"});
+    args.insert(args.begin(), {"--agent", agent + ":7878", "--token-file",
+                               topo_->node(agent).token_file});
     CommandResult r = topo_->Ctl(args);
     EXPECT_EQ(r.exit_code, 0) << agent << " " << args[2] << ": " << r.err;
     std::string out = r.out;
     while (!out.empty() && out.back() == '\n') out.pop_back();
     return out;
+  }
+
+  // The three agents, each with its own token file.
+  static std::string Inventory() {
+    std::string text;
+    for (const char* name : {"agent-a", "agent-b", "agent-c"}) {
+      absl::StrAppend(&text, name, " ", name,
+                      ":7878 token-file=", topo_->node(name).token_file, "\n");
+    }
+    return text;
   }
 
   static Topology* topo_;
@@ -221,10 +239,7 @@ TEST_F(MultihostTest, AgentResolvesAnotherByName) {
 TEST_F(MultihostTest, FanOutLabelsRowsWithAgentNames) {
   TempDir dir;
   const std::string inventory = dir.path() + "/inventory";
-  std::ofstream(inventory) << "# name address\n"
-                              "agent-a agent-a:7878\n"
-                              "agent-b agent-b:7878\n"
-                              "agent-c agent-c:7878\n";
+  std::ofstream(inventory) << "# name address\n" << Inventory();
   CommandResult r = topo_->Ctl({"--inventory", inventory, "hostname"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   for (const char* name : {"agent-a", "agent-b", "agent-c"}) {
@@ -235,9 +250,7 @@ TEST_F(MultihostTest, FanOutLabelsRowsWithAgentNames) {
 TEST_F(MultihostTest, MatrixAllOkThenFirewallShowsExactlyTheBlockedCells) {
   TempDir dir;
   const std::string inventory = dir.path() + "/inventory";
-  std::ofstream(inventory) << "agent-a agent-a:7878\n"
-                              "agent-b agent-b:7878\n"
-                              "agent-c agent-c:7878\n";
+  std::ofstream(inventory) << Inventory();
   const std::vector<std::string> matrix = {
       "--inventory", inventory, "matrix", "--tcp",
       "--udp",       "--port",  "9100",   "--timeout-per-probe",

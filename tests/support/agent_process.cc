@@ -24,7 +24,8 @@ absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
   for (size_t i = 0; i < args.size(); ++i) {
     const std::string& a = args[i];
     if (absl::StartsWith(a, "--listen")) has_listen = true;
-    if (absl::StartsWith(a, "--listen=unix:") ||
+    // "--listen=" alone: the daemon's default, an owner-only UNIX socket.
+    if (absl::StartsWith(a, "--listen=unix:") || a == "--listen=" ||
         (a == "--listen" && i + 1 < args.size() &&
          absl::StartsWith(args[i + 1], "unix:")) ||
         absl::StartsWith(a, "--token-file") ||

@@ -1,5 +1,5 @@
 // Small gRPC client helpers for end-to-end tests: a channel to an agent
-// address and a context with a deadline.
+// address (plaintext or TLS), a context with a deadline, a bearer token.
 #ifndef SOCKAGENT_TESTS_SUPPORT_GRPC_CLIENT_H_
 #define SOCKAGENT_TESTS_SUPPORT_GRPC_CLIENT_H_
 
@@ -24,6 +24,28 @@ inline const bool kClientPollsOften =
 
 inline std::shared_ptr<grpc::Channel> ChannelTo(const std::string& address) {
   return grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+}
+
+// TLS towards an agent serving --tls-cert: `ca_pem` verifies it; with
+// `cert_pem`/`key_pem` the client presents a certificate (mutual TLS).
+// `server_name` overrides the name checked in the agent's certificate.
+inline std::shared_ptr<grpc::Channel> TlsChannelTo(
+    const std::string& address, const std::string& ca_pem,
+    const std::string& cert_pem = "", const std::string& key_pem = "",
+    const std::string& server_name = "localhost") {
+  grpc::SslCredentialsOptions ssl;
+  ssl.pem_root_certs = ca_pem;
+  ssl.pem_cert_chain = cert_pem;
+  ssl.pem_private_key = key_pem;
+  grpc::ChannelArguments args;
+  if (!server_name.empty()) args.SetSslTargetNameOverride(server_name);
+  return grpc::CreateCustomChannel(address, grpc::SslCredentials(ssl), args);
+}
+
+// Adds `authorization: Bearer <token>` as sockctl sends it.
+inline void AddBearerToken(grpc::ClientContext* context,
+                           const std::string& token) {
+  context->AddMetadata("authorization", "Bearer " + token);
 }
 
 inline std::unique_ptr<grpc::ClientContext> ContextWithDeadline(
