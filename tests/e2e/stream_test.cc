@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -539,6 +540,40 @@ TEST_F(StreamTest, BackpressureHoldsBothDirections) {
   EXPECT_EQ(Sha256(caller_got), Sha256(flood));
   ASSERT_EQ(peer_got.size(), upload.size());
   EXPECT_EQ(Sha256(peer_got), Sha256(upload));
+}
+
+TEST_F(StreamTest, SendFileShowsProgressWithRate) {
+  const v1::Server hold = StartServer(Hold);
+  Fd client = TcpConnect(FirstAddress(hold));
+  std::string id;
+  ASSERT_TRUE(WaitFor([&] {
+    auto conns = Connections(hold.id());
+    if (!conns.empty()) id = conns[0].id();
+    return !id.empty();
+  }));
+  TempDir dir;
+  const std::string path = dir.path() + "/payload";
+  const std::string data = RandomBytes(2u << 20, 7);
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(data.data(), 1, data.size(), f), data.size());
+    std::fclose(f);
+  }
+  std::string got;
+  std::thread reader([&] { got = ReadExactly(client.get(), data.size()); });
+  CommandResult r =
+      RunSockctl(agent_->address(), {"send", id, "--file", path, "--progress"});
+  reader.join();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("100%"));
+  EXPECT_THAT(r.err, HasSubstr("2.0 MiB / 2.0 MiB"));
+  EXPECT_THAT(r.err, HasSubstr("/s"));
+  EXPECT_EQ(got, data);
+  // Not a terminal and not asked: no bar.
+  CommandResult quiet = RunSockctl(agent_->address(), {"send", id, "x"});
+  EXPECT_EQ(quiet.exit_code, 0);
+  EXPECT_EQ(quiet.err, "");
 }
 
 }  // namespace
