@@ -368,9 +368,9 @@ int Run(int argc, char** argv) {
       {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
        {"grace", absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace))}});
   server->GetHealthCheckService()->Shutdown();
-  // Watch streams never end by themselves: end them now so Shutdown does
-  // not wait out its grace period.
-  service.EndWatches();
+  // Watch and Stream calls need not end by themselves: end them now so
+  // Shutdown does not wait out its grace period.
+  service.EndStreamingCalls();
   server->Shutdown(
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
   (*engine)->Shutdown();
