@@ -56,8 +56,13 @@ namespace sockctl {
 namespace {
 
 constexpr char kFooter[] =
-    R"(Global options (--agent, --inventory, --token-file, --timeout, --json;
-see sockctl --help) may be given before or after the verb.
+    R"(Global options (--agent, --inventory, --token-file, --tls-*, --timeout,
+--json; see sockctl --help) may be given before or after the verb.
+
+TLS: --tls-ca FILE verifies the agent's certificate; --tls-cert/--tls-key
+present a client certificate to an agent that requires one (mutual TLS). A
+failed handshake is explained in words (untrusted certificate, client
+certificate required or refused, agent without TLS).
 
 Several agents: repeat --agent (each agent is named by its address) or give
 --inventory FILE. Then info, hostname, health, resolve, server list and

@@ -247,6 +247,17 @@ int Run(int argc, char** argv) {
                              "\" (sockagentd takes flags only; see --help)"));
   }
 
+  // Signals are taken by sigwait below. Blocked before anything starts a
+  // thread (creating gRPC credentials starts gRPC's threads), so that every
+  // thread inherits the mask and a second SIGTERM cannot kill the process
+  // through a thread that left it unblocked. A peer closing a socket must not
+  // kill the agent either.
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!log_level.ok()) return Fail(log_level.status().message());
   SetLogLevel(*log_level);
@@ -273,15 +284,6 @@ int Run(int argc, char** argv) {
   }
   auto engine_options = EngineOptionsFromFlags();
   if (!engine_options.ok()) return Fail(engine_options.status().message());
-
-  // Signals are taken by sigwait below; every thread started from here on
-  // inherits the mask. A peer closing a socket must not kill the agent.
-  signal(SIGPIPE, SIG_IGN);
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
   auto engine = Engine::Create(*engine_options);
   if (!engine.ok()) return Fail(engine.status().message());

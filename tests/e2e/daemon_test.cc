@@ -153,7 +153,7 @@ TEST(Daemon, ReportsAddressInUse) {
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   const std::string listen_at =
       "--listen=127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
-  CommandResult r = RunDaemon({listen_at});
+  CommandResult r = RunDaemon({listen_at, "--insecure"});
   close(fd);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("cannot listen on 127.0.0.1:"));

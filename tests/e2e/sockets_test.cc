@@ -464,7 +464,7 @@ TEST(AgentPrivileges, PrivilegedPortAsNonRootIsPermissionDenied) {
   }
   auto child = ChildProcess::Start(
       {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-       SOCKAGENTD_PATH, "--listen=127.0.0.1:0",
+       SOCKAGENTD_PATH, "--listen=127.0.0.1:0", "--insecure",
        // An open client connection holds a graceful shutdown for up to the
        // grace period.
        "--shutdown-grace=1s"});
