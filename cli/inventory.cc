@@ -86,22 +86,40 @@ absl::StatusOr<std::vector<InventoryEntry>> ParseInventory(
                                             "': ", address.status().message()));
     }
     entry.address = *std::move(address);
-    bool token_seen = false;
+    const std::pair<absl::string_view, std::string*> options[] = {
+        {kTokenFileKey, &entry.token_file},
+        {"tls-ca", &entry.tls_ca},
+        {"tls-cert", &entry.tls_cert},
+        {"tls-key", &entry.tls_key},
+        {"tls-server-name", &entry.tls_server_name},
+    };
     for (size_t i = 2; i < words.size(); ++i) {
       std::pair<absl::string_view, absl::string_view> kv =
           absl::StrSplit(words[i], absl::MaxSplits('=', 1));
-      if (kv.first != kTokenFileKey || !absl::StrContains(words[i], '=')) {
-        return LineError(number, absl::StrCat("unknown option '", words[i],
-                                              "' (known: token-file=PATH)"));
+      std::string* field = nullptr;
+      for (const auto& [key, out] : options) {
+        if (kv.first == key) field = out;
       }
-      if (token_seen) {
-        return LineError(number, "token-file= given twice");
+      if (field == nullptr || !absl::StrContains(words[i], '=')) {
+        return LineError(number,
+                         absl::StrCat("unknown option '", words[i],
+                                      "' (known: token-file=PATH, tls-ca=PATH, "
+                                      "tls-cert=PATH, tls-key=PATH, "
+                                      "tls-server-name=NAME)"));
+      }
+      if (!field->empty()) {
+        return LineError(number, absl::StrCat(kv.first, "= given twice"));
       }
       if (kv.second.empty()) {
-        return LineError(number, "token-file= needs a PATH");
+        return LineError(
+            number,
+            absl::StrCat(kv.first, "= needs ",
+                         kv.first == "tls-server-name" ? "a NAME" : "a PATH"));
       }
-      token_seen = true;
-      entry.token_file = std::string(kv.second);
+      *field = std::string(kv.second);
+    }
+    if (entry.tls_cert.empty() != entry.tls_key.empty()) {
+      return LineError(number, "tls-cert= and tls-key= go together");
     }
     names.insert(entry.name);
     entries.push_back(std::move(entry));

@@ -4,18 +4,21 @@
 //
 // Inventory format (also in `sockctl --help`), one agent per line:
 //
-//   # NAME   ADDRESS                    [token-file=PATH]
+//   # NAME   ADDRESS                    [token-file=PATH] [tls-...]
 //   web-1    10.0.0.11:7878             token-file=/etc/sockagent/web.token
-//   db_1     [fd00::12]:7878            # comments may end a line too
-//   local    unix:/run/sockagent.sock
+//   web-2    10.0.0.12:7878             tls-ca=ca.pem tls-cert=me.pem
+//   tls-key=me.key db_1     [fd00::12]:7878            # comments may end a
+//   line too local    unix:/run/sockagent.sock
 //
 // NAME is a short label for tables and JSON: letters, digits, '-', '_' and
 // '.', at most 64, unique in the file. ADDRESS is what --agent takes. A
 // token file holds the bearer token sent to that agent as `authorization:
-// Bearer <token>` (surrounding whitespace trimmed); a relative PATH is
-// relative to the inventory file's directory. '#' at the start of a word
-// comments out the rest of the line; blank lines are ignored. Anything else
-// is an error naming the line.
+// Bearer <token>` (surrounding whitespace trimmed). tls-ca=, tls-cert=,
+// tls-key= and tls-server-name= are sockctl's --tls-* flags for that agent
+// (any of them: TLS; they replace the command line's --tls-* for it). A
+// relative PATH is relative to the inventory file's directory. '#' at the start
+// of a word comments out the rest of the line; blank lines are ignored.
+// Anything else is an error naming the line.
 //
 //   absl::StatusOr<std::vector<InventoryEntry>> agents = ParseInventory(text);
 #pragma once
@@ -38,7 +41,12 @@ struct InventoryEntry {
   std::string name;
   std::string address;     // Accepted by ParseAgentAddress.
   std::string token_file;  // As written; "" when the line names none.
-  int line = 0;            // 1-based, for messages.
+  // TLS towards this agent (paths as written; any of them set = TLS).
+  std::string tls_ca;
+  std::string tls_cert;
+  std::string tls_key;
+  std::string tls_server_name;
+  int line = 0;  // 1-based, for messages.
 };
 
 // Every agent of the inventory, in file order. An error says "line N: ..."

@@ -75,10 +75,12 @@ still run; the exit code is the first failed agent's. `matrix` probes every
 pair of agents. Other verbs act on one agent and refuse several.
 
 Inventory file: one agent per line,
-  NAME ADDRESS [token-file=PATH]
+  NAME ADDRESS [token-file=PATH] [tls-ca=PATH] [tls-cert=PATH tls-key=PATH]
+               [tls-server-name=NAME]
 NAME: letters, digits, '-', '_', '.' (at most 64, unique); ADDRESS as for
 --agent; token-file: a file holding this agent's bearer token (relative to
-the inventory's directory). '#' starts a comment; blank lines are ignored.
+the inventory's directory); tls-*: the --tls-* flags for this agent.
+'#' starts a comment; blank lines are ignored.
   # name   address          options
   web-1    10.0.0.11:7878   token-file=web.token
   db-1     [fd00::12]:7878
@@ -208,6 +210,23 @@ absl::StatusOr<std::vector<FleetMember>> FromInventory(
                          ": ", token.status().message()));
       }
       member.options.token = *std::move(token);
+    }
+    if (!entry.tls_ca.empty() || !entry.tls_cert.empty() ||
+        !entry.tls_server_name.empty()) {
+      AgentFlags tls_flags;
+      for (auto [in, out] : {std::pair{&entry.tls_ca, &tls_flags.tls_ca},
+                             std::pair{&entry.tls_cert, &tls_flags.tls_cert},
+                             std::pair{&entry.tls_key, &tls_flags.tls_key}}) {
+        if (!in->empty()) *out = PathRelativeTo(path, *in);
+      }
+      tls_flags.tls_server_name = entry.tls_server_name;
+      absl::StatusOr<TlsOptions> tls = TlsFromFlags(tls_flags);
+      if (!tls.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("invalid --inventory '", path, "': line ", entry.line,
+                         ": ", tls.status().message()));
+      }
+      member.options.tls = *std::move(tls);
     }
     members.push_back(std::move(member));
   }

@@ -71,6 +71,31 @@ TEST(ParseInventory, MalformedLinesNameTheirLineNumber) {
               HasSubstr("line 1: agent name"));
 }
 
+TEST(Inventory, TlsOptionsPerAgent) {
+  auto r = ParseInventory(
+      "web 10.0.0.1:7878 tls-ca=ca.pem tls-cert=me.pem tls-key=me.key "
+      "tls-server-name=web.internal token-file=t\n"
+      "db 10.0.0.2:7878\n");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ((*r)[0].tls_ca, "ca.pem");
+  EXPECT_EQ((*r)[0].tls_cert, "me.pem");
+  EXPECT_EQ((*r)[0].tls_key, "me.key");
+  EXPECT_EQ((*r)[0].tls_server_name, "web.internal");
+  EXPECT_EQ((*r)[0].token_file, "t");
+  EXPECT_EQ((*r)[1].tls_ca, "");
+  auto bad = ParseInventory("a 127.0.0.1:1 tls-cert=c.pem\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("line 1: tls-cert= and tls-key= go together"));
+  bad = ParseInventory("a 127.0.0.1:1 tls-ca=x tls-ca=y\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(), HasSubstr("tls-ca= given twice"));
+  bad = ParseInventory("a 127.0.0.1:1 tls-server-name=\n");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_THAT(bad.status().message(),
+              HasSubstr("tls-server-name= needs a NAME"));
+}
+
 TEST(ParseInventory, AFileWithoutAgentsIsAnError) {
   EXPECT_THAT(ErrorOf(""), HasSubstr("names no agent"));
   EXPECT_THAT(ErrorOf("# only a comment\n\n   \n"),

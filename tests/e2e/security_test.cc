@@ -499,6 +499,26 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutTheRightCertificate) {
   EXPECT_TRUE(status.ok()) << status.error_message();
 }
 
+TEST_F(TlsTest, InventoryCarriesTlsPerAgent) {
+  auto mutual = AgentProcess::Start(TlsServerFlags(certs_, /*mutual=*/true));
+  ASSERT_TRUE(mutual.ok()) << mutual.status();
+  auto plain = AgentProcess::Start();
+  ASSERT_TRUE(plain.ok()) << plain.status();
+  // Paths relative to the inventory's directory, which holds the certs.
+  const std::string inventory = certs_.Path("inventory");
+  WriteFile(inventory, "secure " + (*mutual)->address() +
+                           " tls-ca=ca.crt tls-cert=client.crt "
+                           "tls-key=client.key\n"
+                           "plain " +
+                           (*plain)->address() + "\n");
+  CommandResult r =
+      RunCommand({SOCKCTL_PATH, "--inventory", inventory, "hostname"}, "",
+                 absl::Seconds(60));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("secure"));
+  EXPECT_THAT(r.out, HasSubstr("plain"));
+}
+
 TEST_F(TlsTest, TlsAndTokenTogether) {
   TempDir dir;
   WriteFile(dir.path() + "/token", kToken);
