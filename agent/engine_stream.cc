@@ -85,6 +85,11 @@ Attachment* EngineImpl::FindAttachment(uint64_t token) {
   return it == attachments_.end() ? nullptr : &it->second;
 }
 
+Conn* EngineImpl::AttachedConn(uint64_t token, Attachment** attachment) {
+  *attachment = FindAttachment(token);
+  return *attachment == nullptr ? nullptr : FindConn((*attachment)->conn_num);
+}
+
 absl::Status EngineImpl::ClosedStatus(const Conn& c,
                                       absl::string_view op) const {
   const std::string detail =
@@ -169,8 +174,8 @@ void EngineImpl::StreamSend(uint64_t attachment, std::string data,
 
 void EngineImpl::DoStreamSend(uint64_t attachment, std::string data,
                               Done<absl::Status> done) {
-  Attachment* a = FindAttachment(attachment);
-  Conn* c = a == nullptr ? nullptr : FindConn(a->conn_num);
+  Attachment* a = nullptr;
+  Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
     done(absl::FailedPreconditionError("stream: detached"));
     return;
@@ -240,8 +245,8 @@ void EngineImpl::StreamShutdownWrite(uint64_t attachment,
 
 void EngineImpl::DoStreamShutdownWrite(uint64_t attachment,
                                        Done<absl::Status> done) {
-  Attachment* a = FindAttachment(attachment);
-  Conn* c = a == nullptr ? nullptr : FindConn(a->conn_num);
+  Attachment* a = nullptr;
+  Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
     done(absl::FailedPreconditionError("stream: detached"));
     return;
