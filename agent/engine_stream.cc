@@ -152,8 +152,13 @@ void EngineImpl::DoStreamReceive(uint64_t attachment, size_t max_bytes,
           done(r.status());  // Reset, error, shutdown, detached.
           return;
         }
-        // Ended in order (both FINs, or a local close) and drained.
-        if (c != nullptr && c->state == ConnectionState::kClosed &&
+        // Ended in order (both FINs, or a local close) and drained. After
+        // a reset or an error the next StreamReceive reports it instead.
+        const bool orderly =
+            c != nullptr && c->close_reason != CloseReason::kPeerReset &&
+            c->close_reason != CloseReason::kError &&
+            c->close_reason != CloseReason::kAgentShutdown;
+        if (orderly && c->state == ConnectionState::kClosed &&
             c->counters.recv_buffered == 0 && !c->has_datagrams()) {
           chunk.closed = true;
           chunk.reason = c->close_reason;
