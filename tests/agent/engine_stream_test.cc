@@ -60,6 +60,37 @@ class EngineStreamTest : public EngineTest {
     if (!p.Wait()) return absl::DeadlineExceededError("no answer");
     return p.value();
   }
+  // StreamSends `chunk` until one is not answered because it waits for
+  // room (the peer does not read: the socket buffers, then the engine's
+  // send buffer of `bound` bytes fill); returns that one. `sent`: all the
+  // bytes handed over, the waiting chunk included.
+  std::optional<Pending<absl::Status>> SendUntilOneWaits(
+      const StreamAttachment& a, const std::string& chunk, uint64_t bound,
+      std::string* sent) {
+    for (int i = 0; i < 4096; ++i) {
+      Pending<absl::Status> p;
+      engine_->StreamSend(a.token, chunk, p.Callback());
+      sent->append(chunk);
+      const bool settled = WaitFor([&] {
+        if (p.ready()) return true;
+        auto c = sync_->Connection(a.connection.id);
+        return c.has_value() &&
+               c->counters.send_buffered + chunk.size() > bound;
+      });
+      if (!settled) {
+        ADD_FAILURE() << "a send neither answered nor waited";
+        return std::nullopt;
+      }
+      if (!p.ready()) return p;
+      if (!p.value().ok()) {
+        ADD_FAILURE() << p.value();
+        return std::nullopt;
+      }
+    }
+    ADD_FAILURE() << "no send ever waited";
+    return std::nullopt;
+  }
+
   absl::Status SendChunk(uint64_t token, std::string data) {
     Pending<absl::Status> p;
     engine_->StreamSend(token, std::move(data), p.Callback());
@@ -115,29 +146,11 @@ TEST_F(EngineStreamTest, SendWaitsForRoomInsteadOfRefusing) {
   absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
   ASSERT_TRUE(a.ok()) << a.status();
   Fd peer = Accept(listener.get());
-  // Sends until one waits: the peer does not read, so the socket buffers
-  // and then the engine's send buffer fill.
   const std::string chunk = Pattern(0, 32 << 10);
   std::string sent;
-  std::optional<Pending<absl::Status>> waiting;
-  for (int i = 0; i < 4096 && !waiting.has_value(); ++i) {
-    Pending<absl::Status> p;
-    engine_->StreamSend(a->token, chunk, p.Callback());
-    sent += chunk;
-    ASSERT_TRUE(WaitFor([&] {
-      if (p.ready()) return true;
-      // Not answered: is it waiting for room (the buffer is full)?
-      auto c = sync_->Connection(a->connection.id);
-      return c.has_value() && c->counters.send_buffered + chunk.size() >
-                                  options.send_buffer_bytes;
-    }));
-    if (!p.ready()) {
-      waiting = p;
-    } else {
-      ASSERT_TRUE(p.value().ok()) << p.value();
-    }
-  }
-  ASSERT_TRUE(waiting.has_value()) << "no send ever waited";
+  std::optional<Pending<absl::Status>> waiting =
+      SendUntilOneWaits(*a, chunk, options.send_buffer_bytes, &sent);
+  ASSERT_TRUE(waiting.has_value());
   auto c = sync_->Connection(a->connection.id);
   EXPECT_LE(c->counters.send_buffered, options.send_buffer_bytes);
   // One at a time.
@@ -259,18 +272,9 @@ TEST_F(EngineStreamTest, ShutdownAnswersWaitingCalls) {
   Fd peer = Accept(listener.get());
   Pending<absl::StatusOr<StreamChunk>> parked;
   engine_->StreamReceive(a->token, 0, parked.Callback());
-  // Fill until a send waits.
-  std::optional<Pending<absl::Status>> waiting;
-  for (int i = 0; i < 4096 && !waiting.has_value(); ++i) {
-    Pending<absl::Status> p;
-    engine_->StreamSend(a->token, std::string(16 << 10, 's'), p.Callback());
-    ASSERT_TRUE(WaitFor([&] {
-      if (p.ready()) return true;
-      auto c = sync_->Connection(a->connection.id);
-      return c.has_value() && c->counters.send_buffered > 0;
-    }));
-    if (!p.ready()) waiting = p;
-  }
+  std::string sent;
+  std::optional<Pending<absl::Status>> waiting = SendUntilOneWaits(
+      *a, std::string(16 << 10, 's'), options.send_buffer_bytes, &sent);
   ASSERT_TRUE(waiting.has_value());
   engine_->Shutdown();
   ASSERT_TRUE(parked.Wait());

@@ -93,6 +93,17 @@ class StreamTest : public ::testing::Test {
     return {response.connections().begin(), response.connections().end()};
   }
 
+  // The id of the first connection `server` accepted, once listed.
+  std::string AcceptedId(const v1::Server& server) {
+    std::string id;
+    WaitFor([&] {
+      auto conns = Connections(server.id());
+      if (!conns.empty()) id = conns[0].id();
+      return !id.empty();
+    });
+    return id;
+  }
+
   std::optional<v1::Connection> Connection(const std::string& id) {
     for (const auto& c : Connections()) {
       if (c.id() == id) return c;
@@ -351,12 +362,8 @@ TEST_F(StreamTest, CallerGoneClosesOpenedButLeavesAttachedOpen) {
 
   const v1::Server hold = StartServer(Hold);
   Fd client = TcpConnect(FirstAddress(hold));
-  std::string id;
-  ASSERT_TRUE(WaitFor([&] {
-    auto conns = Connections(hold.id());
-    if (!conns.empty()) id = conns[0].id();
-    return !id.empty();
-  }));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
   Call attached = Open(AttachTo(id));
   ASSERT_EQ(attached.connection.id(), id);
   attached.context->TryCancel();
@@ -425,12 +432,8 @@ TEST_F(StreamTest, BadStartsAndConflictsHaveClearStatuses) {
   // StreamStart is INVALID_ARGUMENT and ends the call.
   const v1::Server hold = StartServer(Hold);
   Fd client = TcpConnect(FirstAddress(hold));
-  std::string id;
-  ASSERT_TRUE(WaitFor([&] {
-    auto conns = Connections(hold.id());
-    if (!conns.empty()) id = conns[0].id();
-    return !id.empty();
-  }));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
   Call first = Open(AttachTo(id));
   ASSERT_EQ(first.connection.id(), id);
   v1::StreamRequest second;
@@ -545,12 +548,8 @@ TEST_F(StreamTest, BackpressureHoldsBothDirections) {
 TEST_F(StreamTest, SendFileShowsProgressWithRate) {
   const v1::Server hold = StartServer(Hold);
   Fd client = TcpConnect(FirstAddress(hold));
-  std::string id;
-  ASSERT_TRUE(WaitFor([&] {
-    auto conns = Connections(hold.id());
-    if (!conns.empty()) id = conns[0].id();
-    return !id.empty();
-  }));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
   TempDir dir;
   const std::string path = dir.path() + "/payload";
   const std::string data = RandomBytes(2u << 20, 7);
