@@ -28,14 +28,15 @@ done
 
 # Build: compilers, CMake, the libraries. Tests: python3 and socat as
 # independent peers, iproute2 for network namespaces, nftables for firewall
-# rules inside them, util-linux (setpriv) to drop privileges, docker-compose
+# rules inside them, util-linux (setpriv) to drop privileges, openssl to
+# make the TLS tests' certificates at test time, docker-compose
 # (installed without the Docker engine) to validate docker-compose.yml.
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 socat iproute2 nftables util-linux docker-compose
+  python3 socat iproute2 nftables util-linux docker-compose openssl
 )
 missing=()
 for p in "${packages[@]}"; do
