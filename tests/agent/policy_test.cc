@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "agent/address.h"
 #include "agent/resolver.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -297,6 +298,15 @@ TEST_F(EnginePolicyTest, NumericHostsOnlyRefusesNamesWithoutLookingUp) {
   server.bind.host = "127.0.0.1";
   server.bind.port = "0";
   EXPECT_TRUE(sync_->StartServer(server).ok());
+}
+
+TEST(EngineAddress, SignedPortIsOutOfRangeNotAServiceName) {
+  // Not looked up as a service called "-1".
+  EXPECT_EQ(ParsePort("-1").status().message(),
+            "port -1 is out of range 0..65535");
+  EXPECT_EQ(ParsePort("+80").status().code(),
+            absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(ParsePort("-").value().has_value());  // A (strange) name.
 }
 
 TEST(ResolverPoolNumericOnly, ReverseLookupStaysNumeric) {
