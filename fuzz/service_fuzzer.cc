@@ -134,7 +134,7 @@ struct Stack {
         server->InProcessChannel(grpc::ChannelArguments()));
   }
   ~Stack() {
-    service->EndWatches();
+    service->EndStreamingCalls();
     server->Shutdown(std::chrono::system_clock::now() +
                      std::chrono::seconds(2));
     engine->Shutdown();
