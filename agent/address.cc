@@ -18,6 +18,17 @@ absl::StatusOr<std::optional<uint16_t>> ParsePort(absl::string_view port) {
   if (port.empty()) return std::optional<uint16_t>(0);
   bool digits = true;
   for (char c : port) digits = digits && absl::ascii_isdigit(c);
+  // "-1", "+80": a signed number is a bad port, not a service name.
+  if (!digits && port.size() > 1 && (port[0] == '-' || port[0] == '+')) {
+    bool signed_number = true;
+    for (char c : port.substr(1)) {
+      signed_number = signed_number && absl::ascii_isdigit(c);
+    }
+    if (signed_number) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("port ", port, " is out of range 0..65535"));
+    }
+  }
   if (!digits) return std::optional<uint16_t>();
   uint32_t value = 0;
   if (port.size() > 5 || !absl::SimpleAtoi(port, &value) || value > 65535) {

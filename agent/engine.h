@@ -36,6 +36,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/policy.h"
 #include "agent/types.h"
 
 namespace sockagent {
@@ -423,6 +424,13 @@ struct EngineOptions {
   // closed (with RST if bytes are still unsent; they count as
   // send_bytes_lost). Zero: close right after the flush attempt.
   absl::Duration close_linger = absl::Seconds(5);
+  // What servers may bind and clients may dial (agent/policy.h); refusals
+  // are PermissionDenied naming the rule. Default: everything allowed.
+  Policy policy;
+  // Never look a host name up (only numeric hosts; service names still come
+  // from /etc/services): a name is PermissionDenied. For the fuzzer and for
+  // agents that must not touch DNS (--no-name-lookups).
+  bool numeric_hosts_only = false;
 };
 
 class Engine {

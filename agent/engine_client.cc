@@ -66,6 +66,19 @@ absl::Status CheckDuration(absl::Duration d, absl::string_view name) {
   return absl::OkStatus();
 }
 
+// Every address of `target` was refused by the policy; `first` says why
+// for the first one.
+absl::Status PolicyRefusal(absl::string_view target, const absl::Status& first,
+                           size_t count) {
+  if (count == 1) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("connect ", target, ": ", first.message()));
+  }
+  return absl::PermissionDeniedError(
+      absl::StrCat("connect ", target, ": none of its ", count,
+                   " addresses is allowed (", first.message(), ", ...)"));
+}
+
 absl::Status ValidateClientSpec(const ClientSpec& spec) {
   for (const auto& [d, name] :
        {std::pair<absl::Duration, absl::string_view>{spec.connect_timeout,
@@ -180,6 +193,12 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
   const uint64_t id = a.id;
   attempts_.emplace(id, std::move(attempt));
   if (a.spec.transport == Transport::kUnix) {
+    if (absl::Status st =
+            options_.policy.CheckUnixPath("connect", a.spec.remote.unix_path);
+        !st.ok()) {
+      FinishAttempt(id, st);
+      return;
+    }
     a.endpoints.push_back(*UnixEndpoint(a.spec.remote.unix_path));
     ConnectNext(a);
     return;
@@ -216,13 +235,25 @@ void EngineImpl::OnClientResolved(uint64_t attempt_id,
                         [&a](const asio::ip::tcp::endpoint& e) {
                           return FamilyMatches(a.spec.family, e.address());
                         });
+  absl::Status refused;  // Addresses --allow-dest forbids are skipped.
+  size_t refused_count = 0;
   for (const asio::ip::tcp::endpoint& e : *endpoints) {
     // A source address pins the family.
     if (a.source_address.has_value() &&
         a.source_address->is_v4() != e.address().is_v4()) {
       continue;
     }
+    if (absl::Status st =
+            options_.policy.CheckDestination(e.address().to_string(), e.port());
+        !st.ok()) {
+      if (refused_count++ == 0) refused = st;
+      continue;
+    }
     a.endpoints.emplace_back(e);
+  }
+  if (a.endpoints.empty() && refused_count > 0) {
+    FinishAttempt(attempt_id, PolicyRefusal(a.target, refused, refused_count));
+    return;
   }
   if (a.endpoints.empty()) {
     FinishAttempt(attempt_id, absl::InvalidArgumentError(
@@ -464,8 +495,10 @@ uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
   if (resolver_ == nullptr) {
     // Threads plus queue hold every lookup kMaxNameLookups admits, and
     // lookups whose callers gave up but that still run.
-    resolver_ = std::make_unique<ResolverPool>(
-        ResolverPool::Options{.threads = 2, .max_queued = kMaxNameLookups});
+    resolver_ = std::make_unique<ResolverPool>(ResolverPool::Options{
+        .threads = 2,
+        .max_queued = kMaxNameLookups,
+        .numeric_hosts_only = options_.numeric_hosts_only});
   }
   const uint64_t id = next_resolve_id_++;
   const bool queued = resolver_->SubmitResolve(

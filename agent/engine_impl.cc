@@ -313,7 +313,9 @@ void EngineImpl::ShutdownOnLoop() {
   for (auto& [num, conn] : conns_) {
     if (conn->finalized) continue;
     MarkClosed(*conn, CloseReason::kAgentShutdown, "agent shutting down");
-    Finalize(*conn, /*abort=*/false);
+    // Bytes accepted by Send but never written: a reset tells the peer its
+    // stream is incomplete, where a FIN would look like a clean end.
+    Finalize(*conn, /*abort=*/conn->counters.send_buffered > 0);
   }
   for (auto& [num, server] : servers_) {
     if (!server->stopped()) {

@@ -137,6 +137,12 @@ void EngineImpl::DoStartServer(ServerSpec spec,
       std::make_shared<const std::string>(std::move(spec.behavior.greeting));
   spec.behavior.greeting.clear();
   if (spec.transport == Transport::kUnix) {
+    if (absl::Status st =
+            options_.policy.CheckUnixPath("bind", spec.bind.unix_path);
+        !st.ok()) {
+      done(st);
+      return;
+    }
     std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
       done(st);
@@ -168,6 +174,16 @@ void EngineImpl::DoStartServer(ServerSpec spec,
 void EngineImpl::BindIpServer(
     ServerSpec spec, const std::shared_ptr<const std::string>& greeting,
     const IpEndpoints& endpoints, Done<absl::StatusOr<ServerInfo>> done) {
+  // The policy sees resolved addresses and ports: a name or a service name
+  // cannot hide a forbidden one. Any forbidden address refuses the server.
+  for (const asio::ip::tcp::endpoint& e : endpoints) {
+    if (absl::Status st =
+            options_.policy.CheckBind(e.address().to_string(), e.port());
+        !st.ok()) {
+      done(st);
+      return;
+    }
+  }
   // Checked again: other servers may have started during the lookup.
   if (servers_listening_ >= options_.max_servers) {
     done(absl::ResourceExhaustedError(

@@ -358,7 +358,8 @@ absl::StatusOr<ReverseResult> ReverseResolveBlocking(
       reinterpret_cast<const sockaddr*>(&address->storage), address->length,
       host, sizeof(host), want_service ? service : nullptr,
       want_service ? sizeof(service) : 0,
-      query.name_required ? NI_NAMEREQD : 0);
+      (query.name_required ? NI_NAMEREQD : 0) |
+          (query.numeric_host ? NI_NUMERICHOST : 0));
   const int saved_errno = errno;
   if (rc != 0) return LookupError(rc, saved_errno, what);
   ReverseResult result;
@@ -367,8 +368,20 @@ absl::StatusOr<ReverseResult> ReverseResolveBlocking(
   return result;
 }
 
+namespace {
+
+absl::Status NameLookupsDisabled(absl::string_view what) {
+  return absl::PermissionDeniedError(absl::StrCat(
+      "resolve ", Quote(what),
+      ": name lookups are disabled on this agent (--no-name-lookups); use a "
+      "numeric address"));
+}
+
+}  // namespace
+
 ResolverPool::ResolverPool(Options options)
     : max_queued_(std::max<size_t>(1, options.max_queued)),
+      numeric_hosts_only_(options.numeric_hosts_only),
       shutdown_wait_(options.shutdown_wait) {
   const int threads = std::max(1, options.threads);
   threads_.reserve(threads);
@@ -414,6 +427,18 @@ ResolverPool::~ResolverPool() {
 bool ResolverPool::SubmitResolve(
     ResolveQuery query, absl::Time deadline,
     absl::AnyInvocable<void(absl::StatusOr<std::vector<AddressEntry>>)> done) {
+  if (numeric_hosts_only_ && !query.host.empty()) {
+    // getaddrinfo with AI_NUMERICHOST says "Name or service not known" for
+    // a name: say why instead.
+    query.numeric_host = true;
+    done = [host = query.host, done = std::move(done)](
+               absl::StatusOr<std::vector<AddressEntry>> result) mutable {
+      if (result.status().code() == absl::StatusCode::kNotFound) {
+        result = NameLookupsDisabled(host);
+      }
+      done(std::move(result));
+    };
+  }
   return Enqueue(Job{deadline, LookupJob(std::move(query), &ResolveBlocking,
                                          std::move(done))});
 }
@@ -421,6 +446,19 @@ bool ResolverPool::SubmitResolve(
 bool ResolverPool::SubmitReverse(
     ReverseQuery query, absl::Time deadline,
     absl::AnyInvocable<void(absl::StatusOr<ReverseResult>)> done) {
+  if (numeric_hosts_only_) {
+    query.numeric_host = true;
+    if (query.name_required) {
+      done = [address = query.address, done = std::move(done)](
+                 absl::StatusOr<ReverseResult> result) mutable {
+        if (!result.ok() &&
+            result.status().code() != absl::StatusCode::kInvalidArgument) {
+          result = NameLookupsDisabled(address);
+        }
+        done(std::move(result));
+      };
+    }
+  }
   return Enqueue(Job{
       deadline,
       LookupJob(std::move(query), &ReverseResolveBlocking, std::move(done))});

@@ -87,6 +87,7 @@ struct ReverseQuery {
   // Optional decimal port 0..65535 whose service name is wanted; "" = none.
   std::string service;
   bool name_required = false;  // NI_NAMEREQD: NOT_FOUND if there is no name.
+  bool numeric_host = false;   // NI_NUMERICHOST: never look a name up.
 };
 
 struct ReverseResult {
@@ -123,6 +124,12 @@ class ResolverPool final {
     // owner are gone (the daemon at exit, whose callbacks hold their state
     // by shared_ptr).
     absl::Duration shutdown_wait = absl::InfiniteDuration();
+    // Never look a host name up (AI_NUMERICHOST / NI_NUMERICHOST on every
+    // job; service names still come from /etc/services): a name, or a
+    // reverse lookup that requires one, is PERMISSION_DENIED "name lookups
+    // are disabled (--no-name-lookups)". So a fuzzed or locked-down agent
+    // never asks the machine's DNS server anything.
+    bool numeric_hosts_only = false;
   };
 
   // Starts the threads.
@@ -170,6 +177,7 @@ class ResolverPool final {
   static void WorkerLoop(const std::shared_ptr<Shared>& shared);
 
   const size_t max_queued_;
+  const bool numeric_hosts_only_;
   const absl::Duration shutdown_wait_;
   const std::shared_ptr<Shared> shared_ = std::make_shared<Shared>();
   std::vector<std::thread> threads_;  // Written only by ctor and dtor.

@@ -2,21 +2,25 @@
 # Installs the Debian 12 packages sockagent needs (only those missing), then
 # configures and builds. Idempotent and non-interactive.
 #
-#   scripts/setup.sh [--sanitize] [--build-dir DIR] [--target T]... [--no-build]
+#   scripts/setup.sh [--sanitize|--fuzz] [--build-dir DIR] [--target T]...
+#                    [--no-build]
 #
 # --sanitize builds with AddressSanitizer + UndefinedBehaviorSanitizer (what
-# the test command uses). The default build dir is build/ (build-asan/ with
-# --sanitize).
+# the test command uses). --fuzz builds the libFuzzer target with clang
+# (ASan+UBSan too, no tests, no CLI). The default build dir is build/
+# (build-asan/ with --sanitize, build-fuzz/ with --fuzz).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 sanitize=OFF
+fuzz=OFF
 build_dir=""
 build=1
 targets=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --sanitize) sanitize=ON ;;
+    --fuzz) fuzz=ON ;;
     --build-dir) build_dir="$2"; shift ;;
     --target) targets+=(--target "$2"); shift ;;
     --no-build) build=0 ;;
@@ -24,19 +28,25 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-[ -n "$build_dir" ] || { [ "$sanitize" = ON ] && build_dir=build-asan || build_dir=build; }
+if [ -z "$build_dir" ]; then
+  if [ "$fuzz" = ON ]; then build_dir=build-fuzz
+  elif [ "$sanitize" = ON ]; then build_dir=build-asan
+  else build_dir=build; fi
+fi
 
 # Build: compilers, CMake, the libraries. Tests: python3 and socat as
 # independent peers, iproute2 for network namespaces, nftables for firewall
 # rules inside them, util-linux (setpriv) to drop privileges, openssl to
 # make the TLS tests' certificates at test time, docker-compose
 # (installed without the Docker engine) to validate docker-compose.yml.
+# Fuzzing: clang with its libFuzzer/sanitizer runtime.
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 socat iproute2 nftables util-linux docker-compose openssl
+  clang libclang-rt-14-dev
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -57,7 +67,12 @@ fi
 
 [ "$build" = 1 ] || exit 0
 if [ ! -f "$build_dir/build.ninja" ]; then
-  cmake -S . -B "$build_dir" -G Ninja -DSOCKAGENT_SANITIZE="$sanitize" \
-    -DCMAKE_BUILD_TYPE="$([ "$sanitize" = ON ] && echo Debug || echo RelWithDebInfo)"
+  if [ "$fuzz" = ON ]; then
+    CXX=clang++ cmake -S . -B "$build_dir" -G Ninja -DSOCKAGENT_BUILD_FUZZ=ON \
+      -DSOCKAGENT_BUILD_TESTS=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo
+  else
+    cmake -S . -B "$build_dir" -G Ninja -DSOCKAGENT_SANITIZE="$sanitize" \
+      -DCMAKE_BUILD_TYPE="$([ "$sanitize" = ON ] && echo Debug || echo RelWithDebInfo)"
+  fi
 fi
 cmake --build "$build_dir" "${targets[@]}"

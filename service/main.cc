@@ -35,6 +35,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/engine.h"
+#include "agent/policy.h"
 #include "agent/resolver.h"
 #include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
@@ -116,8 +117,62 @@ ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");
 
+// ---- Policy (agent/policy.h): on top of the limits above. Unset: allowed.
+ABSL_FLAG(std::string, allow_bind_ports, "",
+          "Ports StartServer may bind: ports and ranges, e.g. "
+          "\"1024-65535,80\"; port 0 (pick a free port) only if the list "
+          "contains 0 or \"ephemeral\". \"none\": no port. Unset: any.");
+ABSL_FLAG(std::string, allow_bind_hosts, "",
+          "Addresses StartServer may bind, as CIDR prefixes, e.g. "
+          "\"127.0.0.0/8,::1\" (host \"\" binds 0.0.0.0 and ::, which must be "
+          "allowed then). Unset: any.");
+ABSL_FLAG(std::string, allow_dest, "",
+          "Destinations OpenClient and Stream may dial: PREFIX, PREFIX:PORTS "
+          "or [IPV6PREFIX]:PORTS, e.g. "
+          "\"127.0.0.0/8,::1/128,10.0.0.0/8:443\". Checked on resolved "
+          "addresses. \"none\": nowhere. Unset: anywhere.");
+ABSL_FLAG(std::string, allow_unix_paths, "",
+          "UNIX socket path prefixes servers may bind and clients may "
+          "connect to, e.g. \"/run/sockagent/,@sockagent-\". Unset: any.");
+ABSL_FLAG(bool, no_name_lookups, false,
+          "Never resolve host names (Resolve, StartServer, OpenClient): "
+          "numeric addresses only, names are PERMISSION_DENIED.");
+
 namespace sockagent {
 namespace {
+
+// The --allow-* flags; InvalidArgument naming the flag.
+absl::StatusOr<Policy> PolicyFromFlags() {
+  Policy p;
+  auto field = [](absl::string_view flag, const std::string& text, auto parse,
+                  auto& out) -> absl::Status {
+    if (text.empty()) return absl::OkStatus();
+    auto parsed = parse(text);
+    if (!parsed.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": ", parsed.status().message()));
+    }
+    out = *std::move(parsed);
+    return absl::OkStatus();
+  };
+  absl::Status s =
+      field("allow-bind-ports", absl::GetFlag(FLAGS_allow_bind_ports),
+            ParsePortRanges, p.bind_ports);
+  if (s.ok()) {
+    s = field("allow-bind-hosts", absl::GetFlag(FLAGS_allow_bind_hosts),
+              ParseIpPrefixes, p.bind_hosts);
+  }
+  if (s.ok()) {
+    s = field("allow-dest", absl::GetFlag(FLAGS_allow_dest),
+              ParseDestinationRules, p.destinations);
+  }
+  if (s.ok()) {
+    s = field("allow-unix-paths", absl::GetFlag(FLAGS_allow_unix_paths),
+              ParseUnixPathPrefixes, p.unix_path_prefixes);
+  }
+  if (!s.ok()) return s;
+  return p;
+}
 
 int Fail(absl::string_view message) {
   LogEvent(LogLevel::kError, "fatal", {{"msg", std::string(message)}});
@@ -211,6 +266,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   o.udp_session_idle_timeout = absl::GetFlag(FLAGS_udp_session_idle_timeout);
   o.closed_connections_kept = absl::GetFlag(FLAGS_closed_connections_kept);
   o.default_connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
+  absl::StatusOr<Policy> policy = PolicyFromFlags();
+  if (!policy.ok()) return policy.status();
+  o.policy = *std::move(policy);
+  o.numeric_hosts_only = absl::GetFlag(FLAGS_no_name_lookups);
   if (o.max_servers == 0 || o.max_connections == 0 ||
       o.recv_buffer_bytes == 0 || o.send_buffer_bytes == 0 ||
       o.max_send_bytes == 0 || o.max_udp_sessions_per_server == 0 ||
@@ -293,7 +352,8 @@ int Run(int argc, char** argv) {
   ResolverPool resolver(
       {.threads = absl::GetFlag(FLAGS_resolver_threads),
        .max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_resolver_queue)),
-       .shutdown_wait = absl::Milliseconds(200)});
+       .shutdown_wait = absl::Milliseconds(200),
+       .numeric_hosts_only = engine_options->numeric_hosts_only});
   AgentServiceOptions service_options;
   service_options.max_message_bytes = static_cast<uint64_t>(max_message);
   service_options.watch_queue_events = absl::GetFlag(FLAGS_watch_queue_events);
@@ -361,6 +421,11 @@ int Run(int argc, char** argv) {
             {"pid", absl::StrCat(getpid())},
             {"listen", shown},
             {"auth", access->mode}});
+
+  LogEvent(LogLevel::kInfo, "policy",
+           {{"rules", engine_options->policy.Describe()},
+            {"name_lookups",
+             engine_options->numeric_hosts_only ? "off" : "on"}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

@@ -1,0 +1,289 @@
+// libFuzzer target: arbitrary bytes, parsed as a request of one of the
+// SocketAgent RPCs, through the real gRPC service (an in-process channel:
+// no port) against a live engine with real sockets.
+//
+// Input: byte 0 picks the RPC (mod the number of RPCs); the rest is that
+// RPC's request message in protobuf binary (a message that does not parse
+// is still sent, with whatever fields parsed). For Stream the rest is split
+// at every "\xff\xfe" into several StreamRequest messages.
+//
+// Containment, so that fuzzing never reaches past this machine:
+// - When allowed (root), the process first moves into a network namespace
+//   of its own with only loopback up: nothing else exists, nothing of other
+//   processes listens, and no DNS server is reachable.
+// - In any case the engine runs under a policy: binds only on loopback with
+//   an ephemeral port, destinations only on loopback, UNIX paths only in a
+//   fresh temporary directory, and no host name lookups at all
+//   (numeric_hosts_only, for the engine and the Resolve RPC's pool).
+// - Small limits (servers, connections, buffers), short deadlines on every
+//   call, and the whole stack (engine, service, server) is rebuilt every
+//   kResetEvery inputs so state does not pile up.
+#include <fcntl.h>
+#include <google/protobuf/stubs/logging.h>
+#include <grpcpp/grpcpp.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "agent/engine.h"
+#include "agent/policy.h"
+#include "agent/resolver.h"
+#include "service/agent_service.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+
+namespace sockagent {
+namespace {
+
+namespace v1 = ::sockagent::v1;
+
+constexpr int kResetEvery = 1000;
+constexpr auto kCallTimeout = std::chrono::milliseconds(100);
+constexpr size_t kMaxStreamMessages = 16;
+
+std::string g_unix_dir;  // Our temporary directory, with a trailing '/'.
+
+// Best effort: a private network namespace with loopback up.
+void IsolateNetwork() {
+  if (unshare(CLONE_NEWNET) != 0) {
+    fprintf(stderr,
+            "service_fuzzer: no private network namespace (%s); relying on "
+            "the loopback-only policy\n",
+            strerror(errno));
+    return;
+  }
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct ifreq ifr = {};
+  strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+  if (fd < 0 || ioctl(fd, SIOCGIFFLAGS, &ifr) != 0 ||
+      (ifr.ifr_flags |= IFF_UP, ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)) {
+    fprintf(stderr, "service_fuzzer: cannot bring loopback up: %s\n",
+            strerror(errno));
+    abort();
+  }
+  close(fd);
+  fprintf(stderr,
+          "service_fuzzer: running in a private network namespace (lo only)\n");
+}
+
+EngineOptions FuzzEngineOptions() {
+  EngineOptions o;
+  o.max_servers = 8;
+  o.max_connections = 64;
+  o.recv_buffer_bytes = 64 << 10;
+  o.send_buffer_bytes = 64 << 10;
+  o.max_total_buffered_bytes = 1 << 20;
+  o.max_send_bytes = 32 << 10;
+  o.max_receive_bytes = 64 << 10;
+  o.max_udp_sessions_per_server = 8;
+  o.closed_connections_kept = 32;
+  o.default_connect_timeout = absl::Milliseconds(200);
+  o.close_linger = absl::Milliseconds(50);
+  o.policy.bind_ports = *ParsePortRanges("ephemeral");
+  o.policy.bind_hosts = *ParseIpPrefixes("127.0.0.0/8,::1");
+  o.policy.destinations = *ParseDestinationRules("127.0.0.0/8,::1/128");
+  o.policy.unix_path_prefixes = std::vector<std::string>{g_unix_dir};
+  o.numeric_hosts_only = true;
+  return o;
+}
+
+// Engine + service + in-process gRPC server.
+struct Stack {
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<ResolverPool> resolver;
+  std::unique_ptr<AgentService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::SocketAgent::Stub> stub;
+
+  Stack() {
+    absl::StatusOr<std::unique_ptr<Engine>> e =
+        Engine::Create(FuzzEngineOptions());
+    if (!e.ok()) {
+      fprintf(stderr, "engine: %s\n", e.status().ToString().c_str());
+      abort();
+    }
+    engine = *std::move(e);
+    resolver = std::make_unique<ResolverPool>(ResolverPool::Options{
+        .threads = 1, .max_queued = 8, .numeric_hosts_only = true});
+    AgentServiceOptions so;
+    so.max_message_bytes = 1 << 20;
+    so.watch_queue_events = 64;
+    so.max_watchers = 4;
+    service = std::make_unique<AgentService>(engine.get(), resolver.get(), so);
+    grpc::ServerBuilder builder;
+    builder.RegisterService(service.get());
+    builder.SetMaxReceiveMessageSize(1 << 20);
+    builder.SetMaxSendMessageSize(1 << 20);
+    server = builder.BuildAndStart();
+    if (server == nullptr) abort();
+    stub = v1::SocketAgent::NewStub(
+        server->InProcessChannel(grpc::ChannelArguments()));
+  }
+  ~Stack() {
+    service->EndStreamingCalls();
+    server->Shutdown(std::chrono::system_clock::now() +
+                     std::chrono::seconds(2));
+    engine->Shutdown();
+    server->Wait();
+    stub.reset();
+    server.reset();
+    service.reset();
+    resolver.reset();
+    engine.reset();
+  }
+};
+
+Stack* g_stack = nullptr;
+
+void SetDeadline(grpc::ClientContext& ctx) {
+  ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
+}
+
+template <typename Req, typename Resp, typename Call>
+void Unary(const uint8_t* data, size_t size, Call call) {
+  Req request;
+  (void)request.ParseFromArray(data, static_cast<int>(size));
+  Resp response;
+  grpc::ClientContext ctx;
+  SetDeadline(ctx);
+  (void)call(&ctx, request, &response);
+}
+
+void Watch(const uint8_t* data, size_t size) {
+  v1::WatchRequest request;
+  (void)request.ParseFromArray(data, static_cast<int>(size));
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() +
+                   std::chrono::milliseconds(20));
+  auto reader = g_stack->stub->Watch(&ctx, request);
+  v1::Event event;
+  for (int i = 0; i < 64 && reader->Read(&event); ++i) {
+  }
+  ctx.TryCancel();
+  (void)reader->Finish();
+}
+
+void Stream(const uint8_t* data, size_t size) {
+  grpc::ClientContext ctx;
+  SetDeadline(ctx);
+  auto stream = g_stack->stub->Stream(&ctx);
+  const absl::string_view all(reinterpret_cast<const char*>(data), size);
+  size_t sent = 0;
+  for (absl::string_view part : absl::StrSplit(all, "\xff\xfe")) {
+    if (sent++ == kMaxStreamMessages) break;
+    v1::StreamRequest request;
+    (void)request.ParseFromArray(part.data(), static_cast<int>(part.size()));
+    if (!stream->Write(request)) break;
+  }
+  stream->WritesDone();
+  v1::StreamResponse response;
+  for (int i = 0; i < 64 && stream->Read(&response); ++i) {
+  }
+  ctx.TryCancel();
+  (void)stream->Finish();
+}
+
+void RunOne(const uint8_t* data, size_t size) {
+  if (size == 0) return;
+  const uint8_t which = data[0];
+  ++data;
+  --size;
+  v1::SocketAgent::Stub* s = g_stack->stub.get();
+  switch (which % 12) {
+    case 0:
+      return Unary<v1::StartServerRequest, v1::StartServerResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->StartServer(c, q, r); });
+    case 1:
+      return Unary<v1::StopServerRequest, v1::StopServerResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->StopServer(c, q, r); });
+    case 2:
+      return Unary<v1::ListServersRequest, v1::ListServersResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->ListServers(c, q, r); });
+    case 3:
+      return Unary<v1::OpenClientRequest, v1::OpenClientResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->OpenClient(c, q, r); });
+    case 4:
+      return Unary<v1::ListConnectionsRequest, v1::ListConnectionsResponse>(
+          data, size, [s](auto* c, auto& q, auto* r) {
+            return s->ListConnections(c, q, r);
+          });
+    case 5:
+      return Unary<v1::SendRequest, v1::SendResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->Send(c, q, r); });
+    case 6:
+      return Unary<v1::ReceiveRequest, v1::ReceiveResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->Receive(c, q, r); });
+    case 7:
+      return Unary<v1::CloseConnectionRequest, v1::CloseConnectionResponse>(
+          data, size, [s](auto* c, auto& q, auto* r) {
+            return s->CloseConnection(c, q, r);
+          });
+    case 8:
+      return Watch(data, size);
+    case 9:
+      return Stream(data, size);
+    case 10:
+      return Unary<v1::ResolveRequest, v1::ResolveResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->Resolve(c, q, r); });
+    default:
+      return Unary<v1::GetHostInfoRequest, v1::HostInfo>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->GetHostInfo(c, q, r); });
+  }
+}
+
+void Cleanup() {
+  delete g_stack;
+  g_stack = nullptr;
+  std::error_code ec;
+  std::filesystem::remove_all(g_unix_dir, ec);
+}
+
+}  // namespace
+}  // namespace sockagent
+
+extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
+  using namespace sockagent;
+  signal(SIGPIPE, SIG_IGN);
+  // Invalid UTF-8 in string fields is expected input; protobuf would log
+  // each one.
+  google::protobuf::SetLogHandler(nullptr);
+  IsolateNetwork();
+  char tmpl[] = "/tmp/sockagent-fuzz-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) abort();
+  g_unix_dir = std::string(tmpl) + "/";
+  g_stack = new Stack();
+  atexit(Cleanup);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  static int runs = 0;
+  if (++runs % sockagent::kResetEvery == 0) {
+    delete sockagent::g_stack;
+    sockagent::g_stack = new sockagent::Stack();
+  }
+  sockagent::RunOne(data, size);
+  return 0;
+}

@@ -1,0 +1,401 @@
+// Bad input against one real sockagentd, as a table: each row sends one
+// kind of bad input and expects a status code and a message substring;
+// after every row the agent must still answer health and its existing
+// connections must still carry data both ways. README's "Bad input" table
+// lists the same rows (keep them in step).
+#include <arpa/inet.h>
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+#include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
+#include "tests/support/grpc_client.h"
+#include "tests/support/posix_peer.h"
+
+namespace sockagent::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+// The agent runs with these, so "above the limit" rows are cheap.
+constexpr size_t kMaxSendBytes = 64 * 1024;
+constexpr size_t kMaxMessageBytes = 1024 * 1024;
+constexpr int kConcurrentRpcs = 1000;
+
+struct Outcome {
+  grpc::StatusCode code = grpc::StatusCode::OK;
+  std::string message;
+};
+
+struct Row {
+  std::string input;  // As in README's table.
+  std::function<Outcome()> run;
+  grpc::StatusCode want;
+  std::string message;  // Substring of the status message.
+};
+
+Outcome Of(const grpc::Status& s) {
+  return {s.error_code(), s.error_message()};
+}
+
+// A raw TCP connection to the control port (no gRPC).
+Fd RawControlConnection(const std::string& address) {
+  const int port = std::stoi(address.substr(address.rfind(':') + 1));
+  return TcpConnect(Ip("127.0.0.1", static_cast<uint16_t>(port)));
+}
+
+class BadInput : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto agent = AgentProcess::Start(
+        {absl::StrCat("--max-send-bytes=", kMaxSendBytes),
+         absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agent_ = *std::move(agent);
+    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
+    // Existing connections that must survive every row: a plain client of
+    // an echo server of the agent, and a connection the agent opened to a
+    // plain listener.
+    v1::Server echo =
+        StartLoopbackServer(*stub_, [](v1::StartServerRequest& r) {
+          r.mutable_behavior()->mutable_echo();
+        });
+    echo_client_ = TcpConnect(FirstAddress(echo));
+    ASSERT_TRUE(echo_client_.valid());
+    uint16_t port = 0;
+    Fd listener = TcpListen(4, &port);
+    v1::OpenClientRequest open;
+    open.mutable_remote()->set_host("127.0.0.1");
+    open.mutable_remote()->set_port(port);
+    v1::OpenClientResponse opened;
+    auto context = ContextWithDeadline();
+    ASSERT_TRUE(stub_->OpenClient(context.get(), open, &opened).ok());
+    opened_id_ = opened.connection().id();
+    opened_peer_ = Accept(listener.get());
+    ASSERT_TRUE(opened_peer_.valid());
+  }
+
+  grpc::Status StartServer(const v1::StartServerRequest& request) {
+    v1::StartServerResponse response;
+    auto context = ContextWithDeadline();
+    return stub_->StartServer(context.get(), request, &response);
+  }
+  grpc::Status OpenClient(const v1::OpenClientRequest& request) {
+    v1::OpenClientResponse response;
+    auto context = ContextWithDeadline();
+    return stub_->OpenClient(context.get(), request, &response);
+  }
+  grpc::Status Send(const std::string& id, const std::string& data) {
+    v1::SendRequest request;
+    request.set_connection_id(id);
+    request.set_data(data);
+    v1::SendResponse response;
+    auto context = ContextWithDeadline();
+    return stub_->Send(context.get(), request, &response);
+  }
+  grpc::Status Receive(const std::string& id, std::string* data = nullptr) {
+    v1::ReceiveRequest request;
+    request.set_connection_id(id);
+    request.mutable_wait()->set_seconds(5);
+    v1::ReceiveResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->Receive(context.get(), request, &response);
+    if (data != nullptr) *data = response.data();
+    return s;
+  }
+  static v1::StartServerRequest TcpServer(uint32_t port) {
+    v1::StartServerRequest r;
+    r.mutable_bind()->set_host("127.0.0.1");
+    r.mutable_bind()->set_port(port);
+    return r;
+  }
+  static v1::OpenClientRequest ClientTo(const std::string& host,
+                                        uint32_t port) {
+    v1::OpenClientRequest r;
+    r.mutable_remote()->set_host(host);
+    r.mutable_remote()->set_port(port);
+    return r;
+  }
+
+  // Health answers and both existing connections carry `tag` both ways.
+  void ExpectAgentStillWorks(const std::string& tag) {
+    auto health =
+        grpc::health::v1::Health::NewStub(ChannelTo(agent_->address()));
+    grpc::health::v1::HealthCheckRequest hreq;
+    grpc::health::v1::HealthCheckResponse hresp;
+    auto context = ContextWithDeadline();
+    grpc::Status s = health->Check(context.get(), hreq, &hresp);
+    ASSERT_TRUE(s.ok()) << tag << ": " << s.error_message();
+    EXPECT_EQ(hresp.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+    ASSERT_TRUE(WriteAll(echo_client_.get(), tag)) << tag;
+    EXPECT_EQ(ReadExactly(echo_client_.get(), tag.size()), tag);
+    ASSERT_TRUE(Send(opened_id_, tag).ok()) << tag;
+    EXPECT_EQ(ReadExactly(opened_peer_.get(), tag.size()), tag);
+    ASSERT_TRUE(WriteAll(opened_peer_.get(), tag)) << tag;
+    std::string got;
+    while (got.size() < tag.size()) {
+      std::string more;
+      ASSERT_TRUE(Receive(opened_id_, &more).ok()) << tag;
+      ASSERT_FALSE(more.empty()) << tag;
+      got += more;
+    }
+    EXPECT_EQ(got, tag);
+  }
+
+  std::vector<Row> Rows();
+
+  std::unique_ptr<AgentProcess> agent_;
+  std::unique_ptr<v1::SocketAgent::Stub> stub_;
+  Fd echo_client_;
+  std::string opened_id_;
+  Fd opened_peer_;
+  Fd half_open_;  // The half-open HTTP/2 row's connection.
+};
+
+std::vector<Row> BadInput::Rows() {
+  using grpc::StatusCode;
+  std::vector<Row> rows;
+  rows.push_back({"StartServer service \"-1\" (port -1)",
+                  [this] {
+                    v1::StartServerRequest r = TcpServer(0);
+                    r.mutable_bind()->set_service("-1");
+                    return Of(StartServer(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "port -1 is out of range 0..65535"});
+  rows.push_back({"OpenClient service \"-1\" (port -1)",
+                  [this] {
+                    v1::OpenClientRequest r = ClientTo("127.0.0.1", 0);
+                    r.mutable_remote()->set_service("-1");
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "port -1 is out of range 0..65535"});
+  rows.push_back({"StartServer port 65536",
+                  [this] { return Of(StartServer(TcpServer(65536))); },
+                  StatusCode::INVALID_ARGUMENT, "65536"});
+  rows.push_back(
+      {"OpenClient port 65536",
+       [this] { return Of(OpenClient(ClientTo("127.0.0.1", 65536))); },
+       StatusCode::INVALID_ARGUMENT, "65536"});
+  rows.push_back({"OpenClient port 0",
+                  [this] { return Of(OpenClient(ClientTo("127.0.0.1", 0))); },
+                  StatusCode::INVALID_ARGUMENT,
+                  "remote port 0 is not valid for a client"});
+  rows.push_back({"OpenClient host \"\"",
+                  [this] { return Of(OpenClient(ClientTo("", 80))); },
+                  StatusCode::INVALID_ARGUMENT, "remote host is empty"});
+  rows.push_back(
+      {"OpenClient host of 10 KiB",
+       [this] { return Of(OpenClient(ClientTo(std::string(10240, 'a'), 80))); },
+       StatusCode::INVALID_ARGUMENT, "longer than the limit"});
+  rows.push_back({"StartServer host of 10 KiB",
+                  [this] {
+                    v1::StartServerRequest r = TcpServer(0);
+                    r.mutable_bind()->set_host(std::string(10240, 'a'));
+                    return Of(StartServer(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "longer than the limit"});
+  rows.push_back({"Resolve host of 10 KiB",
+                  [this] {
+                    v1::ResolveRequest r;
+                    r.set_host(std::string(10240, 'a'));
+                    v1::ResolveResponse response;
+                    auto context = ContextWithDeadline();
+                    return Of(stub_->Resolve(context.get(), r, &response));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "longer than the limit"});
+  rows.push_back({"Send to unknown id conn-999999",
+                  [this] { return Of(Send("conn-999999", "x")); },
+                  StatusCode::NOT_FOUND, "conn-999999"});
+  rows.push_back({"Receive from unknown id conn-999999",
+                  [this] { return Of(Receive("conn-999999")); },
+                  StatusCode::NOT_FOUND, "conn-999999"});
+  rows.push_back({"StopServer unknown id srv-999999",
+                  [this] {
+                    v1::StopServerRequest r;
+                    r.set_id("srv-999999");
+                    v1::StopServerResponse response;
+                    auto context = ContextWithDeadline();
+                    return Of(stub_->StopServer(context.get(), r, &response));
+                  },
+                  StatusCode::NOT_FOUND, "srv-999999"});
+  rows.push_back({"Send to malformed id \"conn-x\\0y\"",
+                  [this] { return Of(Send(std::string("conn-x\0y", 8), "x")); },
+                  StatusCode::NOT_FOUND, "not found"});
+  rows.push_back({"Send to malformed id \"\"",
+                  [this] { return Of(Send("", "x")); },
+                  StatusCode::INVALID_ARGUMENT, "id"});
+  rows.push_back({"CloseConnection malformed id \"srv-1\" (a server's)",
+                  [this] {
+                    v1::CloseConnectionRequest r;
+                    r.set_id("srv-1");
+                    v1::CloseConnectionResponse response;
+                    auto context = ContextWithDeadline();
+                    return Of(
+                        stub_->CloseConnection(context.get(), r, &response));
+                  },
+                  StatusCode::NOT_FOUND, "srv-1"});
+  rows.push_back({"Send above --max-send-bytes",
+                  [this] {
+                    return Of(
+                        Send(opened_id_, std::string(kMaxSendBytes + 1, 'x')));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "above"});
+  rows.push_back(
+      {"Message above --max-message-bytes",
+       [this] {
+         return Of(Send(opened_id_, std::string(kMaxMessageBytes + 1, 'x')));
+       },
+       StatusCode::RESOURCE_EXHAUSTED, "larger than max"});
+  rows.push_back({"StartServer transport 77 (unknown enum)",
+                  [this] {
+                    v1::StartServerRequest r = TcpServer(0);
+                    r.set_transport(static_cast<v1::Transport>(77));
+                    return Of(StartServer(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "77"});
+  rows.push_back({"OpenClient family 42 (unknown enum)",
+                  [this] {
+                    v1::OpenClientRequest r = ClientTo("127.0.0.1", 9);
+                    r.set_family(static_cast<v1::Family>(42));
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "42"});
+  rows.push_back({"CloseConnection mode 99 (unknown enum)",
+                  [this] {
+                    v1::CloseConnectionRequest r;
+                    r.set_id(opened_id_);
+                    r.set_mode(static_cast<v1::CloseMode>(99));
+                    v1::CloseConnectionResponse response;
+                    auto context = ContextWithDeadline();
+                    return Of(
+                        stub_->CloseConnection(context.get(), r, &response));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "99"});
+  rows.push_back({"StartServer UNIX path of 108 bytes",
+                  [this] {
+                    v1::StartServerRequest r;
+                    r.set_transport(v1::TRANSPORT_UNIX);
+                    r.mutable_bind()->set_unix_path("/tmp/" +
+                                                    std::string(103, 'p'));
+                    return Of(StartServer(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "at most 107"});
+  rows.push_back({"OpenClient UNIX path of 108 bytes",
+                  [this] {
+                    v1::OpenClientRequest r;
+                    r.set_transport(v1::TRANSPORT_UNIX);
+                    r.mutable_remote()->set_unix_path("/tmp/" +
+                                                      std::string(103, 'p'));
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "at most 107"});
+  rows.push_back(
+      {"4 KiB of garbage bytes on the control port",
+       [this] {
+         Fd raw = RawControlConnection(agent_->address());
+         const std::string garbage(4096, '\xff');
+         if (!WriteAll(raw.get(), garbage))
+           return Outcome{grpc::StatusCode::UNKNOWN, "write"};
+         // The agent drops the connection: EOF or reset, never an
+         // answer.
+         int error = 0;
+         ReadToEof(raw.get(), &error);
+         if (error != 0 && error != ECONNRESET) {
+           return Outcome{grpc::StatusCode::UNKNOWN,
+                          absl::StrCat("not closed: errno ", error)};
+         }
+         return Outcome{grpc::StatusCode::OK, "connection closed by the agent"};
+       },
+       StatusCode::OK, "connection closed by the agent"});
+  rows.push_back({"Half-open HTTP/2 preface held open on the control port",
+                  [this] {
+                    half_open_ = RawControlConnection(agent_->address());
+                    const std::string preface =
+                        "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+                    if (!WriteAll(half_open_.get(), preface)) {
+                      return Outcome{grpc::StatusCode::UNKNOWN, "write"};
+                    }
+                    // Kept open (no SETTINGS) while the checks after this row
+                    // run.
+                    return Outcome{grpc::StatusCode::OK, "held open"};
+                  },
+                  StatusCode::OK, "held open"});
+  rows.push_back(
+      {absl::StrCat(kConcurrentRpcs, " concurrent RPCs"),
+       [this] {
+         absl::Mutex mu;
+         int done = 0;
+         int failed = 0;
+         std::string first_error;
+         struct Call {
+           grpc::ClientContext context;
+           v1::ListServersRequest request;
+           v1::ListServersResponse response;
+         };
+         std::vector<std::unique_ptr<Call>> calls;
+         const absl::Time start = absl::Now();
+         for (int i = 0; i < kConcurrentRpcs; ++i) {
+           auto call = std::make_unique<Call>();
+           call->context.set_deadline(std::chrono::system_clock::now() +
+                                      std::chrono::seconds(60));
+           stub_->async()->ListServers(&call->context, &call->request,
+                                       &call->response, [&](grpc::Status s) {
+                                         absl::MutexLock lock(&mu);
+                                         ++done;
+                                         if (!s.ok() && failed++ == 0)
+                                           first_error = s.error_message();
+                                       });
+           calls.push_back(std::move(call));
+         }
+         absl::MutexLock lock(&mu);
+         mu.Await(absl::Condition(
+             +[](int* d) { return *d == kConcurrentRpcs; }, &done));
+         if (failed > 0) {
+           return Outcome{grpc::StatusCode::UNKNOWN,
+                          absl::StrCat(failed, " failed: ", first_error)};
+         }
+         return Outcome{
+             grpc::StatusCode::OK,
+             absl::StrCat("all ", kConcurrentRpcs, " OK in ",
+                          absl::ToInt64Milliseconds(absl::Now() - start),
+                          " ms")};
+       },
+       StatusCode::OK, absl::StrCat("all ", kConcurrentRpcs, " OK")});
+  return rows;
+}
+
+TEST_F(BadInput, EveryRowGetsItsStatusAndTheAgentKeepsWorking) {
+  ExpectAgentStillWorks("before");
+  int n = 0;
+  for (const Row& row : Rows()) {
+    SCOPED_TRACE(row.input);
+    const Outcome got = row.run();
+    // The table as run, for README and for reading a failure.
+    std::cout << "| " << row.input << " | " << got.code << " | "
+              << got.message.substr(0, 120) << " |\n";
+    EXPECT_EQ(got.code, row.want) << got.message;
+    EXPECT_THAT(got.message, HasSubstr(row.message));
+    ExpectAgentStillWorks(absl::StrCat("row-", n++, "\n"));
+    if (HasFatalFailure()) return;
+  }
+  // The half-open connection was held through the later rows.
+  EXPECT_TRUE(half_open_.valid());
+}
+
+}  // namespace
+}  // namespace sockagent::testing
