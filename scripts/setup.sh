@@ -30,12 +30,13 @@ done
 # independent peers, iproute2 for network namespaces, nftables for firewall
 # rules inside them, util-linux (setpriv) to drop privileges, docker-compose
 # (installed without the Docker engine) to validate docker-compose.yml.
+# Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 socat iproute2 nftables util-linux docker-compose
+  python3 socat iproute2 nftables util-linux docker-compose iperf3
 )
 missing=()
 for p in "${packages[@]}"; do
