@@ -31,6 +31,12 @@ constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
 constexpr int kMaxPortRetries = 8;
 // Largest UDP payload over IPv4.
 constexpr size_t kMaxDatagram = 65507;
+// Receive buffer asked for on UDP server sockets. The default (~208 KiB)
+// absorbs only ~150 datagrams of 1400 bytes: a burst longer than one loop
+// wakeup lost 60 % of them under load (benchmark 2, BENCHMARKS.md). The
+// kernel caps it at net.core.rmem_max (4 MiB on Debian 12); this is kernel
+// memory, taken only as datagrams queue up.
+constexpr int kUdpReceiveBufferBytes = 4 << 20;
 
 absl::Status ValidateServerSpec(const ServerSpec& spec,
                                 const EngineOptions& options) {
@@ -258,6 +264,9 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
         u.set_option(asio::ip::v6_only(true), ec);
         if (ec) return ErrorStatus(absl::StrCat("IPV6_V6ONLY on ", where), ec);
       }
+      // Best effort: a smaller buffer only means earlier drops.
+      u.set_option(
+          asio::socket_base::receive_buffer_size(kUdpReceiveBufferBytes), ec);
       u.bind(asio::ip::udp::endpoint(ep.address(), ep.port()), ec);
       if (ec) {
         *retry = any_zero && chosen != 0 && ec == asio::error::address_in_use;
