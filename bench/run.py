@@ -714,7 +714,7 @@ def main():
     quick = args.quick
     cfg = {
         "quick": quick,
-        "rounds": args.rounds or (1 if quick else 3),
+        "rounds": args.rounds or (1 if quick else 5),
         "tcp_bytes": (64 if quick else 4096) * MiB,
         "udp_secs": 0.3 if quick else 2,
         "calls": 200 if quick else 3000,
