@@ -280,6 +280,31 @@ struct ReceiveResult {
   uint64_t recv_buffered = 0;
 };
 
+// ---- Streams (the Stream RPC): one caller attached to a connection.
+//
+// While attached, Receive by anyone else is FailedPrecondition; Send by
+// others still works (its bytes interleave with the stream's).
+struct StreamAttachment {
+  uint64_t token = 0;  // For the Stream* calls below; never 0.
+  ConnectionInfo connection;
+};
+
+// What one StreamReceive delivers: bytes (stream transports) or datagrams
+// (UDP), or the end. `peer_closed`: the peer's FIN arrived and everything
+// before it was delivered; sending is still possible. `closed`: the
+// connection ended in order (a local close, timeout, server stopped, or
+// both FINs) and nothing more will come; reason/detail say why. A reset,
+// an error or agent shutdown is not a chunk but the call's status (Aborted,
+// Unavailable), after the bytes that came before it.
+struct StreamChunk {
+  std::string data;
+  std::vector<DatagramInfo> datagrams;
+  bool peer_closed = false;
+  bool closed = false;
+  CloseReason reason = CloseReason::kNone;
+  std::string detail;
+};
+
 // kGraceful: the connection is kClosed at once (Send/Receive see it closed);
 // its socket then flushes, sends FIN and reads until the peer's FIN or
 // EngineOptions::close_linger. kAbort: SO_LINGER 0 then close (RST); unsent
@@ -465,6 +490,42 @@ class Engine {
   virtual void CloseConnections(
       Selector selector, CloseMode mode,
       Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) = 0;
+
+  // Attaches a stream to an open (or peer-closed) connection. Failed
+  // precondition when another stream is attached, a Receive is waiting, or
+  // the connection is closed. `close_on_detach`: DetachStream closes it
+  // gracefully (reason kStreamEnded).
+  virtual void AttachStream(std::string connection_id, bool close_on_detach,
+                            Done<absl::StatusOr<StreamAttachment>> done) = 0;
+  // OpenClient, then attaches the new connection in the same loop turn (no
+  // one else can attach first); it closes when the stream detaches.
+  virtual void OpenStream(ClientSpec spec, absl::Time deadline,
+                          Done<absl::StatusOr<StreamAttachment>> done) = 0;
+  // Parks until the attached connection has bytes (up to `max_bytes`, 0:
+  // max_receive_bytes), datagrams, or ends. Returns a token for
+  // CancelReceive (which completes it at once, empty). A detached token:
+  // FailedPrecondition.
+  virtual uint64_t StreamReceive(uint64_t attachment, size_t max_bytes,
+                                 Done<absl::StatusOr<StreamChunk>> done) = 0;
+  // Queues `data` (UDP: one datagram) like Send, but instead of refusing
+  // when the connection's send buffer is full it waits for room: `done`
+  // runs once the bytes are queued. That is the stream's backpressure: the
+  // caller sends the next chunk only after `done`, so at most one chunk
+  // waits beyond send_buffer_bytes. Errors as Send's (a closed connection:
+  // the reason; above max_send_bytes: InvalidArgument). At most one
+  // StreamSend at a time per attachment (FailedPrecondition otherwise).
+  virtual void StreamSend(uint64_t attachment, std::string data,
+                          Done<absl::Status> done) = 0;
+  // The caller's half-close: FIN once the queued bytes are written (stream
+  // transports; UDP has none and completes at once). `done` runs when the
+  // FIN went out, or with the error that kept it (and queued bytes) from
+  // going out.
+  virtual void StreamShutdownWrite(uint64_t attachment,
+                                   Done<absl::Status> done) = 0;
+  // Ends the attachment: a waiting StreamSend or StreamShutdownWrite
+  // completes with Cancelled, a parked StreamReceive completes empty; an opened
+  // connection closes gracefully (kStreamEnded). Idempotent; any thread.
+  virtual void DetachStream(uint64_t attachment) = 0;
 
   // Registers a watcher with a bounded queue of `queue_limit` events (0:
   // kDefaultWatchQueueEvents; capped at kMaxWatchQueueEvents). Events are

@@ -311,7 +311,8 @@ void EngineImpl::OnStreamError(Conn& c, const asio::error_code& ec,
   Finalize(c, /*abort=*/true);
 }
 
-absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data) {
+absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data,
+                                                 bool stream) {
   const std::string id = ConnId(c.num);
   const uint64_t size = data.size();
   if (size > options_.max_send_bytes) {
@@ -330,7 +331,8 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data) {
   }
   // Datagrams are checked when they must be queued (with their overhead).
   if (c.transport != Transport::kUdp) {
-    if (c.counters.send_buffered + size > options_.send_buffer_bytes) {
+    if (!stream &&
+        c.counters.send_buffered + size > options_.send_buffer_bytes) {
       return absl::ResourceExhaustedError(absl::StrCat(
           "send ", id, ": send buffer full: ", c.counters.send_buffered,
           " bytes queued, ", size, " more would exceed send_buffer_bytes (",
@@ -428,6 +430,7 @@ void EngineImpl::Flush(Conn& c) {
       if (IsWouldBlock(ec)) {
         ResumeReading(c);  // An echo may have drained below its mark.
         ArmWrite(c);
+        PumpStreamSend(c);
         return;
       }
       OnStreamError(c, ec, "write");
@@ -445,6 +448,7 @@ void EngineImpl::Flush(Conn& c) {
   }
   ResumeReading(c);
   if (c.fin_wanted && !c.fin_sent) SendFin(c);
+  PumpStreamSend(c);
 }
 
 void EngineImpl::ArmWrite(Conn& c) {
@@ -485,6 +489,7 @@ void EngineImpl::SendFin(Conn& c) {
     return;
   }
   c.fin_sent = true;
+  PumpStreamSend(c);  // A StreamShutdownWrite waiting for this FIN.
   if (c.state == ConnectionState::kClosed) {
     // Tail: wait (up to close_linger) for the peer's FIN, unless seen.
     if (c.eof) Finalize(c, /*abort=*/false);
@@ -573,6 +578,7 @@ void EngineImpl::FlushUdpClient(Conn& c) {
     queue.pop_front();
     Recharge(c);
   }
+  PumpStreamSend(c);
 }
 
 void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
@@ -627,6 +633,7 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
   }
   Emit(EventKind::kConnectionClosed, c.server_num, c.num);
   NotifyReceiver(c);
+  PumpStreamSend(c);  // A waiting StreamSend fails now.
 }
 
 void EngineImpl::Finalize(Conn& c, bool abort) {

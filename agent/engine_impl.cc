@@ -218,25 +218,6 @@ void EngineImpl::Shutdown() {
   loop_thread_id_.store(std::thread::id());
 }
 
-template <typename T, typename Fn>
-void EngineImpl::PostWork(Done<T> done, Fn fn) {
-  {
-    absl::MutexLock lock(&post_mu_);
-    if (accepting_) {
-      asio::post(io_,
-                 [this, fn = std::move(fn), done = std::move(done)]() mutable {
-                   if (shutting_down_) {
-                     done(ShuttingDownError());
-                     return;
-                   }
-                   fn(std::move(done));
-                 });
-      return;
-    }
-  }
-  done(ShuttingDownError());
-}
-
 void EngineImpl::StartServer(ServerSpec spec,
                              Done<absl::StatusOr<ServerInfo>> done) {
   PostWork(std::move(done), [this, spec = std::move(spec)](
@@ -472,6 +453,7 @@ ConnectionInfo EngineImpl::Snapshot(const Conn& c) const {
     info.closed_at = c.extra->closed_at;
     info.ttl = c.extra->ttl;
     info.idle_timeout = c.extra->idle_timeout;
+    info.stream_attached = c.extra->attachment != 0;
   }
   return info;
 }
@@ -566,13 +548,20 @@ void EngineImpl::DoSend(absl::string_view id, std::string data,
 
 void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
                            uint64_t token,
-                           Done<absl::StatusOr<ReceiveResult>> done) {
+                           Done<absl::StatusOr<ReceiveResult>> done,
+                           uint64_t attachment) {
   absl::StatusOr<Conn*> found = LookupConn(id);
   if (!found.ok()) {
     done(found.status());
     return;
   }
   Conn& c = **found;
+  if (c.extra != nullptr && c.extra->attachment != attachment) {
+    done(absl::FailedPreconditionError(
+        absl::StrCat("receive ", id,
+                     ": a Stream is attached to it and receives its bytes")));
+    return;
+  }
   if (c.receive != nullptr) {
     done(absl::FailedPreconditionError(
         absl::StrCat("receive ", id, ": another Receive is already waiting")));

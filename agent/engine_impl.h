@@ -133,6 +133,7 @@ struct ConnExtra {
   uint64_t out_datagrams = 0;  // Peer session: queued on its server socket.
   // Unreceived bytes discarded to keep the closed history's bytes bounded.
   uint64_t history_discarded = 0;
+  uint64_t attachment = 0;  // The attached Stream's token; 0: none.
 };
 
 // One connection: TCP or UNIX stream, UDP client, or UDP peer session. Kept
@@ -250,6 +251,19 @@ struct PendingResolve {
   Done<absl::StatusOr<IpEndpoints>> done;
 };
 
+// A Stream attached to a connection (engine_stream.cc).
+struct Attachment {
+  uint64_t token = 0;
+  uint64_t conn_num = 0;
+  bool close_on_detach = false;  // Opened by the stream.
+  // A StreamSend waiting for room in the send buffer (at most one).
+  std::optional<std::string> waiting;
+  Done<absl::Status> waiting_done;
+  // StreamShutdownWrite waiting for the FIN to go out.
+  Done<absl::Status> fin_done;
+  uint64_t receive_token = 0;  // Its parked StreamReceive, if any.
+};
+
 using EventKind = EngineEventKind;
 
 // One watcher of live events (see Engine::Subscribe).
@@ -299,6 +313,17 @@ class EngineImpl final : public Engine {
   std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
   void Unsubscribe(uint64_t watcher) override;
   size_t QueuedEvents(uint64_t watcher) override;
+  void AttachStream(std::string connection_id, bool close_on_detach,
+                    Done<absl::StatusOr<StreamAttachment>> done) override;
+  void OpenStream(ClientSpec spec, absl::Time deadline,
+                  Done<absl::StatusOr<StreamAttachment>> done) override;
+  uint64_t StreamReceive(uint64_t attachment, size_t max_bytes,
+                         Done<absl::StatusOr<StreamChunk>> done) override;
+  void StreamSend(uint64_t attachment, std::string data,
+                  Done<absl::Status> done) override;
+  void StreamShutdownWrite(uint64_t attachment,
+                           Done<absl::Status> done) override;
+  void DetachStream(uint64_t attachment) override;
   void Shutdown() override;
 
  private:
@@ -353,8 +378,11 @@ class EngineImpl final : public Engine {
                          Done<absl::StatusOr<Page<ConnectionInfo>>> done);
   void DoSend(absl::string_view id, std::string data,
               Done<absl::StatusOr<SendResult>> done);
+  // `attachment`: the Stream receiving (0: a Receive call, refused while
+  // a Stream is attached).
   void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
-                 Done<absl::StatusOr<ReceiveResult>> done);
+                 Done<absl::StatusOr<ReceiveResult>> done,
+                 uint64_t attachment = 0);
   void DoCancelReceive(uint64_t token);
   void DoCloseConnections(
       const Selector& selector, CloseMode mode,
@@ -397,6 +425,24 @@ class EngineImpl final : public Engine {
   bool WatcherMatches(const Watcher& w, EventKind kind, uint64_t server_num,
                       uint64_t conn_num, const Labels* labels) const;
 
+  // ---- engine_stream.cc: Stream attachments.
+  absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach);
+  void DoStreamReceive(uint64_t attachment, size_t max_bytes, uint64_t token,
+                       Done<absl::StatusOr<StreamChunk>> done);
+  void DoStreamSend(uint64_t attachment, std::string data,
+                    Done<absl::Status> done);
+  void DoStreamShutdownWrite(uint64_t attachment, Done<absl::Status> done);
+  void DoDetachStream(uint64_t attachment);
+  // Why `op` cannot proceed on closed `c`: Aborted after a reset,
+  // Unavailable after an error or at shutdown, FailedPrecondition else.
+  absl::Status ClosedStatus(const Conn& c, absl::string_view op) const;
+  // Queues a waiting StreamSend once the send buffer has room for it, or
+  // fails it once the connection closed. Called whenever c's send buffer
+  // drains or c closes.
+  void PumpStreamSend(Conn& c);
+  // The attachment of a live connection; null when detached or gone.
+  Attachment* FindAttachment(uint64_t token);
+
   // ---- engine_conn.cc: connection I/O and closing.
   void StartConnection(Conn& c, absl::Duration ttl,
                        absl::Duration idle_timeout);
@@ -415,7 +461,10 @@ class EngineImpl final : public Engine {
   void OnPeerFin(Conn& c);
   void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
 
-  absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data);
+  // `stream`: a StreamSend, which waited for room already and may take the
+  // buffer past send_buffer_bytes by this one chunk.
+  absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data,
+                                       bool stream = false);
   // Send's answer once writing found `c` broken (it is finalized).
   absl::Status SendFailure(const Conn& c, uint64_t lost) const;
   void Flush(Conn& c);
@@ -557,6 +606,7 @@ class EngineImpl final : public Engine {
   absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
+  absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 
 // Helpers shared by the engine_*.cc files.
@@ -574,6 +624,26 @@ const char* CloseReasonText(CloseReason reason);
 bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
                  const Labels& selector);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
+
+// Here so every engine_*.cc file can post public calls.
+template <typename T, typename Fn>
+void EngineImpl::PostWork(Done<T> done, Fn fn) {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (accepting_) {
+      asio::post(io_,
+                 [this, fn = std::move(fn), done = std::move(done)]() mutable {
+                   if (shutting_down_) {
+                     done(ShuttingDownError());
+                     return;
+                   }
+                   fn(std::move(done));
+                 });
+      return;
+    }
+  }
+  done(ShuttingDownError());
+}
 
 }  // namespace engine_internal
 }  // namespace sockagent

@@ -713,7 +713,10 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
         Touch(*c);
       }
     }
+    const uint64_t conn_num = d.conn_num;
     u.out.pop_front();
+    // Room freed: a Stream waiting to send on that session goes on.
+    if (Conn* sent = FindConn(conn_num)) PumpStreamSend(*sent);
   }
 }
 

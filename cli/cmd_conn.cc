@@ -1,7 +1,6 @@
 // Verbs about connections: `client open` (OpenClient), `conn list`
 // (ListConnections, also on every agent of a fleet) and `close`
-// (CloseConnection). The verb `connect` is
-// kept free for an interactive, streaming client.
+// (CloseConnection). `connect` (cmd_stream.cc) shares the open options.
 #include <CLI/CLI.hpp>
 #include <cstdint>
 #include <iostream>
@@ -18,6 +17,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/fleet.h"
+#include "cli/open_args.h"
 #include "cli/paging.h"
 #include "cli/proto_text.h"
 #include "cli/socket_tables.h"
@@ -32,113 +32,14 @@ using sockagent::v1::ListConnectionsResponse;
 using sockagent::v1::OpenClientRequest;
 using sockagent::v1::OpenClientResponse;
 
-struct OpenArgs {
-  std::string host;
-  std::string port;
-  bool tcp = false;
-  bool udp = false;
-  std::string unix_path;
-  bool ipv4 = false;
-  bool ipv6 = false;
-  std::string connect_timeout;
-  std::string source;
-  bool nodelay = false;
-  bool keepalive = false;
-  std::string keepalive_idle;
-  std::string keepalive_interval;
-  uint32_t keepalive_count = 0;
-  std::vector<std::string> labels;
-  std::string ttl;
-  std::string idle_timeout;
+struct ClientOpenArgs {
+  OpenArgs open;
   bool quiet = false;
-  CLI::Option* unix_opt = nullptr;
 };
 
-absl::Status BuildRemote(const OpenArgs& args, OpenClientRequest& request) {
-  auto* remote = request.mutable_remote();
-  if (args.unix_opt->count() > 0) {
-    if (!args.host.empty() || !args.port.empty()) {
-      return absl::InvalidArgumentError(
-          "with --unix PATH give no HOST or PORT");
-    }
-    if (args.unix_path.empty()) {
-      return absl::InvalidArgumentError("--unix needs a socket path");
-    }
-    request.set_transport(sockagent::v1::TRANSPORT_UNIX);
-    remote->set_unix_path(args.unix_path);
-    return absl::OkStatus();
-  }
-  request.set_transport(args.udp ? sockagent::v1::TRANSPORT_UDP
-                                 : sockagent::v1::TRANSPORT_TCP);
-  if (args.host.empty()) {
-    return absl::InvalidArgumentError(
-        "client open needs HOST PORT (or --unix PATH)");
-  }
-  // HOST may also be HOST:PORT or [IPV6]:PORT, or [IPV6] before PORT.
-  absl::StatusOr<bool> has_port = ParseHostPort(args.host, remote);
-  if (!has_port.ok()) return has_port.status();
-  if (*has_port && !args.port.empty()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("the port is given twice: in '", args.host, "' and as '",
-                     args.port, "'"));
-  }
-  if (!*has_port) {
-    if (args.port.empty()) {
-      return absl::InvalidArgumentError(
-          "client open needs a PORT (a number or a service name such as "
-          "www)");
-    }
-    if (absl::Status s = ParsePort(args.port, remote); !s.ok()) return s;
-  }
-  if (remote->host().empty()) {
-    return absl::InvalidArgumentError("empty HOST");
-  }
-  return absl::OkStatus();
-}
-
-absl::StatusOr<OpenClientRequest> BuildOpenRequest(const OpenArgs& args) {
-  OpenClientRequest request;
-  if (absl::Status s = BuildRemote(args, request); !s.ok()) return s;
-  if (args.ipv4) request.set_family(sockagent::v1::FAMILY_IPV4);
-  if (args.ipv6) request.set_family(sockagent::v1::FAMILY_IPV6);
-  if (!args.source.empty()) {
-    absl::StatusOr<bool> has_port =
-        ParseHostPort(args.source, request.mutable_source());
-    if (!has_port.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("invalid --source: ", has_port.status().message()));
-    }
-  }
-  request.set_tcp_nodelay(args.nodelay);
-  auto* keepalive = request.mutable_keepalive();
-  // Any keepalive setting turns keepalive on.
-  keepalive->set_enable(args.keepalive || !args.keepalive_idle.empty() ||
-                        !args.keepalive_interval.empty() ||
-                        args.keepalive_count > 0);
-  keepalive->set_count(args.keepalive_count);
-  for (absl::Status s : {
-           ParseDurationFlag("--connect-timeout", args.connect_timeout,
-                             request.mutable_connect_timeout()),
-           ParseDurationFlag("--keepalive-idle", args.keepalive_idle,
-                             keepalive->mutable_idle()),
-           ParseDurationFlag("--keepalive-interval", args.keepalive_interval,
-                             keepalive->mutable_interval()),
-           ParseDurationFlag("--ttl", args.ttl, request.mutable_ttl()),
-           ParseDurationFlag("--idle-timeout", args.idle_timeout,
-                             request.mutable_idle_timeout()),
-       }) {
-    if (!s.ok()) return s;
-  }
-  if (!keepalive->enable()) request.clear_keepalive();
-  if (absl::Status s = ParseLabels(args.labels, request.mutable_labels());
-      !s.ok()) {
-    return s;
-  }
-  return request;
-}
-
-int RunOpen(AgentClient& client, const OpenArgs& args) {
-  absl::StatusOr<OpenClientRequest> request = BuildOpenRequest(args);
+int RunOpen(AgentClient& client, const ClientOpenArgs& args) {
+  absl::StatusOr<OpenClientRequest> request =
+      BuildOpenRequest(args.open, "client open");
   if (!request.ok()) return UsageError(request.status().message());
   OpenClientResponse response;
   // A connect timeout longer than --timeout is not cut short by the call.
@@ -281,7 +182,7 @@ void AddOpen(CLI::App& app, Commands& commands) {
   CLI::App* group = app.add_subcommand(
       "client", "Client connections from the agent's host: open");
   group->require_subcommand(1);
-  auto args = std::make_shared<OpenArgs>();
+  auto args = std::make_shared<ClientOpenArgs>();
   CLI::App* open = group->add_subcommand(
       "open",
       "Connect from the agent's host to HOST PORT (OpenClient) and print the "
@@ -294,61 +195,7 @@ void AddOpen(CLI::App& app, Commands& commands) {
       "  sockctl client open '[::1]:7000' --source '[::1]:40000'\n"
       "  sockctl client open --udp 127.0.0.1 53\n"
       "  sockctl client open --unix /run/app.sock");
-  open->add_option("HOST", args->host,
-                   "Host name or address (also HOST:PORT, [IPV6]:PORT)");
-  open->add_option("PORT", args->port, "Port number or service name (www)");
-  CLI::Option* tcp = open->add_flag("--tcp", args->tcp, "TCP (the default)")
-                         ->group("Transport");
-  CLI::Option* udp =
-      open->add_flag("--udp", args->udp, "UDP (a connected UDP socket)")
-          ->group("Transport");
-  args->unix_opt = open->add_option("--unix", args->unix_path,
-                                    "UNIX stream socket at PATH (no HOST "
-                                    "PORT; '@name': abstract)")
-                       ->type_name("PATH")
-                       ->group("Transport");
-  tcp->excludes(udp)->excludes(args->unix_opt);
-  udp->excludes(args->unix_opt);
-  CLI::Option* v4 =
-      open->add_flag("-4", args->ipv4, "IPv4 only")->group("Connect");
-  CLI::Option* v6 =
-      open->add_flag("-6", args->ipv6, "IPv6 only")->group("Connect");
-  v4->excludes(v6);
-  open->add_option("--connect-timeout", args->connect_timeout,
-                   "Give up connecting after D (default: the agent's, 10s, "
-                   "within --timeout)")
-      ->type_name("D")
-      ->group("Connect");
-  open->add_option("--source", args->source,
-                   "Bind to HOST[:PORT] first ([IPV6]:PORT, :PORT)")
-      ->type_name("ADDR")
-      ->group("Connect");
-  open->add_flag("--nodelay", args->nodelay, "TCP_NODELAY")->group("Socket");
-  open->add_flag("--keepalive", args->keepalive, "SO_KEEPALIVE")
-      ->group("Socket");
-  open->add_option("--keepalive-idle", args->keepalive_idle,
-                   "TCP_KEEPIDLE (implies --keepalive)")
-      ->type_name("D")
-      ->group("Socket");
-  open->add_option("--keepalive-interval", args->keepalive_interval,
-                   "TCP_KEEPINTVL (implies --keepalive)")
-      ->type_name("D")
-      ->group("Socket");
-  open->add_option("--keepalive-count", args->keepalive_count,
-                   "TCP_KEEPCNT (implies --keepalive)")
-      ->check(CLI::PositiveNumber)
-      ->group("Socket");
-  open->add_option("--label", args->labels, "KEY=VALUE; repeat for more")
-      ->type_name("KEY=VALUE")
-      ->allow_extra_args(false)
-      ->group("Lifetime");
-  open->add_option("--ttl", args->ttl, "Close by itself after D")
-      ->type_name("D")
-      ->group("Lifetime");
-  open->add_option("--idle-timeout", args->idle_timeout,
-                   "Close after D without a byte either way")
-      ->type_name("D")
-      ->group("Lifetime");
+  AddOpenOptions(open, args->open);
   open->add_flag("-q,--quiet", args->quiet, "Print only the connection id");
   commands.push_back(
       {open, [args](AgentClient& client) { return RunOpen(client, *args); }});

@@ -44,5 +44,7 @@ void AddDataCommands(CLI::App& app, Commands& commands);
 void AddMatrixCommands(CLI::App& app, Commands& commands);
 // cmd_watch.cc: watch.
 void AddWatchCommands(CLI::App& app, Commands& commands);
+// cmd_stream.cc: connect, attach.
+void AddStreamCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

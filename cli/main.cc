@@ -256,6 +256,7 @@ int Main(int argc, char** argv) {
   AddDataCommands(app, commands);
   AddMatrixCommands(app, commands);
   AddWatchCommands(app, commands);
+  AddStreamCommands(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -53,19 +53,6 @@ Done<absl::StatusOr<T>> Complete(grpc::ServerUnaryReactor* reactor, Fill fill) {
   };
 }
 
-// Ends a streaming RPC this version does not serve yet.
-template <typename Base>
-class UnimplementedReactor final : public Base {
- public:
-  explicit UnimplementedReactor(absl::string_view rpc) {
-    this->Finish(
-        grpc::Status(grpc::StatusCode::UNIMPLEMENTED,
-                     absl::StrCat(rpc, " is not implemented in sockagent ",
-                                  SOCKAGENT_VERSION, " yet")));
-  }
-  void OnDone() override { delete this; }
-};
-
 // Receive parks in the engine until data or the wait ends; a cancelled RPC
 // (client gone, deadline) completes the parked receive early. The reactor
 // is freed only when both Start() has returned and gRPC called OnDone(),
@@ -169,7 +156,7 @@ class ResolveReactor final : public grpc::ServerUnaryReactor {
 class WatchReactor;
 
 // What a watch reactor shares with the engine's wake callback and with
-// EndWatches, both of which may run after the reactor is gone: they find
+// EndStreamingCalls, both of which may run after the reactor is gone: they find
 // `reactor` null then. `mu` also guards the reactor's own state.
 struct WatchShared {
   absl::Mutex mu;
@@ -190,9 +177,9 @@ namespace {
 // bounded per-watcher queue in batches; when it is empty the reactor idles
 // until the engine's wake callback (loop thread) pumps it again. Every
 // state change happens under shared_->mu, so the wake, OnWriteDone,
-// OnCancel and EndWatches never interleave. Finish is called exactly once,
-// never with a write outstanding: a finish wanted while writing is done by
-// OnWriteDone (whatever its `ok`), so Server::Shutdown never hangs.
+// OnCancel and EndStreamingCalls never interleave. Finish is called exactly
+// once, never with a write outstanding: a finish wanted while writing is done
+// by OnWriteDone (whatever its `ok`), so Server::Shutdown never hangs.
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
  public:
   static constexpr size_t kBatch = 64;
@@ -226,7 +213,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
     EndLocked(status);
   }
 
-  // EndWatches: the agent is shutting down.
+  // EndStreamingCalls: the agent is shutting down.
   void End() { EndLocked(grpc::Status::OK); }
 
   // Writes the next queued event unless a write is in flight or the stream
@@ -318,11 +305,13 @@ AgentService::AgentService(Engine* engine, ResolverPool* resolver,
     : engine_(engine),
       resolver_(resolver),
       options_(std::move(options)),
-      watches_(std::make_shared<WatchRegistry>()) {}
+      watches_(std::make_shared<WatchRegistry>()),
+      streams_(NewStreamRegistry()) {}
 
 AgentService::~AgentService() = default;
 
-void AgentService::EndWatches() {
+void AgentService::EndStreamingCalls() {
+  EndStreams(*streams_);
   std::vector<std::shared_ptr<WatchShared>> live;
   {
     absl::MutexLock lock(&watches_->mu);
@@ -531,8 +520,7 @@ grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
 
 grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>*
 AgentService::Stream(grpc::CallbackServerContext* context) {
-  return new UnimplementedReactor<
-      grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>>("Stream");
+  return NewStreamReactor(engine_, streams_, context);
 }
 
 grpc::ServerUnaryReactor* AgentService::Resolve(

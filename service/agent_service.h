@@ -18,6 +18,7 @@
 #include "absl/time/time.h"
 #include "agent/engine.h"
 #include "agent/resolver.h"
+#include "service/stream_reactor.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 
 namespace sockagent {
@@ -42,9 +43,10 @@ class AgentService final : public v1::SocketAgent::CallbackService {
                AgentServiceOptions options);
   ~AgentService() override;
 
-  // Ends every Watch stream (OK) and refuses new ones, so a server
-  // shutdown does not wait out its grace period for watchers. Any thread.
-  void EndWatches();
+  // Ends every Watch (OK) and Stream (UNAVAILABLE "agent shutting down")
+  // call and refuses new ones, so a server shutdown does not wait out its
+  // grace period for calls that never end by themselves. Any thread.
+  void EndStreamingCalls();
 
   // Looks the host's fully qualified name up once, on the resolver pool,
   // and caches it for GetHostInfo (which reports "" until it is known).
@@ -103,8 +105,9 @@ class AgentService final : public v1::SocketAgent::CallbackService {
     std::string fqdn ABSL_GUARDED_BY(mu);
   };
   const std::shared_ptr<FqdnCache> fqdn_ = std::make_shared<FqdnCache>();
-  // Watch streams in progress; shared with their reactors.
+  // Watch and Stream calls in progress; shared with their reactors.
   const std::shared_ptr<WatchRegistry> watches_;
+  const std::shared_ptr<StreamRegistry> streams_;
 };
 
 }  // namespace sockagent

@@ -221,9 +221,9 @@ int Run(int argc, char** argv) {
   Log("info", absl::StrCat("received ", sig == SIGINT ? "SIGINT" : "SIGTERM",
                            ", shutting down"));
   server->GetHealthCheckService()->Shutdown();
-  // Watch streams never end by themselves: end them now so Shutdown does
-  // not wait out its grace period.
-  service.EndWatches();
+  // Watch and Stream calls need not end by themselves: end them now so
+  // Shutdown does not wait out its grace period.
+  service.EndStreamingCalls();
   server->Shutdown(
       absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
   (*engine)->Shutdown();

@@ -99,21 +99,6 @@ TEST(Daemon, ExitsCleanlyOnSigtermAndSigint) {
   }
 }
 
-TEST(Daemon, UnimplementedStreamsSaySo) {
-  auto agent = AgentProcess::Start();
-  ASSERT_TRUE(agent.ok()) << agent.status();
-  auto stub = v1::SocketAgent::NewStub(ChannelTo((*agent)->address()));
-  auto context = ContextWithDeadline();
-  auto stream = stub->Stream(context.get());
-  v1::StreamResponse response;
-  EXPECT_FALSE(stream->Read(&response));
-  grpc::Status status = stream->Finish();
-  if (status.error_code() != grpc::StatusCode::UNIMPLEMENTED) {
-    GTEST_SKIP() << "Stream is implemented now";
-  }
-  EXPECT_THAT(status.error_message(), HasSubstr("not implemented"));
-}
-
 CommandResult RunDaemon(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {SOCKAGENTD_PATH};
   argv.insert(argv.end(), args.begin(), args.end());

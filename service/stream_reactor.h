@@ -1,0 +1,41 @@
+// The Stream RPC: netcat through the agent. One reactor per call pipes the
+// caller's data messages into an attached (or newly opened) connection and
+// the connection's bytes back, with backpressure both ways:
+//   caller -> socket: the next request is read only after the engine took
+//     the previous chunk (Engine::StreamSend waits for send-buffer room);
+//   socket -> caller: the next engine receive starts only after every
+//     response of the previous one was written, so while the caller does
+//     not read, the connection's receive buffer fills and the socket is not
+//     read (TCP flow control slows the peer).
+// Memory per call: one request, at most one receive's worth of responses
+// (max_receive_bytes), plus the connection's own bounded buffers.
+#ifndef SOCKAGENT_SERVICE_STREAM_REACTOR_H_
+#define SOCKAGENT_SERVICE_STREAM_REACTOR_H_
+
+#include <memory>
+
+#include "agent/engine.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+
+namespace sockagent {
+
+// The Stream calls in progress, so shutdown can end them all.
+struct StreamRegistry;
+
+std::shared_ptr<StreamRegistry> NewStreamRegistry();
+
+// Ends every Stream call with UNAVAILABLE "agent shutting down" (detaching
+// from its connection) and refuses new ones. Any thread.
+void EndStreams(StreamRegistry& registry);
+
+using StreamBidiReactor =
+    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>;
+
+// `engine` may be null (the call then ends UNAVAILABLE).
+StreamBidiReactor* NewStreamReactor(Engine* engine,
+                                    std::shared_ptr<StreamRegistry> registry,
+                                    grpc::CallbackServerContext* context);
+
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_SERVICE_STREAM_REACTOR_H_
