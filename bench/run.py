@@ -135,6 +135,7 @@ def free_port():
 class Tools:
     def __init__(self, build_dir):
         self.build = os.path.abspath(build_dir)
+        self.rel = os.path.relpath(self.build, REPO) + "/"  # For commands shown.
         self.agentd = os.path.join(self.build, "service", "sockagentd")
         self.sockctl = os.path.join(self.build, "cli", "sockctl")
         self.load = os.path.join(self.build, "bench", "bench_load")
@@ -208,6 +209,8 @@ class Line:
             return "SKIPPED"
         if not self.ours:
             return "NO DATA"
+        if self.target is None:
+            return "info"
         med = statistics.median(self.ratios())
         op, value = self.target
         ok = med >= value if op == ">=" else med <= value
@@ -217,7 +220,8 @@ class Line:
         d = {"num": self.num, "name": self.name, "unit": self.unit,
              "reference": self.reference, "reference_command": self.ref_cmd,
              "ours_command": self.ours_cmd,
-             "target": f"ratio {self.target[0]} {self.target[1]}",
+             "target": (f"ratio {self.target[0]} {self.target[1]}"
+                        if self.target else None),
              "ours": self.ours, "ref": self.ref, "ratios": self.ratios(),
              "verdict": self.verdict(), "notes": self.notes}
         if self.skipped:
@@ -235,7 +239,7 @@ def fmt(v, unit):
         return f"{v / 1e9:.2f}"
     if unit in ("dgram/s", "ops/s", "conn/s"):
         return f"{v / 1e3:.1f}k"
-    if unit in ("us", "us/conn", "bytes/conn"):
+    if unit in ("us", "us/conn", "bytes/conn", "% loss"):
         return f"{v:.1f}"
     return f"{v:.3g}"
 
@@ -263,7 +267,7 @@ def bench_tcp(t, agent, cfg, lines):
                 "1" + ("a" if chunk == MiB else "b"),
                 f"TCP into discard server, {label} writes", "GB/s",
                 "plain blocking recv() sink (256 KiB buffer)",
-                " ".join(writer).replace("PORT", "$SINK_PORT").replace(t.build + "/", "")
+                " ".join(writer).replace("PORT", "$SINK_PORT").replace(t.build + "/", t.rel)
                 + "   # sink: bench_load tcp-sink --buf 262144",
                 "same writer into `sockctl server start --tcp --discard`",
                 (">=", 0.9))
@@ -326,7 +330,7 @@ def bench_udp(t, agent, cfg, lines):
         for senders in (1, 2):
             send = [t.load, "udp-send", "127.0.0.1", "PORT", "--size", "1400",
                     "--secs", str(secs)]
-            ref_cmd = (" ".join(send).replace(t.build + "/", "") +
+            ref_cmd = (" ".join(send).replace(t.build + "/", t.rel) +
                        f"  (x{senders} at once) into: bench_load udp-sink "
                        "--rcvbuf 4194304 (recvmmsg, 64 per call)")
             if senders == 1:
@@ -335,14 +339,14 @@ def bench_udp(t, agent, cfg, lines):
                             ref_cmd, "same sender into `sockctl server start "
                             "--udp --discard`", (">=", 0.9))
                 loss = Line("2b", "UDP loss (points above reference), 1 sender",
-                            "points", "plain recvmmsg sink", ref_cmd, "",
+                            "% loss", "plain recvmmsg sink", ref_cmd, "(as 2a)",
                             ("<=", 0.0), higher_is_better=False)
             else:
                 rate = Line("2c", "UDP 1400 B, 2 senders (overload)",
                             "dgram/s", "plain recvmmsg sink, 4 MiB SO_RCVBUF",
                             ref_cmd, "same senders into the agent", (">=", 0.9))
                 loss = Line("2d", "UDP loss (points above reference), 2 senders",
-                            "points", "plain recvmmsg sink", ref_cmd, "",
+                            "% loss", "plain recvmmsg sink", ref_cmd, "(as 2c)",
                             ("<=", 1.0), higher_is_better=False)
             ours_loss, ref_loss = [], []
             for _ in range(cfg["rounds"]):
@@ -449,7 +453,7 @@ def bench_accept(t, agent, cfg, lines):
     client = [t.load, "accept-client", "127.0.0.1", "PORT", "--secs",
               str(cfg["accept_secs"]), "--threads", "2", "--sources", "2-9",
               "--expect", str(len(greeting))]
-    client_cmd = " ".join(client).replace(t.build + "/", "")
+    client_cmd = " ".join(client).replace(t.build + "/", t.rel)
     vs_py = Line("6a", "Accept cost (greeting server): server CPU per connection",
                  "us/conn", "the seed's Python server (bench/greeting_server.py)",
                  client_cmd.replace("PORT", "$PY_PORT") +
@@ -464,7 +468,7 @@ def bench_accept(t, agent, cfg, lines):
                   "(as 6a)", ("<=", 1.2), higher_is_better=False)
     rate = Line("6c", "Accept rate beside it (client-bound on 2 cores)",
                 "conn/s", "plain C++ accept loop", "(as 6b)", "(as 6a)",
-                (">=", 0.0))
+                None)
 
     def one(pid, port):
         cmd = list(client)
@@ -580,14 +584,16 @@ def sockctl_has_connect(t):
 
 
 def bench_relay(t, agent, cfg, lines):
+    n = cfg["relay_bytes"]
     line_b = Line("3a", "Relay: sockctl connect (stdin -> gRPC Stream -> agent"
                   " -> TCP -> sink)", "GB/s", "socat -b 1048576 -u STDIN TCP:",
-                  "head -c N /dev/zero | socat -b 1048576 -u STDIN "
-                  "TCP:127.0.0.1:$SINK_PORT", "head -c N /dev/zero | sockctl "
-                  "--agent $AGENT connect 127.0.0.1 $SINK_PORT", (">=", 1.0))
+                  f"head -c {n} /dev/zero | socat -b 1048576 -u STDIN "
+                  "TCP:127.0.0.1:$SINK_PORT  (sink: bench_load tcp-sink)",
+                  f"head -c {n} /dev/zero | sockctl --agent $AGENT connect "
+                  "127.0.0.1 $SINK_PORT", (">=", 1.0))
     line_d = Line("3b", "Relay vs default socat", "GB/s",
                   "socat -u STDIN TCP: (default 8 KiB buffer)",
-                  "head -c N /dev/zero | socat -u STDIN TCP:127.0.0.1:$SINK_PORT",
+                  f"head -c {n} /dev/zero | socat -u STDIN TCP:127.0.0.1:$SINK_PORT",
                   "(as 3a)", (">=", 2.0))
     if not sockctl_has_connect(t):
         for l in (line_b, line_d):
@@ -655,20 +661,28 @@ def machine():
                                capture_output=True, text=True).stdout.split())}
 
 
+def target_text(line):
+    if line.target is None:
+        return "-"
+    if line.num in ("2b", "2d"):
+        return f"diff {line.target[0]} {line.target[1]}"
+    return f"{line.target[0]} {line.target[1]}"
+
+
 def table(lines):
     rows = [("#", "benchmark", "ours (median)", "reference (median)",
              "ratio median (min-max)", "target", "verdict")]
     for l in lines:
         d = l.as_dict()
         if l.skipped:
-            rows.append((l.num, l.name, "-", "-", "-",
-                         f"{l.target[0]} {l.target[1]}", "SKIPPED"))
+            rows.append((l.num, l.name, "-", "-", "-", target_text(l),
+                         "SKIPPED"))
             continue
         rows.append((
             l.num, l.name, f"{fmt(d['ours_median'], l.unit)} {l.unit}",
             f"{fmt(d['ref_median'], l.unit)} {l.unit}",
             f"{d['ratio_median']:.2f} ({d['ratio_min']:.2f}-{d['ratio_max']:.2f})",
-            f"{l.target[0]} {l.target[1]}", d["verdict"]))
+            target_text(l), d["verdict"]))
     return rows
 
 
@@ -686,7 +700,8 @@ def markdown(lines, info, cfg, when):
            f"Machine: {info['cores']} cores ({info['cpu']}), Linux "
            f"{info['kernel']}, open files (soft hard) {info['nofile']}; "
            f"commit {info['git']}. Ratio = ours ÷ reference per round; "
-           "median (min–max).\n"]
+           "median (min–max); 2b/2d: our loss minus the reference's, in "
+           "percentage points.\n"]
     rows = table(lines)
     out.append("| " + " | ".join(rows[0]) + " |")
     out.append("|" + "---|" * len(rows[0]))
