@@ -656,6 +656,7 @@ def machine():
     rev = subprocess.run(["git", "-C", REPO, "rev-parse", "--short", "HEAD"],
                          capture_output=True, text=True).stdout.strip()
     return {"cores": os.cpu_count(), "kernel": kernel, "cpu": cpu,
+            "loadavg_at_start": round(os.getloadavg()[0], 1),
             "git": rev, "nofile": " ".join(
                 subprocess.run(["sh", "-c", "ulimit -Sn; ulimit -Hn"],
                                capture_output=True, text=True).stdout.split())}
@@ -698,7 +699,8 @@ def markdown(lines, info, cfg, when):
     out = [f"\n## {when} — {'quick' if cfg['quick'] else 'full'} run, "
            f"{cfg['rounds']} interleaved rounds\n",
            f"Machine: {info['cores']} cores ({info['cpu']}), Linux "
-           f"{info['kernel']}, open files (soft hard) {info['nofile']}; "
+           f"{info['kernel']}, open files (soft hard) {info['nofile']}, "
+           f"load average {info['loadavg_at_start']} at the start; "
            f"commit {info['git']}. Ratio = ours ÷ reference per round; "
            "median (min–max); 2b/2d: our loss minus the reference's, in "
            "percentage points.\n"]
