@@ -484,6 +484,17 @@ void EngineImpl::OnWritable(uint64_t num, const asio::error_code& ec) {
 void EngineImpl::SendFin(Conn& c) {
   asio::error_code ec;
   c.stream->shutdown(asio::socket_base::shutdown_send, ec);
+  if (ec == asio::error::not_connected) {
+    // Connected until now: the peer's reset came first (the kernel may
+    // already have consumed it as SO_ERROR, so say so either way).
+    asio::error_code ignored;
+    SocketErrorOption pending;
+    c.stream->get_option(pending, ignored);
+    ec = pending.value() != 0
+             ? asio::error_code(pending.value(),
+                                asio::error::get_system_category())
+             : asio::error::connection_reset;
+  }
   if (ec) {
     OnStreamError(c, ec, "shutdown");
     return;

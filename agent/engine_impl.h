@@ -442,6 +442,9 @@ class EngineImpl final : public Engine {
   void PumpStreamSend(Conn& c);
   // The attachment of a live connection; null when detached or gone.
   Attachment* FindAttachment(uint64_t token);
+  // Its connection (and the attachment in `*attachment`); null when either
+  // is gone.
+  Conn* AttachedConn(uint64_t token, Attachment** attachment);
 
   // ---- engine_conn.cc: connection I/O and closing.
   void StartConnection(Conn& c, absl::Duration ttl,

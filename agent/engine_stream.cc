@@ -85,6 +85,11 @@ Attachment* EngineImpl::FindAttachment(uint64_t token) {
   return it == attachments_.end() ? nullptr : &it->second;
 }
 
+Conn* EngineImpl::AttachedConn(uint64_t token, Attachment** attachment) {
+  *attachment = FindAttachment(token);
+  return *attachment == nullptr ? nullptr : FindConn((*attachment)->conn_num);
+}
+
 absl::Status EngineImpl::ClosedStatus(const Conn& c,
                                       absl::string_view op) const {
   const std::string detail =
@@ -147,8 +152,13 @@ void EngineImpl::DoStreamReceive(uint64_t attachment, size_t max_bytes,
           done(r.status());  // Reset, error, shutdown, detached.
           return;
         }
-        // Ended in order (both FINs, or a local close) and drained.
-        if (c != nullptr && c->state == ConnectionState::kClosed &&
+        // Ended in order (both FINs, or a local close) and drained. After
+        // a reset or an error the next StreamReceive reports it instead.
+        const bool orderly =
+            c != nullptr && c->close_reason != CloseReason::kPeerReset &&
+            c->close_reason != CloseReason::kError &&
+            c->close_reason != CloseReason::kAgentShutdown;
+        if (orderly && c->state == ConnectionState::kClosed &&
             c->counters.recv_buffered == 0 && !c->has_datagrams()) {
           chunk.closed = true;
           chunk.reason = c->close_reason;
@@ -169,8 +179,8 @@ void EngineImpl::StreamSend(uint64_t attachment, std::string data,
 
 void EngineImpl::DoStreamSend(uint64_t attachment, std::string data,
                               Done<absl::Status> done) {
-  Attachment* a = FindAttachment(attachment);
-  Conn* c = a == nullptr ? nullptr : FindConn(a->conn_num);
+  Attachment* a = nullptr;
+  Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
     done(absl::FailedPreconditionError("stream: detached"));
     return;
@@ -240,8 +250,8 @@ void EngineImpl::StreamShutdownWrite(uint64_t attachment,
 
 void EngineImpl::DoStreamShutdownWrite(uint64_t attachment,
                                        Done<absl::Status> done) {
-  Attachment* a = FindAttachment(attachment);
-  Conn* c = a == nullptr ? nullptr : FindConn(a->conn_num);
+  Attachment* a = nullptr;
+  Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
     done(absl::FailedPreconditionError("stream: detached"));
     return;

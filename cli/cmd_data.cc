@@ -2,6 +2,7 @@
 // connection's send buffer is full) and `recv` (one Receive, with the
 // exactly-N and until-delimiter conditions and netcat-like output).
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +26,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/output.h"
+#include "cli/progress.h"
 #include "cli/proto_text.h"
 
 namespace sockctl {
@@ -63,6 +65,16 @@ class ByteSource final {
   ByteSource(const ByteSource&) = delete;
   ByteSource& operator=(const ByteSource&) = delete;
 
+  // Bytes in all when known up front (a regular file, DATA), else 0.
+  uint64_t size() const {
+    if (fd_ < 0) return data_.size();
+    struct stat st;
+    if (::fstat(fd_, &st) == 0 && S_ISREG(st.st_mode)) {
+      return static_cast<uint64_t>(st.st_size);
+    }
+    return 0;
+  }
+
   // The next at most `max` bytes into `chunk`; false at the end. A pipe
   // yields what each read() returns, so `producer | sockctl send ID` sends
   // as the producer writes.
@@ -97,6 +109,7 @@ struct SendArgs {
   std::string hex;
   std::string file;
   bool verbose = false;
+  bool progress = false;
   CLI::Option* data_opt = nullptr;
   CLI::Option* hex_opt = nullptr;
   CLI::Option* file_opt = nullptr;
@@ -187,6 +200,12 @@ int RunSend(AgentClient& client, const SendArgs& args) {
   SendResponse response;
   uint64_t total = 0;
   std::string chunk;
+  // A bar for files (or stdin) on a terminal; --progress asks for it
+  // anywhere.
+  ProgressBar bar(
+      (*source)->size(),
+      args.progress || (args.data_opt->count() == 0 &&
+                        args.hex_opt->count() == 0 && ::isatty(STDERR_FILENO)));
   for (bool first = true;; first = false) {
     absl::StatusOr<bool> more = (*source)->Next(chunk_size, &chunk);
     if (!more.ok()) {
@@ -199,6 +218,7 @@ int RunSend(AgentClient& client, const SendArgs& args) {
     if (!*more && !first) break;
     if (int rc = SendChunk(client, args.id, std::move(chunk), &response);
         rc != kExitOk) {
+      bar.Finish(total);
       if (total > 0) {
         std::fprintf(stderr, "sockctl: %llu bytes were sent before the error\n",
                      static_cast<unsigned long long>(total));
@@ -206,8 +226,10 @@ int RunSend(AgentClient& client, const SendArgs& args) {
       return rc;
     }
     total += response.bytes_accepted();
+    bar.Update(total);
     if (!*more) break;
   }
+  bar.Finish(total);
   if (client.options().json) {
     return PrintJson(std::cout, response) ? kExitOk : kExitFailure;
   }
@@ -367,6 +389,9 @@ void AddSend(CLI::App& app, Commands& commands) {
   args->hex_opt->excludes(args->file_opt);
   send->add_flag("-v,--verbose", args->verbose,
                  "Say on stderr how many bytes were sent");
+  send->add_flag("--progress", args->progress,
+                 "Show a progress bar with the rate on stderr (the default "
+                 "for --file and stdin when stderr is a terminal)");
   commands.push_back(
       {send, [args](AgentClient& client) { return RunSend(client, *args); }});
 }

@@ -39,14 +39,6 @@ struct EngineOps {
   bool detach = false;
 };
 
-absl::Time DeadlineOf(const grpc::CallbackServerContext* context) {
-  const auto deadline = context->deadline();
-  if (deadline == std::chrono::system_clock::time_point::max()) {
-    return absl::InfiniteFuture();
-  }
-  return absl::FromChrono(deadline);
-}
-
 }  // namespace
 
 struct StreamRegistry {

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -90,6 +91,17 @@ class StreamTest : public ::testing::Test {
     grpc::Status s = stub_->ListConnections(context.get(), request, &response);
     EXPECT_TRUE(s.ok()) << s.error_message();
     return {response.connections().begin(), response.connections().end()};
+  }
+
+  // The id of the first connection `server` accepted, once listed.
+  std::string AcceptedId(const v1::Server& server) {
+    std::string id;
+    WaitFor([&] {
+      auto conns = Connections(server.id());
+      if (!conns.empty()) id = conns[0].id();
+      return !id.empty();
+    });
+    return id;
   }
 
   std::optional<v1::Connection> Connection(const std::string& id) {
@@ -350,12 +362,8 @@ TEST_F(StreamTest, CallerGoneClosesOpenedButLeavesAttachedOpen) {
 
   const v1::Server hold = StartServer(Hold);
   Fd client = TcpConnect(FirstAddress(hold));
-  std::string id;
-  ASSERT_TRUE(WaitFor([&] {
-    auto conns = Connections(hold.id());
-    if (!conns.empty()) id = conns[0].id();
-    return !id.empty();
-  }));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
   Call attached = Open(AttachTo(id));
   ASSERT_EQ(attached.connection.id(), id);
   attached.context->TryCancel();
@@ -424,12 +432,8 @@ TEST_F(StreamTest, BadStartsAndConflictsHaveClearStatuses) {
   // StreamStart is INVALID_ARGUMENT and ends the call.
   const v1::Server hold = StartServer(Hold);
   Fd client = TcpConnect(FirstAddress(hold));
-  std::string id;
-  ASSERT_TRUE(WaitFor([&] {
-    auto conns = Connections(hold.id());
-    if (!conns.empty()) id = conns[0].id();
-    return !id.empty();
-  }));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
   Call first = Open(AttachTo(id));
   ASSERT_EQ(first.connection.id(), id);
   v1::StreamRequest second;
@@ -539,6 +543,36 @@ TEST_F(StreamTest, BackpressureHoldsBothDirections) {
   EXPECT_EQ(Sha256(caller_got), Sha256(flood));
   ASSERT_EQ(peer_got.size(), upload.size());
   EXPECT_EQ(Sha256(peer_got), Sha256(upload));
+}
+
+TEST_F(StreamTest, SendFileShowsProgressWithRate) {
+  const v1::Server hold = StartServer(Hold);
+  Fd client = TcpConnect(FirstAddress(hold));
+  const std::string id = AcceptedId(hold);
+  ASSERT_FALSE(id.empty());
+  TempDir dir;
+  const std::string path = dir.path() + "/payload";
+  const std::string data = RandomBytes(2u << 20, 7);
+  {
+    std::FILE* f = std::fopen(path.c_str(), "wb");
+    ASSERT_NE(f, nullptr);
+    ASSERT_EQ(std::fwrite(data.data(), 1, data.size(), f), data.size());
+    std::fclose(f);
+  }
+  std::string got;
+  std::thread reader([&] { got = ReadExactly(client.get(), data.size()); });
+  CommandResult r =
+      RunSockctl(agent_->address(), {"send", id, "--file", path, "--progress"});
+  reader.join();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("100%"));
+  EXPECT_THAT(r.err, HasSubstr("2.0 MiB / 2.0 MiB"));
+  EXPECT_THAT(r.err, HasSubstr("/s"));
+  EXPECT_EQ(got, data);
+  // Not a terminal and not asked: no bar.
+  CommandResult quiet = RunSockctl(agent_->address(), {"send", id, "x"});
+  EXPECT_EQ(quiet.exit_code, 0);
+  EXPECT_EQ(quiet.err, "");
 }
 
 }  // namespace

@@ -10,10 +10,12 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
@@ -229,25 +231,34 @@ TEST(Watch, StalledWatcherKeepsAgentMemoryBounded) {
             static_cast<uint64_t>(kDatagrams));
   EXPECT_EQ(listed.servers(0).counters().datagrams_dropped(), 0u);
 
-  // Now it reads: what was queued, then one EVENTS_LOST for the rest.
-  std::vector<v1::Event> seen;
-  ASSERT_TRUE(ReadUntil(w, v1::EVENT_KIND_EVENTS_LOST, &seen));
+  // Now it reads: what was queued, with an EVENTS_LOST marker where events
+  // are missing, until every event is accounted for (a watchdog ends the
+  // read if they never are).
+  absl::Notification accounted;
+  std::thread watchdog([&] {
+    if (!accounted.WaitForNotificationWithTimeout(absl::Seconds(60))) {
+      w.context->TryCancel();
+    }
+  });
   uint64_t lost = 0;
   uint64_t data_events = 0;
-  for (const v1::Event& e : seen) {
+  v1::Event e;
+  while (lost + data_events < kDatagrams && w.reader->Read(&e)) {
     if (e.kind() == v1::EVENT_KIND_EVENTS_LOST) lost += e.lost();
     if (e.kind() == v1::EVENT_KIND_DATA_RECEIVED) ++data_events;
   }
+  accounted.Notify();
+  watchdog.join();
   // Every event is either delivered or counted as lost.
   EXPECT_EQ(lost + data_events, static_cast<uint64_t>(kDatagrams));
   EXPECT_GT(lost, static_cast<uint64_t>(kDatagrams) * 9 / 10);
+  std::vector<v1::Event> seen;
   // The queue has room again: later events flow.
   v1::StopServerRequest stop;
   stop.set_id(server.id());
   v1::StopServerResponse stopped;
   auto stop_context = ContextWithDeadline();
   ASSERT_TRUE(stub->StopServer(stop_context.get(), stop, &stopped).ok());
-  seen.clear();
   ASSERT_TRUE(ReadUntil(w, v1::EVENT_KIND_SERVER_STOPPED, &seen));
   EXPECT_EQ(seen.back().server_id(), server.id());
   RecordProperty("events_lost", static_cast<int>(lost));
