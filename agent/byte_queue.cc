@@ -17,6 +17,16 @@ void ByteQueue::Append(absl::string_view data) {
   state_->size += data.size();
 }
 
+void ByteQueue::AppendOwned(std::string&& data) {
+  if (data.size() <= kCoalesceBytes) {
+    Append(absl::string_view(data));
+    return;
+  }
+  if (state_ == nullptr) state_ = std::make_unique<State>();
+  state_->size += data.size();
+  state_->chunks.push_back(std::move(data));
+}
+
 std::string ByteQueue::Take(size_t max) {
   const size_t n = std::min(max, size());
   std::string out;

@@ -36,6 +36,9 @@ class ByteQueue {
   bool empty() const { return state_ == nullptr; }
 
   void Append(absl::string_view data);
+  // The same, taking over `data`'s buffer instead of copying when it gets a
+  // chunk of its own (Send and Stream chunks: no copy of the payload).
+  void AppendOwned(std::string&& data);
 
   // Removes and returns up to `max` bytes from the front.
   std::string Take(size_t max);

@@ -385,7 +385,7 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data,
     ArmWrite(c);
   } else {
     const uint64_t lost_before = c.counters.send_bytes_lost;
-    c.send_bytes.Append(data);
+    c.send_bytes.AppendOwned(std::move(data));
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak =
         std::max(c.counters.send_buffered_peak, c.counters.send_buffered);

@@ -59,6 +59,24 @@ TEST(EngineByteQueue, AppendTakeAcrossChunks) {
   EXPECT_EQ(q.Take(10), "");
 }
 
+TEST(EngineByteQueue, AppendOwnedAdoptsLargeBuffersAndCoalescesSmallOnes) {
+  ByteQueue q;
+  std::string large(ByteQueue::kCoalesceBytes + 1, 'L');
+  const char* buffer = large.data();
+  q.AppendOwned("s");
+  q.AppendOwned(std::move(large));
+  q.AppendOwned("t");
+  EXPECT_EQ(q.size(), ByteQueue::kCoalesceBytes + 3);
+  absl::string_view spans[4];
+  ASSERT_EQ(q.Peek(spans, 4), 3u);
+  EXPECT_EQ(spans[0], "s");
+  EXPECT_EQ(spans[1].data(), buffer);  // Not copied.
+  EXPECT_EQ(spans[2], "t");
+  EXPECT_EQ(q.Take(1), "s");
+  EXPECT_EQ(q.Take(1 << 30).size(), ByteQueue::kCoalesceBytes + 2);
+  EXPECT_TRUE(q.empty());
+}
+
 TEST(EngineByteQueue, TakeWholeFrontChunkThenTheRest) {
   ByteQueue q;
   q.Append("ab");
