@@ -1,10 +1,13 @@
 // EngineImpl, servers: binding (dual stack, every resolved address, UNIX
 // paths), draining the accept queue, behaviours on accept, UDP sockets with
 // per-peer sessions, TTL, and stopping. Loop thread only.
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstring>
+#include <memory>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -31,6 +34,48 @@ constexpr absl::Duration kAcceptRetry = absl::Milliseconds(100);
 constexpr int kMaxPortRetries = 8;
 // Largest UDP payload over IPv4.
 constexpr size_t kMaxDatagram = 65507;
+// Receive buffer asked for on UDP server sockets. The default (~208 KiB)
+// absorbs only ~150 datagrams of 1400 bytes: a burst longer than one loop
+// wakeup lost 60 % of them under load (benchmark 2, BENCHMARKS.md). The
+// kernel caps it at net.core.rmem_max (4 MiB on Debian 12); this is kernel
+// memory, taken only as datagrams queue up.
+constexpr int kUdpReceiveBufferBytes = 4 << 20;
+// Datagrams taken per recvmmsg call on a UDP server socket.
+constexpr int kUdpBatch = 16;
+constexpr size_t kUdpSlotBytes = 64 * 1024;  // >= kMaxDatagram: no truncation.
+static_assert(kUdpSlotBytes >= kMaxDatagram);
+
+// The loop thread's recvmmsg buffers. One syscall then takes up to
+// kUdpBatch datagrams instead of one: per-datagram recvfrom cost ~12 % of
+// the agent's CPU under a UDP flood (BENCHMARKS.md, benchmark 2). The slots
+// are 1 MiB of address space, allocated without being written, so only the
+// pages datagrams actually reach become resident.
+struct UdpBatch {
+  std::unique_ptr<char[]> data{new char[kUdpBatch * kUdpSlotBytes]};
+  mmsghdr msgs[kUdpBatch];
+  iovec iov[kUdpBatch];
+  sockaddr_storage from[kUdpBatch];
+
+  // Receives up to `want` (<= kUdpBatch) datagrams without blocking;
+  // returns how many, or -1 with errno.
+  int Receive(int fd, int want) {
+    for (int i = 0; i < want; ++i) {
+      iov[i] = {data.get() + i * kUdpSlotBytes, kUdpSlotBytes};
+      msgs[i] = {};
+      msgs[i].msg_hdr.msg_iov = &iov[i];
+      msgs[i].msg_hdr.msg_iovlen = 1;
+      msgs[i].msg_hdr.msg_name = &from[i];
+      msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    }
+    return recvmmsg(fd, msgs, static_cast<unsigned>(want), MSG_DONTWAIT,
+                    nullptr);
+  }
+};
+
+UdpBatch& LoopUdpBatch() {
+  thread_local UdpBatch batch;
+  return batch;
+}
 
 absl::Status ValidateServerSpec(const ServerSpec& spec,
                                 const EngineOptions& options) {
@@ -274,6 +319,9 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
         u.set_option(asio::ip::v6_only(true), ec);
         if (ec) return ErrorStatus(absl::StrCat("IPV6_V6ONLY on ", where), ec);
       }
+      // Best effort: a smaller buffer only means earlier drops.
+      u.set_option(
+          asio::socket_base::receive_buffer_size(kUdpReceiveBufferBytes), ec);
       u.bind(asio::ip::udp::endpoint(ep.address(), ep.port()), ec);
       if (ec) {
         *retry = any_zero && chosen != 0 && ec == asio::error::address_in_use;
@@ -486,16 +534,26 @@ void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
     });
     return;
   }
-  for (int i = 0; i < kDatagramsPerWakeup; ++i) {
-    asio::ip::udp::endpoint from;
-    asio::error_code error;
-    const size_t n = s->udp_sockets[index]->socket.receive_from(
-        asio::buffer(scratch_.data(), scratch_.size()), from, 0, error);
-    if (error) {
-      if (IsWouldBlock(error)) break;
-      continue;  // A stale ICMP error for an earlier reply; keep reading.
+  UdpBatch& batch = LoopUdpBatch();
+  const int fd = s->udp_sockets[index]->socket.native_handle();
+  for (int budget = kDatagramsPerWakeup; budget > 0;) {
+    const int n = batch.Receive(fd, std::min(budget, kUdpBatch));
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      --budget;  // A stale ICMP error for an earlier reply; keep reading.
+      continue;
     }
-    OnDatagram(*s, index, from, scratch_.data(), n);
+    budget -= n;
+    for (int i = 0; i < n; ++i) {
+      asio::ip::udp::endpoint from;
+      const socklen_t len = batch.msgs[i].msg_hdr.msg_namelen;
+      if (len > from.capacity()) continue;
+      std::memcpy(from.data(), &batch.from[i], len);
+      from.resize(len);
+      OnDatagram(*s, index, from, batch.data.get() + i * kUdpSlotBytes,
+                 batch.msgs[i].msg_len);
+    }
+    if (n < std::min(budget + n, kUdpBatch)) break;  // Drained for now.
   }
   ArmUdpRead(*s, index);
 }

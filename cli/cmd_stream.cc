@@ -40,9 +40,10 @@ namespace {
 using sockagent::v1::StreamRequest;
 using sockagent::v1::StreamResponse;
 
-// Bytes read from stdin per message. Large enough that a file or a fast
-// pipe moves in few messages, well under gRPC's default 4 MiB.
-constexpr size_t kStdinChunk = 256 * 1024;
+// Bytes read from stdin per message at most. Large enough that a file or a
+// fast pipe moves in few messages (TOOLCHAIN.md: ~1 MiB messages are
+// gRPC's fastest), well under gRPC's default 4 MiB.
+constexpr size_t kStdinChunk = 1024 * 1024;
 
 using StreamCall = grpc::ClientReaderWriter<StreamRequest, StreamResponse>;
 
@@ -123,7 +124,19 @@ class StdinPump final {
         eof = true;
         break;
       }
-      chunk.resize(static_cast<size_t>(n));
+      // A pipe hands over at most 64 KiB per read: while more is ready at
+      // once, fill the message (one message per 64 KiB ran the relay at half
+      // of socat -b 1M's speed, BENCHMARKS.md benchmark 3). Interactive
+      // input is sent as soon as it arrives: nothing waits here.
+      size_t have = static_cast<size_t>(n);
+      while (have < chunk.size()) {
+        pollfd more = {STDIN_FILENO, POLLIN, 0};
+        if (::poll(&more, 1, 0) != 1 || (more.revents & POLLIN) == 0) break;
+        n = ::read(STDIN_FILENO, chunk.data() + have, chunk.size() - have);
+        if (n <= 0) break;  // EOF or an error shows again on the next read.
+        have += static_cast<size_t>(n);
+      }
+      chunk.resize(have);
       StreamRequest request;
       request.set_data(std::move(chunk));
       chunk = std::string();

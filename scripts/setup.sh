@@ -40,13 +40,14 @@ fi
 # make the TLS tests' certificates at test time, docker-compose
 # (installed without the Docker engine) to validate docker-compose.yml.
 # Fuzzing: clang with its libFuzzer/sanitizer runtime.
+# Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 socat iproute2 nftables util-linux docker-compose openssl
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev iperf3
 )
 missing=()
 for p in "${packages[@]}"; do
