@@ -154,10 +154,10 @@ void EngineImpl::DoStreamReceive(uint64_t attachment, size_t max_bytes,
         }
         // Ended in order (both FINs, or a local close) and drained. After
         // a reset or an error the next StreamReceive reports it instead.
-        const bool orderly =
-            c != nullptr && c->close_reason != CloseReason::kPeerReset &&
-            c->close_reason != CloseReason::kError &&
-            c->close_reason != CloseReason::kAgentShutdown;
+        const bool orderly = c != nullptr &&
+                             c->close_reason != CloseReason::kPeerReset &&
+                             c->close_reason != CloseReason::kError &&
+                             c->close_reason != CloseReason::kAgentShutdown;
         if (orderly && c->state == ConnectionState::kClosed &&
             c->counters.recv_buffered == 0 && !c->has_datagrams()) {
           chunk.closed = true;

@@ -151,8 +151,10 @@ class Tools:
 class Agent:
     def __init__(self, tools, *flags):
         self.tools = tools
-        self.child = Child([tools.agentd, "--listen", "127.0.0.1:0", *flags],
-                           "sockagentd serving on")
+        # Loopback TCP without a token: the benchmark's clients (sockctl,
+        # bench_rpc) and the reference servers speak plain gRPC alike.
+        self.child = Child([tools.agentd, "--listen", "127.0.0.1:0",
+                            "--insecure", *flags], "sockagentd serving on")
         self.addr = self.child.line.split()[-1]
 
     def ctl(self, *args):

@@ -422,10 +422,10 @@ int Run(int argc, char** argv) {
             {"listen", shown},
             {"auth", access->mode}});
 
-  LogEvent(LogLevel::kInfo, "policy",
-           {{"rules", engine_options->policy.Describe()},
-            {"name_lookups",
-             engine_options->numeric_hosts_only ? "off" : "on"}});
+  LogEvent(
+      LogLevel::kInfo, "policy",
+      {{"rules", engine_options->policy.Describe()},
+       {"name_lookups", engine_options->numeric_hosts_only ? "off" : "on"}});
 
   int sig = 0;
   sigwait(&stop_signals, &sig);

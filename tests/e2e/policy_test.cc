@@ -18,6 +18,7 @@
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/wait.h"
 
 namespace sockagent::testing {
 namespace {
@@ -83,6 +84,14 @@ TEST_F(PolicyE2e, ForbiddenDestinationIsRefusedAndNeverDialled) {
   EXPECT_THAT(cli.err, HasSubstr("PERMISSION_DENIED"));
   EXPECT_THAT(cli.err, HasSubstr("is not allowed by --allow-dest"));
   EXPECT_FALSE(HasPendingConnection(forbidden));
+  // And the agent logs each refusal, naming the method and the rule.
+  std::string log;
+  EXPECT_TRUE(WaitFor([&] {
+    log += agent_->Stderr();
+    return log.find("event=policy_refusal") != std::string::npos &&
+           log.find("OpenClient") != std::string::npos &&
+           log.find("--allow-dest") != std::string::npos;
+  })) << log;
 
   // The allowed destination works, and carries data.
   status = Open("127.0.0.1", allowed_port, &response);
@@ -194,8 +203,8 @@ TEST(PolicyFlags, MalformedPolicyStopsTheDaemonWithTheReason) {
            {"--allow-bind-hosts=localhost", "--allow-bind-hosts: 'localhost'"},
            {"--allow-unix-paths=relative/", "--allow-unix-paths: 'relative/'"},
        }) {
-    CommandResult r =
-        RunCommand({SOCKAGENTD_PATH, "--listen=127.0.0.1:0", flag});
+    CommandResult r = RunCommand(
+        {SOCKAGENTD_PATH, "--listen=127.0.0.1:0", "--insecure", flag});
     EXPECT_EQ(r.exit_code, 1) << flag;
     EXPECT_THAT(r.err, HasSubstr(why)) << flag;
   }
