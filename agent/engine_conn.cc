@@ -308,7 +308,9 @@ void EngineImpl::OnStreamError(Conn& c, const asio::error_code& ec,
                          ? std::move(detail)
                          : absl::StrCat(x.close_detail, "; then ", detail);
   }
-  Finalize(c, /*abort=*/true);
+  // After a reset the connection is gone: a plain close discards what is
+  // left, no SO_LINGER 0 needed. Other errors close with RST.
+  Finalize(c, /*abort=*/!reset);
 }
 
 absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data,
@@ -485,15 +487,9 @@ void EngineImpl::SendFin(Conn& c) {
   asio::error_code ec;
   c.stream->shutdown(asio::socket_base::shutdown_send, ec);
   if (ec == asio::error::not_connected) {
-    // Connected until now: the peer's reset came first (the kernel may
-    // already have consumed it as SO_ERROR, so say so either way).
-    asio::error_code ignored;
-    SocketErrorOption pending;
-    c.stream->get_option(pending, ignored);
-    ec = pending.value() != 0
-             ? asio::error_code(pending.value(),
-                                asio::error::get_system_category())
-             : asio::error::connection_reset;
+    // Connected until now: the peer's reset came first (a read would
+    // report it; the kernel may already have consumed it).
+    ec = asio::error::connection_reset;
   }
   if (ec) {
     OnStreamError(c, ec, "shutdown");
@@ -608,17 +604,19 @@ void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
     return;
   }
   // Graceful tail: flush, FIN, then read until the peer's FIN; the linger
-  // timer bounds all of it.
+  // timer bounds all of it. It is armed only if the flush and FIN did not
+  // end the connection already (a peer that reset or closed first).
   c.fin_wanted = true;
+  c.read_paused = false;
+  Flush(c);
+  if (c.finalized) return;
   ConnExtra& x = c.Extra();
   x.linger_timer =
       std::make_unique<Timer>(io_, ToSteady(options_.close_linger));
   x.linger_timer->async_wait([this, num = c.num](const asio::error_code& ec) {
     if (!ec) OnConnTimer(num, kLingerTimer);
   });
-  c.read_paused = false;
   ArmRead(c);
-  Flush(c);
 }
 
 void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
