@@ -54,6 +54,16 @@ class EngineStreamTest : public EngineTest {
     if (!p.Wait()) return absl::DeadlineExceededError("no answer");
     return p.value();
   }
+  // OpenStream to a plain listener on 127.0.0.1; `*peer` is the accepted
+  // end.
+  absl::StatusOr<StreamAttachment> OpenToPlainPeer(Fd* peer) {
+    uint16_t port = 0;
+    Fd listener = TcpListen(1, &port);
+    absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+    if (a.ok()) *peer = Accept(listener.get());
+    return a;
+  }
+
   absl::StatusOr<StreamChunk> ReceiveChunk(uint64_t token) {
     Pending<absl::StatusOr<StreamChunk>> p;
     engine_->StreamReceive(token, 0, p.Callback());
@@ -141,11 +151,9 @@ TEST_F(EngineStreamTest, SendWaitsForRoomInsteadOfRefusing) {
   options.send_buffer_bytes = 64 << 10;
   options.max_send_bytes = 64 << 10;
   MakeEngine(options);
-  uint16_t port = 0;
-  Fd listener = TcpListen(1, &port);
-  absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+  Fd peer;
+  absl::StatusOr<StreamAttachment> a = OpenToPlainPeer(&peer);
   ASSERT_TRUE(a.ok()) << a.status();
-  Fd peer = Accept(listener.get());
   const std::string chunk = Pattern(0, 32 << 10);
   std::string sent;
   std::optional<Pending<absl::Status>> waiting =
@@ -169,11 +177,9 @@ TEST_F(EngineStreamTest, SendWaitsForRoomInsteadOfRefusing) {
 }
 
 TEST_F(EngineStreamTest, ShutdownWriteIsFinAfterQueuedBytesThenPeerClose) {
-  uint16_t port = 0;
-  Fd listener = TcpListen(1, &port);
-  absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+  Fd peer;
+  absl::StatusOr<StreamAttachment> a = OpenToPlainPeer(&peer);
   ASSERT_TRUE(a.ok()) << a.status();
-  Fd peer = Accept(listener.get());
   ASSERT_TRUE(SendChunk(a->token, "request").ok());
   Pending<absl::Status> fin;
   engine_->StreamShutdownWrite(a->token, fin.Callback());
@@ -198,11 +204,9 @@ TEST_F(EngineStreamTest, ShutdownWriteIsFinAfterQueuedBytesThenPeerClose) {
 }
 
 TEST_F(EngineStreamTest, DetachClosesWhatTheStreamOpened) {
-  uint16_t port = 0;
-  Fd listener = TcpListen(1, &port);
-  absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+  Fd peer;
+  absl::StatusOr<StreamAttachment> a = OpenToPlainPeer(&peer);
   ASSERT_TRUE(a.ok()) << a.status();
-  Fd peer = Accept(listener.get());
   // A parked receive is answered (empty) by the detach.
   Pending<absl::StatusOr<StreamChunk>> parked;
   engine_->StreamReceive(a->token, 0, parked.Callback());
@@ -218,11 +222,9 @@ TEST_F(EngineStreamTest, DetachClosesWhatTheStreamOpened) {
 }
 
 TEST_F(EngineStreamTest, ResetIsAbortedAfterTheBytesBeforeIt) {
-  uint16_t port = 0;
-  Fd listener = TcpListen(1, &port);
-  absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+  Fd peer;
+  absl::StatusOr<StreamAttachment> a = OpenToPlainPeer(&peer);
   ASSERT_TRUE(a.ok()) << a.status();
-  Fd peer = Accept(listener.get());
   ASSERT_TRUE(WriteAll(peer.get(), "bye"));
   CloseWithReset(peer);
   std::string got;
@@ -265,11 +267,9 @@ TEST_F(EngineStreamTest, ShutdownAnswersWaitingCalls) {
   options.send_buffer_bytes = 16 << 10;
   options.max_send_bytes = 16 << 10;
   MakeEngine(options);
-  uint16_t port = 0;
-  Fd listener = TcpListen(1, &port);
-  absl::StatusOr<StreamAttachment> a = Open(Ip("127.0.0.1", port));
+  Fd peer;
+  absl::StatusOr<StreamAttachment> a = OpenToPlainPeer(&peer);
   ASSERT_TRUE(a.ok()) << a.status();
-  Fd peer = Accept(listener.get());
   Pending<absl::StatusOr<StreamChunk>> parked;
   engine_->StreamReceive(a->token, 0, parked.Callback());
   std::string sent;

@@ -192,13 +192,13 @@ TEST_F(Faults, PeerVanishingDuringReceiveEndsIt) {
   // while a Receive waits for more: the kernel closes its socket (FIN).
   auto python = ChildProcess::Start(
       {"python3", "-c",
-       absl::StrCat("import socket,sys,time\n"
+       absl::StrCat("import signal,socket\n"
                     "s=socket.create_connection(('127.0.0.1',",
                     at.port,
                     "))\n"
                     "s.sendall(b'last words')\n"
                     "print('connected',flush=True)\n"
-                    "time.sleep(600)\n")});
+                    "signal.pause()\n")});  // Until the SIGKILL.
   ASSERT_TRUE(python.ok()) << python.status();
   ASSERT_TRUE((*python)->ReadLine(absl::Now() + absl::Seconds(30)).ok());
   const std::string killed_id = conn_of(0);
