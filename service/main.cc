@@ -31,6 +31,7 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -296,6 +297,11 @@ int Run(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "sockagentd [flags]: the sockagent daemon. Serves the "
       "sockagent.v1.SocketAgent gRPC API (see README.md).");
+  // Debian's Abseil checks lock order on every absl::Mutex acquisition, in
+  // one global graph (a debug-build aid); gRPC's locks are absl::Mutex too.
+  // The daemon turns it off; the in-process engine and service tests, which
+  // do not run this, keep it on as a lock-order checker.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   std::vector<std::string> args = NormalizeFlagNames(argc, argv);
   std::vector<char*> arg_ptrs;
   for (auto& a : args) arg_ptrs.push_back(a.data());
