@@ -4,6 +4,7 @@
 // Loop thread only.
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -39,6 +40,14 @@ bool KeepsReceivedBytes(CloseReason reason) {
 }
 
 }  // namespace
+
+void CloseDescriptor(int fd, bool abort) {
+  if (abort) {
+    const linger reset{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  }
+  ::close(fd);
+}
 
 void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
                                  absl::Duration idle_timeout) {

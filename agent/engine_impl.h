@@ -541,8 +541,10 @@ class EngineImpl final : public Engine {
   void ArmAccept(Server& s, size_t index);
   void OnAcceptReady(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
-  void OnAccepted(Server& s, const Listener& listener, StreamSocket socket,
-                  const StreamProtocol::endpoint& remote);
+  // `fd`: a socket from accept4 (non-blocking, close-on-exec), now ours;
+  // `remote`/`remote_len`: the peer's address as accept4 reported it.
+  void OnAccepted(Server& s, const Listener& listener, int fd,
+                  const sockaddr_storage& remote, socklen_t remote_len);
   void ArmUdpRead(Server& s, size_t index);
   void OnUdpReadable(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
@@ -670,6 +672,9 @@ const char* CloseReasonText(CloseReason reason);
 bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
                  const Labels& selector);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
+// close() of a socket descriptor Asio does not own; `abort`: SO_LINGER 0
+// first, so the peer gets RST.
+void CloseDescriptor(int fd, bool abort);
 
 // Here so every engine_*.cc file can post public calls.
 template <typename T, typename Fn>

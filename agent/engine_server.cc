@@ -1,6 +1,7 @@
 // EngineImpl, servers: binding (dual stack, every resolved address, UNIX
 // paths), draining the accept queue, behaviours on accept, UDP sockets with
 // per-peer sessions, TTL, and stopping. Loop thread only.
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -417,11 +418,18 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
   }
   Listener& listener = *s->listeners[index];
   asio::error_code error = ec;
+  // accept4 on the descriptor rather than Asio's accept: the socket comes
+  // non-blocking and close-on-exec in one call (Asio's accept makes it
+  // blocking and inheritable), and only the connections that need the
+  // reactor are registered with it (OnAccepted).
+  const int listen_fd = listener.acceptor.native_handle();
   for (int i = 0; i < kAcceptsPerWakeup && !error; ++i) {
-    StreamSocket peer(io_);
-    StreamProtocol::endpoint remote;
-    listener.acceptor.accept(peer, remote, error);
-    if (error) {
+    sockaddr_storage remote;
+    socklen_t remote_len = sizeof remote;
+    const int fd = ::accept4(listen_fd, reinterpret_cast<sockaddr*>(&remote),
+                             &remote_len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      error = asio::error_code(errno, asio::error::get_system_category());
       if (IsWouldBlock(error)) {
         error.clear();
         break;
@@ -432,7 +440,7 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
       }
       break;
     }
-    OnAccepted(*s, listener, std::move(peer), remote);
+    OnAccepted(*s, listener, fd, remote, remote_len);
   }
   if (!error) {
     ArmAccept(*s, index);
@@ -450,10 +458,9 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
       }));
 }
 
-void EngineImpl::OnAccepted(Server& s, const Listener& listener,
-                            StreamSocket socket,
-                            const StreamProtocol::endpoint& remote) {
-  asio::error_code ec;
+void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
+                            const sockaddr_storage& remote,
+                            socklen_t remote_len) {
   // A greeting would be queued at once: it must fit the agent-wide bound.
   const uint64_t greeting =
       s.info.behavior.kind == BehaviorKind::kGreeting && s.greeting != nullptr
@@ -462,10 +469,23 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
   if (AtConnectionLimit() || greeting > TotalRoom()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
-    socket.set_option(asio::socket_base::linger(true, 0), ec);
-    socket.close(ec);
+    CloseDescriptor(fd, /*abort=*/true);
     Emit(EventKind::kError, s.num, 0, 0, {},
          "connection refused: agent connection or buffer limit reached");
+    return;
+  }
+  // Registered with the reactor (epoll) here.
+  auto stream = std::make_unique<StreamSocket>(io_);
+  asio::error_code ec;
+  const bool unix_socket = s.info.transport == Transport::kUnix;
+  stream->assign(StreamProtocol(unix_socket ? AF_UNIX : remote.ss_family,
+                                unix_socket ? 0 : IPPROTO_TCP),
+                 fd, ec);
+  if (ec) {
+    ++s.info.counters.connections_rejected;
+    CloseDescriptor(fd, /*abort=*/true);
+    Emit(EventKind::kError, s.num, 0, 0, {},
+         absl::StrCat("accepted connection dropped: ", ErrorText(ec)));
     return;
   }
   auto conn = std::make_unique<Conn>();
@@ -478,17 +498,20 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
   if (listener.fixed_local.has_value()) {
     conn->local = *listener.fixed_local;
   } else {
-    const StreamProtocol::endpoint local = socket.local_endpoint(ec);
-    if (!ec)
-      conn->local = PackedAddress::FromKernel(local.data(), local.size());
+    sockaddr_storage local;
+    socklen_t local_len = sizeof local;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &local_len) ==
+        0) {
+      conn->local = PackedAddress::FromKernel(&local, local_len);
+    }
   }
-  // accept() reported the peer (an unnamed UNIX peer has no path).
-  conn->remote = PackedAddress::FromKernel(remote.data(), remote.size());
+  // accept4 reported the peer (an unnamed UNIX peer has no path).
+  conn->remote = PackedAddress::FromKernel(&remote, remote_len);
   if (s.info.transport == Transport::kUnix &&
       conn->remote.family() != Family::kUnix) {
     conn->remote = PackedAddress::Unix(nullptr);
   }
-  conn->stream = std::make_unique<StreamSocket>(std::move(socket));
+  conn->stream = std::move(stream);
   Conn& c = AddConn(std::move(conn));
   ++s.info.counters.connections_accepted;
   ++s.info.counters.connections_active;
