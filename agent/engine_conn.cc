@@ -23,6 +23,13 @@ namespace {
 
 // Reads per readiness wakeup before yielding to other sockets.
 constexpr int kReadsPerWakeup = 8;
+// A read that returns less than asked means the socket was empty at that
+// instant, but a sender writing small pieces on the other core refills it
+// while we copy (8 KiB writes: ~64 KiB per read). After a read at least
+// this large the loop reads again instead of paying an epoll round trip
+// (epoll_wait plus Asio's EPOLL_CTL_MOD re-arm) for what came meanwhile.
+// Smaller reads (interactive traffic) stop at once: no extra EAGAIN read.
+constexpr size_t kBulkRead = 32 * 1024;
 // Buffers handed to one writev.
 constexpr size_t kMaxWriteSpans = 16;
 
@@ -177,7 +184,7 @@ void EngineImpl::ReadStream(Conn& c) {
     }
     DeliverStream(c, scratch_.data(), n);
     if (c.finalized) return;
-    if (n < room) break;  // The socket had no more for now.
+    if (n < room && n < kBulkRead) break;  // Nothing more for now.
   }
   ArmRead(c);
 }
