@@ -151,6 +151,16 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     done(s);
     return;
   }
+  {
+    absl::StatusOr<std::optional<uint16_t>> source_port =
+        ParsePort(spec.source.port);
+    const uint16_t port = source_port.ok() ? source_port->value_or(0) : 0;
+    if (absl::Status s = options_.policy.CheckSource(spec.source.host, port);
+        !s.ok()) {
+      done(s);
+      return;
+    }
+  }
   // Connections being opened count against the limit already.
   if (AtConnectionLimit()) {
     done(absl::ResourceExhaustedError(
