@@ -47,7 +47,11 @@
 // closed) and leaves a "tail" on the socket: flush, FIN, read and discard
 // until the peer's FIN or close_linger, then close. `finalized` marks the
 // end of the tail (socket closed, record in history); until then the
-// socket counts against max_connections.
+// socket counts against max_connections. A greeting-and-close server starts
+// that tail without the reactor when it can (GreetAndClose): greeting and
+// FIN leave straight after accept, and the socket waits outside epoll as a
+// "quick tail"; one recv 5-15 ms later ends it if the peer has closed or
+// reset by then, and hands it to the reactor's tail otherwise.
 //
 // While a stream connection does not read (after the peer's FIN, or paused
 // by a full buffer) it waits for socket errors instead (async_wait
@@ -163,7 +167,10 @@ struct Conn {
   bool fin_wanted = false;    // shutdown(send) once the send buffer drains.
   bool fin_sent = false;
   bool finalized = false;  // Socket closed: a history record now.
-  uint64_t charged = 0;    // What this connection adds to total_buffered_.
+  // A socket not (yet) handed to the reactor: just accepted, or a quick
+  // tail (see EngineImpl::GreetAndClose); -1 otherwise.
+  int raw_fd = -1;
+  uint64_t charged = 0;  // What this connection adds to total_buffered_.
   std::shared_ptr<const Labels> labels;  // Null: none. Shared with server.
   PackedAddress local;
   PackedAddress remote;
@@ -523,6 +530,17 @@ class EngineImpl final : public Engine {
   void MarkClosed(Conn& c, CloseReason reason, std::string detail);
   // Closes the socket (abort: SO_LINGER 0, RST) and files the record.
   void Finalize(Conn& c, bool abort);
+  void ArmLingerTimer(Conn& c, absl::Duration after);
+  // Hands c.raw_fd to the reactor (c.stream). False: it could not, and the
+  // connection is finalized with the error.
+  bool AdoptSocket(Conn& c);
+  // Quick tails: greeting-and-close connections whose greeting and FIN
+  // went out at accept wait outside the reactor; a loop-wide timer settles
+  // each one once, with one recv: the peer's FIN or reset finalizes it,
+  // anything else (silence, bytes) hands it to the reactor's tail.
+  void ArmQuickTailTimer();
+  void CheckQuickTails();
+  void SettleQuickTail(Conn& c, absl::Duration age);
   void ShutdownWrite(Conn& c);
   void Touch(Conn& c);
   void OnConnTimer(uint64_t num, int which);
@@ -541,8 +559,14 @@ class EngineImpl final : public Engine {
   void ArmAccept(Server& s, size_t index);
   void OnAcceptReady(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
-  void OnAccepted(Server& s, const Listener& listener, StreamSocket socket,
-                  const StreamProtocol::endpoint& remote);
+  // `fd`: a socket from accept4 (non-blocking, close-on-exec), now ours;
+  // `remote`/`remote_len`: the peer's address as accept4 reported it.
+  void OnAccepted(Server& s, const Listener& listener, int fd,
+                  const sockaddr_storage& remote, socklen_t remote_len);
+  // Writes the greeting of a greeting-and-close server and its FIN straight
+  // after accept and leaves a quick tail. False when the greeting did not
+  // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
+  bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
   void ArmUdpRead(Server& s, size_t index);
   void OnUdpReadable(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
@@ -646,6 +670,13 @@ class EngineImpl final : public Engine {
   uint64_t total_buffered_ = 0;
   // The part of it held by finalized records (the closed history).
   uint64_t history_bytes_ = 0;
+  struct QuickTail {
+    uint64_t conn_num = 0;
+    int64_t since_ns = 0;  // Steady clock.
+  };
+  std::deque<QuickTail> quick_tails_;  // Oldest first.
+  std::unique_ptr<Timer> quick_tail_timer_;
+  bool quick_tail_armed_ = false;
   // Connections paused by the agent-wide bound (Conn::total_paused).
   std::vector<uint64_t> total_paused_;
   bool resume_posted_ = false;
@@ -670,6 +701,9 @@ const char* CloseReasonText(CloseReason reason);
 bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
                  const Labels& selector);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
+// close() of a socket descriptor Asio does not own; `abort`: SO_LINGER 0
+// first, so the peer gets RST.
+void CloseDescriptor(int fd, bool abort);
 
 // Here so every engine_*.cc file can post public calls.
 template <typename T, typename Fn>

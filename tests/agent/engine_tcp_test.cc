@@ -55,6 +55,98 @@ TEST_F(EngineTcpServer, GreetingIsSentThenClosed) {
   EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
 }
 
+ServerSpec GreetAndCloseServer() {
+  ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting);
+  spec.behavior.greeting = kGreeting;
+  spec.behavior.close_after_greeting = true;
+  return spec;
+}
+
+// Greeting and FIN leave at accept. A peer that writes before it reads (more
+// than the socket buffers hold, so the agent must read) still gets the whole
+// greeting and a clean end of stream: its bytes are read and discarded until
+// its FIN, never answered with RST.
+TEST_F(EngineTcpServer, GreetingReachesAPeerThatWritesFirst) {
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(GreetAndCloseServer());
+  ASSERT_TRUE(server.ok()) << server.status();
+  Fd client = TcpConnect(server->local_addresses[0]);
+  ASSERT_TRUE(client.valid());
+  const std::string request = Pattern(0, 8 << 20);
+  ASSERT_TRUE(WriteAll(client.get(), request));
+  int error = 0;
+  EXPECT_EQ(ReadToEof(client.get(), &error), kGreeting);
+  EXPECT_EQ(error, 0);
+  client.Reset();
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection("conn-1");
+    return conn.has_value() && conn->counters.bytes_received == request.size();
+  }));
+  EXPECT_EQ(conn->state, ConnectionState::kClosed);
+  EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
+  EXPECT_EQ(conn->counters.bytes_sent, sizeof(kGreeting) - 1);
+  EXPECT_EQ(conn->counters.recv_buffered, 0u);
+}
+
+// The benchmark's client: reads the greeting, then resets. The record says
+// so, and the server's counters are those of one finished connection.
+TEST_F(EngineTcpServer, GreetingPeerThatResetsIsRecorded) {
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(GreetAndCloseServer());
+  ASSERT_TRUE(server.ok()) << server.status();
+  Fd client = TcpConnect(server->local_addresses[0]);
+  ASSERT_TRUE(client.valid());
+  EXPECT_EQ(ReadExactly(client.get(), sizeof(kGreeting) - 1), kGreeting);
+  const linger reset{1, 0};
+  ASSERT_EQ(
+      ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset),
+      0);
+  client.Reset();
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection("conn-1");
+    return conn.has_value() && absl::StrContains(conn->close_detail, "reset");
+  }));
+  EXPECT_EQ(conn->state, ConnectionState::kClosed);
+  EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
+  EXPECT_THAT(conn->close_detail, HasSubstr("greeting sent"));
+  EXPECT_EQ(conn->counters.bytes_sent, sizeof(kGreeting) - 1);
+  EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
+  std::optional<ServerInfo> info = sync_->Server(server->id);
+  EXPECT_EQ(info->counters.connections_accepted, 1u);
+  EXPECT_EQ(info->counters.connections_active, 0u);
+  EXPECT_EQ(info->counters.bytes_sent, sizeof(kGreeting) - 1);
+}
+
+// A peer that reads the greeting and then neither writes nor closes: the
+// tail waits close_linger for its FIN, then closes without RST (nothing of
+// ours is unsent, nothing of its is unread).
+TEST_F(EngineTcpServer, GreetingTailOfQuietPeerEndsAtCloseLinger) {
+  for (absl::Duration linger :
+       {absl::Milliseconds(1), absl::Milliseconds(60)}) {
+    SCOPED_TRACE(absl::FormatDuration(linger));
+    EngineOptions options;
+    options.close_linger = linger;
+    MakeEngine(options);
+    absl::StatusOr<ServerInfo> server =
+        sync_->StartServer(GreetAndCloseServer());
+    ASSERT_TRUE(server.ok()) << server.status();
+    Fd client = TcpConnect(server->local_addresses[0]);
+    ASSERT_TRUE(client.valid());
+    EXPECT_EQ(ReadExactly(client.get(), sizeof(kGreeting) - 1), kGreeting);
+    std::optional<ConnectionInfo> conn;
+    ASSERT_TRUE(WaitFor([&] {
+      conn = sync_->Connection("conn-1");
+      return conn.has_value() &&
+             absl::StrContains(conn->close_detail, "close timed out");
+    }));
+    EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
+    EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
+    int error = 0;
+    EXPECT_EQ(ReadToEof(client.get(), &error), "");
+    EXPECT_EQ(error, 0);
+  }
+}
+
 TEST_F(EngineTcpServer, GreetingWithoutCloseContinuesAsHold) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting);
   spec.behavior.greeting = "hello\n";

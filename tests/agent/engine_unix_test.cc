@@ -8,6 +8,7 @@
 #include <atomic>
 #include <string>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -62,6 +63,46 @@ TEST_F(EngineUnixServer, EchoOnPathAndFileRemovedOnStop) {
 
   ASSERT_TRUE(sync_->StopServers(Selector{server->id, {}}).ok());
   EXPECT_FALSE(Exists(path));
+}
+
+// Greeting and end of stream leave at accept over UNIX too. A peer that
+// then writes keeps its bytes from being answered with a reset; a quiet
+// one's tail is handed to the reactor and ends at close_linger.
+TEST_F(EngineUnixServer, GreetingAndCloseTails) {
+  EngineOptions options;
+  options.close_linger = absl::Milliseconds(60);
+  MakeEngine(options);
+  const std::string path = TempSocketPath();
+  ServerSpec spec = UnixServer(path, BehaviorKind::kGreeting);
+  spec.behavior.greeting = "hello unix";
+  spec.behavior.close_after_greeting = true;
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  ASSERT_TRUE(server.ok()) << server.status();
+
+  Fd writer = UnixConnect(path);
+  ASSERT_TRUE(writer.valid());
+  ASSERT_TRUE(WriteAll(writer.get(), "unread request"));
+  int error = 0;
+  EXPECT_EQ(ReadToEof(writer.get(), &error), "hello unix");
+  EXPECT_EQ(error, 0);
+  writer.Reset();
+
+  Fd quiet = UnixConnect(path);
+  ASSERT_TRUE(quiet.valid());
+  EXPECT_EQ(ReadExactly(quiet.get(), 10), "hello unix");
+  std::optional<ConnectionInfo> conn;
+  ASSERT_TRUE(WaitFor([&] {
+    conn = sync_->Connection("conn-2");
+    return conn.has_value() &&
+           absl::StrContains(conn->close_detail, "close timed out");
+  }));
+  EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
+  EXPECT_EQ(conn->transport, Transport::kUnix);
+  EXPECT_EQ(ReadToEof(quiet.get(), &error), "");
+  EXPECT_EQ(error, 0);
+  std::optional<ConnectionInfo> first = sync_->Connection("conn-1");
+  ASSERT_TRUE(first.has_value());
+  EXPECT_EQ(first->counters.bytes_sent, 10u);
 }
 
 TEST_F(EngineUnixServer, ExistingPathIsAlreadyExists) {
