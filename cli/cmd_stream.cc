@@ -8,7 +8,9 @@
 // itself; UDP once stdin ended and no datagram arrived for --idle. Exit 0
 // for an orderly end, the usual codes for a failed call (an agent that
 // reset or lost the connection: 10 + ABORTED/UNAVAILABLE).
+#include <fcntl.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -102,6 +104,7 @@ class StdinPump final {
 
  private:
   void Run() {
+    GrowStdinPipe();
     std::string chunk;
     bool eof = false;
     while (!stopping_.load()) {
@@ -124,7 +127,8 @@ class StdinPump final {
         eof = true;
         break;
       }
-      // A pipe hands over at most 64 KiB per read: while more is ready at
+      // A pipe hands over at most what it holds per read (64 KiB unless
+      // GrowStdinPipe made room for a message): while more is ready at
       // once, fill the message (one message per 64 KiB ran the relay at half
       // of socat -b 1M's speed, BENCHMARKS.md benchmark 3). Interactive
       // input is sent as soon as it arrives: nothing waits here.
@@ -148,6 +152,21 @@ class StdinPump final {
     ended_ = eof;
     finished_ = true;
     cv_.notify_all();
+  }
+
+  // A pipe holds 64 KiB by default, so while a Write waits the writer
+  // blocks after 64 KiB and the next message carries little more (~95 KiB
+  // on average from `head -c N /dev/zero`: 11k messages per GiB, each
+  // costing thread hops on both sides). With room for a whole message the
+  // writer keeps filling while we send. Best effort: a file or terminal is
+  // left alone; above fs.pipe-max-size the call fails and nothing changes.
+  static void GrowStdinPipe() {
+    struct stat st;
+    if (::fstat(STDIN_FILENO, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+    if (::fcntl(STDIN_FILENO, F_GETPIPE_SZ) >= static_cast<int>(kStdinChunk)) {
+      return;
+    }
+    (void)::fcntl(STDIN_FILENO, F_SETPIPE_SZ, static_cast<int>(kStdinChunk));
   }
 
   StreamCall* const call_;
