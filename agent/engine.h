@@ -1,13 +1,17 @@
 // The socket engine: owns every server (listener) and connection of the
-// agent, on one Asio loop thread.
+// agent; one Asio loop thread waits for readiness and timers.
 //
-// Threads: every public method may be called from any thread. It posts the
-// work to the loop thread and returns at once; the `done` callback runs later
-// on the loop thread, exactly once (also on shutdown, with an error). `done`
-// must not block, and must not destroy the engine: the gRPC layer only fills
-// a response and calls Finish(). Socket state is never touched outside the
-// loop thread. Once Shutdown() has begun, new calls are answered at once,
-// on the caller's thread, with Unavailable "agent shutting down".
+// Threads: every public method may be called from any thread. It takes the
+// engine lock and does its work on the caller's thread (socket syscalls
+// included), so `done` may run before the method returns, on the caller's
+// thread; work that must wait (a parked Receive, a connect, a full send
+// buffer) completes later on the loop thread. Either way `done` runs exactly
+// once (also on shutdown, with an error), with the engine lock held: it must
+// not block, and must not destroy the engine; it may call the engine again
+// (that call is then queued to the loop, not run inside the first). The gRPC
+// layer only fills a response and calls Finish(). Once Shutdown() has begun,
+// new calls are answered at once, on the caller's thread, with Unavailable
+// "agent shutting down".
 //
 // Bounds (EngineOptions): servers, connections, per-connection receive and
 // send buffers, all buffered bytes of the agent together, Send size, UDP
@@ -545,10 +549,10 @@ class Engine {
   // matching the filter, then kSnapshotEnd (the snapshot is bounded by the
   // object limits, not by queue_limit); live events follow it. Without,
   // every event produced after Subscribe returns is seen.
-  // `wake` is called (on the loop thread, with no engine lock held) when
-  // the queue turns non-empty; it must not block. It may still run once
-  // after Unsubscribe returned, so what it captures must stay alive by
-  // itself (a shared_ptr). Errors: InvalidArgument for a malformed id,
+  // `wake` is called (with the engine lock held but not the watch lock, so
+  // it may Drain) when the queue turns non-empty; it must not block. It may
+  // still run once after Unsubscribe returned, so what it captures must stay
+  // alive by itself (a shared_ptr). Errors: InvalidArgument for a malformed id,
   // Unavailable once Shutdown began. Any thread.
   virtual absl::StatusOr<uint64_t> Subscribe(WatchFilter filter,
                                              size_t queue_limit,

@@ -151,6 +151,16 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     done(s);
     return;
   }
+  {
+    absl::StatusOr<std::optional<uint16_t>> source_port =
+        ParsePort(spec.source.port);
+    const uint16_t port = source_port.ok() ? source_port->value_or(0) : 0;
+    if (absl::Status s = options_.policy.CheckSource(spec.source.host, port);
+        !s.ok()) {
+      done(s);
+      return;
+    }
+  }
   // Connections being opened count against the limit already.
   if (AtConnectionLimit()) {
     done(absl::ResourceExhaustedError(
@@ -187,9 +197,9 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     a.source_port = **port;
   }
   a.timer = std::make_unique<Timer>(io_, ToSteady(timeout));
-  a.timer->async_wait([this, id = a.id](const asio::error_code& ec) {
+  a.timer->async_wait(Locked([this, id = a.id](const asio::error_code& ec) {
     if (!ec) OnClientTimeout(id);
-  });
+  }));
   const uint64_t id = a.id;
   attempts_.emplace(id, std::move(attempt));
   if (a.spec.transport == Transport::kUnix) {
@@ -361,9 +371,10 @@ void EngineImpl::ConnectNext(ClientAttempt& a) {
       OnClientConnected(a.id, ec);
       return;
     }
-    a.stream->async_connect(to, [this, id = a.id](const asio::error_code& ec) {
-      OnClientConnected(id, ec);
-    });
+    a.stream->async_connect(
+        to, Locked([this, id = a.id](const asio::error_code& ec) {
+          OnClientConnected(id, ec);
+        }));
     return;
   }
   absl::Status error = a.last_error;
@@ -507,9 +518,10 @@ uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
         // A pool thread: hand the result to the loop, which finds the
         // lookup by number (or nothing, if it was cancelled). After
         // Shutdown the loop is gone and the handler is dropped unrun.
-        asio::post(io_, [this, id, entries = std::move(entries)]() mutable {
-          OnResolved(id, std::move(entries));
-        });
+        asio::post(io_,
+                   Locked([this, id, entries = std::move(entries)]() mutable {
+                     OnResolved(id, std::move(entries));
+                   }));
       });
   if (!queued) {
     done(absl::ResourceExhaustedError(

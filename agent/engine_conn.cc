@@ -51,9 +51,10 @@ void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
   auto arm = [this, &c](std::unique_ptr<Timer>& timer, absl::Duration after,
                         int which) {
     timer = std::make_unique<Timer>(io_, ToSteady(after));
-    timer->async_wait([this, num = c.num, which](const asio::error_code& e) {
-      if (!e) OnConnTimer(num, which);
-    });
+    timer->async_wait(
+        Locked([this, num = c.num, which](const asio::error_code& e) {
+          if (!e) OnConnTimer(num, which);
+        }));
   };
   if (ttl > absl::ZeroDuration()) {
     ConnExtra& x = c.Extra();
@@ -81,9 +82,8 @@ void EngineImpl::ArmRead(Conn& c) {
     ArmErrorWatch(c);
     return;
   }
-  auto handler = [this, num = c.num](const asio::error_code& ec) {
-    OnReadable(num, ec);
-  };
+  auto handler = Locked(
+      [this, num = c.num](const asio::error_code& ec) { OnReadable(num, ec); });
   if (c.stream != nullptr) {
     c.stream->async_wait(asio::socket_base::wait_read, std::move(handler));
   } else if (c.udp != nullptr) {
@@ -220,9 +220,9 @@ void EngineImpl::ResumeReading(Conn& c) {
 void EngineImpl::ArmErrorWatch(Conn& c) {
   if (c.error_armed || c.hangup || c.finalized || c.stream == nullptr) return;
   c.stream->async_wait(asio::socket_base::wait_error,
-                       [this, num = c.num](const asio::error_code& ec) {
+                       Locked([this, num = c.num](const asio::error_code& ec) {
                          OnErrorWatch(num, ec);
-                       });
+                       }));
   c.error_armed = true;
 }
 
@@ -455,9 +455,8 @@ void EngineImpl::Flush(Conn& c) {
 
 void EngineImpl::ArmWrite(Conn& c) {
   if (c.write_armed || c.finalized) return;
-  auto handler = [this, num = c.num](const asio::error_code& ec) {
-    OnWritable(num, ec);
-  };
+  auto handler = Locked(
+      [this, num = c.num](const asio::error_code& ec) { OnWritable(num, ec); });
   if (c.stream != nullptr) {
     c.stream->async_wait(asio::socket_base::wait_write, std::move(handler));
   } else if (c.udp != nullptr) {
@@ -613,9 +612,10 @@ void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
   ConnExtra& x = c.Extra();
   x.linger_timer =
       std::make_unique<Timer>(io_, ToSteady(options_.close_linger));
-  x.linger_timer->async_wait([this, num = c.num](const asio::error_code& ec) {
-    if (!ec) OnConnTimer(num, kLingerTimer);
-  });
+  x.linger_timer->async_wait(
+      Locked([this, num = c.num](const asio::error_code& ec) {
+        if (!ec) OnConnTimer(num, kLingerTimer);
+      }));
   ArmRead(c);
 }
 
@@ -709,9 +709,9 @@ void EngineImpl::OnConnTimer(uint64_t num, int which) {
       // re-arming the timer on every read and write.
       x.idle_timer->expires_at(
           Timer::time_point(std::chrono::nanoseconds(due)));
-      x.idle_timer->async_wait([this, num](const asio::error_code& ec) {
+      x.idle_timer->async_wait(Locked([this, num](const asio::error_code& ec) {
         if (!ec) OnConnTimer(num, kIdleTimer);
-      });
+      }));
       return;
     }
     case kLingerTimer: {

@@ -176,6 +176,8 @@ std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
       absl::ToChronoNanoseconds(std::clamp(d, absl::ZeroDuration(), kMax)));
 }
 
+thread_local EngineImpl* EngineImpl::holder_ = nullptr;
+
 EngineImpl::EngineImpl(const EngineOptions& options)
     : io_(1), options_(options), scratch_(kScratchBytes) {}
 
@@ -198,16 +200,17 @@ void EngineImpl::Shutdown() {
   // Before any lock: another thread's Shutdown holds join_mu_ while it
   // joins this loop, so the loop taking it would deadlock instead of
   // failing loudly.
-  if (loop_thread_id_.load() == std::this_thread::get_id()) {
+  if (loop_thread_id_.load() == std::this_thread::get_id() ||
+      HeldByThisThread()) {
     std::fprintf(stderr,
-                 "sockagent: Engine::Shutdown called on the loop thread\n");
+                 "sockagent: Engine::Shutdown called under the engine lock\n");
     std::abort();
   }
   {
     absl::MutexLock lock(&post_mu_);
     if (accepting_) {
       accepting_ = false;
-      asio::post(io_, [this] { ShutdownOnLoop(); });
+      asio::post(io_, Locked([this] { ShutdownOnLoop(); }));
     }
   }
   absl::MutexLock lock(&join_mu_);
@@ -280,9 +283,8 @@ uint64_t EngineImpl::Receive(std::string connection_id, ReceiveSpec spec,
 }
 
 void EngineImpl::CancelReceive(uint64_t token) {
-  absl::MutexLock lock(&post_mu_);
-  if (!accepting_) return;  // Shutdown completes every parked receive.
-  asio::post(io_, [this, token] { DoCancelReceive(token); });
+  // Once Shutdown began it completes every parked receive itself.
+  RunOrPost([this, token] { DoCancelReceive(token); });
 }
 
 void EngineImpl::CloseConnections(
@@ -380,7 +382,7 @@ void EngineImpl::Recharge(Conn& c) {
   if (fell && !total_paused_.empty() && !resume_posted_ &&
       total_buffered_ <= cap - cap / 4) {
     resume_posted_ = true;
-    asio::post(io_, [this] { ResumeTotalPaused(); });
+    asio::post(io_, Locked([this] { ResumeTotalPaused(); }));
   }
   if (c.finalized && history_bytes_ > cap / 4) ScheduleTrim();
 }
@@ -582,9 +584,9 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   pending->scanned = scanned;
   pending->timer = std::make_unique<Timer>(io_, ToSteady(wait));
   pending->timer->async_wait(
-      [this, num = c.num, token](const asio::error_code& ec) {
+      Locked([this, num = c.num, token](const asio::error_code& ec) {
         if (!ec) OnReceiveTimer(num, token);
-      });
+      }));
   c.receive = std::move(pending);
   receive_tokens_[token] = c.num;
 }
@@ -791,7 +793,7 @@ void EngineImpl::DoCloseConnections(
 void EngineImpl::ScheduleTrim() {
   if (trim_posted_) return;
   trim_posted_ = true;
-  asio::post(io_, [this] { TrimHistory(); });
+  asio::post(io_, Locked([this] { TrimHistory(); }));
 }
 
 void EngineImpl::TrimHistory() {

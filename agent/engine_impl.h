@@ -1,10 +1,15 @@
 // EngineImpl: the socket engine behind engine.h. Internal header, included
 // only by the engine_*.cc files (it pulls in Asio).
 //
-// Threads: the public Engine methods run on the caller's thread and only
-// post to the loop (engine_impl.cc: PostWork); Shutdown() posts and joins.
-// Every other member function runs on the loop thread and touches socket
-// state freely, without locks.
+// Threads: one engine lock (loop_mu_) guards every object below. The loop
+// thread takes it around each completion handler (Locked); a public Engine
+// method takes it on the caller's thread and does its work there, inline
+// (PostWork), so a control call costs no hop to the loop and back: a Send
+// writes to the socket and answers `done` before it returns. A call made
+// while the lock is already held by this thread (from inside a `done` or a
+// handler) is posted to the loop instead, so nothing re-enters the engine.
+// The loop thread is the only one that waits in epoll and runs handlers;
+// Asio lets any thread start an async operation. Shutdown() posts and joins.
 //
 // Objects, all owned here and keyed by number; completion handlers capture
 // `this` (safe: the loop thread is joined before destruction) plus a number,
@@ -328,10 +333,43 @@ class EngineImpl final : public Engine {
 
  private:
   // ---- engine_impl.cc: posting, registry, lists, Send/Receive/Close API.
-  // Runs fn(done) on the loop thread; once the engine stopped accepting
-  // work, answers done at once (on the caller's thread) with Unavailable.
+  // Runs fn(done) under the engine lock: inline on the caller's thread, or
+  // posted to the loop when this thread holds the lock already. Once the
+  // engine stopped accepting work, answers done at once with Unavailable.
   template <typename T, typename Fn>
   void PostWork(Done<T> done, Fn fn);
+  // The same for work without a `done`; dropped once the engine stopped
+  // accepting work.
+  template <typename Fn>
+  void RunOrPost(Fn fn);
+
+  // Holds the engine lock and marks this thread as its holder.
+  class LoopLock {
+   public:
+    explicit LoopLock(EngineImpl* engine) : engine_(engine), prev_(holder_) {
+      engine_->loop_mu_.Lock();
+      holder_ = engine_;
+    }
+    ~LoopLock() {
+      holder_ = prev_;
+      engine_->loop_mu_.Unlock();
+    }
+    LoopLock(const LoopLock&) = delete;
+    LoopLock& operator=(const LoopLock&) = delete;
+
+   private:
+    EngineImpl* const engine_;
+    EngineImpl* const prev_;
+  };
+  bool HeldByThisThread() const { return holder_ == this; }
+  // Wraps an Asio completion handler so it runs under the engine lock.
+  template <typename F>
+  auto Locked(F f) {
+    return [this, f = std::move(f)](auto&&... args) mutable {
+      LoopLock lock(this);
+      f(std::forward<decltype(args)>(args)...);
+    };
+  }
   void ShutdownOnLoop();
 
   Conn* FindConn(uint64_t num);
@@ -553,6 +591,11 @@ class EngineImpl final : public Engine {
   asio::io_context io_;
   const EngineOptions options_;
 
+  // The engine lock (see the top of this file). Taken before post_mu_ and
+  // watch_mu_, never after them.
+  absl::Mutex loop_mu_;
+  // The engine whose lock this thread holds (innermost), if any.
+  static thread_local EngineImpl* holder_;
   // Guards the hand-over from callers to the loop: once accepting_ is false
   // nothing more is posted, so every posted `done` is sure to run.
   absl::Mutex post_mu_;
@@ -578,7 +621,7 @@ class EngineImpl final : public Engine {
   // watchers_.size(), read by Emit without the lock.
   std::atomic<size_t> watcher_count_{0};
 
-  // ---- Loop thread only below.
+  // ---- Under loop_mu_ only below (loop thread or an inline call).
   bool shutting_down_ = false;
   std::vector<char> scratch_;  // The one read buffer of the loop.
   uint64_t next_server_num_ = 1;
@@ -631,21 +674,53 @@ std::chrono::steady_clock::duration ToSteady(absl::Duration d);
 // Here so every engine_*.cc file can post public calls.
 template <typename T, typename Fn>
 void EngineImpl::PostWork(Done<T> done, Fn fn) {
+  if (!HeldByThisThread()) {
+    LoopLock lock(this);
+    bool accepting = false;
+    {
+      absl::MutexLock post_lock(&post_mu_);
+      accepting = accepting_;
+    }
+    if (!accepting || shutting_down_) {
+      done(ShuttingDownError());
+      return;
+    }
+    fn(std::move(done));
+    return;
+  }
   {
     absl::MutexLock lock(&post_mu_);
     if (accepting_) {
-      asio::post(io_,
-                 [this, fn = std::move(fn), done = std::move(done)]() mutable {
+      asio::post(io_, Locked([this, fn = std::move(fn),
+                              done = std::move(done)]() mutable {
                    if (shutting_down_) {
                      done(ShuttingDownError());
                      return;
                    }
                    fn(std::move(done));
-                 });
+                 }));
       return;
     }
   }
   done(ShuttingDownError());
+}
+
+template <typename Fn>
+void EngineImpl::RunOrPost(Fn fn) {
+  if (!HeldByThisThread()) {
+    LoopLock lock(this);
+    {
+      absl::MutexLock post_lock(&post_mu_);
+      if (!accepting_) return;
+    }
+    if (!shutting_down_) fn();
+    return;
+  }
+  absl::MutexLock lock(&post_mu_);
+  if (!accepting_) return;
+  asio::post(io_, Locked([this, fn = std::move(fn)]() mutable {
+               if (!shutting_down_) fn();
+             }));
 }
 
 }  // namespace engine_internal

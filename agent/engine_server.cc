@@ -389,12 +389,13 @@ void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
   for (size_t i = 0; i < s.udp_sockets.size(); ++i) ArmUdpRead(s, i);
   if (s.info.ttl > absl::ZeroDuration()) {
     s.ttl_timer = std::make_unique<Timer>(io_, ToSteady(s.info.ttl));
-    s.ttl_timer->async_wait([this, num = s.num](const asio::error_code& ec) {
-      if (ec) return;
-      Server* found = FindServer(num);
-      if (found == nullptr || found->stopped()) return;
-      StopServer(*found, "ttl expired", CloseReason::kTtlExpired, nullptr);
-    });
+    s.ttl_timer->async_wait(
+        Locked([this, num = s.num](const asio::error_code& ec) {
+          if (ec) return;
+          Server* found = FindServer(num);
+          if (found == nullptr || found->stopped()) return;
+          StopServer(*found, "ttl expired", CloseReason::kTtlExpired, nullptr);
+        }));
   }
   Emit(EventKind::kServerStarted, s.num, 0);
   done(Snapshot(s));
@@ -403,9 +404,9 @@ void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
 void EngineImpl::ArmAccept(Server& s, size_t index) {
   s.listeners[index]->acceptor.async_wait(
       StreamAcceptor::wait_read,
-      [this, num = s.num, index](const asio::error_code& ec) {
+      Locked([this, num = s.num, index](const asio::error_code& ec) {
         OnAcceptReady(num, index, ec);
-      });
+      }));
 }
 
 void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
@@ -442,11 +443,11 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
        absl::StrCat("accept failed: ", error.message(), "; retrying"));
   listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
   listener.retry->async_wait(
-      [this, server_num, index](const asio::error_code& e) {
+      Locked([this, server_num, index](const asio::error_code& e) {
         if (e) return;
         Server* found = FindServer(server_num);
         if (found != nullptr && !found->stopped()) ArmAccept(*found, index);
-      });
+      }));
 }
 
 void EngineImpl::OnAccepted(Server& s, const Listener& listener,
@@ -510,9 +511,9 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener,
 void EngineImpl::ArmUdpRead(Server& s, size_t index) {
   s.udp_sockets[index]->socket.async_wait(
       UdpSocket::wait_read,
-      [this, num = s.num, index](const asio::error_code& ec) {
+      Locked([this, num = s.num, index](const asio::error_code& ec) {
         OnUdpReadable(num, index, ec);
-      });
+      }));
 }
 
 void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
@@ -527,11 +528,12 @@ void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
          absl::StrCat("udp receive failed: ", ec.message(), "; retrying"));
     UdpServerSocket& u = *s->udp_sockets[index];
     u.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
-    u.retry->async_wait([this, server_num, index](const asio::error_code& e) {
-      if (e) return;
-      Server* found = FindServer(server_num);
-      if (found != nullptr && !found->stopped()) ArmUdpRead(*found, index);
-    });
+    u.retry->async_wait(
+        Locked([this, server_num, index](const asio::error_code& e) {
+          if (e) return;
+          Server* found = FindServer(server_num);
+          if (found != nullptr && !found->stopped()) ArmUdpRead(*found, index);
+        }));
     return;
   }
   UdpBatch& batch = LoopUdpBatch();
@@ -690,10 +692,11 @@ void EngineImpl::ArmUdpWrite(Server& s, size_t index) {
   UdpServerSocket& u = *s.udp_sockets[index];
   if (u.write_armed) return;
   u.write_armed = true;
-  u.socket.async_wait(UdpSocket::wait_write,
-                      [this, num = s.num, index](const asio::error_code& ec) {
-                        OnUdpWritable(num, index, ec);
-                      });
+  u.socket.async_wait(
+      UdpSocket::wait_write,
+      Locked([this, num = s.num, index](const asio::error_code& ec) {
+        OnUdpWritable(num, index, ec);
+      }));
 }
 
 void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,

@@ -275,9 +275,8 @@ void EngineImpl::DoStreamShutdownWrite(uint64_t attachment,
 }
 
 void EngineImpl::DetachStream(uint64_t attachment) {
-  absl::MutexLock lock(&post_mu_);
-  if (!accepting_) return;  // Shutdown closed the connection already.
-  asio::post(io_, [this, attachment] { DoDetachStream(attachment); });
+  // Once Shutdown began it closes the connection itself.
+  RunOrPost([this, attachment] { DoDetachStream(attachment); });
 }
 
 void EngineImpl::DoDetachStream(uint64_t attachment) {

@@ -96,7 +96,7 @@ absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
     watchers_.emplace(id, std::move(w));
     watcher_count_.store(watchers_.size(), std::memory_order_relaxed);
   }
-  if (snapshot) asio::post(io_, [this, id] { TakeSnapshot(id); });
+  if (snapshot) asio::post(io_, Locked([this, id] { TakeSnapshot(id); }));
   return id;
 }
 

@@ -290,6 +290,31 @@ absl::Status Policy::CheckBind(absl::string_view ip, uint16_t port) const {
   return absl::OkStatus();
 }
 
+absl::Status Policy::CheckSource(absl::string_view ip, uint16_t port) const {
+  if (!ip.empty() && bind_hosts.has_value()) {
+    std::optional<Ip> parsed = ParseIp(ip);
+    const bool ok =
+        parsed.has_value() &&
+        std::any_of(bind_hosts->begin(), bind_hosts->end(),
+                    [&](const IpPrefix& p) { return InPrefix(p, *parsed); });
+    if (!ok) {
+      return absl::PermissionDeniedError(
+          absl::StrCat("source address ", ip,
+                       " is not allowed by --allow-bind-hosts (allowed: ",
+                       PrefixesText(*bind_hosts), ")"));
+    }
+  }
+  if (port != 0 && bind_ports.has_value() &&
+      std::none_of(bind_ports->begin(), bind_ports->end(),
+                   [port](const PortRange& r) { return r.Contains(port); })) {
+    return absl::PermissionDeniedError(
+        absl::StrCat("source port ", port,
+                     " is not allowed by --allow-bind-ports (allowed: ",
+                     RangesText(*bind_ports), ")"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Policy::CheckDestination(absl::string_view ip,
                                       uint16_t port) const {
   if (!destinations.has_value()) return absl::OkStatus();

@@ -73,6 +73,11 @@ struct Policy {
   // PermissionDenied when `ip` (numeric) or `port` is not allowed by
   // --allow-bind-hosts / --allow-bind-ports.
   absl::Status CheckBind(absl::string_view ip, uint16_t port) const;
+  // OpenClient's source (Stream opens too): a source address must be
+  // allowed by --allow-bind-hosts and a non-zero source port by
+  // --allow-bind-ports; an unset source (the kernel picks) is always fine.
+  // `ip` is numeric or empty.
+  absl::Status CheckSource(absl::string_view ip, uint16_t port) const;
   // PermissionDenied when not allowed by --allow-dest.
   absl::Status CheckDestination(absl::string_view ip, uint16_t port) const;
   // PermissionDenied when not allowed by --allow-unix-paths. `what` is

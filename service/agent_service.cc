@@ -36,7 +36,8 @@ absl::Status NoEngine() {
 }
 
 // An engine completion that fills the response with `fill` on success and
-// finishes the RPC either way. Runs on the engine's loop thread.
+// finishes the RPC either way. Runs under the engine lock: inline in the
+// engine call (on this gRPC thread), or later on the engine's loop thread.
 template <typename T, typename Fill>
 Done<absl::StatusOr<T>> Complete(grpc::ServerUnaryReactor* reactor, Fill fill) {
   return [reactor, fill = std::move(fill)](absl::StatusOr<T> result) mutable {
@@ -48,8 +49,8 @@ Done<absl::StatusOr<T>> Complete(grpc::ServerUnaryReactor* reactor, Fill fill) {
 // Receive parks in the engine until data or the wait ends; a cancelled RPC
 // (client gone, deadline) completes the parked receive early. The reactor
 // is freed only when both Start() has returned and gRPC called OnDone(),
-// because the completion may Finish() on the loop thread before Receive()
-// returns its token.
+// because the completion may Finish() (inline, or on the loop thread) before
+// Receive() returns its token.
 class ReceiveReactor final : public grpc::ServerUnaryReactor {
  public:
   ReceiveReactor(Engine* engine, v1::ReceiveResponse* response)
@@ -167,7 +168,7 @@ namespace {
 
 // Watch: one write in flight at a time. Events come from the engine's
 // bounded per-watcher queue in batches; when it is empty the reactor idles
-// until the engine's wake callback (loop thread) pumps it again. Every
+// until the engine's wake callback pumps it again. Every
 // state change happens under shared_->mu, so the wake, OnWriteDone,
 // OnCancel and EndStreamingCalls never interleave. Finish is called exactly
 // once, never with a write outstanding: a finish wanted while writing is done

@@ -1,8 +1,9 @@
 // The gRPC service sockagent.v1.SocketAgent: translates requests into
 // engine calls and engine results into responses. Every handler is a
-// callback-API reaction that never blocks: engine calls complete on the
-// engine's loop thread, name lookups on the resolver pool, and each
-// completion calls Finish() from there.
+// callback-API reaction that never blocks: an engine call does its socket
+// work on the calling gRPC thread and completes there when it can, or
+// later on the engine's loop thread (a parked Receive, a connect, a name
+// lookup), and each completion calls Finish() from where it runs.
 //
 // Include this only where the service is assembled (the daemon's main and
 // tests): it pulls in grpcpp.

@@ -53,8 +53,9 @@ namespace {
 // State changes happen under shared_->mu only. gRPC operations: at most
 // one read and one write in flight; Finish once, never with a write in
 // flight (OnWriteDone does a finish wanted meanwhile), so
-// Server::Shutdown never waits on a stuck stream. Engine completions run on
-// the engine's loop thread.
+// Server::Shutdown never waits on a stuck stream. Engine completions run
+// under the engine lock, inline in the engine call or on the loop thread;
+// engine calls are made without shared_->mu held (EngineOps).
 class StreamReactor final : public StreamBidiReactor {
  public:
   StreamReactor(Engine* engine, std::shared_ptr<StreamRegistry> registry,
@@ -142,7 +143,7 @@ class StreamReactor final : public StreamBidiReactor {
     delete this;
   }
 
-  // ---- Engine completions (loop thread), under shared_->mu.
+  // ---- Engine completions (engine lock held), under shared_->mu.
   void OnAttached(absl::StatusOr<StreamAttachment> result, EngineOps* ops) {
     if (!result.ok()) {
       EndLocked(ToGrpcStatus(result.status()));

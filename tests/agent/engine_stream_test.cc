@@ -18,7 +18,7 @@ namespace {
 
 using ::testing::HasSubstr;
 
-// An engine answer that arrives later, on the loop thread.
+// An engine answer that may arrive later, on the loop thread.
 template <typename T>
 struct Pending {
   struct State {

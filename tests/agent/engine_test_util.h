@@ -3,7 +3,8 @@
 // never tested against itself), and waiting for a condition with a deadline.
 //
 // Any thread may use these; SyncEngine calls block the calling test thread
-// (never the engine's loop thread) until the engine answers.
+// (never the engine's loop thread, nor under the engine lock) until the
+// engine answers.
 #ifndef SOCKAGENT_TESTS_AGENT_ENGINE_TEST_UTIL_H_
 #define SOCKAGENT_TESTS_AGENT_ENGINE_TEST_UTIL_H_
 

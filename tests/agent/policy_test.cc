@@ -146,6 +146,24 @@ TEST(PolicyMatch, BindPortZeroNeedsEphemeral) {
   EXPECT_TRUE(p.CheckBind("127.0.0.1", 0).ok());
 }
 
+TEST(PolicyMatch, ClientSourceIsCheckedOnlyWhereTheCallerPinsIt) {
+  Policy p;
+  p.bind_hosts = *ParseIpPrefixes("127.0.0.2/32");
+  p.bind_ports = *ParsePortRanges("40000-40100");  // No "ephemeral".
+  EXPECT_TRUE(p.CheckSource("", 0).ok());          // The kernel picks both.
+  EXPECT_TRUE(p.CheckSource("127.0.0.2", 0).ok());
+  EXPECT_TRUE(p.CheckSource("", 40050).ok());
+  absl::Status s = p.CheckSource("127.0.0.1", 0);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(s.message(),
+            "source address 127.0.0.1 is not allowed by --allow-bind-hosts "
+            "(allowed: 127.0.0.2/32)");
+  s = p.CheckSource("127.0.0.2", 22);
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(s.message(), HasSubstr("source port 22 is not allowed by "
+                                     "--allow-bind-ports"));
+}
+
 TEST(PolicyMatch, UnixPathsByPrefixWithoutDotDot) {
   Policy p;
   p.unix_path_prefixes = *ParseUnixPathPrefixes("/run/sa/,@sa-");
@@ -202,6 +220,43 @@ TEST_F(EnginePolicyTest, ClientToAllowedDestinationCarriesData) {
   ASSERT_TRUE(c.ok()) << c.status();
   ASSERT_TRUE(sync_->Send(c->id, "ping").ok());
   EXPECT_EQ(*sync_->ReceiveExactly(c->id, 4), "ping");
+}
+
+TEST_F(EnginePolicyTest, ClientSourceOutsideTheBindPolicyIsRefused) {
+  Policy p;
+  p.bind_hosts = *ParseIpPrefixes("127.0.0.2/32");
+  p.bind_ports = *ParsePortRanges("ephemeral,40000-40100");
+  WithPolicy(p);
+  absl::StatusOr<ServerInfo> echo =
+      sync_->StartServer(LoopbackServer(BehaviorKind::kEcho));
+  ASSERT_FALSE(echo.ok());  // 127.0.0.1 itself may not be bound...
+  uint16_t port = 0;
+  Fd listener = TcpListen(16, &port);  // ...so a plain listener instead.
+  ASSERT_TRUE(listener.valid());
+
+  ClientSpec refused = ClientTo(Ip("127.0.0.1", port));
+  refused.source.host = "127.0.0.1";
+  absl::StatusOr<ConnectionInfo> c = sync_->OpenClient(refused);
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied)
+      << c.status();
+  EXPECT_THAT(c.status().message(),
+              HasSubstr("source address 127.0.0.1 is not allowed by "
+                        "--allow-bind-hosts"));
+  refused.source.host = "127.0.0.2";
+  refused.source.port = "22";
+  c = sync_->OpenClient(refused);
+  ASSERT_EQ(c.status().code(), absl::StatusCode::kPermissionDenied)
+      << c.status();
+  EXPECT_THAT(c.status().message(), HasSubstr("source port 22"));
+  EXPECT_TRUE(sync_->AllConnections().empty());
+
+  ClientSpec allowed = ClientTo(Ip("127.0.0.1", port));
+  allowed.source.host = "127.0.0.2";
+  c = sync_->OpenClient(allowed);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->local.ip, "127.0.0.2");
+  c = sync_->OpenClient(ClientTo(Ip("127.0.0.1", port)));  // Source unset.
+  EXPECT_TRUE(c.ok()) << c.status();
 }
 
 TEST_F(EnginePolicyTest, NameResolvingToForbiddenAddressIsRefused) {
