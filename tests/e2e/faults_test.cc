@@ -36,15 +36,8 @@ namespace {
 using ::testing::AnyOf;
 using ::testing::HasSubstr;
 
-class Faults : public ::testing::Test {
+class Faults : public AgentTestBase {
  protected:
-  void StartAgent(std::vector<std::string> args = {}) {
-    auto agent = AgentProcess::Start(std::move(args));
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
-  }
-
   // The agent opens a TCP connection to a plain listener; returns its id and
   // the accepted peer.
   std::string OpenToPlainPeer(Fd* peer) {
@@ -85,9 +78,6 @@ class Faults : public ::testing::Test {
     }
     return std::nullopt;
   }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
 
 // Fills the agent's send buffer towards a peer that reads only the first

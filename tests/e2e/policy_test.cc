@@ -34,14 +34,8 @@ bool HasPendingConnection(const Fd& listener) {
   return accepted.valid();
 }
 
-class PolicyE2e : public ::testing::Test {
+class PolicyE2e : public AgentTestBase {
  protected:
-  void StartAgent(std::vector<std::string> args) {
-    auto agent = AgentProcess::Start(std::move(args));
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
-  }
   grpc::Status Open(const std::string& host, uint16_t port,
                     v1::OpenClientResponse* response) {
     v1::OpenClientRequest request;
@@ -50,9 +44,6 @@ class PolicyE2e : public ::testing::Test {
     auto context = ContextWithDeadline();
     return stub_->OpenClient(context.get(), request, response);
   }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
 
 TEST_F(PolicyE2e, ForbiddenDestinationIsRefusedAndNeverDialled) {

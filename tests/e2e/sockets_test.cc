@@ -29,15 +29,8 @@ namespace {
 using ::testing::HasSubstr;
 
 // A running agent and a stub, with small helpers for the common calls.
-class AgentFixture : public ::testing::Test {
+class AgentFixture : public AgentTestBase {
  protected:
-  void StartAgent(std::vector<std::string> args = {}) {
-    auto agent = AgentProcess::Start(std::move(args));
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
-  }
-
   void SetUp() override { StartAgent(); }
 
   v1::Server StartServer(v1::StartServerRequest request) {
@@ -90,9 +83,6 @@ class AgentFixture : public ::testing::Test {
   }
 
   int64_t AgentRss() { return ProcessRssBytes(agent_->pid()); }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
 
 uint16_t PortOf(const v1::Server& server, int i = 0) {

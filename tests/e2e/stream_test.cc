@@ -58,17 +58,9 @@ std::string Sha256(const std::string& data) {
   return r.out.substr(0, 64);
 }
 
-class StreamTest : public ::testing::Test {
+class StreamTest : public AgentTestBase {
  protected:
   void SetUp() override { StartAgent({}); }
-
-  void StartAgent(std::vector<std::string> args) {
-    agent_.reset();
-    auto agent = AgentProcess::Start(std::move(args));
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
-  }
 
   v1::Server StartServer(void (*behave)(v1::Behavior*),
                          v1::Transport transport = v1::TRANSPORT_TCP,
@@ -169,9 +161,6 @@ class StreamTest : public ::testing::Test {
     EXPECT_EQ(response.status(),
               grpc::health::v1::HealthCheckResponse::SERVING);
   }
-
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
 
 void Echo(v1::Behavior* b) { b->mutable_echo(); }

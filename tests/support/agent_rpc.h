@@ -9,16 +9,38 @@
 
 #include <cstdint>
 #include <fstream>
+#include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "agent/types.h"
 #include "sockagent/v1/agent.grpc.pb.h"
+#include "tests/support/agent_process.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 
 namespace sockagent::testing {
+
+// A fixture base: one real agent process and a stub talking to it.
+class AgentTestBase : public ::testing::Test {
+ protected:
+  // (Re)starts the agent with `args` (a TCP agent without a token gets
+  // --insecure from AgentProcess::Start).
+  void StartAgent(std::vector<std::string> args = {}) {
+    stub_.reset();
+    agent_.reset();
+    auto agent = AgentProcess::Start(std::move(args));
+    ASSERT_TRUE(agent.ok()) << agent.status();
+    agent_ = *std::move(agent);
+    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
+  }
+
+  std::unique_ptr<AgentProcess> agent_;
+  std::unique_ptr<v1::SocketAgent::Stub> stub_;
+};
 
 // A server on 127.0.0.1, port 0, with the hold behaviour unless `fill`
 // changes the request.
