@@ -43,6 +43,7 @@
 #include "service/auth.h"
 #include "service/daemon_options.h"
 #include "service/log.h"
+#include "service/malloc_tuning.h"
 #include "service/rpc_log.h"
 
 // Access control, logging and keepalive (see README "Security").
@@ -311,6 +312,10 @@ int Run(int argc, char** argv) {
     return Fail(absl::StrCat("unexpected argument \"", rest[1],
                              "\" (sockagentd takes flags only; see --help)"));
   }
+
+  // Before any thread starts, so every thread shares the one arena
+  // (malloc_tuning.h: relay buffers without page faults).
+  TuneMallocForStreams();
 
   // Signals are taken by sigwait below. Blocked before anything starts a
   // thread (creating gRPC credentials starts gRPC's threads), so that every

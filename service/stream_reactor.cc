@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "service/convert.h"
+#include "service/malloc_tuning.h"
 #include "service/status_mapping.h"
 
 namespace sockagent {
@@ -131,10 +132,14 @@ class StreamReactor final : public StreamBidiReactor {
       TakeDetach(&ops);
     }
     Run(engine_, shared_, std::move(ops));
+    bool last = false;
     {
       absl::MutexLock lock(&registry_->mu);
       registry_->live.erase(shared_);
+      last = registry_->live.empty();
     }
+    // What the relay's buffers left in the heap goes back (malloc_tuning.h).
+    if (last) ReleaseFreedMemory();
     delete this;
   }
 
