@@ -264,55 +264,50 @@ absl::StatusOr<std::vector<std::string>> ParseUnixPathPrefixes(
   return out;
 }
 
+namespace {
+
+// `what` names the address in the message: "bind" or "source".
+absl::Status CheckHostIn(const std::optional<std::vector<IpPrefix>>& hosts,
+                         absl::string_view what, absl::string_view ip) {
+  if (!hosts.has_value()) return absl::OkStatus();
+  std::optional<Ip> parsed = ParseIp(ip);
+  const bool ok =
+      parsed.has_value() &&
+      std::any_of(hosts->begin(), hosts->end(),
+                  [&](const IpPrefix& p) { return InPrefix(p, *parsed); });
+  if (ok) return absl::OkStatus();
+  return absl::PermissionDeniedError(absl::StrCat(
+      what, " address ", ip, " is not allowed by --allow-bind-hosts (allowed: ",
+      PrefixesText(*hosts), ")"));
+}
+
+absl::Status CheckPortIn(const std::optional<std::vector<PortRange>>& ports,
+                         absl::string_view what, uint16_t port) {
+  if (!ports.has_value() ||
+      std::any_of(ports->begin(), ports->end(),
+                  [port](const PortRange& r) { return r.Contains(port); })) {
+    return absl::OkStatus();
+  }
+  return absl::PermissionDeniedError(absl::StrCat(
+      what, " port ", port, port == 0 ? " (pick a free port)" : "",
+      " is not allowed by --allow-bind-ports (allowed: ", RangesText(*ports),
+      ")"));
+}
+
+}  // namespace
+
 absl::Status Policy::CheckBind(absl::string_view ip, uint16_t port) const {
-  if (bind_hosts.has_value()) {
-    std::optional<Ip> parsed = ParseIp(ip);
-    const bool ok =
-        parsed.has_value() &&
-        std::any_of(bind_hosts->begin(), bind_hosts->end(),
-                    [&](const IpPrefix& p) { return InPrefix(p, *parsed); });
-    if (!ok) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("bind address ", ip,
-                       " is not allowed by "
-                       "--allow-bind-hosts (allowed: ",
-                       PrefixesText(*bind_hosts), ")"));
-    }
-  }
-  if (bind_ports.has_value() &&
-      std::none_of(bind_ports->begin(), bind_ports->end(),
-                   [port](const PortRange& r) { return r.Contains(port); })) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("bind port ", port, port == 0 ? " (pick a free port)" : "",
-                     " is not allowed by --allow-bind-ports (allowed: ",
-                     RangesText(*bind_ports), ")"));
-  }
-  return absl::OkStatus();
+  if (absl::Status s = CheckHostIn(bind_hosts, "bind", ip); !s.ok()) return s;
+  return CheckPortIn(bind_ports, "bind", port);
 }
 
 absl::Status Policy::CheckSource(absl::string_view ip, uint16_t port) const {
-  if (!ip.empty() && bind_hosts.has_value()) {
-    std::optional<Ip> parsed = ParseIp(ip);
-    const bool ok =
-        parsed.has_value() &&
-        std::any_of(bind_hosts->begin(), bind_hosts->end(),
-                    [&](const IpPrefix& p) { return InPrefix(p, *parsed); });
-    if (!ok) {
-      return absl::PermissionDeniedError(
-          absl::StrCat("source address ", ip,
-                       " is not allowed by --allow-bind-hosts (allowed: ",
-                       PrefixesText(*bind_hosts), ")"));
+  if (!ip.empty()) {
+    if (absl::Status s = CheckHostIn(bind_hosts, "source", ip); !s.ok()) {
+      return s;
     }
   }
-  if (port != 0 && bind_ports.has_value() &&
-      std::none_of(bind_ports->begin(), bind_ports->end(),
-                   [port](const PortRange& r) { return r.Contains(port); })) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("source port ", port,
-                     " is not allowed by --allow-bind-ports (allowed: ",
-                     RangesText(*bind_ports), ")"));
-  }
-  return absl::OkStatus();
+  return port == 0 ? absl::OkStatus() : CheckPortIn(bind_ports, "source", port);
 }
 
 absl::Status Policy::CheckDestination(absl::string_view ip,

@@ -57,15 +57,12 @@ Fd RawControlConnection(const std::string& address) {
   return TcpConnect(Ip("127.0.0.1", static_cast<uint16_t>(port)));
 }
 
-class BadInput : public ::testing::Test {
+class BadInput : public AgentTestBase {
  protected:
   void SetUp() override {
-    auto agent = AgentProcess::Start(
-        {absl::StrCat("--max-send-bytes=", kMaxSendBytes),
-         absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-    stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
+    StartAgent({absl::StrCat("--max-send-bytes=", kMaxSendBytes),
+                absl::StrCat("--max-message-bytes=", kMaxMessageBytes)});
+    if (HasFatalFailure()) return;
     // Existing connections that must survive every row: a plain client of
     // an echo server of the agent, and a connection the agent opened to a
     // plain listener.
@@ -75,16 +72,8 @@ class BadInput : public ::testing::Test {
         });
     echo_client_ = TcpConnect(FirstAddress(echo));
     ASSERT_TRUE(echo_client_.valid());
-    uint16_t port = 0;
-    Fd listener = TcpListen(4, &port);
-    v1::OpenClientRequest open;
-    open.mutable_remote()->set_host("127.0.0.1");
-    open.mutable_remote()->set_port(port);
-    v1::OpenClientResponse opened;
-    auto context = ContextWithDeadline();
-    ASSERT_TRUE(stub_->OpenClient(context.get(), open, &opened).ok());
-    opened_id_ = opened.connection().id();
-    opened_peer_ = Accept(listener.get());
+    opened_id_ = OpenToPlainPeer(&opened_peer_);
+    ASSERT_FALSE(opened_id_.empty());
     ASSERT_TRUE(opened_peer_.valid());
   }
 
@@ -157,8 +146,6 @@ class BadInput : public ::testing::Test {
 
   std::vector<Row> Rows();
 
-  std::unique_ptr<AgentProcess> agent_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
   Fd echo_client_;
   std::string opened_id_;
   Fd opened_peer_;

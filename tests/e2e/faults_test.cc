@@ -38,23 +38,6 @@ using ::testing::HasSubstr;
 
 class Faults : public AgentTestBase {
  protected:
-  // The agent opens a TCP connection to a plain listener; returns its id and
-  // the accepted peer.
-  std::string OpenToPlainPeer(Fd* peer) {
-    uint16_t port = 0;
-    Fd listener = TcpListen(4, &port);
-    v1::OpenClientRequest request;
-    request.mutable_remote()->set_host("127.0.0.1");
-    request.mutable_remote()->set_port(port);
-    v1::OpenClientResponse response;
-    auto context = ContextWithDeadline();
-    grpc::Status s = stub_->OpenClient(context.get(), request, &response);
-    EXPECT_TRUE(s.ok()) << s.error_message();
-    *peer = Accept(listener.get());
-    EXPECT_TRUE(peer->valid());
-    return response.connection().id();
-  }
-
   grpc::Status Send(const std::string& id, const std::string& data) {
     v1::SendRequest request;
     request.set_connection_id(id);

@@ -38,6 +38,26 @@ class AgentTestBase : public ::testing::Test {
     stub_ = v1::SocketAgent::NewStub(ChannelTo(agent_->address()));
   }
 
+  // The agent opens a TCP connection to a plain listener on 127.0.0.1;
+  // returns its id and the accepted peer ("" and an invalid peer, after a
+  // recorded failure, if either step failed).
+  std::string OpenToPlainPeer(Fd* peer) {
+    uint16_t port = 0;
+    Fd listener = TcpListen(4, &port);
+    EXPECT_TRUE(listener.valid());
+    v1::OpenClientRequest request;
+    request.mutable_remote()->set_host("127.0.0.1");
+    request.mutable_remote()->set_port(port);
+    v1::OpenClientResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->OpenClient(context.get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    if (!s.ok()) return "";
+    *peer = Accept(listener.get());
+    EXPECT_TRUE(peer->valid());
+    return response.connection().id();
+  }
+
   std::unique_ptr<AgentProcess> agent_;
   std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
