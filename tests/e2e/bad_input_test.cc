@@ -87,14 +87,6 @@ class BadInput : public AgentTestBase {
     auto context = ContextWithDeadline();
     return stub_->OpenClient(context.get(), request, &response);
   }
-  grpc::Status Send(const std::string& id, const std::string& data) {
-    v1::SendRequest request;
-    request.set_connection_id(id);
-    request.set_data(data);
-    v1::SendResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->Send(context.get(), request, &response);
-  }
   grpc::Status Receive(const std::string& id, std::string* data = nullptr) {
     v1::ReceiveRequest request;
     request.set_connection_id(id);

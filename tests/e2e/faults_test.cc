@@ -38,15 +38,6 @@ using ::testing::HasSubstr;
 
 class Faults : public AgentTestBase {
  protected:
-  grpc::Status Send(const std::string& id, const std::string& data) {
-    v1::SendRequest request;
-    request.set_connection_id(id);
-    request.set_data(data);
-    v1::SendResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->Send(context.get(), request, &response);
-  }
-
   std::optional<v1::Connection> Connection(const std::string& id) {
     v1::ListConnectionsRequest request;
     request.set_include_closed(true);

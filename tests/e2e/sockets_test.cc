@@ -73,15 +73,6 @@ class AgentFixture : public AgentTestBase {
     return stub_->Receive(context.get(), request, response);
   }
 
-  grpc::Status Send(const std::string& id, const std::string& data) {
-    v1::SendRequest request;
-    request.set_connection_id(id);
-    request.set_data(data);
-    v1::SendResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->Send(context.get(), request, &response);
-  }
-
   int64_t AgentRss() { return ProcessRssBytes(agent_->pid()); }
 };
 

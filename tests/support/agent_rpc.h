@@ -58,6 +58,16 @@ class AgentTestBase : public ::testing::Test {
     return response.connection().id();
   }
 
+  // Send with the default deadline; the response is not needed.
+  grpc::Status Send(const std::string& id, const std::string& data) {
+    v1::SendRequest request;
+    request.set_connection_id(id);
+    request.set_data(data);
+    v1::SendResponse response;
+    auto context = ContextWithDeadline();
+    return stub_->Send(context.get(), request, &response);
+  }
+
   std::unique_ptr<AgentProcess> agent_;
   std::unique_ptr<v1::SocketAgent::Stub> stub_;
 };
