@@ -13,10 +13,11 @@
 namespace sockagent::testing {
 
 absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
-    std::vector<std::string> args, const std::string& netns) {
+    std::vector<std::string> args, const std::string& netns,
+    const std::string& binary) {
   std::vector<std::string> argv;
   if (!netns.empty()) argv = {"ip", "netns", "exec", netns};
-  argv.push_back(SOCKAGENTD_PATH);
+  argv.push_back(binary);
   // Tests that do not care about access get a loopback TCP agent; it needs
   // --insecure unless the test configures a token, TLS or a UNIX socket.
   bool has_listen = false;
@@ -54,6 +55,16 @@ absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
       return agent;
     }
   }
+}
+
+std::string ReleaseAgentPath() {
+  const char* path = getenv("SOCKAGENTD_RELEASE");
+  return path == nullptr ? "" : path;
+}
+
+bool ReleaseAgentRequired() {
+  const char* ci = getenv("CI");
+  return ci != nullptr && std::string_view(ci) == "true";
 }
 
 absl::StatusOr<int> AgentProcess::Stop() {

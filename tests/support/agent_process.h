@@ -19,8 +19,11 @@ class AgentProcess {
   // --token-file, --tls-cert or --insecure themselves, and waits for its
   // "serving on ADDR" line. With `netns`, runs it inside that namespace via `ip
   // netns exec`.
+  // `binary` is the daemon to run (default: the build's own sockagentd; see
+  // ReleaseAgentPath for memory measurements).
   static absl::StatusOr<std::unique_ptr<AgentProcess>> Start(
-      std::vector<std::string> args = {}, const std::string& netns = "");
+      std::vector<std::string> args = {}, const std::string& netns = "",
+      const std::string& binary = SOCKAGENTD_PATH);
 
   // Stops with SIGTERM (SIGKILL after 10 s) if still running.
   ~AgentProcess();
@@ -39,6 +42,14 @@ class AgentProcess {
   std::string address_;
   bool stopped_ = false;
 };
+
+// A RelWithDebInfo sockagentd for RSS measurements (ASan keeps freed memory
+// in quarantine and ignores malloc_trim, so an ASan agent's RSS says
+// nothing): $SOCKAGENTD_RELEASE, which scripts/test.sh sets after building
+// build/sockagentd. Empty when unset; callers GTEST_SKIP then, except under
+// CI=true, where they fail (ReleaseAgentRequired).
+std::string ReleaseAgentPath();
+bool ReleaseAgentRequired();
 
 // Runs the real sockctl binary with `--agent address` prepended.
 CommandResult RunSockctl(const std::string& address,
