@@ -208,6 +208,7 @@ namespace {
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
  public:
   static constexpr size_t kBatch = 64;
+  static constexpr size_t kDataBatch = 8;
 
   WatchReactor(Engine* engine, std::shared_ptr<WatchRegistry> registry,
                std::shared_ptr<WatchShared> shared)
@@ -218,6 +219,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
   // Subscribes and starts writing; or finishes with `refused`.
   void Begin(WatchFilter filter, size_t queue_limit) {
     absl::MutexLock lock(&shared_->mu);
+    // Drained events leave the engine's byte budget (max_watch_bytes):
+    // watchers asking for data bytes take small batches, so what waits
+    // here stays small (8 x 4 KiB).
+    batch_ = filter.include_data_bytes > 256 ? kDataBatch : kBatch;
     shared_->reactor = this;
     auto id =
         engine_->Subscribe(std::move(filter), queue_limit, [shared = shared_] {
@@ -247,7 +252,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
     if (end_wanted_ || writing_) return;
     if (pending_.empty()) {
       if (id_ == 0) return;
-      std::vector<EngineEvent> batch = engine_->Drain(id_, kBatch);
+      std::vector<EngineEvent> batch = engine_->Drain(id_, batch_);
       for (auto& e : batch) pending_.push_back(std::move(e));
       if (pending_.empty()) return;  // Idle until the next wake.
     }
@@ -314,8 +319,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
   Engine* const engine_;
   const std::shared_ptr<WatchRegistry> registry_;
   const std::shared_ptr<WatchShared> shared_;
-  uint64_t id_ = 0;                  // Engine watcher; 0: none.
-  std::deque<EngineEvent> pending_;  // At most kBatch.
+  uint64_t id_ = 0;  // Engine watcher; 0: none.
+  size_t batch_ = kBatch;
+  std::deque<EngineEvent> pending_;  // At most batch_.
   v1::Event message_;                // Alive until OnWriteDone.
   bool writing_ = false;
   bool end_wanted_ = false;

@@ -385,7 +385,7 @@ TEST_F(BulkAnswers, StopBySelectorIsCountedAndBounded) {
 
 // 63 watchers that never read, each asking for the most data bytes per
 // event: together they hold at most --max_watch_bytes (32 MiB) of events
-// (without the bound: 63 x 1024 events x 4 KiB, about 270 MiB), and once
+// (without the bound: 63 x 1024 events x 4 KiB; measured 340 MiB), and once
 // cancelled the memory goes back to the kernel. Measured on a RelWithDebInfo
 // agent (ASan's RSS says nothing about malloc_trim).
 TEST(WatchMemory, StalledWatchersAreBoundedAndGiveMemoryBack) {
@@ -463,9 +463,10 @@ TEST(WatchMemory, StalledWatchersAreBoundedAndGiveMemoryBack) {
   RecordProperty("rss_peak_kib", static_cast<int>(rss_peak / 1024));
   std::cout << "watchers: rss before " << rss_before / 1024 << " KiB, peak "
             << rss_peak / 1024 << " KiB\n";
-  // 32 MiB of queued events, plus gRPC's flow-control windows and
-  // allocator slack; without the bound this is ~270 MiB.
-  EXPECT_LT(rss_peak, rss_before + (96u << 20));
+  // 32 MiB of queued events, plus gRPC's flow-control windows and what
+  // the allocator keeps of freed events (its trim threshold is 64 MiB,
+  // malloc_tuning.h); without the bound this was 340 MiB here.
+  EXPECT_LT(rss_peak, rss_before + (160u << 20));
 
   for (auto& w : watchers) w.context->TryCancel();
   for (auto& w : watchers) w.reader->Finish();
@@ -474,7 +475,7 @@ TEST(WatchMemory, StalledWatchersAreBoundedAndGiveMemoryBack) {
   EXPECT_TRUE(WaitFor(
       [&] {
         rss_after = ProcessRssBytes((*agent)->pid());
-        return rss_after < rss_before + (24u << 20);
+        return rss_after < rss_before + (48u << 20);
       },
       absl::Seconds(20)))
       << "rss before " << rss_before / 1024 << " KiB, after cancel "
