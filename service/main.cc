@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -41,6 +42,7 @@
 #include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
 #include "service/auth.h"
+#include "service/daemon_cli.h"
 #include "service/daemon_options.h"
 #include "service/log.h"
 #include "service/malloc_tuning.h"
@@ -312,7 +314,14 @@ int Run(int argc, char** argv) {
   // The daemon turns it off; the in-process engine and service tests, which
   // do not run this, keep it on as a lock-order checker.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
+  auto prepared =
+      PrepareDaemonArgs(std::vector<std::string>(argv, argv + argc));
+  if (!prepared.ok()) return Fail(prepared.status().message());
+  if (std::optional<std::string> text = HelpOrVersionText(*prepared)) {
+    fputs(text->c_str(), stdout);
+    return 0;
+  }
+  std::vector<std::string> args = *std::move(prepared);
   std::vector<char*> arg_ptrs;
   for (auto& a : args) arg_ptrs.push_back(a.data());
   std::vector<char*> rest = absl::ParseCommandLine(
