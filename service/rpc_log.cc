@@ -8,10 +8,21 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "service/inflight_calls.h"
 #include "service/log.h"
+#include "service/log_limiter.h"
 
 namespace sockagent {
 namespace {
+
+// auth_failure and policy_refusal lines: one per peer IP (not IP:port: a
+// client opens as many ports as it likes) per interval, with the count of
+// those not written. The calls themselves are refused every time.
+LogLimiter& RefusalLogLimiter() {
+  static LogLimiter* limiter = new LogLimiter();
+  return *limiter;
+}
 
 class RpcLogInterceptor final : public grpc::experimental::Interceptor {
  public:
@@ -41,13 +52,30 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     }
     if (!LogEnabled(level)) return;
     grpc::ServerContextBase* context = info_->server_context();
+    const std::string peer = context != nullptr ? context->peer() : "";
+    const std::string method = info_->method() ? info_->method() : "";
+    // grpc::StatusCode and absl::StatusCode share their numbers.
+    const std::string code_name =
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    if (level != LogLevel::kWarn) {
+      LogEvent(level, event,
+               {{"method", method},
+                {"peer", peer},
+                {"code", code_name},
+                {"msg", status.error_message()}});
+      return;
+    }
+    const LogLimiter::Decision d = RefusalLogLimiter().Admit(
+        absl::StrCat(event, " ", PeerIp(peer)), absl::Now());
+    if (!d.log) return;
     LogEvent(level, event,
-             {{"method", info_->method() ? info_->method() : ""},
-              {"peer", context != nullptr ? context->peer() : ""},
-              // grpc::StatusCode and absl::StatusCode share their numbers.
-              {"code",
-               absl::StatusCodeToString(static_cast<absl::StatusCode>(code))},
-              {"msg", status.error_message()}});
+             {{"method", method},
+              {"peer", peer},
+              {"code", code_name},
+              {"msg", status.error_message()},
+              // Lines like this one from this peer IP not written since its
+              // last one (rate limit, see log_limiter.h).
+              {"suppressed", absl::StrCat(d.suppressed)}});
   }
 
   grpc::experimental::ServerRpcInfo* const info_;
@@ -92,7 +120,12 @@ RpcLogInterceptors() {
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       factories;
   factories.push_back(std::make_unique<RpcLogFactory>());
+  factories.push_back(InflightInterceptorFactory(&ProcessInflightCalls()));
   return factories;
+}
+
+void SetRefusalLogInterval(absl::Duration interval) {
+  RefusalLogLimiter().SetInterval(interval);
 }
 
 }  // namespace sockagent
