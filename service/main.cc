@@ -113,6 +113,26 @@ ABSL_FLAG(uint32_t, max_udp_sessions, 1024,
           "dropped and counted.");
 ABSL_FLAG(absl::Duration, udp_session_idle_timeout, absl::Seconds(60),
           "A UDP peer session with no datagram for this long expires.");
+ABSL_FLAG(uint32_t, udp_reply_rate,
+          sockagent::kDefaultUdpReplyLimits.datagrams_per_sec,
+          "Replies per second a UDP echo or greeting server may send (a UDP "
+          "source can be forged: unbounded replies make an amplifier); "
+          "replies beyond it are dropped and counted (replies_dropped). "
+          "0: no limit.");
+ABSL_FLAG(uint64_t, udp_reply_bytes_rate,
+          sockagent::kDefaultUdpReplyLimits.bytes_per_sec,
+          "Reply bytes per second a UDP echo or greeting server may send. 0: "
+          "no limit.");
+ABSL_FLAG(uint32_t, udp_reply_peer_ratio,
+          sockagent::kDefaultUdpReplyLimits.peer_ratio,
+          "A UDP echo or greeting server sends a peer IP at most this many "
+          "times the bytes it received from it, plus --udp-reply-peer-grant. "
+          "0: no per-peer limit.");
+ABSL_FLAG(uint32_t, udp_reply_peer_grant,
+          sockagent::kDefaultUdpReplyLimits.peer_grant_bytes,
+          "Reply bytes a UDP peer IP may get beyond --udp-reply-peer-ratio "
+          "times what it sent (so a greeting answers a first empty "
+          "datagram).");
 ABSL_FLAG(uint32_t, closed_connections_kept, 1000,
           "Closed connections and stopped servers kept for listing.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
@@ -273,6 +293,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_message_bytes)) / 2;
   o.max_udp_sessions_per_server = absl::GetFlag(FLAGS_max_udp_sessions);
   o.udp_session_idle_timeout = absl::GetFlag(FLAGS_udp_session_idle_timeout);
+  o.udp_reply.datagrams_per_sec = absl::GetFlag(FLAGS_udp_reply_rate);
+  o.udp_reply.bytes_per_sec = absl::GetFlag(FLAGS_udp_reply_bytes_rate);
+  o.udp_reply.peer_ratio = absl::GetFlag(FLAGS_udp_reply_peer_ratio);
+  o.udp_reply.peer_grant_bytes = absl::GetFlag(FLAGS_udp_reply_peer_grant);
   o.closed_connections_kept = absl::GetFlag(FLAGS_closed_connections_kept);
   o.default_connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   absl::StatusOr<Policy> policy = PolicyFromFlags();
