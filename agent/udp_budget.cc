@@ -22,11 +22,15 @@ UdpReplyLimits EffectiveUdpReplyLimits(const UdpReplyLimits& agent,
       Tighter(agent.datagrams_per_sec, spec.datagrams_per_sec);
   out.bytes_per_sec = Tighter(agent.bytes_per_sec, spec.bytes_per_sec);
   out.peer_ratio = Tighter(agent.peer_ratio, spec.peer_ratio);
-  // The grant only matters with a ratio; a server may lower it.
-  out.peer_grant_bytes =
-      spec.peer_grant_bytes == 0
-          ? agent.peer_grant_bytes
-          : std::min(agent.peer_grant_bytes, spec.peer_grant_bytes);
+  // The grant only matters with a ratio; a server may lower the agent's.
+  if (agent.peer_ratio == 0) {
+    out.peer_grant_bytes = spec.peer_grant_bytes;
+  } else {
+    out.peer_grant_bytes = spec.peer_grant_bytes == 0
+                               ? agent.peer_grant_bytes
+                               : std::min(agent.peer_grant_bytes,
+                                          spec.peer_grant_bytes);
+  }
   if (out.peer_ratio == 0) out.peer_grant_bytes = 0;
   return out;
 }

@@ -73,21 +73,21 @@ LogLimiter::Decision LogLimiter::Admit(absl::string_view key, absl::Time now) {
 
 std::string PeerIp(absl::string_view peer) {
   absl::string_view rest = peer;
-  if (absl::ConsumePrefix(&rest, "ipv6:")) {
-    // "[addr]:port" (addr may carry "%scope").
-    if (absl::ConsumePrefix(&rest, "[")) {
-      const size_t end = rest.find(']');
-      if (end != absl::string_view::npos)
-        return std::string(rest.substr(0, end));
-    }
-    return std::string(rest);
+  if (!absl::ConsumePrefix(&rest, "ipv4:") &&
+      !absl::ConsumePrefix(&rest, "ipv6:")) {
+    return std::string(peer);
   }
-  if (absl::ConsumePrefix(&rest, "ipv4:")) {
-    const size_t colon = rest.rfind(':');
-    return std::string(
-        colon == absl::string_view::npos ? rest : rest.substr(0, colon));
+  // "ADDR:PORT"; an IPv6 ADDR is bracketed, as "[...]" or, URI-escaped
+  // (gRPC 1.51), "%5B...%5D".
+  const size_t colon = rest.rfind(':');
+  if (colon != absl::string_view::npos) rest = rest.substr(0, colon);
+  if (absl::ConsumePrefix(&rest, "[")) {
+    absl::ConsumeSuffix(&rest, "]");
+  } else if (absl::ConsumePrefix(&rest, "%5B") ||
+             absl::ConsumePrefix(&rest, "%5b")) {
+    if (!absl::ConsumeSuffix(&rest, "%5D")) absl::ConsumeSuffix(&rest, "%5d");
   }
-  return std::string(peer);
+  return std::string(rest);
 }
 
 }  // namespace sockagent

@@ -73,8 +73,8 @@ class LogLimiter {
 };
 
 // The IP part of a gRPC peer string: "ipv4:127.0.0.1:40312" -> "127.0.0.1",
-// "ipv6:[::1]:40312" -> "::1"; other peers (UNIX sockets) unchanged. Many
-// connections from one host then count as one.
+// "ipv6:[::1]:40312" and "ipv6:%5B::1%5D:40312" -> "::1"; other peers (UNIX
+// sockets) unchanged. Many connections from one host then count as one.
 std::string PeerIp(absl::string_view peer);
 
 }  // namespace sockagent
