@@ -102,6 +102,11 @@ struct ServerSpec {
   absl::Duration idle_timeout = absl::ZeroDuration();  // Accepted conns.
   uint32_t udp_max_sessions = 0;  // 0: EngineOptions default.
   absl::Duration udp_session_idle_timeout = absl::ZeroDuration();  // 0: dflt
+  // UNIX, filesystem path: a socket file already at the path that nobody
+  // listens on (its owner died, e.g. kill -9) is removed and the path
+  // bound. A live listener or a file that is no socket stays AlreadyExists,
+  // untouched. See agent/unix_path.h.
+  bool replace_stale = false;
   // UDP echo and greeting replies (agent/udp_budget.h). Zeros: the agent's
   // limits; a server may only tighten them.
   UdpReplyLimits udp_reply;
@@ -464,9 +469,10 @@ class Engine {
   // Binds (and listens) every address `spec.bind` names: host "" is one
   // socket per family (0.0.0.0 and [::] with IPV6_V6ONLY; with port 0 the
   // second gets the port the first got); a name binds every address it
-  // resolves to. A UNIX path that exists already is AlreadyExists (never
-  // unlinked); the file is removed when the server stops. A port in use is
-  // AlreadyExists.
+  // resolves to. A UNIX path must be absolute (or "@name"); one that exists
+  // already is AlreadyExists (never unlinked, unless spec.replace_stale and
+  // it is a dead socket); the socket file is removed when the server stops,
+  // if it is still the one bound. A port in use is AlreadyExists.
   virtual void StartServer(ServerSpec spec,
                            Done<absl::StatusOr<ServerInfo>> done) = 0;
 

@@ -107,7 +107,7 @@ absl::Status ValidateClientSpec(const ClientSpec& spec) {
       return absl::InvalidArgumentError(
           "tcp_nodelay and keepalive are for TCP clients");
     }
-    return UnixEndpoint(spec.remote.unix_path).status();
+    return CheckUnixPathSyntax(spec.remote.unix_path);
   }
   if (!spec.remote.unix_path.empty() || !spec.source.unix_path.empty()) {
     return absl::InvalidArgumentError("unix_path is for UNIX clients only");
@@ -203,13 +203,22 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
   const uint64_t id = a.id;
   attempts_.emplace(id, std::move(attempt));
   if (a.spec.transport == Transport::kUnix) {
-    if (absl::Status st =
-            options_.policy.CheckUnixPath("connect", a.spec.remote.unix_path);
-        !st.ok()) {
-      FinishAttempt(id, st);
+    // The policy is checked on the real path of the file connect() will
+    // reach (through /proc/self/fd/M), not on the string.
+    absl::StatusOr<UnixConnectTarget> target =
+        OpenUnixConnectTarget(a.spec.remote.unix_path, options_.policy);
+    if (!target.ok()) {
+      FinishAttempt(id, target.status());
       return;
     }
-    a.endpoints.push_back(*UnixEndpoint(a.spec.remote.unix_path));
+    absl::StatusOr<StreamProtocol::endpoint> ep =
+        UnixEndpoint(target->kernel_path);
+    if (!ep.ok()) {
+      FinishAttempt(id, ep.status());
+      return;
+    }
+    a.unix_target = std::move(target->file);
+    a.endpoints.push_back(*ep);
     ConnectNext(a);
     return;
   }
@@ -346,7 +355,10 @@ absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
 void EngineImpl::ConnectNext(ClientAttempt& a) {
   while (a.next < a.endpoints.size()) {
     const StreamProtocol::endpoint& to = a.endpoints[a.next++];
-    a.trying = PackedAddress::FromKernel(to.data(), to.size()).ToString();
+    // A UNIX endpoint is /proc/self/fd/M: name the caller's path instead.
+    a.trying = a.spec.transport == Transport::kUnix
+                   ? a.target
+                   : PackedAddress::FromKernel(to.data(), to.size()).ToString();
     a.stream.reset();
     a.udp.reset();
     bool fatal = false;

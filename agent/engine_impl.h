@@ -85,6 +85,7 @@
 #include "agent/engine.h"
 #include "agent/fifo.h"
 #include "agent/resolver.h"
+#include "agent/unix_path.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -219,7 +220,8 @@ struct Server {
   // Kept once here (info.behavior.greeting stays empty): listings copy at
   // most kListedGreetingBytes of it. Null: no greeting.
   std::shared_ptr<const std::string> greeting;
-  bool unlink_on_stop = false;
+  // UNIX (filesystem path): the socket file to remove when stopping.
+  std::unique_ptr<BoundUnixFile> unix_file;
   std::vector<std::unique_ptr<Listener>> listeners;
   std::vector<std::unique_ptr<UdpServerSocket>> udp_sockets;
   std::map<std::pair<uint32_t, asio::ip::udp::endpoint>, uint64_t> sessions;
@@ -247,6 +249,7 @@ struct ClientAttempt {
   uint16_t source_port = 0;
   std::unique_ptr<StreamSocket> stream;
   std::unique_ptr<UdpSocket> udp;
+  UniqueFd unix_target;  // UNIX: the O_PATH file connect() goes through.
 };
 
 struct LookupQuery {

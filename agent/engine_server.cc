@@ -89,10 +89,8 @@ absl::Status ValidateServerSpec(const ServerSpec& spec,
       return absl::InvalidArgumentError(
           "a UNIX server cannot use an IP family");
     }
-    if (absl::StatusOr<StreamProtocol::endpoint> ep =
-            UnixEndpoint(spec.bind.unix_path);
-        !ep.ok()) {
-      return ep.status();
+    if (absl::Status s = CheckUnixPathSyntax(spec.bind.unix_path); !s.ok()) {
+      return s;
     }
   } else {
     if (!spec.bind.unix_path.empty()) {
@@ -188,12 +186,7 @@ void EngineImpl::DoStartServer(ServerSpec spec,
       std::make_shared<const std::string>(std::move(spec.behavior.greeting));
   spec.behavior.greeting.clear();
   if (spec.transport == Transport::kUnix) {
-    if (absl::Status st =
-            options_.policy.CheckUnixPath("bind", spec.bind.unix_path);
-        !st.ok()) {
-      done(st);
-      return;
-    }
+    // BindUnix checks the policy on the resolved path.
     std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
       done(st);
@@ -352,30 +345,30 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
 
 absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
   const std::string& path = spec.bind.unix_path;
-  absl::StatusOr<StreamProtocol::endpoint> ep = UnixEndpoint(path);
-  if (!ep.ok()) return ep.status();
   const std::string where = absl::StrCat("unix:", path);
   auto listener = std::make_unique<Listener>(io_);
   StreamAcceptor& a = listener->acceptor;
   asio::error_code ec;
-  a.open(ep->protocol(), ec);
+  a.open(StreamProtocol(AF_UNIX, 0), ec);
   if (ec) return ErrorStatus(absl::StrCat("socket for ", where), ec);
-  // An existing file (stale or live) fails with "address already in use":
-  // we never unlink what we did not create.
-  a.bind(*ep, ec);
-  if (ec) return ErrorStatus(absl::StrCat("bind ", where), ec);
+  // An existing file (stale or live) is AlreadyExists: we never unlink what
+  // we did not create, except a dead socket when the caller asks for it.
+  absl::StatusOr<std::unique_ptr<BoundUnixFile>> file =
+      BindUnixSocket(a.native_handle(), path, options_.policy,
+                     UnixBindOptions{.replace_stale = spec.replace_stale});
+  if (!file.ok()) return file.status();
   // The file is ours now: a failure below must not leave it behind.
-  const bool named = path.front() != '@';
-  absl::Cleanup remove_file = [&path, named] {
-    if (named) ::unlink(path.c_str());
+  absl::Cleanup remove_file = [&file] {
+    if (*file != nullptr) (*file)->Unlink();
   };
   a.listen(s.info.backlog, ec);
   if (ec) return ErrorStatus(absl::StrCat("listen ", where), ec);
   a.non_blocking(true, ec);
   if (ec) return ErrorStatus(absl::StrCat("non-blocking ", where), ec);
   std::move(remove_file).Cancel();
-  s.unlink_on_stop = named;
+  s.unix_file = *std::move(file);
   s.unix_path = std::make_shared<const std::string>(path);
+  // What bind was given is /proc/self/fd/N/NAME: report the caller's path.
   listener->fixed_local = PackedAddress::Unix(s.unix_path);
   s.info.local_addresses.push_back(listener->fixed_local->Unpack());
   s.listeners.push_back(std::move(listener));
@@ -838,8 +831,11 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
     socket->socket.close(ec);
   }
   s.udp_sockets.clear();
-  if (s.unlink_on_stop && s.unix_path != nullptr)
-    ::unlink(s.unix_path->c_str());
+  // Only the socket this server bound, and only while it is still there.
+  if (s.unix_file != nullptr) {
+    s.unix_file->Unlink();
+    s.unix_file.reset();
+  }
   s.ttl_timer.reset();
   stopped_servers_.push_back(s.num);
   ScheduleTrim();

@@ -1,6 +1,8 @@
 #include "agent/policy.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
+#include <stdlib.h>
 
 #include <algorithm>
 #include <cstring>
@@ -326,22 +328,57 @@ absl::Status Policy::CheckDestination(absl::string_view ip,
       "destination ", HostPort(ip, port), " is not allowed by --allow-dest"));
 }
 
+namespace {
+
+// `prefix` with its directory part resolved by realpath(3), or nullopt
+// when it is abstract, already resolved, or its directory does not exist.
+std::optional<std::string> ResolvedPrefix(const std::string& prefix) {
+  if (prefix.empty() || prefix.front() != '/') return std::nullopt;
+  const size_t slash = prefix.rfind('/');
+  const std::string dir = prefix.substr(0, slash + 1);
+  char real[PATH_MAX];
+  if (::realpath(dir.c_str(), real) == nullptr) return std::nullopt;
+  std::string out = real;
+  if (out != "/") out += '/';
+  out += prefix.substr(slash + 1);
+  if (out == prefix) return std::nullopt;
+  return out;
+}
+
+}  // namespace
+
 absl::Status Policy::CheckUnixPath(absl::string_view what,
-                                   absl::string_view path) const {
+                                   absl::string_view path,
+                                   absl::string_view resolved) const {
   if (!unix_path_prefixes.has_value()) return absl::OkStatus();
   bool dotdot = false;
   for (absl::string_view part : absl::StrSplit(path, '/')) {
     if (part == "..") dotdot = true;
   }
-  const bool ok =
+  const bool abstract = !path.empty() && path.front() == '@';
+  // The path as written first: a path outside every prefix is refused
+  // before the agent looks at the filesystem (no probing what exists).
+  const bool written_ok =
       !dotdot &&
       std::any_of(unix_path_prefixes->begin(), unix_path_prefixes->end(),
                   [path](const std::string& prefix) {
                     return absl::StartsWith(path, prefix);
                   });
-  if (!ok) {
+  // Then where it really leads.
+  const bool resolved_ok =
+      abstract || resolved == path ||
+      std::any_of(unix_path_prefixes->begin(), unix_path_prefixes->end(),
+                  [resolved](const std::string& prefix) {
+                    if (absl::StartsWith(resolved, prefix)) return true;
+                    std::optional<std::string> real = ResolvedPrefix(prefix);
+                    return real.has_value() &&
+                           absl::StartsWith(resolved, *real);
+                  });
+  if (!written_ok || !resolved_ok) {
     return absl::PermissionDeniedError(absl::StrCat(
-        what, " unix:", path, " is not allowed by --allow-unix-paths",
+        what, " unix:", path,
+        written_ok ? absl::StrCat(" (resolves to ", resolved, ")") : "",
+        " is not allowed by --allow-unix-paths",
         dotdot ? " (a path with '..' never is)" : ""));
   }
   return absl::OkStatus();

@@ -81,9 +81,20 @@ struct Policy {
   // PermissionDenied when not allowed by --allow-dest.
   absl::Status CheckDestination(absl::string_view ip, uint16_t port) const;
   // PermissionDenied when not allowed by --allow-unix-paths. `what` is
-  // "bind" or "connect", for the message.
+  // "bind" or "connect", for the message. Both `path` as the caller wrote
+  // it (which must also have no ".." component) and `resolved`, the path the
+  // kernel will really use (symlinks resolved; see agent/unix_path.h), must
+  // lie under a prefix. For `resolved` a prefix is also tried with its
+  // directory resolved (/var/run/sa/ matches /run/sa/x.sock where /var/run
+  // links to /run). Abstract names ("@...") are checked as written.
+  absl::Status CheckUnixPath(absl::string_view what, absl::string_view path,
+                             absl::string_view resolved) const;
+  // The path as written only: before touching the filesystem, and for
+  // abstract names.
   absl::Status CheckUnixPath(absl::string_view what,
-                             absl::string_view path) const;
+                             absl::string_view path) const {
+    return CheckUnixPath(what, path, path);
+  }
 
   // One line for the daemon's start-up log: "bind ports 1024-65535; ..."
   // or "none" when every list is unset.

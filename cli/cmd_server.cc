@@ -43,6 +43,7 @@ struct StartArgs {
   bool ipv6 = false;
   int32_t backlog = 0;
   bool no_reuseaddr = false;
+  bool replace_stale = false;
   bool hold = false;
   bool echo = false;
   bool discard = false;
@@ -90,6 +91,12 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
   }
   request.set_backlog(args.backlog);
   if (args.no_reuseaddr) request.set_reuse_address(false);
+  if (args.replace_stale) {
+    if (args.unix_opt->count() == 0) {
+      return absl::InvalidArgumentError("--replace-stale goes with --unix");
+    }
+    request.set_replace_stale(true);
+  }
 
   auto* behavior = request.mutable_behavior();
   const bool greeting = args.greeting_opt->count() > 0;
@@ -265,7 +272,8 @@ void AddStart(CLI::App& server, Commands& commands) {
       "  sockctl server start --any --port www --greeting 'HTTP/1.0 200 "
       "OK\\r\\n\\r\\nhi' --close-after\n"
       "  sockctl server start --udp --echo --label team=sre\n"
-      "  sockctl server start --unix /tmp/x.sock --discard");
+      "  sockctl server start --unix /tmp/x.sock --discard\n"
+      "  sockctl server start --unix /run/app/s.sock --replace-stale");
   CLI::Option* tcp = start->add_flag("--tcp", args->tcp, "TCP (the default)")
                          ->group("Transport");
   CLI::Option* udp =
@@ -320,6 +328,11 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->add_flag("--no-reuseaddr", args->no_reuseaddr,
                  "Do not set SO_REUSEADDR")
       ->group("Address");
+  start
+      ->add_flag("--replace-stale", args->replace_stale,
+                 "With --unix: replace a socket file nobody listens on (left "
+                 "by a killed process); never a live one or another file")
+      ->group("Transport");
 
   CLI::Option* hold = start
                           ->add_flag("--hold", args->hold,

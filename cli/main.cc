@@ -51,6 +51,7 @@
 #include "cli/commands.h"
 #include "cli/fleet.h"
 #include "cli/inventory.h"
+#include "cli/suggest.h"
 
 namespace sockctl {
 namespace {
@@ -343,6 +344,15 @@ int Main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
+    // An unknown verb or flag is named, with the closest known one.
+    if (e.get_exit_code() != 0) {
+      const std::string why = ExplainUnknownWord(
+          app, std::vector<std::string>(argv + 1, argv + argc));
+      if (!why.empty()) {
+        return UsageError(
+            absl::StrCat(why, "\nRun with --help for more information."));
+      }
+    }
     // --help and --version are "errors" with exit code 0.
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;

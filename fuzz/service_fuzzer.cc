@@ -15,6 +15,13 @@
 //   an ephemeral port, destinations only on loopback, UNIX paths only in a
 //   fresh temporary directory, and no host name lookups at all
 //   (numeric_hosts_only, for the engine and the Resolve RPC's pool).
+// - UNIX paths: a path starting with "$D/" is rewritten to the temporary
+//   directory, so seeds reach inside it. The directory holds traps for the
+//   path rules (agent/unix_path.h): "out" links to a second directory,
+//   "ln.sock" to a file there, "file" is a regular file, "loop" links to
+//   the directory itself. After every input the second directory must
+//   still hold exactly its "precious" file: a bind or unlink that escaped
+//   the policy through a symlink aborts the fuzzer.
 // - Small limits (servers, connections, buffers), short deadlines on every
 //   call, and the whole stack (engine, service, server) is rebuilt every
 //   kResetEvery inputs so state does not pile up.
@@ -56,6 +63,51 @@ constexpr auto kCallTimeout = std::chrono::milliseconds(100);
 constexpr size_t kMaxStreamMessages = 16;
 
 std::string g_unix_dir;  // Our temporary directory, with a trailing '/'.
+std::string g_outside;   // Reachable only through g_unix_dir's symlinks.
+
+void MakeTraps() {
+  char tmpl[] = "/tmp/sockagent-fuzz-outside-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) abort();
+  g_outside = tmpl;
+  FILE* precious = fopen((g_outside + "/precious").c_str(), "w");
+  FILE* file = fopen((g_unix_dir + "file").c_str(), "w");
+  if (precious == nullptr || file == nullptr) abort();
+  fclose(precious);
+  fclose(file);
+  if (symlink(g_outside.c_str(), (g_unix_dir + "out").c_str()) != 0 ||
+      symlink((g_outside + "/x.sock").c_str(),
+              (g_unix_dir + "ln.sock").c_str()) != 0 ||
+      symlink(g_unix_dir.c_str(), (g_unix_dir + "loop").c_str()) != 0) {
+    abort();
+  }
+}
+
+// Aborts unless g_outside holds exactly "precious".
+void CheckOutsideUntouched() {
+  size_t entries = 0;
+  bool precious = false;
+  for (const auto& e : std::filesystem::directory_iterator(g_outside)) {
+    ++entries;
+    precious = precious || e.path().filename() == "precious";
+  }
+  if (entries != 1 || !precious) {
+    fprintf(stderr, "service_fuzzer: %s was changed through a symlink in %s\n",
+            g_outside.c_str(), g_unix_dir.c_str());
+    abort();
+  }
+}
+
+void FixPath(std::string* path) {
+  if (path->rfind("$D/", 0) == 0) path->replace(0, 3, g_unix_dir);
+}
+void Fix(v1::StartServerRequest& r) {
+  FixPath(r.mutable_bind()->mutable_unix_path());
+}
+void Fix(v1::OpenClientRequest& r) {
+  FixPath(r.mutable_remote()->mutable_unix_path());
+}
+template <typename Req>
+void Fix(Req&) {}
 
 // Best effort: a private network namespace with loopback up.
 void IsolateNetwork() {
@@ -157,6 +209,7 @@ template <typename Req, typename Resp, typename Call>
 void Unary(const uint8_t* data, size_t size, Call call) {
   Req request;
   (void)request.ParseFromArray(data, static_cast<int>(size));
+  Fix(request);
   Resp response;
   grpc::ClientContext ctx;
   SetDeadline(ctx);
@@ -187,6 +240,9 @@ void Stream(const uint8_t* data, size_t size) {
     if (sent++ == kMaxStreamMessages) break;
     v1::StreamRequest request;
     (void)request.ParseFromArray(part.data(), static_cast<int>(part.size()));
+    if (request.has_start() && request.start().has_open()) {
+      Fix(*request.mutable_start()->mutable_open());
+    }
     if (!stream->Write(request)) break;
   }
   stream->WritesDone();
@@ -258,6 +314,7 @@ void Cleanup() {
   g_stack = nullptr;
   std::error_code ec;
   std::filesystem::remove_all(g_unix_dir, ec);
+  std::filesystem::remove_all(g_outside, ec);
 }
 
 }  // namespace
@@ -273,6 +330,7 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   char tmpl[] = "/tmp/sockagent-fuzz-XXXXXX";
   if (mkdtemp(tmpl) == nullptr) abort();
   g_unix_dir = std::string(tmpl) + "/";
+  MakeTraps();
   g_stack = new Stack();
   atexit(Cleanup);
   return 0;
@@ -285,5 +343,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     sockagent::g_stack = new sockagent::Stack();
   }
   sockagent::RunOne(data, size);
+  sockagent::CheckOutsideUntouched();
   return 0;
 }

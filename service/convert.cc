@@ -228,6 +228,7 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.backlog = request.backlog();
   spec.reuse_address =
       request.has_reuse_address() ? request.reuse_address() : true;
+  spec.replace_stale = request.replace_stale();
   const v1::Behavior& behavior = request.behavior();
   switch (behavior.kind_case()) {
     case v1::Behavior::kEcho:

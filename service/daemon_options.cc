@@ -158,25 +158,4 @@ absl::StatusOr<ListenAddress> ParseListenAddress(absl::string_view text) {
   return out;
 }
 
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv) {
-  std::vector<std::string> out;
-  bool flags_done = false;
-  for (int i = 0; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (i > 0 && !flags_done && absl::StartsWith(arg, "--")) {
-      if (arg == "--") {
-        flags_done = true;
-      } else {
-        size_t end = arg.find('=');
-        if (end == std::string::npos) end = arg.size();
-        for (size_t j = 2; j < end; ++j) {
-          if (arg[j] == '-') arg[j] = '_';
-        }
-      }
-    }
-    out.push_back(std::move(arg));
-  }
-  return out;
-}
-
 }  // namespace sockagent

@@ -46,10 +46,6 @@ absl::Status PreparePrivateDir(const std::string& dir);
 // left by a killed agent is fine (gRPC replaces it).
 absl::Status CheckUnixSocketFree(const std::string& path);
 
-// Rewrites "--foo-bar[=v]" to "--foo_bar[=v]" so flags may be spelled with
-// dashes (Abseil's flag names are identifiers). Stops at "--".
-std::vector<std::string> NormalizeFlagNames(int argc, char** argv);
-
 }  // namespace sockagent
 
 #endif  // SOCKAGENT_SERVICE_DAEMON_OPTIONS_H_

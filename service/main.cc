@@ -23,6 +23,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -43,6 +44,7 @@
 #include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
 #include "service/auth.h"
+#include "service/daemon_cli.h"
 #include "service/daemon_options.h"
 #include "service/inflight_calls.h"
 #include "service/log.h"
@@ -72,7 +74,7 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "by one of them (mutual TLS).");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log lines written: debug, info, warn or error.");
-ABSL_FLAG(absl::Duration, refusal_log_interval, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, log_refusal_interval, absl::Seconds(10),
           "auth_failure and policy_refusal log lines: at most one per kind "
           "and peer IP per interval, each with suppressed=N (those not "
           "written since). Only the log is limited: every call is checked.");
@@ -334,7 +336,14 @@ int Run(int argc, char** argv) {
   // The daemon turns it off; the in-process engine and service tests, which
   // do not run this, keep it on as a lock-order checker.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
-  std::vector<std::string> args = NormalizeFlagNames(argc, argv);
+  auto prepared =
+      PrepareDaemonArgs(std::vector<std::string>(argv, argv + argc));
+  if (!prepared.ok()) return Fail(prepared.status().message());
+  if (std::optional<std::string> text = HelpOrVersionText(*prepared)) {
+    fputs(text->c_str(), stdout);
+    return 0;
+  }
+  std::vector<std::string> args = *std::move(prepared);
   std::vector<char*> arg_ptrs;
   for (auto& a : args) arg_ptrs.push_back(a.data());
   std::vector<char*> rest = absl::ParseCommandLine(
@@ -362,10 +371,10 @@ int Run(int argc, char** argv) {
   auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!log_level.ok()) return Fail(log_level.status().message());
   SetLogLevel(*log_level);
-  if (absl::GetFlag(FLAGS_refusal_log_interval) <= absl::ZeroDuration()) {
-    return Fail("--refusal_log_interval must be positive");
+  if (absl::GetFlag(FLAGS_log_refusal_interval) <= absl::ZeroDuration()) {
+    return Fail("--log_refusal_interval must be positive");
   }
-  SetRefusalLogInterval(absl::GetFlag(FLAGS_refusal_log_interval));
+  SetRefusalLogInterval(absl::GetFlag(FLAGS_log_refusal_interval));
   RouteGrpcLogs();
   const bool default_listen = absl::GetFlag(FLAGS_listen).empty();
   auto listen = ParseListenAddress(

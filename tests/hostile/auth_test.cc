@@ -88,7 +88,7 @@ TEST(AuthFailures, FloodIsRefusedEveryTimeButLoggedBounded) {
   WriteToken(path, "the-right-token-0123456789");
   constexpr absl::Duration kInterval = absl::Seconds(2);
   auto agent = AgentProcess::Start(
-      {"--token-file=" + path, "--refusal-log-interval=2s"});
+      {"--token-file=" + path, "--log-refusal-interval=2s"});
   ASSERT_TRUE(agent.ok()) << agent.status();
   const std::string address = (*agent)->address();
 

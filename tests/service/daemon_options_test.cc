@@ -137,14 +137,5 @@ TEST(CheckUnixSocketFree, RefusesALiveSocketOnly) {
   close(fd);
 }
 
-TEST(NormalizeFlagNames, DashesBecomeUnderscoresInNamesOnly) {
-  std::string a0 = "sockagentd", a1 = "--max-servers=3",
-              a2 = "--listen=unix:/tmp/a-b", a3 = "--", a4 = "--not-a-flag";
-  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data()};
-  EXPECT_THAT(NormalizeFlagNames(5, argv),
-              ElementsAre("sockagentd", "--max_servers=3",
-                          "--listen=unix:/tmp/a-b", "--", "--not-a-flag"));
-}
-
 }  // namespace
 }  // namespace sockagent
