@@ -43,6 +43,7 @@
 #include "agent/labels.h"
 #include "agent/policy.h"
 #include "agent/types.h"
+#include "agent/udp_budget.h"
 
 namespace sockagent {
 
@@ -104,6 +105,9 @@ struct ServerSpec {
   // bound. A live listener or a file that is no socket stays AlreadyExists,
   // untouched. See agent/unix_path.h.
   bool replace_stale = false;
+  // UDP echo and greeting replies (agent/udp_budget.h). Zeros: the agent's
+  // limits; a server may only tighten them.
+  UdpReplyLimits udp_reply;
 };
 
 enum class ServerState { kListening, kStopped };
@@ -117,6 +121,10 @@ struct ServerCounters {
   uint64_t datagrams_received = 0;
   uint64_t datagrams_sent = 0;
   uint64_t datagrams_dropped = 0;
+  // UDP echo/greeting replies not sent because of the reply budget
+  // (agent/udp_budget.h), and their bytes. Not in datagrams_dropped.
+  uint64_t replies_dropped = 0;
+  uint64_t reply_bytes_dropped = 0;
 };
 
 struct ServerInfo {
@@ -137,6 +145,7 @@ struct ServerInfo {
   uint32_t udp_max_sessions = 0;
   absl::Duration udp_session_idle_timeout;
   std::string stop_reason;
+  UdpReplyLimits udp_reply;  // UDP: the limits in force (zero: none).
 };
 
 // kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
@@ -434,6 +443,11 @@ struct EngineOptions {
   // datagram is dropped and counted.
   uint32_t max_udp_sessions_per_server = 1024;
   absl::Duration udp_session_idle_timeout = absl::Seconds(60);
+  // What UDP echo and greeting servers may send back (agent/udp_budget.h):
+  // a reply beyond it is not sent, counted in replies_dropped and shown as
+  // a kDatagramDropped event whose message says which bound. Zero fields:
+  // no bound.
+  UdpReplyLimits udp_reply = kDefaultUdpReplyLimits;
   // Closed connections (and stopped servers) kept for listing; the oldest
   // is forgotten first.
   uint32_t closed_connections_kept = 1000;

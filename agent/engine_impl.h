@@ -226,6 +226,8 @@ struct Server {
   std::vector<std::unique_ptr<UdpServerSocket>> udp_sockets;
   std::map<std::pair<uint32_t, asio::ip::udp::endpoint>, uint64_t> sessions;
   std::unique_ptr<Timer> ttl_timer;
+  // UDP echo and greeting servers: what their replies may cost.
+  std::unique_ptr<UdpReplyBudget> reply_budget;
 
   bool stopped() const { return info.state == ServerState::kStopped; }
 };
@@ -588,6 +590,12 @@ class EngineImpl final : public Engine {
                   const char* data, size_t n);
   Conn* NewUdpSession(Server& s, size_t index,
                       const asio::ip::udp::endpoint& from);
+  // Before an echo or greeting reply of `reply_bytes` to a datagram of
+  // `received` bytes from `from`: true if the server's reply budget lets it
+  // go; otherwise counts the drop and emits kDatagramDropped saying why
+  // (agent/engine_udp_reply.cc).
+  bool AdmitUdpReply(Server& s, Conn& c, const asio::ip::udp::endpoint& from,
+                     size_t received, size_t reply_bytes);
   // One datagram from a server socket to a session's peer; queued while the
   // socket is not writable. Errors are the caller's to report.
   absl::Status SendSessionDatagram(Conn& c, std::string data);

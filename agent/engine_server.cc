@@ -147,6 +147,11 @@ std::unique_ptr<Server> NewServer(
         spec.udp_session_idle_timeout > absl::ZeroDuration()
             ? spec.udp_session_idle_timeout
             : options.udp_session_idle_timeout;
+    info.udp_reply = EffectiveUdpReplyLimits(options.udp_reply, spec.udp_reply);
+    if (spec.behavior.kind == BehaviorKind::kEcho ||
+        spec.behavior.kind == BehaviorKind::kGreeting) {
+      s->reply_budget = std::make_unique<UdpReplyBudget>(info.udp_reply);
+    }
   }
   if (!spec.labels.empty()) {
     s->labels = std::make_shared<const Labels>(spec.labels);
@@ -652,10 +657,13 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
       BufferDatagram(*c, data, n);
       break;
     case BehaviorKind::kEcho:
-      reply(std::string(data, n));
+      if (AdmitUdpReply(s, *c, from, n, n)) reply(std::string(data, n));
       break;
     case BehaviorKind::kGreeting:
-      reply(s.greeting != nullptr ? *s.greeting : std::string());
+      if (AdmitUdpReply(s, *c, from, n,
+                        s.greeting != nullptr ? s.greeting->size() : 0)) {
+        reply(s.greeting != nullptr ? *s.greeting : std::string());
+      }
       if (b.close_after_greeting) {
         StartClose(*c, CloseReason::kLocalClose, "greeting sent",
                    /*abort=*/false);

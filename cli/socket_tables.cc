@@ -15,10 +15,24 @@ std::vector<std::string> ServerHeader(TableView view) {
   std::vector<std::string> header = {"ID", "TRANSPORT", "ADDRESSES", "BEHAVIOR",
                                      "STATE"};
   if (view == TableView::kFull) {
-    header.insert(header.end(), {"ACCEPTED", "ACTIVE", "RX", "TX", "LABELS"});
+    header.insert(header.end(),
+                  {"ACCEPTED", "ACTIVE", "RX", "TX", "DROPPED", "LABELS"});
   }
   return header;
 }
+
+namespace {
+
+// UDP servers: datagrams dropped on the way in, and replies the reply
+// budget held back ("3 in, 120 replies"); "-" for stream servers.
+std::string DroppedText(const Server& s) {
+  if (s.transport() != sockagent::v1::TRANSPORT_UDP) return "-";
+  const auto& c = s.counters();
+  return std::to_string(c.datagrams_dropped()) + " in, " +
+         std::to_string(c.replies_dropped()) + " replies";
+}
+
+}  // namespace
 
 std::vector<std::string> ServerRow(const Server& s, TableView view) {
   std::vector<std::string> row = {s.id(), TransportName(s.transport()),
@@ -27,11 +41,11 @@ std::vector<std::string> ServerRow(const Server& s, TableView view) {
                                   ServerStateName(s.state())};
   if (view == TableView::kFull) {
     const auto& c = s.counters();
-    row.insert(row.end(),
-               {std::to_string(c.connections_accepted()),
-                std::to_string(c.connections_active()),
-                FormatByteCount(c.bytes_received()),
-                FormatByteCount(c.bytes_sent()), FormatLabels(s.labels())});
+    row.insert(row.end(), {std::to_string(c.connections_accepted()),
+                           std::to_string(c.connections_active()),
+                           FormatByteCount(c.bytes_received()),
+                           FormatByteCount(c.bytes_sent()), DroppedText(s),
+                           FormatLabels(s.labels())});
   }
   return row;
 }

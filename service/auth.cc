@@ -89,6 +89,14 @@ absl::StatusOr<std::string> LoadTokenFile(const std::string& path,
                        "\": the token must be one word of printable ASCII"));
     }
   }
+  if (token.size() < kMinTokenChars) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--token-file \"", path, "\": the token has ", token.size(),
+        " characters; at least ", kMinTokenChars,
+        " are needed (a short token can be guessed). Make one with: head -c "
+        "32 /dev/urandom | base64 > ",
+        path, "; chmod 600 ", path));
+  }
   struct stat st;
   *loose_permissions =
       stat(path.c_str(), &st) == 0 && (st.st_mode & (S_IRWXG | S_IRWXO)) != 0;

@@ -35,9 +35,13 @@ inline constexpr size_t kMaxCredentialFileBytes = 1 << 20;
 absl::Status CheckBearerToken(const grpc::ServerContextBase& context,
                               absl::string_view expected);
 
+// Shortest token the daemon accepts (printable characters).
+inline constexpr size_t kMinTokenChars = 16;
+
 // Reads a token file: its content with surrounding whitespace trimmed, which
-// must be one non-empty word of printable ASCII. The error names the path
-// and says what is wrong. `*loose_permissions` is set when group or others
+// must be one word of printable ASCII, at least kMinTokenChars long. The
+// error names the path, says what is wrong and, for a short token, how to
+// make a good one. `*loose_permissions` is set when group or others
 // may read the file (the daemon warns about it).
 absl::StatusOr<std::string> LoadTokenFile(const std::string& path,
                                           bool* loose_permissions);

@@ -252,6 +252,10 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.idle_timeout = *idle;
   spec.udp_max_sessions = request.udp().max_sessions();
   spec.udp_session_idle_timeout = *session_idle;
+  spec.udp_reply.datagrams_per_sec = request.udp().reply_datagrams_per_sec();
+  spec.udp_reply.bytes_per_sec = request.udp().reply_bytes_per_sec();
+  spec.udp_reply.peer_ratio = request.udp().reply_peer_ratio();
+  spec.udp_reply.peer_grant_bytes = request.udp().reply_peer_grant_bytes();
   return spec;
 }
 
@@ -290,6 +294,8 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   c->set_datagrams_received(in.counters.datagrams_received);
   c->set_datagrams_sent(in.counters.datagrams_sent);
   c->set_datagrams_dropped(in.counters.datagrams_dropped);
+  c->set_replies_dropped(in.counters.replies_dropped);
+  c->set_reply_bytes_dropped(in.counters.reply_bytes_dropped);
   LabelsToProto(in.labels, out->mutable_labels());
   out->set_backlog(in.backlog);
   TimeToProto(in.created_at, out->mutable_created_at());
@@ -305,6 +311,11 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
     out->mutable_udp()->set_max_sessions(in.udp_max_sessions);
     DurationToProto(in.udp_session_idle_timeout,
                     out->mutable_udp()->mutable_session_idle_timeout());
+    v1::UdpServerOptions* udp = out->mutable_udp();
+    udp->set_reply_datagrams_per_sec(in.udp_reply.datagrams_per_sec);
+    udp->set_reply_bytes_per_sec(in.udp_reply.bytes_per_sec);
+    udp->set_reply_peer_ratio(in.udp_reply.peer_ratio);
+    udp->set_reply_peer_grant_bytes(in.udp_reply.peer_grant_bytes);
   }
   out->set_stop_reason(in.stop_reason);
   out->set_greeting_bytes(in.greeting_bytes);

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -34,6 +35,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/engine.h"
@@ -44,6 +46,7 @@
 #include "service/auth.h"
 #include "service/daemon_cli.h"
 #include "service/daemon_options.h"
+#include "service/inflight_calls.h"
 #include "service/log.h"
 #include "service/malloc_tuning.h"
 #include "service/rpc_log.h"
@@ -71,6 +74,10 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "by one of them (mutual TLS).");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log lines written: debug, info, warn or error.");
+ABSL_FLAG(absl::Duration, log_refusal_interval, absl::Seconds(10),
+          "auth_failure and policy_refusal log lines: at most one per kind "
+          "and peer IP per interval, each with suppressed=N (those not "
+          "written since). Only the log is limited: every call is checked.");
 ABSL_FLAG(absl::Duration, keepalive_time, absl::Seconds(60),
           "Ping a client whose calls are open but silent this long.");
 ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
@@ -108,6 +115,26 @@ ABSL_FLAG(uint32_t, max_udp_sessions, 1024,
           "dropped and counted.");
 ABSL_FLAG(absl::Duration, udp_session_idle_timeout, absl::Seconds(60),
           "A UDP peer session with no datagram for this long expires.");
+ABSL_FLAG(uint32_t, udp_reply_rate,
+          sockagent::kDefaultUdpReplyLimits.datagrams_per_sec,
+          "Replies per second a UDP echo or greeting server may send (a UDP "
+          "source can be forged: unbounded replies make an amplifier); "
+          "replies beyond it are dropped and counted (replies_dropped). "
+          "0: no limit.");
+ABSL_FLAG(uint64_t, udp_reply_bytes_rate,
+          sockagent::kDefaultUdpReplyLimits.bytes_per_sec,
+          "Reply bytes per second a UDP echo or greeting server may send. 0: "
+          "no limit.");
+ABSL_FLAG(uint32_t, udp_reply_peer_ratio,
+          sockagent::kDefaultUdpReplyLimits.peer_ratio,
+          "A UDP echo or greeting server sends a peer IP at most this many "
+          "times the bytes it received from it, plus --udp-reply-peer-grant. "
+          "0: no per-peer limit.");
+ABSL_FLAG(uint32_t, udp_reply_peer_grant,
+          sockagent::kDefaultUdpReplyLimits.peer_grant_bytes,
+          "Reply bytes a UDP peer IP may get beyond --udp-reply-peer-ratio "
+          "times what it sent (so a greeting answers a first empty "
+          "datagram).");
 ABSL_FLAG(uint32_t, closed_connections_kept, 1000,
           "Closed connections and stopped servers kept for listing.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
@@ -272,6 +299,10 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
       static_cast<uint64_t>(absl::GetFlag(FLAGS_max_message_bytes)) / 2;
   o.max_udp_sessions_per_server = absl::GetFlag(FLAGS_max_udp_sessions);
   o.udp_session_idle_timeout = absl::GetFlag(FLAGS_udp_session_idle_timeout);
+  o.udp_reply.datagrams_per_sec = absl::GetFlag(FLAGS_udp_reply_rate);
+  o.udp_reply.bytes_per_sec = absl::GetFlag(FLAGS_udp_reply_bytes_rate);
+  o.udp_reply.peer_ratio = absl::GetFlag(FLAGS_udp_reply_peer_ratio);
+  o.udp_reply.peer_grant_bytes = absl::GetFlag(FLAGS_udp_reply_peer_grant);
   o.closed_connections_kept = absl::GetFlag(FLAGS_closed_connections_kept);
   o.default_connect_timeout = absl::GetFlag(FLAGS_connect_timeout);
   absl::StatusOr<Policy> policy = PolicyFromFlags();
@@ -349,6 +380,10 @@ int Run(int argc, char** argv) {
   auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!log_level.ok()) return Fail(log_level.status().message());
   SetLogLevel(*log_level);
+  if (absl::GetFlag(FLAGS_log_refusal_interval) <= absl::ZeroDuration()) {
+    return Fail("--log_refusal_interval must be positive");
+  }
+  SetRefusalLogInterval(absl::GetFlag(FLAGS_log_refusal_interval));
   RouteGrpcLogs();
   const bool default_listen = absl::GetFlag(FLAGS_listen).empty();
   auto listen = ParseListenAddress(
@@ -459,16 +494,48 @@ int Run(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   const absl::Time stop_start = absl::Now();
-  LogEvent(
-      LogLevel::kInfo, "stop",
-      {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
-       {"grace", absl::FormatDuration(absl::GetFlag(FLAGS_shutdown_grace))}});
+  const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
+  InflightCalls& calls = ProcessInflightCalls();
+  LogEvent(LogLevel::kInfo, "stop",
+           {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
+            {"grace", absl::FormatDuration(grace)},
+            {"in_flight", calls.Describe()}});
   server->GetHealthCheckService()->Shutdown();
   // Watch and Stream calls need not end by themselves: end them now so
   // Shutdown does not wait out its grace period.
   service.EndStreamingCalls();
-  server->Shutdown(
-      absl::ToChronoTime(absl::Now() + absl::GetFlag(FLAGS_shutdown_grace)));
+  // gRPC's Shutdown(deadline) waits for the calls in flight and also for
+  // every client connection to close, and an idle connection closes only
+  // once its client answered the GOAWAY and PING: a long-lived client that
+  // polls its idle channel rarely (Python, grpc-js, gRPC C++) held the exit
+  // for the whole grace. So Shutdown runs on its own thread with the grace
+  // as the bound for running calls, and as soon as no call is in flight the
+  // remaining (idle) connections are cut, as Shutdown itself does at its
+  // deadline.
+  const absl::Time deadline = stop_start + grace;
+  absl::Notification shut_down;
+  std::thread shutdown_thread([&server, &shut_down, deadline] {
+    server->Shutdown(absl::ToChronoTime(deadline));
+    shut_down.Notify();
+  });
+  if (calls.AwaitIdle(deadline)) {
+    if (absl::Now() - stop_start >= absl::Milliseconds(100)) {
+      LogEvent(LogLevel::kInfo, "stop_waited",
+               {{"for", "calls in flight"},
+                {"took", absl::FormatDuration(absl::Now() - stop_start)}});
+    }
+    // Repeated until Shutdown returns: a cut made before Shutdown began
+    // (it runs on the other thread) would not stop a client reconnecting.
+    while (!shut_down.HasBeenNotified()) {
+      grpc_server_cancel_all_calls(server->c_server());
+      shut_down.WaitForNotificationWithTimeout(absl::Milliseconds(100));
+    }
+  } else {
+    LogEvent(LogLevel::kWarn, "stop_grace_expired",
+             {{"grace", absl::FormatDuration(grace)},
+              {"cancelled", calls.Describe()}});
+  }
+  shutdown_thread.join();
   (*engine)->Shutdown();
   server->Wait();
   LogEvent(LogLevel::kInfo, "stopped",

@@ -9,9 +9,12 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
 #include "service/convert.h"
+#include "service/inflight_calls.h"
 #include "service/log.h"
+#include "service/log_limiter.h"
 
 namespace sockagent {
 
@@ -31,6 +34,14 @@ const MethodDescriptor* FindMethod(const char* path) {
       absl::StrCat(p.substr(0, slash), ".", p.substr(slash + 1));
   return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
       full);
+}
+
+// auth_failure and policy_refusal lines: one per peer IP (not IP:port: a
+// client opens as many ports as it likes) per interval, with the count of
+// those not written. The calls themselves are refused every time.
+LogLimiter& RefusalLogLimiter() {
+  static LogLimiter* limiter = new LogLimiter();
+  return *limiter;
 }
 
 class RpcLogInterceptor final : public grpc::experimental::Interceptor {
@@ -69,10 +80,17 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                            MalformedRequestMessage(method->input_type()));
     grpc::ServerContextBase* context = info_->server_context();
-    LogEvent(LogLevel::kWarn, "malformed_request",
-             {{"method", info_->method()},
-              {"peer", context != nullptr ? context->peer() : ""},
-              {"msg", status->error_message()}});
+    const std::string peer = context != nullptr ? context->peer() : "";
+    // Rate-limited like the refusal lines: one per peer IP per interval.
+    const LogLimiter::Decision d = RefusalLogLimiter().Admit(
+        absl::StrCat("malformed_request ", PeerIp(peer)), absl::Now());
+    if (d.log) {
+      LogEvent(LogLevel::kWarn, "malformed_request",
+               {{"method", info_->method()},
+                {"peer", peer},
+                {"msg", status->error_message()},
+                {"suppressed", absl::StrCat(d.suppressed)}});
+    }
     return true;
   }
 
@@ -89,13 +107,30 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     }
     if (!LogEnabled(level)) return;
     grpc::ServerContextBase* context = info_->server_context();
+    const std::string peer = context != nullptr ? context->peer() : "";
+    const std::string method = info_->method() ? info_->method() : "";
+    // grpc::StatusCode and absl::StatusCode share their numbers.
+    const std::string code_name =
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+    if (level != LogLevel::kWarn) {
+      LogEvent(level, event,
+               {{"method", method},
+                {"peer", peer},
+                {"code", code_name},
+                {"msg", status.error_message()}});
+      return;
+    }
+    const LogLimiter::Decision d = RefusalLogLimiter().Admit(
+        absl::StrCat(event, " ", PeerIp(peer)), absl::Now());
+    if (!d.log) return;
     LogEvent(level, event,
-             {{"method", info_->method() ? info_->method() : ""},
-              {"peer", context != nullptr ? context->peer() : ""},
-              // grpc::StatusCode and absl::StatusCode share their numbers.
-              {"code",
-               absl::StatusCodeToString(static_cast<absl::StatusCode>(code))},
-              {"msg", status.error_message()}});
+             {{"method", method},
+              {"peer", peer},
+              {"code", code_name},
+              {"msg", status.error_message()},
+              // Lines like this one from this peer IP not written since its
+              // last one (rate limit, see log_limiter.h).
+              {"suppressed", absl::StrCat(d.suppressed)}});
   }
 
   grpc::experimental::ServerRpcInfo* const info_;
@@ -140,7 +175,12 @@ RpcLogInterceptors() {
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       factories;
   factories.push_back(std::make_unique<RpcLogFactory>());
+  factories.push_back(InflightInterceptorFactory(&ProcessInflightCalls()));
   return factories;
+}
+
+void SetRefusalLogInterval(absl::Duration interval) {
+  RefusalLogLimiter().SetInterval(interval);
 }
 
 }  // namespace sockagent

@@ -6,6 +6,11 @@
 // A request message that does not parse (gRPC answers UNIMPLEMENTED with no
 // words) becomes INVALID_ARGUMENT saying so, logged as
 // event=malformed_request at warn level.
+// The warn lines are rate-limited: at most one per event and peer IP per
+// interval (SetRefusalLogInterval, default 10 s), carrying suppressed=N, the
+// lines of that kind from that IP not written since its previous one.
+// The interceptors also count the calls in flight (ProcessInflightCalls(),
+// service/inflight_calls.h) for the daemon's shutdown.
 //
 //   builder.experimental().SetInterceptorCreators(RpcLogInterceptors());
 #ifndef SOCKAGENT_SERVICE_RPC_LOG_H_
@@ -16,11 +21,16 @@
 #include <memory>
 #include <vector>
 
+#include "absl/time/time.h"
+
 namespace sockagent {
 
 std::vector<
     std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
 RpcLogInterceptors();
+
+// Interval of the auth_failure / policy_refusal rate limit. Any thread.
+void SetRefusalLogInterval(absl::Duration interval);
 
 // Routes gRPC's own log lines (by default only its errors, GRPC_VERBOSITY)
 // into the structured log: a failed TLS handshake (a client without a
