@@ -9,14 +9,14 @@
 namespace sockagent {
 namespace {
 
-class ControlGuardInterceptor final
-    : public grpc::experimental::Interceptor {
+class ControlGuardInterceptor final : public grpc::experimental::Interceptor {
  public:
   ControlGuardInterceptor(grpc::experimental::ServerRpcInfo* info,
                           ControlListener* listener)
       : info_(info), listener_(listener) {}
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     using grpc::experimental::InterceptionHookPoints;
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {

@@ -20,8 +20,8 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "service/fd_budget.h"
 #include "service/log.h"
@@ -136,11 +136,11 @@ absl::StatusOr<std::unique_ptr<ControlListener>> ControlListener::Bind(
     hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
     addrinfo* res = nullptr;
     const std::string service = absl::StrCat(address.port);
-    const int gai = getaddrinfo(address.host.c_str(), service.c_str(), &hints,
-                                &res);
+    const int gai =
+        getaddrinfo(address.host.c_str(), service.c_str(), &hints, &res);
     if (gai != 0 || res == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "cannot listen on ", target, ": ", gai_strerror(gai)));
+      return absl::FailedPreconditionError(
+          absl::StrCat("cannot listen on ", target, ": ", gai_strerror(gai)));
     }
     fd = socket(res->ai_family, res->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
                 res->ai_protocol);

@@ -55,7 +55,7 @@ namespace sockagent {
 
 struct ControlListenerOptions {
   uint32_t max_connections = 256;
-  uint32_t max_cancels_per_second = 100;
+  uint32_t max_cancels_per_second = 20;
 };
 
 class ControlListener {

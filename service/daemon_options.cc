@@ -99,13 +99,12 @@ absl::Status CheckUnixSocketFree(const std::string& path) {
 
 absl::StatusOr<int> LockUnixSocketPath(const std::string& path) {
   const std::string lock_path = absl::StrCat(path, ".lock");
-  const int fd = open(lock_path.c_str(),
-                      O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  const int fd =
+      open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd < 0) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("cannot open the lock file ", lock_path, ": ",
-                     strerror(errno),
-                     errno == ELOOP ? " (it is a symbolic link)" : ""));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open the lock file ", lock_path, ": ", strerror(errno),
+        errno == ELOOP ? " (it is a symbolic link)" : ""));
   }
   if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
     const int err = errno;
@@ -113,7 +112,8 @@ absl::StatusOr<int> LockUnixSocketPath(const std::string& path) {
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(absl::StrCat(
           "another sockagentd serves or is starting on unix:", path,
-          " (it holds ", lock_path, "); stop it first or pass another "
+          " (it holds ", lock_path,
+          "); stop it first or pass another "
           "--listen"));
     }
     return absl::FailedPreconditionError(

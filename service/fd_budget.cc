@@ -49,8 +49,7 @@ struct Site {
 };
 
 absl::Mutex g_mu;
-absl::flat_hash_map<std::string, Site>* g_sites ABSL_GUARDED_BY(g_mu) =
-    nullptr;
+absl::flat_hash_map<std::string, Site>* g_sites ABSL_GUARDED_BY(g_mu) = nullptr;
 
 }  // namespace
 
@@ -59,7 +58,8 @@ void LogDescriptorExhaustion(const char* where, int err) {
   uint64_t suppressed = 0;
   {
     absl::MutexLock lock(&g_mu);
-    if (g_sites == nullptr) g_sites = new absl::flat_hash_map<std::string, Site>;
+    if (g_sites == nullptr)
+      g_sites = new absl::flat_hash_map<std::string, Site>;
     Site& site = (*g_sites)[where];
     const absl::Time now = absl::Now();
     if (now - site.last_line < kInterval) {

@@ -125,7 +125,7 @@ ABSL_FLAG(uint32_t, max_control_connections, 256,
           "connection closes the oldest one that has not made an "
           "authenticated call yet, or is itself closed when all have. Each "
           "costs two file descriptors, reserved from RLIMIT_NOFILE.");
-ABSL_FLAG(uint32_t, max_control_cancels_per_second, 100,
+ABSL_FLAG(uint32_t, max_control_cancels_per_second, 20,
           "A control connection (without TLS) whose calls end cancelled more "
           "often than this within one second is closed (HTTP/2 rapid reset).");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -373,10 +373,9 @@ int Run(int argc, char** argv) {
   if (!engine_options.ok()) return Fail(engine_options.status().message());
   const uint32_t max_control = absl::GetFlag(FLAGS_max_control_connections);
   if (max_control == 0) return Fail("--max_control_connections must be > 0");
-  const FdBudget fds =
-      ComputeFdBudget(RaiseNoFileLimit(), max_control,
-                      engine_options->max_servers,
-                      engine_options->max_connections);
+  const FdBudget fds = ComputeFdBudget(RaiseNoFileLimit(), max_control,
+                                       engine_options->max_servers,
+                                       engine_options->max_connections);
   if (fds.lowered) {
     LogEvent(LogLevel::kWarn, "fd_budget",
              {{"rlimit_nofile", absl::StrCat(fds.limit)},
@@ -395,10 +394,9 @@ int Run(int argc, char** argv) {
   std::unique_ptr<ControlListener> control;
   if (access->tls.cert.empty()) {
     auto bound = ControlListener::Bind(
-        *listen,
-        {.max_connections = max_control,
-         .max_cancels_per_second =
-             absl::GetFlag(FLAGS_max_control_cancels_per_second)});
+        *listen, {.max_connections = max_control,
+                  .max_cancels_per_second =
+                      absl::GetFlag(FLAGS_max_control_cancels_per_second)});
     if (!bound.ok()) return Fail(bound.status().message());
     control = *std::move(bound);
   }
