@@ -24,7 +24,7 @@ COPY agent agent
 COPY service service
 COPY cli cli
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DSOCKAGENT_BUILD_TESTS=OFF \
+      -DSOCKAGENT_BUILD_TESTS=OFF -DSOCKAGENT_BUILD_BENCH=OFF \
  && cmake --build /build --target sockagentd sockctl \
  && strip /build/service/sockagentd /build/cli/sockctl
 
