@@ -12,6 +12,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -29,6 +30,9 @@
 
 namespace sockagent {
 namespace {
+
+// The listener whose "fd:N" peers DisplayPeer maps (one per daemon).
+std::atomic<ControlListener*> g_active{nullptr};
 
 constexpr int kBacklog = 1024;
 constexpr int kAcceptsPerWakeup = 256;
@@ -209,6 +213,8 @@ ControlListener::ControlListener(int fd, const ControlListenerOptions& options)
 
 ControlListener::~ControlListener() {
   Stop();
+  ControlListener* self = this;
+  g_active.compare_exchange_strong(self, nullptr);
   {
     absl::MutexLock lock(&mu_);
     for (auto& [key, conn] : conns_) close(conn.watch_fd);
@@ -229,6 +235,7 @@ ControlListener::~ControlListener() {
 
 void ControlListener::Start(std::function<void(int fd)> hand_off) {
   hand_off_ = std::move(hand_off);
+  g_active.store(this);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -443,6 +450,12 @@ std::string ControlListener::PeerAddress(absl::string_view peer) {
     if (it != conns_.end()) return it->second.address;
   }
   return std::string(peer);
+}
+
+std::string DisplayPeer(absl::string_view grpc_peer) {
+  ControlListener* active = g_active.load();
+  return active != nullptr ? active->PeerAddress(grpc_peer)
+                           : std::string(grpc_peer);
 }
 
 }  // namespace sockagent

@@ -134,6 +134,11 @@ class ControlListener {
   uint64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
+// gRPC's peer string for logs: "fd:N" of the daemon's running control
+// listener mapped to "ipv4:127.0.0.1:40312"; anything else unchanged. Any
+// thread.
+std::string DisplayPeer(absl::string_view grpc_peer);
+
 }  // namespace sockagent
 
 #endif  // SOCKAGENT_SERVICE_CONTROL_LISTENER_H_

@@ -8,6 +8,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "service/control_listener.h"
 #include "service/log.h"
 
 namespace sockagent {
@@ -43,7 +44,7 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     grpc::ServerContextBase* context = info_->server_context();
     LogEvent(level, event,
              {{"method", info_->method() ? info_->method() : ""},
-              {"peer", context != nullptr ? context->peer() : ""},
+              {"peer", context != nullptr ? DisplayPeer(context->peer()) : ""},
               // grpc::StatusCode and absl::StatusCode share their numbers.
               {"code",
                absl::StatusCodeToString(static_cast<absl::StatusCode>(code))},
