@@ -111,7 +111,7 @@ absl::StatusOr<int> LockUnixSocketPath(const std::string& path) {
     close(fd);
     if (err == EWOULDBLOCK) {
       return absl::FailedPreconditionError(absl::StrCat(
-          "another sockagentd serves or is starting on unix:", path,
+          "another agent already serves or is starting on unix:", path,
           " (it holds ", lock_path,
           "); stop it first or pass another "
           "--listen"));
