@@ -189,6 +189,13 @@ absl::StatusOr<std::unique_ptr<ControlListener>> ControlListener::Bind(
   listener->unix_path_ = address.unix_path;
   listener->unix_dev_ = dev;
   listener->unix_ino_ = ino;
+  if (address.unix_path.empty() && options.relay_tcp) {
+    ControlListener* self = listener.get();
+    listener->relay_ = std::make_unique<ControlRelay>(
+        options.relay, [self](int key, uint64_t seq, absl::string_view why) {
+          self->OnRelayCut(key, seq, why);
+        });
+  }
   if (listener->epoll_fd_ < 0 || listener->wake_fd_ < 0) {
     return absl::InternalError(absl::StrCat(
         "cannot listen on ", target, ": epoll/eventfd: ", strerror(errno)));
@@ -213,6 +220,8 @@ ControlListener::ControlListener(int fd, const ControlListenerOptions& options)
 
 ControlListener::~ControlListener() {
   Stop();
+  // Relayed connections end here (after gRPC's Shutdown, in the daemon).
+  relay_.reset();
   ControlListener* self = this;
   g_active.compare_exchange_strong(self, nullptr);
   {
@@ -236,6 +245,7 @@ ControlListener::~ControlListener() {
 void ControlListener::Start(std::function<void(int fd)> hand_off) {
   hand_off_ = std::move(hand_off);
   g_active.store(this);
+  if (relay_ != nullptr) relay_->Start();
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -320,11 +330,33 @@ void ControlListener::AcceptReady() {
   }
 }
 
-void ControlListener::Admit(int fd, std::string address) {
+void ControlListener::Admit(int client_fd, std::string address) {
+  // Relayed: gRPC gets C of a socketpair (B, C); the relay copies between
+  // the client's socket and B.
+  int fd = client_fd;
+  int relay_fd = -1;
+  if (relay_ != nullptr) {
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
+                   pair) != 0) {
+      LogDescriptorExhaustion("control_accept", errno);
+      close(client_fd);
+      return;
+    }
+    relay_fd = pair[0];
+    fd = pair[1];
+  }
+  auto drop = [&] {
+    close(fd);
+    if (relay_fd >= 0) {
+      close(relay_fd);
+      close(client_fd);
+    }
+  };
   const int watch = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (watch < 0) {
     LogDescriptorExhaustion("control_accept", errno);
-    close(fd);
+    drop();
     return;
   }
   {
@@ -363,7 +395,7 @@ void ControlListener::Admit(int fd, std::string address) {
                      "one is closed (--max-control-connections)"}});
         }
         close(watch);
-        close(fd);
+        drop();
         return;
       }
       Conn& old = conns_[victim];
@@ -388,7 +420,7 @@ void ControlListener::Admit(int fd, std::string address) {
     ev.data.u64 = EpollKey(seq, fd);
     if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, watch, &ev) != 0) {
       close(watch);
-      close(fd);
+      drop();
       return;
     }
     Conn& conn = conns_[fd];
@@ -396,6 +428,7 @@ void ControlListener::Admit(int fd, std::string address) {
     conn.address = std::move(address);
     conn.seq = seq;
     conn.window_start = absl::Now();
+    if (relay_ != nullptr) relay_->Add(client_fd, relay_fd, fd, seq);
   }
   hand_off_(fd);
 }
@@ -414,6 +447,14 @@ void ControlListener::CutLocked(int key, Conn& conn, absl::string_view reason) {
               {"count", absl::StrCat(refusals_)}});
   }
   (void)key;
+}
+
+void ControlListener::OnRelayCut(int key, uint64_t seq,
+                                 absl::string_view reason) {
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(key);
+  if (it == conns_.end() || it->second.seq != seq || it->second.cut) return;
+  CutLocked(key, it->second, reason);
 }
 
 void ControlListener::OnCallEnded(absl::string_view peer, bool cancelled,

@@ -19,6 +19,13 @@
 //   pending connection is refused through a spare descriptor, so the
 //   listen queue does not spin.
 //
+// - TCP connections reach gRPC through the daemon's relay
+//   (control_relay.h), which counts HTTP/2 frames before gRPC parses them:
+//   a connection resetting streams faster than its RST_STREAM bucket is
+//   closed, and all connections together pass at most the agent-wide rate
+//   of resets (the others wait). This is what bounds a rapid-reset flood;
+//   the cancelled-calls cut above acts only after gRPC queued the calls.
+//
 // gRPC names such a connection's peer "fd:N"; PeerAddress maps it back to
 // "ipv4:127.0.0.1:40312" for logs.
 //
@@ -49,6 +56,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "service/control_relay.h"
 #include "service/daemon_options.h"
 
 namespace sockagent {
@@ -56,6 +64,11 @@ namespace sockagent {
 struct ControlListenerOptions {
   uint32_t max_connections = 256;
   uint32_t max_cancels_per_second = 20;
+  // TCP connections are relayed through a socketpair and their HTTP/2
+  // frames checked before gRPC reads them (control_relay.h). UNIX ones are
+  // handed to gRPC directly: the socket is owner-only.
+  bool relay_tcp = true;
+  ControlRelayOptions relay;
 };
 
 class ControlListener {
@@ -111,6 +124,8 @@ class ControlListener {
   // connection end and cancels its calls.
   void CutLocked(int key, Conn& conn, absl::string_view reason)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // The relay closed connection (key, seq): log it as a cut. Relay thread.
+  void OnRelayCut(int key, uint64_t seq, absl::string_view reason);
 
   const ControlListenerOptions options_;
   int listen_fd_ = -1;
@@ -122,6 +137,7 @@ class ControlListener {
   dev_t unix_dev_ = 0;
   ino_t unix_ino_ = 0;
   std::function<void(int)> hand_off_;
+  std::unique_ptr<ControlRelay> relay_;  // TCP only (options_.relay_tcp).
   std::thread thread_;
   bool stopped_ = false;
 

@@ -31,7 +31,8 @@ FdBudget ComputeFdBudget(uint64_t limit, uint64_t max_control_connections,
                          uint64_t max_servers, uint64_t max_connections) {
   FdBudget b;
   b.limit = limit;
-  b.control_fds = 2 * max_control_connections + kControlBaseFds;
+  b.control_fds =
+      kFdsPerControlConnection * max_control_connections + kControlBaseFds;
   const uint64_t reserved = b.control_fds + kProcessBaseFds;
   b.engine_fds = limit > reserved ? limit - reserved : 0;
   const uint64_t listeners = 2 * max_servers;

@@ -3,17 +3,18 @@
 // other, and the rate-limited log line written when descriptors run out.
 //
 // At start the soft limit is raised to the hard limit. Of that limit L:
-//   control = 2 * max_control_connections + kControlBaseFds
-//             (each control connection holds two descriptors: gRPC's and the
-//             listener's watch on it; the base covers gRPC's own epoll and
-//             wakeup fds, the listener, the log, the lock file),
+//   control = 4 * max_control_connections + kControlBaseFds
+//             (each relayed TCP control connection holds four descriptors:
+//             the client's socket, both ends of the socketpair to gRPC and
+//             the listener's watch; the base covers gRPC's own epoll and
+//             wakeup fds, the listener, the relay, the log, the lock file),
 //   engine  = L - control - kProcessBaseFds,
 // and the engine's --max_connections is lowered to
 //   engine - 2 * max_servers
 // when it does not fit (a server may hold two listeners: IPv4 and IPv6).
 // With the hard limit 20,000 and the defaults (256 control connections,
-// 1,024 servers, 16,384 connections) nothing is lowered: control 576,
-// engine 19,360 >= 16,384 + 2,048.
+// 1,024 servers, 16,384 connections) nothing is lowered: control 1,088,
+// engine 18,848 >= 16,384 + 2,048.
 //
 //   FdBudget b = ComputeFdBudget(RaiseNoFileLimit(), 256, 1024, 16384);
 #ifndef SOCKAGENT_SERVICE_FD_BUDGET_H_
@@ -24,6 +25,7 @@
 namespace sockagent {
 
 inline constexpr uint64_t kControlBaseFds = 64;
+inline constexpr uint64_t kFdsPerControlConnection = 4;
 inline constexpr uint64_t kProcessBaseFds = 64;
 
 // Raises the soft RLIMIT_NOFILE to the hard one (best effort); returns the

@@ -156,6 +156,9 @@ ABSL_FLAG(bool, no_name_lookups, false,
 namespace sockagent {
 namespace {
 
+// HTTP/2 streams per control connection (GRPC_ARG_MAX_CONCURRENT_STREAMS).
+constexpr uint32_t kMaxControlStreams = 100;
+
 // The --allow-* flags; InvalidArgument naming the flag.
 absl::StatusOr<Policy> PolicyFromFlags() {
   Policy p;
@@ -393,10 +396,13 @@ int Run(int argc, char** argv) {
   // gRPC's. Bound before the engine starts, so "address in use" fails fast.
   std::unique_ptr<ControlListener> control;
   if (access->tls.cert.empty()) {
-    auto bound = ControlListener::Bind(
-        *listen, {.max_connections = max_control,
-                  .max_cancels_per_second =
-                      absl::GetFlag(FLAGS_max_control_cancels_per_second)});
+    ControlListenerOptions control_options;
+    control_options.max_connections = max_control;
+    control_options.max_cancels_per_second =
+        absl::GetFlag(FLAGS_max_control_cancels_per_second);
+    control_options.relay.limits.max_headers_before_settings_ack =
+        kMaxControlStreams;
+    auto bound = ControlListener::Bind(*listen, control_options);
     if (!bound.ok()) return Fail(bound.status().message());
     control = *std::move(bound);
   }
@@ -448,6 +454,11 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONNECTION_IDLE_MS,
       MillisFlag(absl::GetFlag(FLAGS_max_connection_idle)));
+  // Streams that are not reset are bounded per connection (gRPC applies it
+  // once the client acknowledged the SETTINGS; the relay cuts a client
+  // that opens more than this many before that: h2_guard.h).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(kMaxControlStreams));
   // A connection that never finishes its TLS handshake is closed after 10 s.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
   auto interceptors = RpcLogInterceptors();
