@@ -294,6 +294,11 @@ void ControlListener::Loop() {
       absl::MutexLock lock(&mu_);
       trim = absl::Now() - last_cut_ < kTrimAfterCut;
     }
+    // Resets held back by the agent-wide bucket: calls are draining too.
+    if (relay_ != nullptr &&
+        absl::Now() - relay_->last_throttled() < kTrimAfterCut) {
+      trim = true;
+    }
     if (trim) ReleaseFreedMemory();
   }
 }

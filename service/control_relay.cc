@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <asio.hpp>
+#include <atomic>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -38,6 +39,8 @@ class ControlRelay::Impl {
   const ControlRelayOptions options_;
   const CutCallback on_cut_;
   TokenBucket agent_;  // Relay thread only.
+  // When a connection last waited for the agent-wide bucket (Unix ns).
+  std::atomic<int64_t> throttled_{0};
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
@@ -60,8 +63,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
         grpc_(relay->io_),
         timer_(relay->io_),
         scanner_(relay->options_.limits),
-        up_(relay->options_.buffer_bytes),
-        down_(relay->options_.buffer_bytes) {}
+        size_(relay->options_.buffer_bytes) {}
 
   // False (descriptors closed) when Asio refuses one of them.
   bool Assign(int client_fd, int grpc_side_fd) {
@@ -80,7 +82,9 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
       close(grpc_side_fd);
       return false;
     }
-    return true;
+    client_.non_blocking(true, ec);
+    grpc_.non_blocking(true, ec);
+    return !ec;
   }
 
   void Begin() {
@@ -89,19 +93,32 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
   }
 
  private:
-  // Client -> gRPC: read a chunk, scan it, forward what the scanner allows.
-  void ReadUp() {
-    client_.async_read_some(
-        asio::buffer(up_),
-        [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-          self->OnUpRead(ec, n);
-        });
+  // Reads what `from` has now into `buffer` (allocated on demand, so an
+  // idle connection holds no buffer). Returns bytes read; 0 with `ec`
+  // would_block when nothing is there.
+  static size_t ReadNow(Socket& from, std::unique_ptr<char[]>& buffer,
+                        size_t size, asio::error_code& ec) {
+    if (buffer == nullptr) buffer.reset(new char[size]);
+    return from.read_some(asio::buffer(buffer.get(), size), ec);
   }
 
-  void OnUpRead(const asio::error_code& ec, size_t n) {
-    if (closed_) return;
+  // Client -> gRPC: read a chunk, scan it, forward what the scanner allows.
+  void ReadUp() {
+    asio::error_code ec;
+    const size_t n = ReadNow(client_, up_, size_, ec);
+    if (ec == asio::error::would_block) {
+      up_.reset();
+      client_.async_wait(Socket::wait_read, [self = shared_from_this()](
+                                                const asio::error_code& ec) {
+        if (self->closed_) return;
+        if (ec) return self->CloseAll();
+        self->ReadUp();
+      });
+      return;
+    }
     if (ec == asio::error::eof) {
       // The client's FIN: gRPC sees it too; gRPC's answer still flows back.
+      up_.reset();
       asio::error_code ignored;
       grpc_.shutdown(asio::socket_base::shutdown_send, ignored);
       return;
@@ -114,7 +131,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
 
   void ScanUp() {
     if (closed_) return;
-    const absl::string_view rest(up_.data() + up_pos_, up_len_ - up_pos_);
+    const absl::string_view rest(up_.get() + up_pos_, up_len_ - up_pos_);
     const ScanResult r = scanner_.Scan(rest, absl::Now(), relay_->agent_);
     if (r.verdict == ScanResult::Verdict::kCut) {
       relay_->on_cut_(key_, seq_, r.reason);
@@ -124,6 +141,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
     up_pos_ += r.forward;
     const bool pause = r.verdict == ScanResult::Verdict::kPause;
     const absl::Duration wait = r.wait;
+    if (pause) relay_->throttled_.store(absl::ToUnixNanos(absl::Now()));
     auto next = [self = shared_from_this(), pause, wait] {
       if (self->closed_) return;
       if (!pause) return self->ReadUp();
@@ -136,7 +154,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
     };
     if (r.forward == 0) return next();
     asio::async_write(
-        grpc_, asio::buffer(up_.data() + start, r.forward),
+        grpc_, asio::buffer(up_.get() + start, r.forward),
         [self = shared_from_this(), next](const asio::error_code& ec, size_t) {
           if (self->closed_) return;
           if (ec) return self->CloseAll();
@@ -146,17 +164,25 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
 
   // gRPC -> client: unchanged. gRPC closing its end closes the client's.
   void ReadDown() {
-    grpc_.async_read_some(
-        asio::buffer(down_),
-        [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+    asio::error_code ec;
+    const size_t n = ReadNow(grpc_, down_, size_, ec);
+    if (ec == asio::error::would_block) {
+      down_.reset();
+      grpc_.async_wait(Socket::wait_read,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         if (self->closed_) return;
+                         if (ec) return self->CloseAll();
+                         self->ReadDown();
+                       });
+      return;
+    }
+    if (ec) return CloseAll();  // EOF included: gRPC closed the connection.
+    asio::async_write(
+        client_, asio::buffer(down_.get(), n),
+        [self = shared_from_this()](const asio::error_code& ec, size_t) {
           if (self->closed_) return;
           if (ec) return self->CloseAll();
-          asio::async_write(self->client_, asio::buffer(self->down_.data(), n),
-                            [self](const asio::error_code& ec, size_t) {
-                              if (self->closed_) return;
-                              if (ec) return self->CloseAll();
-                              self->ReadDown();
-                            });
+          self->ReadDown();
         });
   }
 
@@ -176,10 +202,11 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
   Socket grpc_;
   asio::steady_timer timer_;
   H2ClientScanner scanner_;
-  std::vector<char> up_;
+  const size_t size_;
+  std::unique_ptr<char[]> up_;  // Null while waiting to read.
   size_t up_len_ = 0;
   size_t up_pos_ = 0;
-  std::vector<char> down_;
+  std::unique_ptr<char[]> down_;
   bool closed_ = false;
 };
 
@@ -207,5 +234,10 @@ void ControlRelay::Add(int client_fd, int grpc_side_fd, int key, uint64_t seq) {
 }
 
 void ControlRelay::Stop() { impl_->Stop(); }
+
+absl::Time ControlRelay::last_throttled() const {
+  const int64_t ns = impl_->throttled_.load();
+  return ns == 0 ? absl::InfinitePast() : absl::FromUnixNanos(ns);
+}
 
 }  // namespace sockagent

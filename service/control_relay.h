@@ -7,9 +7,11 @@
 // Every byte is forwarded unchanged and in order, both ways. A FIN from the
 // client becomes shutdown(SHUT_WR) on B; gRPC closing C (B reads EOF) closes
 // A once what gRPC wrote was passed on. Bounded: one buffer of
-// `buffer_bytes` per direction and connection; a direction reads again only
-// after its buffer was written out, so a side that does not read stops the
-// other side's reading (the kernel's buffers push back on the sender).
+// `buffer_bytes` per direction and connection, allocated only while that
+// direction has data in flight (an idle connection holds none); a direction
+// reads again only after its buffer was written out, so a side that does not
+// read stops the other side's reading (the kernel's buffers push back on the
+// sender).
 //
 // When the agent-wide RST_STREAM bucket is empty, a connection that wants
 // to pass one more RST_STREAM stops being read until a token is due (at
@@ -29,6 +31,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "service/h2_guard.h"
 
 namespace sockagent {
@@ -59,6 +62,9 @@ class ControlRelay {
   void Add(int client_fd, int grpc_side_fd, int key, uint64_t seq);
   // Stops the thread and closes every connection. Idempotent.
   void Stop();
+  // When a connection last had to wait for the agent-wide RST_STREAM
+  // bucket (InfinitePast if never). Any thread.
+  absl::Time last_throttled() const;
 
   class Impl;  // In control_relay.cc (its connections need to name it).
 

