@@ -63,7 +63,7 @@ namespace sockagent {
 
 struct ControlListenerOptions {
   uint32_t max_connections = 256;
-  uint32_t max_cancels_per_second = 20;
+  uint32_t max_cancels_per_second = 100;
   // TCP connections are relayed through a socketpair and their HTTP/2
   // frames checked before gRPC reads them (control_relay.h). UNIX ones are
   // handed to gRPC directly: the socket is owner-only.

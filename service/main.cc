@@ -124,10 +124,13 @@ ABSL_FLAG(uint32_t, max_control_connections, 256,
           "Control API connections at once (without TLS). At the cap a new "
           "connection closes the oldest one that has not made an "
           "authenticated call yet, or is itself closed when all have. Each "
-          "costs two file descriptors, reserved from RLIMIT_NOFILE.");
-ABSL_FLAG(uint32_t, max_control_cancels_per_second, 20,
+          "costs four file descriptors (TCP: the client's socket, a "
+          "socketpair to gRPC, a watch), reserved from RLIMIT_NOFILE.");
+ABSL_FLAG(uint32_t, max_control_cancels_per_second, 100,
           "A control connection (without TLS) whose calls end cancelled more "
-          "often than this within one second is closed (HTTP/2 rapid reset).");
+          "often than this within one second is closed (HTTP/2 rapid reset). "
+          "A second line: TCP connections are first held to 50 RST_STREAM "
+          "frames a second (burst 100) before gRPC sees them.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");

