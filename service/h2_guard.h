@@ -19,7 +19,8 @@
 // - HEADERS frames before the client acknowledged the agent's SETTINGS
 //   (default 100): gRPC applies its MAX_CONCURRENT_STREAMS only once the
 //   client acknowledged it, so a client that never does could otherwise
-//   open streams without limit (reason "streams_before_settings_ack").
+//   open streams without limit (reason "streams_before_settings_ack"; the
+//   daemon sets it to its MAX_CONCURRENT_STREAMS, 2,048).
 //
 // Not thread-safe: one scanner per connection, the buckets on the relay's
 // thread.

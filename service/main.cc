@@ -160,7 +160,10 @@ namespace sockagent {
 namespace {
 
 // HTTP/2 streams per control connection (GRPC_ARG_MAX_CONCURRENT_STREAMS).
-constexpr uint32_t kMaxControlStreams = 100;
+// Above what legitimate clients park on one channel (tests park 1,000
+// Receives and keep calling beside them; gRPC clients share one connection
+// between channels to the same target), so only a flood meets it.
+constexpr uint32_t kMaxControlStreams = 2048;
 
 // The --allow-* flags; InvalidArgument naming the flag.
 absl::StatusOr<Policy> PolicyFromFlags() {
