@@ -7,7 +7,6 @@
 #include <atomic>
 #include <thread>
 #include <utility>
-#include <vector>
 
 #include "absl/time/clock.h"
 
