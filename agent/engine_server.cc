@@ -14,6 +14,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/str_cat.h"
+#include "agent/descriptor_exhaustion.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
 
@@ -445,6 +446,7 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
     return;
   }
   // Out of descriptors or memory (or stranger): back off, then try again.
+  ReportDescriptorExhaustion("engine_accept", error.value());
   Emit(EventKind::kError, server_num, 0, 0, {},
        absl::StrCat("accept failed: ", error.message(), "; retrying"));
   listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));

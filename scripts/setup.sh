@@ -46,7 +46,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 socat iproute2 nftables util-linux docker-compose openssl
+  python3 python3-h2 socat iproute2 nftables util-linux docker-compose openssl
   clang libclang-rt-14-dev iperf3
 )
 missing=()

@@ -2,7 +2,9 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -93,6 +95,31 @@ absl::Status CheckUnixSocketFree(const std::string& path) {
                      "; stop it first or pass another --listen"));
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<int> LockUnixSocketPath(const std::string& path) {
+  const std::string lock_path = absl::StrCat(path, ".lock");
+  const int fd =
+      open(lock_path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+  if (fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "cannot open the lock file ", lock_path, ": ", strerror(errno),
+        errno == ELOOP ? " (it is a symbolic link)" : ""));
+  }
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(fd);
+    if (err == EWOULDBLOCK) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "another agent already serves or is starting on unix:", path,
+          " (it holds ", lock_path,
+          "); stop it first or pass another "
+          "--listen"));
+    }
+    return absl::FailedPreconditionError(
+        absl::StrCat("cannot lock ", lock_path, ": ", strerror(err)));
+  }
+  return fd;
 }
 
 std::string ListenAddress::GrpcTarget() const { return Display(port); }

@@ -46,6 +46,16 @@ absl::Status PreparePrivateDir(const std::string& dir);
 // left by a killed agent is fine (gRPC replaces it).
 absl::Status CheckUnixSocketFree(const std::string& path);
 
+// Serialises daemons on UNIX socket `path`: opens `path`.lock
+// (O_NOFOLLOW|O_CREAT|O_CLOEXEC, mode 0600; never unlinked, so every daemon
+// locks the same file) and takes an exclusive flock on it without waiting.
+// Returns the descriptor, which the caller keeps open for its lifetime (the
+// kernel drops the lock when the process ends, even on kill -9).
+// FAILED_PRECONDITION when another process holds it ("another sockagentd
+// serves or is starting on unix:PATH") or the lock file cannot be opened
+// (a symbolic link there is refused).
+absl::StatusOr<int> LockUnixSocketPath(const std::string& path);
+
 }  // namespace sockagent
 
 #endif  // SOCKAGENT_SERVICE_DAEMON_OPTIONS_H_

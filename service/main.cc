@@ -14,6 +14,7 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/server_posix.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -38,14 +39,18 @@
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
+#include "agent/descriptor_exhaustion.h"
 #include "agent/engine.h"
 #include "agent/policy.h"
 #include "agent/resolver.h"
 #include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
 #include "service/auth.h"
+#include "service/control_guard.h"
+#include "service/control_listener.h"
 #include "service/daemon_cli.h"
 #include "service/daemon_options.h"
+#include "service/fd_budget.h"
 #include "service/inflight_calls.h"
 #include "service/log.h"
 #include "service/malloc_tuning.h"
@@ -148,6 +153,17 @@ ABSL_FLAG(uint64_t, max_watch_bytes, 32 << 20,
           "Bytes queued for all Watch streams together (events with their "
           "data and snapshots); beyond it events are dropped and counted "
           "as lost for the watcher that missed them.");
+ABSL_FLAG(uint32_t, max_control_connections, 256,
+          "Control API connections at once (without TLS). At the cap a new "
+          "connection closes the oldest one that has not made an "
+          "authenticated call yet, or is itself closed when all have. Each "
+          "costs four file descriptors (TCP: the client's socket, a "
+          "socketpair to gRPC, a watch), reserved from RLIMIT_NOFILE.");
+ABSL_FLAG(uint32_t, max_control_cancels_per_second, 100,
+          "A control connection (without TLS) whose calls end cancelled more "
+          "often than this within one second is closed (HTTP/2 rapid reset). "
+          "A second line: TCP connections are first held to 50 RST_STREAM "
+          "frames a second (burst 100) before gRPC sees them.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");
@@ -175,6 +191,12 @@ ABSL_FLAG(bool, no_name_lookups, false,
 
 namespace sockagent {
 namespace {
+
+// HTTP/2 streams per control connection (GRPC_ARG_MAX_CONCURRENT_STREAMS).
+// Above what legitimate clients park on one channel (tests park 1,000
+// Receives and keep calling beside them; gRPC clients share one connection
+// between channels to the same target), so only a flood meets it.
+constexpr uint32_t kMaxControlStreams = 2048;
 
 // The --allow-* flags; InvalidArgument naming the flag.
 absl::StatusOr<Policy> PolicyFromFlags() {
@@ -398,6 +420,10 @@ int Run(int argc, char** argv) {
       absl::Status dir = PreparePrivateDir(LocalAgentSocketDir());
       if (!dir.ok()) return Fail(dir.message());
     }
+    // Held (never closed) until the process ends: a second daemon started
+    // at the same moment fails here instead of binding over this one.
+    auto lock = LockUnixSocketPath(listen->unix_path);
+    if (!lock.ok()) return Fail(lock.status().message());
     absl::Status free = CheckUnixSocketFree(listen->unix_path);
     if (!free.ok()) return Fail(free.message());
   }
@@ -407,6 +433,38 @@ int Run(int argc, char** argv) {
   }
   auto engine_options = EngineOptionsFromFlags();
   if (!engine_options.ok()) return Fail(engine_options.status().message());
+  const uint32_t max_control = absl::GetFlag(FLAGS_max_control_connections);
+  if (max_control == 0) return Fail("--max_control_connections must be > 0");
+  const FdBudget fds = ComputeFdBudget(RaiseNoFileLimit(), max_control,
+                                       engine_options->max_servers,
+                                       engine_options->max_connections);
+  if (fds.lowered) {
+    LogEvent(LogLevel::kWarn, "fd_budget",
+             {{"rlimit_nofile", absl::StrCat(fds.limit)},
+              {"control_fds", absl::StrCat(fds.control_fds)},
+              {"max_connections", absl::StrCat(fds.max_connections)},
+              {"msg",
+               "--max_connections lowered to fit RLIMIT_NOFILE with the "
+               "control plane's reserve; raise the limit (ulimit -n) or "
+               "lower --max_control_connections"}});
+    engine_options->max_connections = fds.max_connections;
+  }
+  SetDescriptorExhaustionHook(&LogDescriptorExhaustion);
+  // Without TLS the daemon accepts control connections itself (connection
+  // cap, rapid-reset cut: control_listener.h); gRPC's TLS listener stays
+  // gRPC's. Bound before the engine starts, so "address in use" fails fast.
+  std::unique_ptr<ControlListener> control;
+  if (access->tls.cert.empty()) {
+    ControlListenerOptions control_options;
+    control_options.max_connections = max_control;
+    control_options.max_cancels_per_second =
+        absl::GetFlag(FLAGS_max_control_cancels_per_second);
+    control_options.relay.limits.max_headers_before_settings_ack =
+        kMaxControlStreams;
+    auto bound = ControlListener::Bind(*listen, control_options);
+    if (!bound.ok()) return Fail(bound.status().message());
+    control = *std::move(bound);
+  }
 
   auto engine = Engine::Create(*engine_options);
   if (!engine.ok()) return Fail(engine.status().message());
@@ -432,8 +490,13 @@ int Run(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int port = 0;
-  builder.AddListeningPort(listen->GrpcTarget(), *credentials, &port);
+  int port = control != nullptr ? control->port() : 0;
+  if (control == nullptr) {
+    builder.AddListeningPort(listen->GrpcTarget(), *credentials, &port);
+  }
+  // gRPC sets SO_REUSEPORT by default: a second daemon could then share the
+  // port and the kernel would spread calls over both.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
@@ -450,17 +513,27 @@ int Run(int argc, char** argv) {
   builder.AddChannelArgument(
       GRPC_ARG_MAX_CONNECTION_IDLE_MS,
       MillisFlag(absl::GetFlag(FLAGS_max_connection_idle)));
+  // Streams that are not reset are bounded per connection (gRPC applies it
+  // once the client acknowledged the SETTINGS; the relay cuts a client
+  // that opens more than this many before that: h2_guard.h).
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(kMaxControlStreams));
   // A connection that never finishes its TLS handshake is closed after 10 s.
   builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
-  builder.experimental().SetInterceptorCreators(RpcLogInterceptors());
+  auto interceptors = RpcLogInterceptors();
+  if (control != nullptr) {
+    interceptors.push_back(ControlGuardInterceptorFactory(control.get()));
+  }
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // The socket is created owner-only (mode 0600) from the start: no window
   // in which another user could connect.
-  const bool unix_socket = !listen->unix_path.empty();
+  const bool unix_socket = !listen->unix_path.empty() && control == nullptr;
   const mode_t old_umask = umask(0177);
   if (!unix_socket) umask(old_umask);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (unix_socket) umask(old_umask);
-  if (server == nullptr || (listen->unix_path.empty() && port == 0)) {
+  if (server == nullptr ||
+      (control == nullptr && listen->unix_path.empty() && port == 0)) {
     return Fail(absl::StrCat("cannot listen on ", listen->GrpcTarget(),
                              ": address in use, not local, or not permitted",
                              access->tls.cert.empty()
@@ -468,10 +541,13 @@ int Run(int argc, char** argv) {
                                  : ", or the TLS certificate and key do not "
                                    "match or cannot be parsed"));
   }
-  if (!listen->unix_path.empty() &&
-      chmod(listen->unix_path.c_str(), 0600) != 0) {
+  if (unix_socket && chmod(listen->unix_path.c_str(), 0600) != 0) {
     return Fail(absl::StrCat("cannot chmod 0600 ", listen->unix_path, ": ",
                              strerror(errno)));
+  }
+  if (control != nullptr) {
+    grpc::Server* s = server.get();
+    control->Start([s](int fd) { grpc::AddInsecureChannelFromFd(s, fd); });
   }
   server->GetHealthCheckService()->SetServingStatus("sockagent.v1.SocketAgent",
                                                     true);
@@ -494,6 +570,7 @@ int Run(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   const absl::Time stop_start = absl::Now();
+  if (control != nullptr) control->Stop();
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   InflightCalls& calls = ProcessInflightCalls();
   LogEvent(LogLevel::kInfo, "stop",

@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
+#include "service/control_listener.h"
 #include "service/convert.h"
 #include "service/inflight_calls.h"
 #include "service/log.h"
@@ -80,7 +81,8 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                            MalformedRequestMessage(method->input_type()));
     grpc::ServerContextBase* context = info_->server_context();
-    const std::string peer = context != nullptr ? context->peer() : "";
+    const std::string peer =
+        context != nullptr ? DisplayPeer(context->peer()) : "";
     // Rate-limited like the refusal lines: one per peer IP per interval.
     const LogLimiter::Decision d = RefusalLogLimiter().Admit(
         absl::StrCat("malformed_request ", PeerIp(peer)), absl::Now());
@@ -107,7 +109,8 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
     }
     if (!LogEnabled(level)) return;
     grpc::ServerContextBase* context = info_->server_context();
-    const std::string peer = context != nullptr ? context->peer() : "";
+    const std::string peer =
+        context != nullptr ? DisplayPeer(context->peer()) : "";
     const std::string method = info_->method() ? info_->method() : "";
     // grpc::StatusCode and absl::StatusCode share their numbers.
     const std::string code_name =
