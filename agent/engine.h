@@ -40,14 +40,12 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/labels.h"
 #include "agent/policy.h"
 #include "agent/types.h"
 #include "agent/udp_budget.h"
 
 namespace sockagent {
-
-// Ordered so listings and messages are stable.
-using Labels = std::map<std::string, std::string>;
 
 template <typename T>
 using Done = absl::AnyInvocable<void(T)>;
@@ -220,7 +218,9 @@ struct ClientSpec {
   absl::Duration idle_timeout = absl::ZeroDuration();
 };
 
-// Either an id or a non-empty label selector (not both, not neither).
+// Either an id or a non-empty label selector (not both, not neither). A
+// selector beyond the label bounds (agent/labels.h) is InvalidArgument: it
+// could never match.
 struct Selector {
   std::string id;
   Labels labels;
@@ -254,9 +254,20 @@ struct Page {
   std::string next_page_token;  // Empty: no more.
 };
 
+// A bulk Stop/Close answers how many objects it acted on and the state of
+// at most this many of them (the first, in creation order), so its answer
+// stays bounded however many a selector matched.
+inline constexpr size_t kMaxListedResults = 100;
+
 struct StopResult {
-  std::vector<ServerInfo> servers;
+  std::vector<ServerInfo> servers;  // At most kMaxListedResults.
+  uint64_t servers_stopped = 0;     // All the selector matched.
   uint64_t connections_closed = 0;
+};
+
+struct CloseResult {
+  std::vector<ConnectionInfo> connections;  // At most kMaxListedResults.
+  uint64_t count = 0;                       // All the selector matched.
 };
 
 struct SendResult {
@@ -450,6 +461,17 @@ struct EngineOptions {
   // What servers may bind and clients may dial (agent/policy.h); refusals
   // are PermissionDenied naming the rule. Default: everything allowed.
   Policy policy;
+  // Every event queued for every watcher together, in bytes (each event's
+  // data, message and object snapshot, plus its bookkeeping). An event that
+  // would go beyond it is dropped for that watcher and counted as lost, as
+  // for a full queue (snapshot events too). Must not be 0.
+  uint64_t max_watch_bytes = 32 << 20;
+  // Told (on the thread that freed them, with the engine lock or the watch
+  // lock held: it must only count) of large amounts of memory the engine
+  // gave up: a watcher's queue at Unsubscribe, closed connections' records
+  // and bytes leaving the history. The daemon uses it to hand freed memory
+  // back to the kernel (service/malloc_tuning.h). Null: nobody is told.
+  std::function<void(uint64_t bytes)> on_memory_released;
   // Never look a host name up (only numeric hosts; service names still come
   // from /etc/services): a name is PermissionDenied. For the fuzzer and for
   // agents that must not touch DNS (--no-name-lookups).
@@ -519,9 +541,10 @@ class Engine {
                            Done<absl::StatusOr<ReceiveResult>> done) = 0;
   virtual void CancelReceive(uint64_t token) = 0;
 
-  virtual void CloseConnections(
-      Selector selector, CloseMode mode,
-      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) = 0;
+  // Labels of specs (StartServer, OpenClient, OpenStream), selectors and
+  // filters beyond agent/labels.h's bounds are InvalidArgument.
+  virtual void CloseConnections(Selector selector, CloseMode mode,
+                                Done<absl::StatusOr<CloseResult>> done) = 0;
 
   // Attaches a stream to an open (or peer-closed) connection. Failed
   // precondition when another stream is attached, a Receive is waiting, or

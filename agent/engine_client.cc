@@ -80,6 +80,7 @@ absl::Status PolicyRefusal(absl::string_view target, const absl::Status& first,
 }
 
 absl::Status ValidateClientSpec(const ClientSpec& spec) {
+  if (absl::Status s = CheckLabels(spec.labels, "labels"); !s.ok()) return s;
   for (const auto& [d, name] :
        {std::pair<absl::Duration, absl::string_view>{spec.connect_timeout,
                                                      "connect_timeout"},

@@ -34,6 +34,7 @@ absl::Status ValidateOptions(const EngineOptions& o) {
         {"max_send_bytes", o.max_send_bytes},
         {"max_receive_bytes", o.max_receive_bytes},
         {"max_total_buffered_bytes", o.max_total_buffered_bytes},
+        {"max_watch_bytes", o.max_watch_bytes},
         {"max_udp_sessions_per_server", o.max_udp_sessions_per_server}}) {
     if (absl::Status s = positive(name, value); !s.ok()) return s;
   }
@@ -103,7 +104,7 @@ absl::Status CheckSelector(const Selector& selector) {
     return absl::InvalidArgumentError(
         "give an id or a non-empty label selector");
   }
-  return absl::OkStatus();
+  return CheckLabels(selector.labels, "label_selector");
 }
 
 int64_t SteadyNowNs() {
@@ -225,6 +226,10 @@ void EngineImpl::StartServer(ServerSpec spec,
                              Done<absl::StatusOr<ServerInfo>> done) {
   PostWork(std::move(done), [this, spec = std::move(spec)](
                                 Done<absl::StatusOr<ServerInfo>> d) mutable {
+    if (absl::Status s = CheckLabels(spec.labels, "labels"); !s.ok()) {
+      d(s);
+      return;
+    }
     DoStartServer(std::move(spec), std::move(d));
   });
 }
@@ -287,14 +292,12 @@ void EngineImpl::CancelReceive(uint64_t token) {
   RunOrPost([this, token] { DoCancelReceive(token); });
 }
 
-void EngineImpl::CloseConnections(
-    Selector selector, CloseMode mode,
-    Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) {
-  PostWork(std::move(done),
-           [this, selector = std::move(selector),
-            mode](Done<absl::StatusOr<std::vector<ConnectionInfo>>> d) {
-             DoCloseConnections(selector, mode, std::move(d));
-           });
+void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
+                                  Done<absl::StatusOr<CloseResult>> done) {
+  PostWork(std::move(done), [this, selector = std::move(selector),
+                             mode](Done<absl::StatusOr<CloseResult>> d) {
+    DoCloseConnections(selector, mode, std::move(d));
+  });
 }
 
 void EngineImpl::ShutdownOnLoop() {
@@ -377,6 +380,11 @@ void EngineImpl::Recharge(Conn& c) {
   total_buffered_ = total_buffered_ - c.charged + now;
   if (c.finalized) history_bytes_ = history_bytes_ - c.charged + now;
   const bool fell = now < c.charged;
+  // Buffers of a closed connection going away (discarded, or its history
+  // trimmed) are memory to hand back; a live one's Receive is not.
+  if (fell && c.state == ConnectionState::kClosed) {
+    NoteReleased(c.charged - now);
+  }
   c.charged = now;
   const uint64_t cap = options_.max_total_buffered_bytes;
   if (fell && !total_paused_.empty() && !resume_posted_ &&
@@ -474,6 +482,11 @@ ServerInfo EngineImpl::Snapshot(const Server& s) const {
 
 void EngineImpl::DoListServers(const ServerFilter& filter,
                                Done<absl::StatusOr<Page<ServerInfo>>> done) {
+  if (absl::Status s = CheckLabels(filter.selector, "label_selector");
+      !s.ok()) {
+    done(s);
+    return;
+  }
   absl::StatusOr<uint64_t> start = PageStart(filter.page_token, "srv-");
   if (!start.ok()) {
     done(start.status());
@@ -500,6 +513,11 @@ void EngineImpl::DoListServers(const ServerFilter& filter,
 void EngineImpl::DoListConnections(
     const ConnectionFilter& filter,
     Done<absl::StatusOr<Page<ConnectionInfo>>> done) {
+  if (absl::Status s = CheckLabels(filter.selector, "label_selector");
+      !s.ok()) {
+    done(s);
+    return;
+  }
   absl::StatusOr<uint64_t> start = PageStart(filter.page_token, "conn-");
   if (!start.ok()) {
     done(start.status());
@@ -735,9 +753,8 @@ void EngineImpl::DoCancelReceive(uint64_t token) {
   }
 }
 
-void EngineImpl::DoCloseConnections(
-    const Selector& selector, CloseMode mode,
-    Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) {
+void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
+                                    Done<absl::StatusOr<CloseResult>> done) {
   if (absl::Status s = CheckSelector(selector); !s.ok()) {
     done(s);
     return;
@@ -784,9 +801,13 @@ void EngineImpl::DoCloseConnections(
         break;
     }
   }
-  std::vector<ConnectionInfo> out;
-  out.reserve(targets.size());
-  for (Conn* c : targets) out.push_back(Snapshot(*c));
+  CloseResult out;
+  out.count = targets.size();
+  const size_t listed = std::min(targets.size(), kMaxListedResults);
+  out.connections.reserve(listed);
+  for (size_t i = 0; i < listed; ++i) {
+    out.connections.push_back(Snapshot(*targets[i]));
+  }
   done(std::move(out));
 }
 
@@ -802,6 +823,11 @@ void EngineImpl::TrimHistory() {
     if (Conn* c = FindConn(closed_conns_.front())) {
       total_buffered_ -= c->charged;
       history_bytes_ -= c->charged;
+      uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c->charged;
+      if (c->labels != nullptr && c->labels.use_count() == 1) {
+        freed += LabelsBytes(*c->labels);
+      }
+      NoteReleased(freed);
       conns_.erase(c->num);
     }
     closed_conns_.pop_front();

@@ -294,8 +294,12 @@ struct Watcher {
   std::deque<EngineEvent> queue;
   uint64_t lost = 0;
   uint64_t last_lost_seq = 0;
+  uint64_t bytes = 0;  // EventBytes of what `queue` holds.
   std::shared_ptr<const std::function<void()>> wake;
 };
+
+// What a queued event costs against EngineOptions::max_watch_bytes.
+uint64_t EventBytes(const EngineEvent& e);
 
 class EngineImpl final : public Engine {
  public:
@@ -322,9 +326,8 @@ class EngineImpl final : public Engine {
   uint64_t Receive(std::string connection_id, ReceiveSpec spec,
                    Done<absl::StatusOr<ReceiveResult>> done) override;
   void CancelReceive(uint64_t token) override;
-  void CloseConnections(
-      Selector selector, CloseMode mode,
-      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done) override;
+  void CloseConnections(Selector selector, CloseMode mode,
+                        Done<absl::StatusOr<CloseResult>> done) override;
   absl::StatusOr<uint64_t> Subscribe(WatchFilter filter, size_t queue_limit,
                                      std::function<void()> wake) override;
   std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
@@ -434,9 +437,8 @@ class EngineImpl final : public Engine {
                  Done<absl::StatusOr<ReceiveResult>> done,
                  uint64_t attachment = 0);
   void DoCancelReceive(uint64_t token);
-  void DoCloseConnections(
-      const Selector& selector, CloseMode mode,
-      Done<absl::StatusOr<std::vector<ConnectionInfo>>> done);
+  void DoCloseConnections(const Selector& selector, CloseMode mode,
+                          Done<absl::StatusOr<CloseResult>> done);
 
   // Takes what a Receive may take now (data, end of stream or the closed
   // connection's status).
@@ -472,6 +474,15 @@ class EngineImpl final : public Engine {
             absl::string_view message = {});
   // Pushes the snapshot events of watcher `id` and activates it.
   void TakeSnapshot(uint64_t id);
+  // Queues `e` for `w` if the agent-wide watch bytes allow; false (and the
+  // event counted lost for `w`) otherwise. Caller holds watch_mu_.
+  bool QueueEvent(Watcher& w, EngineEvent e, uint64_t seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
+  void NoteReleased(uint64_t bytes) const {
+    if (options_.on_memory_released && bytes > 0) {
+      options_.on_memory_released(bytes);
+    }
+  }
   bool WatcherMatches(const Watcher& w, EventKind kind, uint64_t server_num,
                       uint64_t conn_num, const Labels* labels) const;
 
@@ -655,6 +666,8 @@ class EngineImpl final : public Engine {
   uint64_t next_watcher_id_ ABSL_GUARDED_BY(watch_mu_) = 1;
   // watchers_.size(), read by Emit without the lock.
   std::atomic<size_t> watcher_count_{0};
+  // Sum of every Watcher::bytes; bounded by max_watch_bytes.
+  uint64_t watch_bytes_ ABSL_GUARDED_BY(watch_mu_) = 0;
 
   // ---- Under loop_mu_ only below (loop thread or an inline call).
   bool shutting_down_ = false;

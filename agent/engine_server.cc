@@ -882,7 +882,11 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
       }
     }
   }
-  for (Server* s : targets) result.servers.push_back(Snapshot(*s));
+  result.servers_stopped = targets.size();
+  const size_t listed = std::min(targets.size(), kMaxListedResults);
+  for (size_t i = 0; i < listed; ++i) {
+    result.servers.push_back(Snapshot(*targets[i]));
+  }
   done(std::move(result));
 }
 

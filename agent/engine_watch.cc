@@ -37,17 +37,54 @@ EngineEvent LostEvent(Watcher& w) {
   e.time = absl::Now();
   e.kind = EventKind::kEventsLost;
   e.lost = w.lost;
-  e.message = absl::StrCat(w.lost, " events lost: watcher queue full (",
-                           w.limit, " events)");
+  e.message =
+      absl::StrCat(w.lost, " events lost: watcher queue full (", w.limit,
+                   " events, or all watchers' max_watch_bytes)");
   w.lost = 0;
   return e;
 }
 
 }  // namespace
 
+uint64_t EventBytes(const EngineEvent& e) {
+  // Containers and strings cost about this much beyond their payload.
+  constexpr uint64_t kPerLabel = 96;
+  uint64_t n = sizeof(EngineEvent) + e.server_id.size() +
+               e.connection_id.size() + e.data.size() + e.message.size();
+  if (e.server.has_value()) {
+    n += sizeof(ServerInfo) + LabelsBytes(e.server->labels) +
+         kPerLabel * e.server->labels.size() +
+         e.server->behavior.greeting.size() + e.server->stop_reason.size() +
+         e.server->local_addresses.size() * sizeof(SocketAddress);
+  }
+  if (e.connection.has_value()) {
+    n += sizeof(ConnectionInfo) + LabelsBytes(e.connection->labels) +
+         kPerLabel * e.connection->labels.size() +
+         e.connection->close_detail.size();
+  }
+  return n;
+}
+
+bool EngineImpl::QueueEvent(Watcher& w, EngineEvent e, uint64_t seq) {
+  const uint64_t cost = EventBytes(e);
+  if (watch_bytes_ + cost > options_.max_watch_bytes) {
+    ++w.lost;
+    w.last_lost_seq = seq;
+    return false;
+  }
+  watch_bytes_ += cost;
+  w.bytes += cost;
+  w.queue.push_back(std::move(e));
+  return true;
+}
+
 absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
                                                size_t queue_limit,
                                                std::function<void()> wake) {
+  if (absl::Status s = CheckLabels(filter.selector, "watch: label_selector");
+      !s.ok()) {
+    return s;
+  }
   auto w = std::make_unique<Watcher>();
   if (!filter.server_id.empty()) {
     w->server_num = ParseId(filter.server_id, "srv-");
@@ -109,6 +146,9 @@ std::vector<EngineEvent> EngineImpl::Drain(uint64_t watcher, size_t max) {
   const size_t n = std::min(max, w.queue.size());
   out.reserve(n + 1);
   for (size_t i = 0; i < n; ++i) {
+    const uint64_t cost = EventBytes(w.queue.front());
+    w.bytes -= cost;
+    watch_bytes_ -= cost;
     out.push_back(std::move(w.queue.front()));
     w.queue.pop_front();
   }
@@ -119,9 +159,17 @@ std::vector<EngineEvent> EngineImpl::Drain(uint64_t watcher, size_t max) {
 }
 
 void EngineImpl::Unsubscribe(uint64_t watcher) {
-  absl::MutexLock lock(&watch_mu_);
-  watchers_.erase(watcher);
-  watcher_count_.store(watchers_.size(), std::memory_order_relaxed);
+  uint64_t released = 0;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    auto it = watchers_.find(watcher);
+    if (it == watchers_.end()) return;
+    released = it->second->bytes;
+    watch_bytes_ -= released;
+    watchers_.erase(it);
+    watcher_count_.store(watchers_.size(), std::memory_order_relaxed);
+  }
+  NoteReleased(released);
 }
 
 size_t EngineImpl::QueuedEvents(uint64_t watcher) {
@@ -193,7 +241,12 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
       const bool was_empty = w.queue.empty();
       if (w.lost > 0) {
         if (w.queue.size() + 1 < w.limit) {
-          w.queue.push_back(LostEvent(w));
+          // Small and at most one per queued event: not held to the bytes.
+          EngineEvent lost = LostEvent(w);
+          const uint64_t cost = EventBytes(lost);
+          watch_bytes_ += cost;
+          w.bytes += cost;
+          w.queue.push_back(std::move(lost));
         } else {
           ++w.lost;
           w.last_lost_seq = seq;
@@ -214,11 +267,12 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
           base.server = Snapshot(*s);
         }
       }
-      EngineEvent& e = w.queue.emplace_back(base);
+      EngineEvent e = base;
       if (!data.empty() && w.filter.include_data_bytes > 0) {
         e.data.assign(data.data(),
                       std::min(data.size(), w.filter.include_data_bytes));
       }
+      if (!QueueEvent(w, std::move(e), seq)) continue;
       if (was_empty) wakes.push_back(w.wake);
     }
   }
@@ -236,8 +290,8 @@ void EngineImpl::TakeSnapshot(uint64_t id) {
     Watcher& w = *it->second;
     const uint64_t seq = event_seq_;
     const absl::Time now = absl::Now();
-    auto push = [&](EventKind kind) -> EngineEvent& {
-      EngineEvent& e = w.queue.emplace_back();
+    auto make = [&](EventKind kind) {
+      EngineEvent e;
       e.seq = seq;
       e.time = now;
       e.kind = kind;
@@ -253,9 +307,10 @@ void EngineImpl::TakeSnapshot(uint64_t id) {
         continue;
       }
       if (w.conn_num) continue;
-      EngineEvent& e = push(EventKind::kSnapshotServer);
+      EngineEvent e = make(EventKind::kSnapshotServer);
       e.server_id = ServerId(s.num);
       e.server = Snapshot(s);
+      QueueEvent(w, std::move(e), seq);
     }
     for (const auto& [num, cp] : conns_) {
       const Conn& c = *cp;
@@ -264,12 +319,18 @@ void EngineImpl::TakeSnapshot(uint64_t id) {
                           c.num, c.labels.get())) {
         continue;
       }
-      EngineEvent& e = push(EventKind::kSnapshotConnection);
+      EngineEvent e = make(EventKind::kSnapshotConnection);
       if (c.server_num != 0) e.server_id = ServerId(c.server_num);
       e.connection_id = ConnId(c.num);
       e.connection = Snapshot(c);
+      QueueEvent(w, std::move(e), seq);
     }
-    push(EventKind::kSnapshotEnd);
+    // The end marker always goes in: small, one per watcher.
+    EngineEvent end = make(EventKind::kSnapshotEnd);
+    const uint64_t cost = EventBytes(end);
+    watch_bytes_ += cost;
+    w.bytes += cost;
+    w.queue.push_back(std::move(end));
     w.kinds = all;
     w.active = true;
     wake = w.wake;

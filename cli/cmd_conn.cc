@@ -171,11 +171,18 @@ int RunClose(AgentClient& client, const CloseArgs& args) {
   grpc::Status status =
       client.agent().CloseConnection(ctx.get(), request, &response);
   if (!status.ok()) return client.Fail(status);
-  return PrintConnections(std::cout, response, response.connections(),
-                          {.json = client.options().json, .quiet = args.quiet},
-                          TableView::kFull)
-             ? kExitOk
-             : kExitFailure;
+  if (!PrintConnections(std::cout, response, response.connections(),
+                        {.json = client.options().json, .quiet = args.quiet},
+                        TableView::kFull)) {
+    return kExitFailure;
+  }
+  // A bulk close lists a bounded number of connections: say how many there
+  // were (on stderr, so the listing stays parseable).
+  if (response.truncated() && !client.options().json) {
+    std::cerr << "connections closed: " << response.connections_closed()
+              << " (listed: the first " << response.connections_size() << ")\n";
+  }
+  return kExitOk;
 }
 
 void AddOpen(CLI::App& app, Commands& commands) {

@@ -194,6 +194,12 @@ int RunStop(AgentClient& client, const StopArgs& args) {
     std::cout << "connections closed: " << response.connections_closed()
               << "\n";
   }
+  // A bulk stop lists a bounded number of servers: say how many there were
+  // (on stderr, so the listing stays parseable).
+  if (response.truncated() && !mode.json) {
+    std::cerr << "servers stopped: " << response.servers_stopped()
+              << " (listed: the first " << response.servers_size() << ")\n";
+  }
   return kExitOk;
 }
 

@@ -7,6 +7,10 @@
 // is still sent, with whatever fields parsed). For Stream the rest is split
 // at every "\xff\xfe" into several StreamRequest messages.
 //
+// Oracles beyond "no crash, no leak": StartServer and OpenClient never
+// accept labels beyond agent/labels.h's bounds, and return accepted labels
+// unchanged (seeds 00-labels-*, 03-labels-* sit at the bounds).
+//
 // Containment, so that fuzzing never reaches past this machine:
 // - When allowed (root), the process first moves into a network namespace
 //   of its own with only loopback up: nothing else exists, nothing of other
@@ -48,6 +52,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "agent/engine.h"
+#include "agent/labels.h"
 #include "agent/policy.h"
 #include "agent/resolver.h"
 #include "service/agent_service.h"
@@ -205,15 +210,39 @@ void SetDeadline(grpc::ClientContext& ctx) {
   ctx.set_deadline(std::chrono::system_clock::now() + kCallTimeout);
 }
 
-template <typename Req, typename Resp, typename Call>
-void Unary(const uint8_t* data, size_t size, Call call) {
+struct NoCheck {
+  template <typename Req, typename Resp>
+  void operator()(const Req&, const grpc::Status&, const Resp&) const {}
+};
+
+// The label bounds (agent/labels.h) hold: labels beyond them are never
+// accepted, and accepted labels come back unchanged.
+template <typename Labeled>
+void CheckLabelBounds(const google::protobuf::Map<std::string, std::string>& in,
+                      const grpc::Status& status, const Labeled& out) {
+  const Labels labels(in.begin(), in.end());
+  const bool valid = CheckLabels(labels, "labels").ok();
+  if (status.ok() && !valid) {
+    std::fprintf(stderr, "labels beyond the bounds were accepted\n");
+    abort();
+  }
+  if (status.ok() &&
+      Labels(out.labels().begin(), out.labels().end()) != labels) {
+    std::fprintf(stderr, "accepted labels came back changed\n");
+    abort();
+  }
+}
+
+template <typename Req, typename Resp, typename Call, typename Check = NoCheck>
+void Unary(const uint8_t* data, size_t size, Call call, Check check = {}) {
   Req request;
   (void)request.ParseFromArray(data, static_cast<int>(size));
   Fix(request);
   Resp response;
   grpc::ClientContext ctx;
   SetDeadline(ctx);
-  (void)call(&ctx, request, &response);
+  const grpc::Status status = call(&ctx, request, &response);
+  check(request, status, response);
 }
 
 void Watch(const uint8_t* data, size_t size) {
@@ -263,7 +292,10 @@ void RunOne(const uint8_t* data, size_t size) {
     case 0:
       return Unary<v1::StartServerRequest, v1::StartServerResponse>(
           data, size,
-          [s](auto* c, auto& q, auto* r) { return s->StartServer(c, q, r); });
+          [s](auto* c, auto& q, auto* r) { return s->StartServer(c, q, r); },
+          [](const auto& q, const grpc::Status& st, const auto& r) {
+            CheckLabelBounds(q.labels(), st, r.server());
+          });
     case 1:
       return Unary<v1::StopServerRequest, v1::StopServerResponse>(
           data, size,
@@ -275,7 +307,10 @@ void RunOne(const uint8_t* data, size_t size) {
     case 3:
       return Unary<v1::OpenClientRequest, v1::OpenClientResponse>(
           data, size,
-          [s](auto* c, auto& q, auto* r) { return s->OpenClient(c, q, r); });
+          [s](auto* c, auto& q, auto* r) { return s->OpenClient(c, q, r); },
+          [](const auto& q, const grpc::Status& st, const auto& r) {
+            CheckLabelBounds(q.labels(), st, r.connection());
+          });
     case 4:
       return Unary<v1::ListConnectionsRequest, v1::ListConnectionsResponse>(
           data, size, [s](auto* c, auto& q, auto* r) {

@@ -31,6 +31,38 @@ grpc::ServerUnaryReactor* FinishNow(grpc::CallbackServerContext* context,
 
 constexpr size_t kMaxDelimiterBytes = 256;
 
+// Answers that list objects stay this far below the max message size: room
+// for the page token, counts, ids and framing.
+constexpr size_t kAnswerHeadroomBytes = 16 * 1024;
+
+size_t AnswerBudget(uint64_t max_message_bytes) {
+  return max_message_bytes > 2 * kAnswerHeadroomBytes
+             ? max_message_bytes - kAnswerHeadroomBytes
+             : max_message_bytes / 2;
+}
+
+// Converts items into `out` while the encoded answer stays within `budget`
+// (`*used`: its bytes so far). The first item always goes in (one object is
+// far below any allowed message size: labels and greetings are bounded).
+// Returns how many went in.
+template <typename Item, typename Message, typename Convert>
+size_t AppendWithin(const std::vector<Item>& items,
+                    google::protobuf::RepeatedPtrField<Message>* out,
+                    size_t budget, size_t* used, Convert convert) {
+  for (size_t i = 0; i < items.size(); ++i) {
+    Message* m = out->Add();
+    convert(items[i], m);
+    // The field's tag and length prefix: at most 1 + 5 bytes.
+    const size_t cost = m->ByteSizeLong() + 6;
+    if (out->size() > 1 && *used + cost > budget) {
+      out->RemoveLast();
+      return i;
+    }
+    *used += cost;
+  }
+  return items.size();
+}
+
 absl::Status NoEngine() {
   return absl::UnavailableError("the socket engine is not running");
 }
@@ -176,6 +208,7 @@ namespace {
 class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
  public:
   static constexpr size_t kBatch = 64;
+  static constexpr size_t kDataBatch = 8;
 
   WatchReactor(Engine* engine, std::shared_ptr<WatchRegistry> registry,
                std::shared_ptr<WatchShared> shared)
@@ -186,6 +219,10 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
   // Subscribes and starts writing; or finishes with `refused`.
   void Begin(WatchFilter filter, size_t queue_limit) {
     absl::MutexLock lock(&shared_->mu);
+    // Drained events leave the engine's byte budget (max_watch_bytes):
+    // watchers asking for data bytes take small batches, so what waits
+    // here stays small (8 x 4 KiB).
+    batch_ = filter.include_data_bytes > 256 ? kDataBatch : kBatch;
     shared_->reactor = this;
     auto id =
         engine_->Subscribe(std::move(filter), queue_limit, [shared = shared_] {
@@ -215,7 +252,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
     if (end_wanted_ || writing_) return;
     if (pending_.empty()) {
       if (id_ == 0) return;
-      std::vector<EngineEvent> batch = engine_->Drain(id_, kBatch);
+      std::vector<EngineEvent> batch = engine_->Drain(id_, batch_);
       for (auto& e : batch) pending_.push_back(std::move(e));
       if (pending_.empty()) return;  // Idle until the next wake.
     }
@@ -282,8 +319,9 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
   Engine* const engine_;
   const std::shared_ptr<WatchRegistry> registry_;
   const std::shared_ptr<WatchShared> shared_;
-  uint64_t id_ = 0;                  // Engine watcher; 0: none.
-  std::deque<EngineEvent> pending_;  // At most kBatch.
+  uint64_t id_ = 0;  // Engine watcher; 0: none.
+  size_t batch_ = kBatch;
+  std::deque<EngineEvent> pending_;  // At most batch_.
   v1::Event message_;                // Alive until OnWriteDone.
   bool writing_ = false;
   bool end_wanted_ = false;
@@ -359,11 +397,21 @@ grpc::ServerUnaryReactor* AgentService::StopServer(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->StopServers(
       *std::move(selector), request->close_connections(),
-      Complete<StopResult>(reactor, [response](auto& result) {
+      Complete<StopResult>(reactor, [this, response](auto& result) {
+        size_t used = 64;
         for (const auto& server : result.servers) {
-          ServerInfoToProto(server, response->add_servers());
+          response->add_server_ids(server.id);
+          used += server.id.size() + 2;
         }
+        AppendWithin(result.servers, response->mutable_servers(),
+                     AnswerBudget(options_.max_message_bytes), &used,
+                     ServerInfoToProto);
         response->set_connections_closed(result.connections_closed);
+        response->set_servers_stopped(result.servers_stopped);
+        response->set_truncated(
+            result.servers_stopped >
+                static_cast<uint64_t>(response->server_ids_size()) ||
+            response->servers_size() < response->server_ids_size());
       }));
   return reactor;
 }
@@ -379,11 +427,15 @@ grpc::ServerUnaryReactor* AgentService::ListServers(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->ListServers(
       *std::move(filter),
-      Complete<Page<ServerInfo>>(reactor, [response](auto& page) {
-        for (const auto& server : page.items) {
-          ServerInfoToProto(server, response->add_servers());
-        }
-        response->set_next_page_token(page.next_page_token);
+      Complete<Page<ServerInfo>>(reactor, [this, response](auto& page) {
+        size_t used = page.next_page_token.size() + 8;
+        const size_t n = AppendWithin(page.items, response->mutable_servers(),
+                                      AnswerBudget(options_.max_message_bytes),
+                                      &used, ServerInfoToProto);
+        // A page cut short by size goes on after its last item.
+        response->set_next_page_token(n < page.items.size()
+                                          ? page.items[n - 1].id
+                                          : page.next_page_token);
       }));
   return reactor;
 }
@@ -417,11 +469,15 @@ grpc::ServerUnaryReactor* AgentService::ListConnections(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->ListConnections(
       *std::move(filter),
-      Complete<Page<ConnectionInfo>>(reactor, [response](auto& page) {
-        for (const auto& connection : page.items) {
-          ConnectionInfoToProto(connection, response->add_connections());
-        }
-        response->set_next_page_token(page.next_page_token);
+      Complete<Page<ConnectionInfo>>(reactor, [this, response](auto& page) {
+        size_t used = page.next_page_token.size() + 8;
+        const size_t n =
+            AppendWithin(page.items, response->mutable_connections(),
+                         AnswerBudget(options_.max_message_bytes), &used,
+                         ConnectionInfoToProto);
+        response->set_next_page_token(n < page.items.size()
+                                          ? page.items[n - 1].id
+                                          : page.next_page_token);
       }));
   return reactor;
 }
@@ -488,12 +544,21 @@ grpc::ServerUnaryReactor* AgentService::CloseConnection(
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   engine_->CloseConnections(
       *std::move(selector), *mode,
-      Complete<std::vector<ConnectionInfo>>(
-          reactor, [response](auto& connections) {
-            for (const auto& connection : connections) {
-              ConnectionInfoToProto(connection, response->add_connections());
-            }
-          }));
+      Complete<CloseResult>(reactor, [this, response](auto& result) {
+        size_t used = 64;
+        for (const auto& connection : result.connections) {
+          response->add_connection_ids(connection.id);
+          used += connection.id.size() + 2;
+        }
+        AppendWithin(result.connections, response->mutable_connections(),
+                     AnswerBudget(options_.max_message_bytes), &used,
+                     ConnectionInfoToProto);
+        response->set_connections_closed(result.count);
+        response->set_truncated(
+            result.count >
+                static_cast<uint64_t>(response->connection_ids_size()) ||
+            response->connections_size() < response->connection_ids_size());
+      }));
   return reactor;
 }
 
@@ -530,12 +595,9 @@ grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
   return reactor;
 }
 
-grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>*
-AgentService::Stream(grpc::CallbackServerContext* context) {
+StreamBidiReactor* AgentService::Stream(grpc::CallbackServerContext* context) {
   if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return new RefusedReactor<
-        grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>>(
-        ToGrpcStatus(s));
+    return new RefusedReactor<StreamBidiReactor>(ToGrpcStatus(s));
   return NewStreamReactor(engine_, streams_, context);
 }
 

@@ -39,7 +39,28 @@ struct AgentServiceOptions {
 
 struct WatchRegistry;
 
-class AgentService final : public v1::SocketAgent::CallbackService {
+// The generated CallbackService, except that Stream takes raw messages
+// (grpc::ByteBuffer) and parses them itself: gRPC 1.51 reports a streamed
+// message that fails to parse exactly like the caller's half-close
+// (OnReadDone(false)), and the two must end differently (stream_reactor.h).
+using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
+    v1::SocketAgent::WithCallbackMethod_StopServer<
+        v1::SocketAgent::WithCallbackMethod_ListServers<
+            v1::SocketAgent::WithCallbackMethod_OpenClient<
+                v1::SocketAgent::WithCallbackMethod_ListConnections<
+                    v1::SocketAgent::WithCallbackMethod_Send<
+                        v1::SocketAgent::WithCallbackMethod_Receive<
+                            v1::SocketAgent::WithCallbackMethod_CloseConnection<
+                                v1::SocketAgent::WithCallbackMethod_Watch<
+                                    v1::SocketAgent::WithRawCallbackMethod_Stream<
+                                        v1::SocketAgent::
+                                            WithCallbackMethod_Resolve<
+                                                v1::SocketAgent::
+                                                    WithCallbackMethod_GetHostInfo<
+                                                        v1::SocketAgent::
+                                                            Service>>>>>>>>>>>>;
+
+class AgentService final : public AgentServiceBase {
  public:
   // `engine` may be null: the socket RPCs then answer UNAVAILABLE. Both
   // pointers must outlive the service (and the gRPC server serving it).
@@ -89,8 +110,7 @@ class AgentService final : public v1::SocketAgent::CallbackService {
   grpc::ServerWriteReactor<v1::Event>* Watch(
       grpc::CallbackServerContext* context,
       const v1::WatchRequest* request) override;
-  grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>* Stream(
-      grpc::CallbackServerContext* context) override;
+  StreamBidiReactor* Stream(grpc::CallbackServerContext* context) override;
   grpc::ServerUnaryReactor* Resolve(grpc::CallbackServerContext* context,
                                     const v1::ResolveRequest* request,
                                     v1::ResolveResponse* response) override;

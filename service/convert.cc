@@ -572,4 +572,12 @@ void EngineEventToProto(const EngineEvent& in, v1::Event* out) {
   out->set_lost(in.lost);
 }
 
+std::string MalformedRequestMessage(const google::protobuf::Descriptor* type) {
+  return absl::StrCat(
+      "the request could not be parsed as ",
+      type != nullptr ? type->full_name() : std::string("a message"),
+      ": malformed protobuf (truncated, wrong wire type, nested too deep, "
+      "or invalid UTF-8 in a string field)");
+}
+
 }  // namespace sockagent

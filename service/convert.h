@@ -60,6 +60,10 @@ absl::StatusOr<WatchFilter> WatchFilterFromProto(
     const v1::WatchRequest& request);
 void EngineEventToProto(const EngineEvent& in, v1::Event* out);
 
+// The status message for a request that could not be parsed as `type`
+// (truncated, wrong wire type, nested too deep, invalid UTF-8).
+std::string MalformedRequestMessage(const google::protobuf::Descriptor* type);
+
 }  // namespace sockagent
 
 #endif  // SOCKAGENT_SERVICE_CONVERT_H_

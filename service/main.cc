@@ -144,6 +144,10 @@ ABSL_FLAG(uint32_t, watch_queue_events, 1024,
           "behind loses further events and is told how many.");
 ABSL_FLAG(uint32_t, max_watchers, 64,
           "Watch streams at once; one more is RESOURCE_EXHAUSTED.");
+ABSL_FLAG(uint64_t, max_watch_bytes, 32 << 20,
+          "Bytes queued for all Watch streams together (events with their "
+          "data and snapshots); beyond it events are dropped and counted "
+          "as lost for the watcher that missed them.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");
@@ -305,6 +309,11 @@ absl::StatusOr<EngineOptions> EngineOptionsFromFlags() {
   if (!policy.ok()) return policy.status();
   o.policy = *std::move(policy);
   o.numeric_hosts_only = absl::GetFlag(FLAGS_no_name_lookups);
+  o.max_watch_bytes = absl::GetFlag(FLAGS_max_watch_bytes);
+  o.on_memory_released = [](uint64_t bytes) { NoteReleasedMemory(bytes); };
+  if (o.max_watch_bytes == 0) {
+    return absl::InvalidArgumentError("--max_watch_bytes must not be 0");
+  }
   if (o.max_servers == 0 || o.max_connections == 0 ||
       o.recv_buffer_bytes == 0 || o.send_buffer_bytes == 0 ||
       o.max_send_bytes == 0 || o.max_udp_sessions_per_server == 0 ||

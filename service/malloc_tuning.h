@@ -27,6 +27,14 @@ void TuneMallocForStreams();
 // milliseconds at most; call it off the hot path. Any thread.
 void ReleaseFreedMemory();
 
+// Counts `bytes` just freed; once the count since the last trim passes
+// kTrimAfterReleasedBytes, a background thread runs ReleaseFreedMemory (one
+// trim at a time; the caller never waits). Costs an atomic add: callable
+// with locks held, from the engine's memory-released hook
+// (EngineOptions::on_memory_released), watchers ending, large answers.
+inline constexpr unsigned long long kTrimAfterReleasedBytes = 16ull << 20;
+void NoteReleasedMemory(unsigned long long bytes);
+
 }  // namespace sockagent
 
 #endif  // SOCKAGENT_SERVICE_MALLOC_TUNING_H_

@@ -8,13 +8,33 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "google/protobuf/descriptor.h"
+#include "service/convert.h"
 #include "service/inflight_calls.h"
 #include "service/log.h"
 #include "service/log_limiter.h"
 
 namespace sockagent {
+
 namespace {
+
+using google::protobuf::MethodDescriptor;
+
+// "/pkg.Service/Method" -> its descriptor among the linked protos; null
+// when the path is malformed or names nothing known.
+const MethodDescriptor* FindMethod(const char* path) {
+  if (path == nullptr) return nullptr;
+  absl::string_view p(path);
+  if (!absl::ConsumePrefix(&p, "/")) return nullptr;
+  const size_t slash = p.find('/');
+  if (slash == absl::string_view::npos) return nullptr;
+  const std::string full =
+      absl::StrCat(p.substr(0, slash), ".", p.substr(slash + 1));
+  return google::protobuf::DescriptorPool::generated_pool()->FindMethodByName(
+      full);
+}
 
 // auth_failure and policy_refusal lines: one per peer IP (not IP:port: a
 // client opens as many ports as it likes) per interval, with the count of
@@ -33,12 +53,47 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
       grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
-      Log(methods->GetSendStatus());
+      grpc::Status status = methods->GetSendStatus();
+      if (RewriteParseFailure(&status)) methods->ModifySendStatus(status);
+      Log(status);
     }
     methods->Proceed();
   }
 
  private:
+  // gRPC 1.51's callback handlers answer a request message that does not
+  // parse with UNIMPLEMENTED and no message (server_callback_handlers.h:
+  // UnimplementedUnaryReactor / UnimplementedWriteReactor), exactly what
+  // an unknown method gets. Told apart here: an unknown method goes to the
+  // generic (bidi) handler and names no method of a linked service, while
+  // a parse failure is on a unary or server-streaming method of one.
+  // (Stream, the bidi method, parses its messages itself: stream_reactor.)
+  bool RewriteParseFailure(grpc::Status* status) const {
+    if (status->error_code() != grpc::StatusCode::UNIMPLEMENTED ||
+        !status->error_message().empty() ||
+        info_->type() ==
+            grpc::experimental::ServerRpcInfo::Type::BIDI_STREAMING) {
+      return false;
+    }
+    const MethodDescriptor* method = FindMethod(info_->method());
+    if (method == nullptr) return false;
+    *status = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                           MalformedRequestMessage(method->input_type()));
+    grpc::ServerContextBase* context = info_->server_context();
+    const std::string peer = context != nullptr ? context->peer() : "";
+    // Rate-limited like the refusal lines: one per peer IP per interval.
+    const LogLimiter::Decision d = RefusalLogLimiter().Admit(
+        absl::StrCat("malformed_request ", PeerIp(peer)), absl::Now());
+    if (d.log) {
+      LogEvent(LogLevel::kWarn, "malformed_request",
+               {{"method", info_->method()},
+                {"peer", peer},
+                {"msg", status->error_message()},
+                {"suppressed", absl::StrCat(d.suppressed)}});
+    }
+    return true;
+  }
+
   void Log(const grpc::Status& status) const {
     const grpc::StatusCode code = status.error_code();
     LogLevel level = LogLevel::kDebug;

@@ -3,6 +3,9 @@
 // event=auth_failure, every call ending PERMISSION_DENIED as
 // event=policy_refusal, each with the method, the peer's address, the code
 // and the message; with --log-level=debug every other call as event=rpc.
+// A request message that does not parse (gRPC answers UNIMPLEMENTED with no
+// words) becomes INVALID_ARGUMENT saying so, logged as
+// event=malformed_request at warn level.
 // The warn lines are rate-limited: at most one per event and peer IP per
 // interval (SetRefusalLogInterval, default 10 s), carrying suppressed=N, the
 // lines of that kind from that IP not written since its previous one.

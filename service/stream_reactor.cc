@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "service/convert.h"
+#include "service/log.h"
 #include "service/malloc_tuning.h"
 #include "service/status_mapping.h"
 
@@ -74,7 +75,7 @@ class StreamReactor final : public StreamBidiReactor {
       EndLocked(ToGrpcStatus(refused));
       return;
     }
-    StartRead(&request_);
+    StartRead(&request_buf_);
   }
 
   Engine* engine() const { return engine_; }
@@ -101,7 +102,7 @@ class StreamReactor final : public StreamBidiReactor {
     {
       absl::MutexLock lock(&shared_->mu);
       writing_ = false;
-      outbox_.pop_front();
+      write_buf_.Clear();
       if (!ok || end_wanted_) {
         // !ok: the caller is gone; OnCancel follows or came already.
         EndLocked(grpc::Status::CANCELLED);
@@ -158,7 +159,7 @@ class StreamReactor final : public StreamBidiReactor {
     v1::StreamResponse& first = outbox_.emplace_back();
     ConnectionInfoToProto(result->connection, first.mutable_connection());
     PumpWrites(ops);
-    StartRead(&request_);
+    StartRead(&request_buf_);
   }
 
   void OnChunk(absl::StatusOr<StreamChunk> chunk, EngineOps* ops) {
@@ -196,7 +197,7 @@ class StreamReactor final : public StreamBidiReactor {
       return;
     }
     if (SendNextPiece(ops)) return;
-    StartRead(&request_);
+    StartRead(&request_buf_);
   }
 
   void OnFinSent(const absl::Status& status) {
@@ -284,7 +285,30 @@ class StreamReactor final : public StreamBidiReactor {
     }
   }
 
+  // Parses the message just read into request_; false (and the call ends
+  // INVALID_ARGUMENT, detaching as when the caller goes away) when it does
+  // not parse.
+  bool ParseRequest() {
+    ++messages_read_;
+    request_.Clear();
+    const grpc::Status parsed =
+        grpc::SerializationTraits<v1::StreamRequest>::Deserialize(&request_buf_,
+                                                                  &request_);
+    request_buf_.Clear();
+    if (parsed.ok()) return true;
+    const std::string message =
+        absl::StrCat("stream: message ", messages_read_, ": ",
+                     MalformedRequestMessage(v1::StreamRequest::descriptor()));
+    LogEvent(LogLevel::kWarn, "malformed_request",
+             {{"method", "/sockagent.v1.SocketAgent/Stream"},
+              {"peer", context_->peer()},
+              {"msg", message}});
+    EndLocked(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, message));
+    return false;
+  }
+
   void HandleRead(bool ok, EngineOps* ops) {
+    if (ok && !ParseRequest()) return;
     if (attachment_ == 0) {
       // The first message.
       if (!ok) {
@@ -373,8 +397,20 @@ class StreamReactor final : public StreamBidiReactor {
 
   void PumpWrites(EngineOps* ops) {
     if (!writing_ && !outbox_.empty() && !end_wanted_) {
+      bool own_buffer = false;
+      const grpc::Status serialized =
+          grpc::SerializationTraits<v1::StreamResponse>::Serialize(
+              outbox_.front(), &write_buf_, &own_buffer);
+      outbox_.pop_front();
+      if (!serialized.ok()) {
+        EndLocked(grpc::Status(
+            grpc::StatusCode::INTERNAL,
+            absl::StrCat("stream: could not serialize a response: ",
+                         serialized.error_message())));
+        return;
+      }
       writing_ = true;
-      StartWrite(&outbox_.front());
+      StartWrite(&write_buf_);
       return;
     }
     // Everything written: the socket may be read again.
@@ -425,10 +461,14 @@ class StreamReactor final : public StreamBidiReactor {
   const std::shared_ptr<StreamRegistry> registry_;
   const std::shared_ptr<StreamShared> shared_;
   const absl::Time deadline_;
-  v1::StreamRequest request_;
-  // Responses waiting to be written; the front one is in flight while
-  // writing_. Holds at most one engine receive's worth.
+  grpc::ByteBuffer request_buf_;  // The raw message being read.
+  v1::StreamRequest request_;     // Parsed from it.
+  uint64_t messages_read_ = 0;
+  // Responses waiting to be written. Holds at most one engine receive's
+  // worth; the one in flight is serialized in write_buf_ (alive until
+  // OnWriteDone) while writing_.
   std::deque<v1::StreamResponse> outbox_;
+  grpc::ByteBuffer write_buf_;
   std::string inbound_;  // The request being handed to the engine.
   size_t inbound_offset_ = 0;
   bool inbound_pending_ = false;

@@ -28,8 +28,15 @@ std::shared_ptr<StreamRegistry> NewStreamRegistry();
 // from its connection) and refuses new ones. Any thread.
 void EndStreams(StreamRegistry& registry);
 
+// Raw messages: the reactor parses each StreamRequest itself and serializes
+// each StreamResponse, because gRPC 1.51 hands a request that fails to parse
+// to OnReadDone(false), exactly like the caller's half-close (WritesDone),
+// and the two must not end alike: a half-close sends FIN to the peer, a
+// malformed message ends the call INVALID_ARGUMENT as the caller's going
+// away would (an opened connection closes, an attached one is detached and
+// stays open; the peer sees no FIN).
 using StreamBidiReactor =
-    grpc::ServerBidiReactor<v1::StreamRequest, v1::StreamResponse>;
+    grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>;
 
 // `engine` may be null (the call then ends UNAVAILABLE).
 StreamBidiReactor* NewStreamReactor(Engine* engine,

@@ -97,9 +97,11 @@ class SyncEngine {
   }
   absl::StatusOr<std::vector<ConnectionInfo>> Close(
       Selector selector, CloseMode mode = CloseMode::kGraceful) {
-    return Call<std::vector<ConnectionInfo>>([&](auto done) {
+    absl::StatusOr<CloseResult> closed = Call<CloseResult>([&](auto done) {
       engine_->CloseConnections(std::move(selector), mode, std::move(done));
     });
+    if (!closed.ok()) return closed.status();
+    return std::move(closed->connections);
   }
   absl::StatusOr<std::vector<ConnectionInfo>> Close(
       const std::string& id, CloseMode mode = CloseMode::kGraceful) {

@@ -128,11 +128,13 @@ TEST_F(CliTest, UnreachableAgentFailsFastWithClearMessage) {
   const std::string address = "127.0.0.1:" + std::to_string(port);
   const absl::Time start = absl::Now();
   CommandResult r =
-      RunCommand({SOCKCTL_PATH, "--agent", address, "--timeout", "3s", "info"},
-                 "", absl::Seconds(30));
+      RunCommand({SOCKCTL_PATH, "--agent", address, "--timeout", "20s", "info"},
+                 "", absl::Seconds(60));
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_THAT(r.err, HasSubstr("cannot reach agent at " + address));
-  EXPECT_LT(absl::Now() - start, absl::Seconds(3));
+  // A refused connection ends the call at once, not at the deadline (the
+  // bound is generous: ASan start-up on a loaded machine takes seconds).
+  EXPECT_LT(absl::Now() - start, absl::Seconds(10));
 }
 
 TEST_F(CliTest, SilentAgentFailsWithinTheTimeout) {
