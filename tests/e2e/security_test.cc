@@ -154,7 +154,9 @@ class TokenAgent : public ::testing::Test {
   void SetUp() override {
     token_file_ = dir_.path() + "/token";
     WriteFile(token_file_, std::string("  ") + kToken + "\n");
-    auto agent = AgentProcess::Start({"--token-file=" + token_file_});
+    // Every refusal logged (no rate limit), so tests can look for each.
+    auto agent = AgentProcess::Start(
+        {"--token-file=" + token_file_, "--log-refusal-interval=1ns"});
     ASSERT_TRUE(agent.ok()) << agent.status();
     agent_ = *std::move(agent);
   }
