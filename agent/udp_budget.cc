@@ -26,10 +26,10 @@ UdpReplyLimits EffectiveUdpReplyLimits(const UdpReplyLimits& agent,
   if (agent.peer_ratio == 0) {
     out.peer_grant_bytes = spec.peer_grant_bytes;
   } else {
-    out.peer_grant_bytes = spec.peer_grant_bytes == 0
-                               ? agent.peer_grant_bytes
-                               : std::min(agent.peer_grant_bytes,
-                                          spec.peer_grant_bytes);
+    out.peer_grant_bytes =
+        spec.peer_grant_bytes == 0
+            ? agent.peer_grant_bytes
+            : std::min(agent.peer_grant_bytes, spec.peer_grant_bytes);
   }
   if (out.peer_ratio == 0) out.peer_grant_bytes = 0;
   return out;

@@ -15,12 +15,12 @@ TEST(EditDistance, CountsEditsAndSwaps) {
 }
 
 TEST(ClosestWord, SuggestsOnlyPlausibleTypos) {
-  const std::vector<std::string> verbs = {"server", "send", "recv",
+  const std::vector<std::string> verbs = {"server",  "send",  "recv",
                                           "resolve", "close", "conn"};
   EXPECT_EQ(ClosestWord("sever", verbs), "server");
   EXPECT_EQ(ClosestWord("resolv", verbs), "resolve");
   EXPECT_EQ(ClosestWord("xyzzy", verbs), "");
-  EXPECT_EQ(ClosestWord("se", verbs), "");  // Prefix of two: no guess.
+  EXPECT_EQ(ClosestWord("se", verbs), "");          // Prefix of two: no guess.
   EXPECT_EQ(ClosestWord("res", verbs), "resolve");  // Prefix of one.
   EXPECT_EQ(ClosestWord(std::string(10000, 'a'), verbs), "");
 }

@@ -61,7 +61,8 @@ TEST(DoubleDaemon, SimultaneousUnixStartsLeaveExactlyOneServing) {
     auto status = loser->Stop(0, absl::Now() + absl::Seconds(30));  // Wait.
     ASSERT_TRUE(status.ok());
     EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) != 0) << *status;
-    EXPECT_THAT(loser->DrainStderr(), HasSubstr("another agent already serves"));
+    EXPECT_THAT(loser->DrainStderr(),
+                HasSubstr("another agent already serves"));
     EXPECT_TRUE(Healthy("unix:" + dir.path() + "/s.sock")) << "round " << round;
     std::unique_ptr<ChildProcess>& winner = line_a.ok() ? *a : *b;
     ASSERT_TRUE(winner->Stop(SIGTERM, absl::Now() + absl::Seconds(30)).ok());

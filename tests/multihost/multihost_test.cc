@@ -83,7 +83,8 @@ class Topology {
     for (auto& node : topo->nodes_) {
       if (node->name == "cli") continue;
       node->token_file = topo->secrets_.path() + "/" + node->name + ".token";
-      std::ofstream(node->token_file) << "token-of-" << node->name << "-7c1e9a\n";
+      std::ofstream(node->token_file)
+          << "token-of-" << node->name << "-7c1e9a\n";
       chmod(node->token_file.c_str(), 0600);
       auto agent = AgentProcess::Start({"--listen=" + node->ip + ":7878",
                                         "--token-file=" + node->token_file},

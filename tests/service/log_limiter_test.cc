@@ -39,7 +39,8 @@ TEST(LogLimiter, KeysBeyondTheCapShareOneOverflowEntry) {
   }
   EXPECT_EQ(logged, 5);  // 4 keys + the overflow entry.
   EXPECT_EQ(limiter.Tracked(), 4u);
-  // Once the interval passed, expired keys are swept to make room.
+  // Once the interval passed, expired keys are swept to make room. (The
+  // keys are only strings: nothing is ever sent to these addresses.)
   const LogLimiter::Decision d =
       limiter.Admit("192.0.2.1", kT0 + absl::Seconds(11));
   EXPECT_TRUE(d.log);
