@@ -39,6 +39,8 @@ fi
 # rules inside them, util-linux (setpriv) to drop privileges, openssl to
 # make the TLS tests' certificates at test time, docker-compose
 # (installed without the Docker engine) to validate docker-compose.yml.
+# python3-grpcio and python3-protobuf run the API's Python clients
+# (scripts/gen_python_stubs.sh makes their stubs at test time).
 # Fuzzing: clang with its libFuzzer/sanitizer runtime.
 # Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 packages=(
@@ -46,7 +48,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-h2 socat iproute2 nftables util-linux docker-compose openssl
+  python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl
   clang libclang-rt-14-dev iperf3
 )
 missing=()
