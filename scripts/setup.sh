@@ -51,6 +51,10 @@ packages=(
   python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl
   clang libclang-rt-14-dev iperf3
 )
+# Node.js + npm install the pinned npm tools below (buf, the Node client
+# example). Many machines have Node already (not from Debian): take Debian's
+# only when there is no npm at all.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
@@ -67,6 +71,24 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
+
+# npm tools, each pinned by a committed package-lock.json into a git-ignored
+# node_modules/: buf (tools/buf/, the API's lint and breaking-change tests)
+# and the Node client example (examples/node/). `npm ci` runs only when the
+# lockfile changed since the last install, so reruns need no network; when
+# it fails (offline) the build goes on and the tests that need the tool say
+# what is missing.
+for dir in tools/buf examples/node; do
+  [ -f "$dir/package-lock.json" ] || continue
+  stamp="$dir/node_modules/.sockagent-installed-lock"
+  cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null && continue
+  echo "setup: npm ci in $dir"
+  if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    cp "$dir/package-lock.json" "$stamp"
+  else
+    echo "setup: npm ci in $dir failed; its tests will fail until it succeeds" >&2
+  fi
+done
 
 [ "$build" = 1 ] || exit 0
 if [ ! -f "$build_dir/build.ninja" ]; then
