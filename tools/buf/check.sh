@@ -55,6 +55,11 @@ case "${1:-}" in
     echo "$out"
     ;;
   baseline)
+    # Only a compatible API may become the new baseline.
+    "$buf" breaking --against "$baseline" || {
+      echo "check.sh baseline: the API breaks v1; baseline left as it was" >&2
+      exit 1
+    }
     "$buf" build --exclude-source-info -o "$baseline"
     echo "wrote $baseline"
     ;;
