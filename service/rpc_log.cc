@@ -11,6 +11,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
 #include "google/protobuf/descriptor.h"
+#include "service/audit_log.h"
 #include "service/control_listener.h"
 #include "service/convert.h"
 #include "service/inflight_calls.h"
@@ -178,6 +179,7 @@ RpcLogInterceptors() {
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       factories;
   factories.push_back(std::make_unique<RpcLogFactory>());
+  factories.push_back(AuditInterceptorFactory());
   factories.push_back(InflightInterceptorFactory(&ProcessInflightCalls()));
   return factories;
 }
