@@ -51,15 +51,14 @@ packages=(
   python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl
   clang libclang-rt-14-dev iperf3
 )
-# Node.js + npm install the pinned npm tools below (buf, the Node client
-# example). Many machines have Node already (not from Debian): take Debian's
-# only when there is no npm at all.
-command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \
     || missing+=("$p")
 done
+# Node.js and npm (the npm registry's test tools below) from Debian, unless
+# the machine already has an npm.
+command -v npm >/dev/null || missing+=(nodejs npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   sudo=""
@@ -72,13 +71,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# npm tools, each pinned by a committed package-lock.json into a git-ignored
-# node_modules/: buf (tools/buf/, the API's lint and breaking-change tests)
-# and the Node client example (examples/node/). `npm ci` runs only when the
-# lockfile changed since the last install, so reruns need no network; when
-# it fails (offline) the build goes on and the tests that need the tool say
+# Node packages, each pinned by a committed package-lock.json into a
+# git-ignored node_modules/: the Kubernetes manifest validator (tools/k8s),
+# buf (tools/buf, the API's lint and breaking-change tests) and the Node
+# client example (examples/node). `npm ci` runs only when the lockfile
+# changed since the last install, so reruns need no network; when it fails
+# (offline) setup goes on and the tests that need the packages fail saying
 # what is missing.
-for dir in tools/buf examples/node; do
+for dir in tools/k8s tools/buf examples/node; do
   [ -f "$dir/package-lock.json" ] || continue
   stamp="$dir/node_modules/.sockagent-installed-lock"
   cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null && continue
