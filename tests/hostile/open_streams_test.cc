@@ -13,6 +13,7 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <ostream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -112,6 +113,8 @@ struct Access {
   bool token = false;     // --token-file, calls carry it.
   bool insecure = false;  // --insecure: no token at all.
 };
+
+void PrintTo(const Access& access, std::ostream* out) { *out << access.name; }
 
 class AuthenticatedClient : public ::testing::TestWithParam<Access> {};
 
