@@ -189,11 +189,16 @@ absl::StatusOr<std::unique_ptr<ControlListener>> ControlListener::Bind(
   listener->unix_path_ = address.unix_path;
   listener->unix_dev_ = dev;
   listener->unix_ino_ = ino;
-  if (address.unix_path.empty() && options.relay_tcp) {
+  if ((address.unix_path.empty() && options.relay_tcp) ||
+      options.relay.tls != nullptr) {
     ControlListener* self = listener.get();
     listener->relay_ = std::make_unique<ControlRelay>(
-        options.relay, [self](int key, uint64_t seq, absl::string_view why) {
+        options.relay,
+        [self](int key, uint64_t seq, absl::string_view why) {
           self->OnRelayCut(key, seq, why);
+        },
+        [self](int key, uint64_t seq, absl::string_view what) {
+          self->OnTlsFailure(key, seq, what);
         });
   }
   if (listener->epoll_fd_ < 0 || listener->wake_fd_ < 0) {
@@ -378,7 +383,7 @@ void ControlListener::Admit(int client_fd, std::string address) {
     for (auto& [key, conn] : conns_) {
       if (conn.cut) continue;
       ++active;
-      if (!conn.authenticated && conn.seq < victim_seq) {
+      if (!conn.authenticated->load() && conn.seq < victim_seq) {
         victim = key;
         victim_seq = conn.seq;
       }
@@ -433,7 +438,10 @@ void ControlListener::Admit(int client_fd, std::string address) {
     conn.address = std::move(address);
     conn.seq = seq;
     conn.window_start = absl::Now();
-    if (relay_ != nullptr) relay_->Add(client_fd, relay_fd, fd, seq);
+    conn.authenticated = std::make_shared<std::atomic<bool>>(false);
+    if (relay_ != nullptr) {
+      relay_->Add(client_fd, relay_fd, fd, seq, conn.authenticated);
+    }
   }
   hand_off_(fd);
 }
@@ -472,7 +480,7 @@ void ControlListener::OnCallEnded(absl::string_view peer, bool cancelled,
   auto it = conns_.find(key);
   if (it == conns_.end()) return;
   Conn& conn = it->second;
-  if (authenticated) conn.authenticated = true;
+  if (authenticated) conn.authenticated->store(true);
   if (!cancelled || conn.cut) return;
   const absl::Time now = absl::Now();
   if (now - conn.window_start >= absl::Seconds(1)) {
@@ -485,6 +493,34 @@ void ControlListener::OnCallEnded(absl::string_view peer, bool cancelled,
                            " calls cancelled within a second (HTTP/2 rapid "
                            "reset?)"));
   }
+}
+
+void ControlListener::OnCallAuthenticated(absl::string_view peer) {
+  int key = -1;
+  if (!absl::ConsumePrefix(&peer, "fd:") || !absl::SimpleAtoi(peer, &key)) {
+    return;
+  }
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(key);
+  if (it != conns_.end()) it->second.authenticated->store(true);
+}
+
+void ControlListener::OnTlsFailure(int key, uint64_t seq,
+                                   absl::string_view what) {
+  std::string address = "unknown";
+  {
+    absl::MutexLock lock(&mu_);
+    auto it = conns_.find(key);
+    if (it != conns_.end() && it->second.seq == seq) {
+      address = it->second.address;
+    }
+  }
+  const LogLimiter::Decision d = tls_log_.Admit(PeerIp(address), absl::Now());
+  if (!d.log) return;
+  LogEvent(LogLevel::kWarn, "tls_handshake_failure",
+           {{"peer", address},
+            {"msg", std::string(what)},
+            {"suppressed", absl::StrCat(d.suppressed)}});
 }
 
 std::string ControlListener::PeerAddress(absl::string_view peer) {

@@ -1,5 +1,5 @@
-// The control API's own listening socket and accept loop (insecure and
-// token listeners: TCP and UNIX). gRPC 1.51 has no connection cap and no
+// The control API's own listening socket and accept loop (TCP, TLS and
+// UNIX listeners). gRPC 1.51 has no connection cap and no
 // defence against HTTP/2 "rapid reset" (HEADERS then RST_STREAM, over and
 // over: each stream leaves a ~20 KB call queued behind the callback
 // server's one-at-a-time matching), so the daemon accepts the connections
@@ -7,9 +7,10 @@
 // keeping a duplicate of it to watch and, when needed, shutdown(2) it:
 //
 // - at most `max_connections` control connections. At the cap, a new
-//   connection evicts the oldest one that has not yet completed an
+//   connection evicts the oldest one that has not yet made an
 //   authenticated SocketAgent call (idle hoarders go first, working clients
 //   stay); when every connection is authenticated the new one is closed.
+//   TLS connections count from accept(), handshake included.
 // - a connection whose calls end cancelled more than
 //   `max_cancels_per_second` times within one second is cut (the rapid
 //   reset signature; a real client cancels a handful of calls).
@@ -25,6 +26,12 @@
 //   closed, and all connections together pass at most the agent-wide rate
 //   of resets (the others wait). This is what bounds a rapid-reset flood;
 //   the cancelled-calls cut above acts only after gRPC queued the calls.
+//   The relay also bounds the open streams of connections that have not
+//   made an authenticated call (per connection and agent-wide).
+// - With TLS (options.relay.tls) the relay terminates TLS itself
+//   (control_tls.h) and relays the decrypted HTTP/2 the same way; UNIX
+//   connections are then relayed too. Failed handshakes are logged
+//   (event=tls_handshake_failure, rate-limited per peer IP).
 //
 // gRPC names such a connection's peer "fd:N"; PeerAddress maps it back to
 // "ipv4:127.0.0.1:40312" for logs.
@@ -44,6 +51,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -58,6 +66,7 @@
 #include "absl/time/time.h"
 #include "service/control_relay.h"
 #include "service/daemon_options.h"
+#include "service/log_limiter.h"
 
 namespace sockagent {
 
@@ -66,7 +75,7 @@ struct ControlListenerOptions {
   uint32_t max_cancels_per_second = 100;
   // TCP connections are relayed through a socketpair and their HTTP/2
   // frames checked before gRPC reads them (control_relay.h). UNIX ones are
-  // handed to gRPC directly: the socket is owner-only.
+  // handed to gRPC directly (the socket is owner-only), unless TLS is on.
   bool relay_tcp = true;
   ControlRelayOptions relay;
 };
@@ -97,6 +106,10 @@ class ControlListener {
   // client or a broken connection, `authenticated` when it was a
   // SocketAgent call that passed the token check. Any thread.
   void OnCallEnded(absl::string_view peer, bool cancelled, bool authenticated);
+  // A SocketAgent call on `peer` passed the token check as it started: the
+  // connection is authenticated (kept at the cap, its streams no longer
+  // limited). Any thread.
+  void OnCallAuthenticated(absl::string_view peer);
 
   // "fd:N" -> the connection's address as gRPC would name it
   // ("ipv4:127.0.0.1:40312", "unix:"); other strings unchanged. Any thread.
@@ -110,7 +123,9 @@ class ControlListener {
     int watch_fd = -1;  // Our duplicate: watched for hang-up, shut down to cut.
     std::string address;
     uint64_t seq = 0;  // Accept order.
-    bool authenticated = false;
+    // Set once a call passed the token check (or, under mutual TLS, by the
+    // relay once the client certificate verified). Shared with the relay.
+    std::shared_ptr<std::atomic<bool>> authenticated;
     bool cut = false;
     absl::Time window_start;
     uint32_t window_cancels = 0;
@@ -126,6 +141,9 @@ class ControlListener {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // The relay closed connection (key, seq): log it as a cut. Relay thread.
   void OnRelayCut(int key, uint64_t seq, absl::string_view reason);
+  // Connection (key, seq) failed its TLS handshake: log it (rate-limited
+  // per peer IP). Relay thread.
+  void OnTlsFailure(int key, uint64_t seq, absl::string_view what);
 
   const ControlListenerOptions options_;
   int listen_fd_ = -1;
@@ -148,6 +166,7 @@ class ControlListener {
   absl::Time last_cut_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   absl::Time last_refusal_log_ ABSL_GUARDED_BY(mu_) = absl::InfinitePast();
   uint64_t refusals_ ABSL_GUARDED_BY(mu_) = 0;
+  LogLimiter tls_log_{{.interval = absl::Seconds(10)}};
 };
 
 // gRPC's peer string for logs: "fd:N" of the daemon's running control

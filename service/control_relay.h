@@ -19,11 +19,26 @@
 // number of connections); a connection over its own bucket is closed and
 // reported through `on_cut`.
 //
+// Open streams of connections without an authenticated call are bounded
+// per connection and agent-wide (h2_guard.h, H2StreamBudget): the relay
+// reads the agent's frame headers too (END_STREAM, RST_STREAM). A
+// connection is authenticated once the flag given to Add() is set (the
+// listener sets it when a call on it passes the token check) or, under
+// mutual TLS, once its client certificate verified. When the agent-wide
+// budget is spent, the unauthenticated connection holding the most open
+// streams is cut.
+//
+// With `tls` set, the client side speaks TLS (control_tls.h): the relay
+// does the server handshake (at most `handshake_timeout`, else the
+// connection is closed) and relays the decrypted bytes. A failed handshake
+// is reported through `on_tls_failure`.
+//
 // One thread (Asio) for all connections. Add() and Stop() from any thread;
 // `on_cut` runs on the relay's thread.
 #ifndef SOCKAGENT_SERVICE_CONTROL_RELAY_H_
 #define SOCKAGENT_SERVICE_CONTROL_RELAY_H_
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -36,11 +51,18 @@
 
 namespace sockagent {
 
+class ControlTls;
+
 struct ControlRelayOptions {
   H2GuardLimits limits;
   double agent_rst_per_second = 1000;
   double agent_rst_burst = 1000;
   size_t buffer_bytes = 128 * 1024;
+  // Open streams of unauthenticated connections (`open` is ignored).
+  H2StreamBudget streams;
+  // Not owned; outlives the relay. Set: clients speak TLS.
+  ControlTls* tls = nullptr;
+  absl::Duration handshake_timeout = absl::Seconds(10);
 };
 
 class ControlRelay {
@@ -48,8 +70,12 @@ class ControlRelay {
   // (key, seq, reason): the connection added with that key and seq was cut.
   using CutCallback =
       std::function<void(int key, uint64_t seq, absl::string_view reason)>;
+  // (key, seq, what): that connection's TLS handshake failed.
+  using TlsFailureCallback =
+      std::function<void(int key, uint64_t seq, absl::string_view what)>;
 
-  ControlRelay(const ControlRelayOptions& options, CutCallback on_cut);
+  ControlRelay(const ControlRelayOptions& options, CutCallback on_cut,
+               TlsFailureCallback on_tls_failure = nullptr);
   ~ControlRelay();  // Stop(); every relayed connection is closed.
 
   ControlRelay(const ControlRelay&) = delete;
@@ -58,8 +84,14 @@ class ControlRelay {
   // Starts the relay thread. Once.
   void Start();
   // Relays `client_fd` (a TCP socket, ownership taken) and `grpc_side_fd`
-  // (our end of the socketpair, ownership taken). Any thread.
-  void Add(int client_fd, int grpc_side_fd, int key, uint64_t seq);
+  // (our end of the socketpair, ownership taken). `authenticated` is set
+  // (by anyone, any thread) once a call on the connection passed the token
+  // check; the relay sets it itself under mutual TLS. Any thread.
+  void Add(int client_fd, int grpc_side_fd, int key, uint64_t seq,
+           std::shared_ptr<std::atomic<bool>> authenticated);
+  // Unauthenticated open streams of all connections now (tests, logs).
+  // Any thread.
+  uint32_t unauthenticated_streams() const;
   // Stops the thread and closes every connection. Idempotent.
   void Stop();
   // When a connection last had to wait for the agent-wide RST_STREAM

@@ -50,6 +50,30 @@ bool H2ClientScanner::Admit(absl::Time now, TokenBucket& agent,
     result.reason = "streams_before_settings_ack";
     return false;
   }
+  const uint32_t stream = ((uint32_t{header_[5]} & 0x7f) << 24) |
+                          (uint32_t{header_[6]} << 16) |
+                          (uint32_t{header_[7]} << 8) | uint32_t{header_[8]};
+  const bool opens = type == kHeaders && stream > last_client_stream_;
+  if (opens && budget_ != nullptr && !authenticated_) {
+    if (open_.size() >= budget_->per_connection) {
+      if (waiting_since_ == absl::InfinitePast()) waiting_since_ = now;
+      if (now - waiting_since_ >= limits_.auth_wait) {
+        result.verdict = ScanResult::Verdict::kCut;
+        result.reason = "unauthenticated_streams";
+        return false;
+      }
+      // Held until a call is authenticated or a stream closes.
+      result.verdict = ScanResult::Verdict::kPause;
+      result.wait = absl::Milliseconds(10);
+      result.reason = "awaiting_auth";
+      return false;
+    }
+    if (budget_->open >= budget_->total) {
+      result.verdict = ScanResult::Verdict::kMakeRoom;
+      result.reason = "unauthenticated_streams_total";
+      return false;
+    }
+  }
   if (type == kRstStream) {
     if (!connection_.Available(now)) {
       result.verdict = ScanResult::Verdict::kCut;
@@ -59,13 +83,64 @@ bool H2ClientScanner::Admit(absl::Time now, TokenBucket& agent,
     if (!agent.TryTake(now)) {
       result.verdict = ScanResult::Verdict::kPause;
       result.wait = std::max(agent.TimeToToken(now), absl::Milliseconds(1));
+      result.reason = kReasonAgentRstRate;
       return false;
     }
     connection_.TryTake(now);
     ++rst_frames_;
+    if (open_.erase(stream) > 0) --budget_->open;
   }
   if (type == kHeaders) ++headers_frames_;
+  if (opens) {
+    last_client_stream_ = stream;
+    waiting_since_ = absl::InfinitePast();
+    if (budget_ != nullptr && !authenticated_) {
+      open_.insert(stream);
+      ++budget_->open;
+    }
+  }
   return true;
+}
+
+void H2ClientScanner::Release() {
+  if (budget_ != nullptr) budget_->open -= static_cast<uint32_t>(open_.size());
+  open_.clear();
+  budget_ = nullptr;
+}
+
+void H2ClientScanner::SetAuthenticated() {
+  authenticated_ = true;
+  waiting_since_ = absl::InfinitePast();
+  Release();
+}
+
+void H2ClientScanner::ScanAgent(absl::string_view data) {
+  size_t i = 0;
+  const size_t n = data.size();
+  while (i < n) {
+    if (agent_payload_left_ > 0) {
+      const uint64_t take = std::min<uint64_t>(agent_payload_left_, n - i);
+      agent_payload_left_ -= take;
+      i += take;
+      continue;
+    }
+    agent_header_[agent_header_have_++] = static_cast<uint8_t>(data[i++]);
+    if (agent_header_have_ < kFrameHeaderBytes) continue;
+    agent_header_have_ = 0;
+    const uint8_t* h = agent_header_;
+    agent_payload_left_ =
+        (uint64_t{h[0]} << 16) | (uint64_t{h[1]} << 8) | uint64_t{h[2]};
+    const uint8_t type = h[3];
+    const uint8_t flags = h[4];
+    if (open_.empty()) continue;
+    const uint32_t stream = ((uint32_t{h[5]} & 0x7f) << 24) |
+                            (uint32_t{h[6]} << 16) | (uint32_t{h[7]} << 8) |
+                            uint32_t{h[8]};
+    const bool ends = ((type == kHeaders || type == kData) &&
+                       (flags & kFlagEndStream) != 0) ||
+                      type == kRstStream;
+    if (ends && open_.erase(stream) > 0) --budget_->open;
+  }
 }
 
 ScanResult H2ClientScanner::Scan(absl::string_view data, absl::Time now,

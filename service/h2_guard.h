@@ -21,6 +21,18 @@
 //   client acknowledged it, so a client that never does could otherwise
 //   open streams without limit (reason "streams_before_settings_ack"; the
 //   daemon sets it to its MAX_CONCURRENT_STREAMS, 2,048).
+// - Open streams of a connection that has not made an authenticated call
+//   yet (TrackStreams): a stream opens with the client's HEADERS on a new
+//   stream id and closes when the agent ends it (END_STREAM on its
+//   trailers, ScanAgent) or either side resets it. Such a connection may
+//   hold `per_connection` open streams (default 16): one more HEADERS
+//   pauses the connection (Verdict::kPause, reason "awaiting_auth") until
+//   a call was authenticated (SetAuthenticated) or a stream closed, and is
+//   cut after `auth_wait` (reason "unauthenticated_streams"). All
+//   unauthenticated connections together hold at most `total` (default
+//   256): past it the scanner answers Verdict::kMakeRoom and the relay cuts
+//   the connection holding the most. A HEADERS frame is never dropped
+//   alone (HPACK state): a connection is held back or cut whole.
 //
 // Not thread-safe: one scanner per connection, the buckets on the relay's
 // thread.
@@ -35,6 +47,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 
@@ -65,6 +78,18 @@ struct H2GuardLimits {
   double rst_per_second = 50;
   double rst_burst = 100;
   uint32_t max_headers_before_settings_ack = 100;
+  // How long a connection at its unauthenticated stream limit may wait for
+  // an authenticated call before it is cut.
+  absl::Duration auth_wait = absl::Seconds(2);
+};
+
+// Open streams of connections without an authenticated call: the limits
+// and the count of all of them together. Shared by the relay's scanners
+// (its thread only).
+struct H2StreamBudget {
+  uint32_t per_connection = 16;
+  uint32_t total = 256;
+  uint32_t open = 0;
 };
 
 struct ScanResult {
@@ -72,6 +97,9 @@ struct ScanResult {
     kForward,  // Forward all `forward` bytes (the whole chunk).
     kPause,    // Forward `forward` bytes, then wait `wait` and scan the rest.
     kCut,      // Close the connection; `reason` says why.
+    // Forward `forward` bytes; the agent-wide unauthenticated stream budget
+    // is spent: close another connection (or this one) and scan the rest.
+    kMakeRoom,
   };
   Verdict verdict = Verdict::kForward;
   size_t forward = 0;
@@ -79,14 +107,19 @@ struct ScanResult {
   absl::string_view reason;  // Static text: "rapid_reset", ...
 };
 
+// ScanResult::reason of a pause for the agent-wide RST_STREAM bucket.
+inline constexpr absl::string_view kReasonAgentRstRate = "agent_rst_rate";
+
 class H2ClientScanner {
  public:
   static constexpr size_t kPrefaceBytes = 24;
   static constexpr size_t kFrameHeaderBytes = 9;
+  static constexpr uint8_t kData = 0x0;
   static constexpr uint8_t kHeaders = 0x1;
   static constexpr uint8_t kRstStream = 0x3;
   static constexpr uint8_t kSettings = 0x4;
   static constexpr uint8_t kFlagAck = 0x1;
+  static constexpr uint8_t kFlagEndStream = 0x1;
 
   explicit H2ClientScanner(const H2GuardLimits& limits);
 
@@ -97,6 +130,22 @@ class H2ClientScanner {
 
   uint64_t rst_frames() const { return rst_frames_; }
   uint64_t headers_frames() const { return headers_frames_; }
+
+  // Counts this connection's open streams against `budget` (which must
+  // outlive the scanner or Release()) until SetAuthenticated().
+  void TrackStreams(H2StreamBudget* budget) { budget_ = budget; }
+  // A call on this connection passed the token check: its streams no
+  // longer count and are not limited.
+  void SetAuthenticated();
+  bool authenticated() const { return authenticated_; }
+  // The connection is gone: its streams leave the budget. Idempotent.
+  void Release();
+  // Open streams counted now (0 once authenticated).
+  size_t open_streams() const { return open_.size(); }
+  // The agent's bytes towards the client (frame headers only; the agent's
+  // stream begins with a frame, no preface): streams it ends or resets
+  // close.
+  void ScanAgent(absl::string_view data);
 
  private:
   // Decides on a complete frame header (in header_). False: do not consume
@@ -110,6 +159,16 @@ class H2ClientScanner {
   size_t header_have_ = 0;
   uint64_t payload_left_ = 0;
   bool settings_acked_ = false;
+  // Streams (tracking only while unauthenticated with a budget).
+  H2StreamBudget* budget_ = nullptr;
+  bool authenticated_ = false;
+  absl::flat_hash_set<uint32_t> open_;
+  uint32_t last_client_stream_ = 0;
+  absl::Time waiting_since_ = absl::InfinitePast();
+  // The agent's side, parsed independently.
+  uint8_t agent_header_[kFrameHeaderBytes] = {};
+  size_t agent_header_have_ = 0;
+  uint64_t agent_payload_left_ = 0;
   uint64_t rst_frames_ = 0;
   uint64_t headers_frames_ = 0;
 };

@@ -1,13 +1,18 @@
 #include "service/log.h"
 
+#include <errno.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <cstdlib>
+#include <deque>
+#include <thread>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -128,7 +133,99 @@ void AppendValue(std::string* out, absl::string_view value) {
   out->push_back('"');
 }
 
+// Lines go to stderr from one writer thread, so that a reader of stderr
+// that stalls (a paused pager, a full pipe nobody drains) never blocks the
+// threads that log — the engine's and gRPC's. The queue is bounded: past
+// kMaxQueuedBytes a line is dropped and counted, and the next line written
+// is preceded by `event=log_dropped count=N`.
+class LogWriter {
+ public:
+  static constexpr size_t kMaxQueuedBytes = 4 << 20;
+
+  static LogWriter& Get() {
+    // Never destroyed: threads may log while the process exits.
+    static LogWriter* writer = [] {
+      auto* w = new LogWriter();
+      std::thread([w] { w->Run(); }).detach();
+      std::atexit([] { LogWriter::Get().Flush(absl::Seconds(2)); });
+      return w;
+    }();
+    return *writer;
+  }
+
+  void Push(std::string line) {
+    absl::MutexLock lock(&mu_);
+    if (queued_bytes_ + line.size() > kMaxQueuedBytes) {
+      ++dropped_;
+      return;
+    }
+    queued_bytes_ += line.size();
+    queue_.push_back(std::move(line));
+  }
+
+  // Waits until every line queued so far was written, at most `timeout`.
+  void Flush(absl::Duration timeout) {
+    absl::MutexLock lock(&mu_);
+    auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return queue_.empty() && !writing_;
+    };
+    mu_.AwaitWithTimeout(absl::Condition(&idle), timeout);
+  }
+
+ private:
+  void Run() {
+    for (;;) {
+      std::deque<std::string> batch;
+      uint64_t dropped = 0;
+      {
+        absl::MutexLock lock(&mu_);
+        auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+          return !queue_.empty() || dropped_ > 0;
+        };
+        mu_.Await(absl::Condition(&ready));
+        batch.swap(queue_);
+        queued_bytes_ = 0;
+        dropped = dropped_;
+        dropped_ = 0;
+        writing_ = true;
+      }
+      std::string out;
+      if (dropped > 0) {
+        out = FormatLogLine(
+            static_cast<LogFormat>(g_format.load(std::memory_order_relaxed)),
+            absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
+                             absl::UTCTimeZone()),
+            LogLevel::kWarn, "log_dropped",
+            {{"count", absl::StrCat(dropped)},
+             {"msg", "stderr was not read fast enough"}});
+        out.push_back('\n');
+      }
+      for (const std::string& line : batch) out += line;
+      WriteAll(out);
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+    }
+  }
+
+  static void WriteAll(absl::string_view out) {
+    while (!out.empty()) {
+      const ssize_t n = write(STDERR_FILENO, out.data(), out.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;  // stderr closed or broken: nothing to do.
+      out.remove_prefix(static_cast<size_t>(n));
+    }
+  }
+
+  absl::Mutex mu_;
+  std::deque<std::string> queue_ ABSL_GUARDED_BY(mu_);
+  size_t queued_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t dropped_ ABSL_GUARDED_BY(mu_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 }  // namespace
+
+void FlushLog() { LogWriter::Get().Flush(absl::Seconds(2)); }
 
 absl::StatusOr<LogLevel> ParseLogLevel(absl::string_view text) {
   const std::string lower = absl::AsciiStrToLower(text);
@@ -216,9 +313,7 @@ void LogEvent(LogLevel level, absl::string_view event,
                        absl::UTCTimeZone()),
       level, event, fields);
   line.push_back('\n');
-  // One write per line; a short write to a pipe of a line this small does
-  // not happen, and a log line is not worth retrying.
-  (void)!write(STDERR_FILENO, line.data(), line.size());
+  LogWriter::Get().Push(std::move(line));
 }
 
 }  // namespace sockagent

@@ -12,9 +12,13 @@
 // (log shippers that want JSON): {"ts":"...","level":"info","event":"start",
 // "listen":"..."} — keys in the same order, every value a string, control
 // characters escaped, bytes that are not UTF-8 replaced by U+FFFD.
-// Lines below the level set by SetLogLevel (--log-level) are dropped. Each
-// line is written with one write(2), so lines from different threads never
-// interleave. Any thread. No gRPC here (the engine may use it too).
+// Lines below the level set by SetLogLevel (--log-level) are dropped. Lines
+// are queued and written by one writer thread, whole and in order, so lines
+// from different threads never interleave and a stalled reader of stderr
+// never blocks a thread that logs: past 4 MiB queued, lines are dropped and
+// counted (`event=log_dropped count=N` comes next). FlushLog() waits for
+// the queue (also run at exit). Any thread. No gRPC here (the engine may use
+// it too).
 //
 //   LogEvent(LogLevel::kWarn, "insecure", {{"listen", "0.0.0.0:7878"}});
 #ifndef SOCKAGENT_SERVICE_LOG_H_
@@ -47,6 +51,9 @@ bool LogEnabled(LogLevel level);
 void SetLogFormat(LogFormat format);
 
 using LogField = std::pair<absl::string_view, std::string>;
+
+// Waits (at most 2 s) until every line logged so far was written.
+void FlushLog();
 
 // One line: ts, level, event, then `fields` in order.
 void LogEvent(LogLevel level, absl::string_view event,

@@ -48,6 +48,7 @@
 #include "service/auth.h"
 #include "service/control_guard.h"
 #include "service/control_listener.h"
+#include "service/control_tls.h"
 #include "service/daemon_cli.h"
 #include "service/daemon_options.h"
 #include "service/fd_budget.h"
@@ -157,16 +158,26 @@ ABSL_FLAG(uint64_t, max_watch_bytes, 32 << 20,
           "data and snapshots); beyond it events are dropped and counted "
           "as lost for the watcher that missed them.");
 ABSL_FLAG(uint32_t, max_control_connections, 256,
-          "Control API connections at once (without TLS). At the cap a new "
+          "Control API connections at once (TCP and TLS; a TLS handshake "
+          "counts from accept). At the cap a new "
           "connection closes the oldest one that has not made an "
           "authenticated call yet, or is itself closed when all have. Each "
           "costs four file descriptors (TCP: the client's socket, a "
           "socketpair to gRPC, a watch), reserved from RLIMIT_NOFILE.");
 ABSL_FLAG(uint32_t, max_control_cancels_per_second, 100,
-          "A control connection (without TLS) whose calls end cancelled more "
-          "often than this within one second is closed (HTTP/2 rapid reset). "
-          "A second line: TCP connections are first held to 50 RST_STREAM "
+          "A control connection whose calls end cancelled more often than "
+          "this within one second is closed (HTTP/2 rapid reset). A second "
+          "line: TCP and TLS connections are first held to 50 RST_STREAM "
           "frames a second (burst 100) before gRPC sees them.");
+ABSL_FLAG(uint32_t, max_control_unauthenticated_streams, 16,
+          "Open HTTP/2 streams (calls: Health/Watch, reflection, anything "
+          "left open) a TCP or TLS control connection may hold before one "
+          "of its calls passed the token check (under mutual TLS: before its "
+          "certificate verified). One more waits up to 2 s for an "
+          "authenticated call, then the connection is closed.");
+ABSL_FLAG(uint32_t, max_control_unauthenticated_streams_total, 256,
+          "Open HTTP/2 streams of all such connections together; past it "
+          "the connection holding the most is closed.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
           "On SIGTERM, how long running calls may take before they are "
           "cancelled.");
@@ -419,8 +430,15 @@ int Run(int argc, char** argv) {
   if (!listen.ok()) return Fail(listen.status().message());
   auto access = AccessFromFlags(*listen);
   if (!access.ok()) return Fail(access.status().message());
-  auto credentials = ServerCredentials(access->tls);
-  if (!credentials.ok()) return Fail(credentials.status().message());
+  // TLS is terminated by the daemon (control_tls.h), not by gRPC: its
+  // connections then get the same cap and HTTP/2 checks as plain ones.
+  std::unique_ptr<ControlTls> tls;
+  if (!access->tls.cert.empty() || !access->tls.key.empty() ||
+      !access->tls.client_ca.empty()) {
+    auto made = ControlTls::Create(access->tls);
+    if (!made.ok()) return Fail(made.status().message());
+    tls = *std::move(made);
+  }
   if (!listen->unix_path.empty()) {
     if (default_listen) {
       absl::Status dir = PreparePrivateDir(LocalAgentSocketDir());
@@ -456,17 +474,28 @@ int Run(int argc, char** argv) {
     engine_options->max_connections = fds.max_connections;
   }
   SetDescriptorExhaustionHook(&LogDescriptorExhaustion);
-  // Without TLS the daemon accepts control connections itself (connection
-  // cap, rapid-reset cut: control_listener.h); gRPC's TLS listener stays
-  // gRPC's. Bound before the engine starts, so "address in use" fails fast.
+  // The daemon accepts control connections itself (connection cap, frame
+  // checks, TLS: control_listener.h). Bound before the engine starts, so
+  // "address in use" fails fast.
   std::unique_ptr<ControlListener> control;
-  if (access->tls.cert.empty()) {
+  {
     ControlListenerOptions control_options;
     control_options.max_connections = max_control;
     control_options.max_cancels_per_second =
         absl::GetFlag(FLAGS_max_control_cancels_per_second);
     control_options.relay.limits.max_headers_before_settings_ack =
         kMaxControlStreams;
+    control_options.relay.streams.per_connection =
+        absl::GetFlag(FLAGS_max_control_unauthenticated_streams);
+    control_options.relay.streams.total =
+        absl::GetFlag(FLAGS_max_control_unauthenticated_streams_total);
+    if (control_options.relay.streams.per_connection == 0 ||
+        control_options.relay.streams.total == 0) {
+      return Fail(
+          "--max_control_unauthenticated_streams and "
+          "--max_control_unauthenticated_streams_total must be > 0");
+    }
+    control_options.relay.tls = tls.get();
     auto bound = ControlListener::Bind(*listen, control_options);
     if (!bound.ok()) return Fail(bound.status().message());
     control = *std::move(bound);
@@ -496,13 +525,9 @@ int Run(int argc, char** argv) {
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  int port = control != nullptr ? control->port() : 0;
-  if (control == nullptr) {
-    builder.AddListeningPort(listen->GrpcTarget(), *credentials, &port);
-  }
-  // gRPC sets SO_REUSEPORT by default: a second daemon could then share the
-  // port and the kernel would spread calls over both.
-  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // No listening port of gRPC's own: every connection comes from the
+  // ControlListener (grpc::AddInsecureChannelFromFd below).
+  const int port = control->port();
   builder.RegisterService(&service);
   builder.SetMaxReceiveMessageSize(max_message);
   builder.SetMaxSendMessageSize(max_message);
@@ -524,34 +549,18 @@ int Run(int argc, char** argv) {
   // that opens more than this many before that: h2_guard.h).
   builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
                              static_cast<int>(kMaxControlStreams));
-  // A connection that never finishes its TLS handshake is closed after 10 s.
-  builder.AddChannelArgument(GRPC_ARG_SERVER_HANDSHAKE_TIMEOUT_MS, 10000);
+  // (A TLS handshake that does not finish within 10 s is closed by the
+  // relay: ControlRelayOptions::handshake_timeout.)
   auto interceptors = RpcLogInterceptors();
-  if (control != nullptr) {
-    interceptors.push_back(ControlGuardInterceptorFactory(control.get()));
-  }
+  interceptors.push_back(
+      ControlGuardInterceptorFactory(control.get(), access->token));
   builder.experimental().SetInterceptorCreators(std::move(interceptors));
-  // The socket is created owner-only (mode 0600) from the start: no window
-  // in which another user could connect.
-  const bool unix_socket = !listen->unix_path.empty() && control == nullptr;
-  const mode_t old_umask = umask(0177);
-  if (!unix_socket) umask(old_umask);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
-  if (unix_socket) umask(old_umask);
-  if (server == nullptr ||
-      (control == nullptr && listen->unix_path.empty() && port == 0)) {
-    return Fail(absl::StrCat("cannot listen on ", listen->GrpcTarget(),
-                             ": address in use, not local, or not permitted",
-                             access->tls.cert.empty()
-                                 ? ""
-                                 : ", or the TLS certificate and key do not "
-                                   "match or cannot be parsed"));
+  if (server == nullptr) {
+    return Fail(absl::StrCat("cannot serve on ", listen->GrpcTarget(),
+                             ": gRPC did not start"));
   }
-  if (unix_socket && chmod(listen->unix_path.c_str(), 0600) != 0) {
-    return Fail(absl::StrCat("cannot chmod 0600 ", listen->unix_path, ": ",
-                             strerror(errno)));
-  }
-  if (control != nullptr) {
+  {
     grpc::Server* s = server.get();
     control->Start([s](int fd) { grpc::AddInsecureChannelFromFd(s, fd); });
   }
@@ -576,7 +585,7 @@ int Run(int argc, char** argv) {
   int sig = 0;
   sigwait(&stop_signals, &sig);
   const absl::Time stop_start = absl::Now();
-  if (control != nullptr) control->Stop();
+  control->Stop();
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);
   InflightCalls& calls = ProcessInflightCalls();
   LogEvent(LogLevel::kInfo, "stop",

@@ -24,6 +24,7 @@
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "sockagent/v1/agent.grpc.pb.h"
+#include "tests/hostile/control_support.h"
 #include "tests/support/agent_process.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/wait.h"
@@ -35,58 +36,15 @@ using ::testing::HasSubstr;
 
 constexpr char kToken[] = "flood-test-token-0123456789abcdef";
 
-uint64_t RssBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      std::istringstream fields(line.substr(6));
-      uint64_t kb = 0;
-      fields >> kb;
-      return kb * 1024;
-    }
-  }
-  return 0;
-}
-
-int PortOf(const std::string& address) {
-  int port = 0;
-  EXPECT_TRUE(absl::SimpleAtoi(address.substr(address.rfind(':') + 1), &port));
-  return port;
-}
-
 std::string WriteToken(const TempDir& dir) {
   const std::string path = dir.path() + "/token";
   std::ofstream(path) << kToken << "\n";
   return path;
 }
 
-// One health check and one authenticated call on `channel`, each within
-// `limit`.
 ::testing::AssertionResult AgentAnswers(
     const std::shared_ptr<grpc::Channel>& channel, absl::Duration limit) {
-  const auto deadline =
-      std::chrono::milliseconds(absl::ToInt64Milliseconds(limit));
-  auto health = grpc::health::v1::Health::NewStub(channel);
-  grpc::health::v1::HealthCheckRequest hreq;
-  grpc::health::v1::HealthCheckResponse hresp;
-  auto hctx = ContextWithDeadline(deadline);
-  grpc::Status s = health->Check(hctx.get(), hreq, &hresp);
-  if (!s.ok()) {
-    return ::testing::AssertionFailure()
-           << "health: " << s.error_code() << " " << s.error_message();
-  }
-  auto agent = sockagent::v1::SocketAgent::NewStub(channel);
-  sockagent::v1::ListServersRequest req;
-  sockagent::v1::ListServersResponse resp;
-  auto ctx = ContextWithDeadline(deadline);
-  AddBearerToken(ctx.get(), kToken);
-  s = agent->ListServers(ctx.get(), req, &resp);
-  if (!s.ok()) {
-    return ::testing::AssertionFailure()
-           << "ListServers: " << s.error_code() << " " << s.error_message();
-  }
-  return ::testing::AssertionSuccess();
+  return sockagent::testing::AgentAnswers(channel, limit, kToken);
 }
 
 struct FloodRun {
@@ -100,27 +58,46 @@ struct FloodRun {
   std::string agent_stderr;
 };
 
+// Where the flood goes: plaintext, or TLS with these certificates.
+struct FloodTarget {
+  const TestCerts* tls = nullptr;
+};
+
 // Starts a RelWithDebInfo agent, runs h2_rapid_reset.py with `args` (after
 // HOST PORT) against it, and checks every ~100 ms that health and an
 // authenticated call answer within 1 s (EXPECTs). RSS is sampled all along.
-void RunFlood(const std::vector<std::string>& args, FloodRun& run) {
+void RunFlood(const std::vector<std::string>& args, FloodRun& run,
+              FloodTarget target = {}) {
   const std::string release = ReleaseAgentPath();
   TempDir dir;
-  auto agent =
-      AgentProcess::Start({"--token-file=" + WriteToken(dir)}, "", release);
+  std::vector<std::string> flags = {"--token-file=" + WriteToken(dir)};
+  if (target.tls != nullptr) {
+    for (std::string& f : target.tls->ServerFlags(/*mutual=*/false)) {
+      flags.push_back(std::move(f));
+    }
+  }
+  auto agent = AgentProcess::Start(flags, "", release);
   ASSERT_TRUE(agent.ok()) << agent.status();
   const pid_t pid = (*agent)->pid();
   const std::string address = (*agent)->address();
+  auto channel_to = [&] {
+    return target.tls != nullptr
+               ? TlsChannelTo(address, target.tls->Pem("ca.crt"))
+               : ChannelTo(address);
+  };
   // A monitoring client with its channel open before the flood.
-  auto channel = ChannelTo(address);
+  auto channel = channel_to();
   ASSERT_TRUE(AgentAnswers(channel, absl::Seconds(5)));
   run.start_rss = RssBytes(pid);
 
   const absl::Time flood_start = absl::Now();
   std::vector<std::string> argv = {
+      "env",
+      absl::StrCat("H2_FLOOD_TLS=", target.tls != nullptr ? 1 : 0),
       "/usr/bin/python3",
       std::string(SOCKAGENT_SOURCE_DIR) + "/tests/hostile/h2_rapid_reset.py",
-      "127.0.0.1", absl::StrCat(PortOf(address))};
+      "127.0.0.1",
+      absl::StrCat(PortOf(address))};
   argv.insert(argv.end(), args.begin(), args.end());
   auto flood = ChildProcess::Start(argv);
   ASSERT_TRUE(flood.ok()) << flood.status();
@@ -162,7 +139,7 @@ void RunFlood(const std::vector<std::string>& args, FloodRun& run) {
   sampler.join();
   run.end_rss = RssBytes(pid);
   run.peak_rss = peak_rss.load();
-  EXPECT_TRUE(AgentAnswers(ChannelTo(address), absl::Seconds(1)));
+  EXPECT_TRUE(AgentAnswers(channel_to(), absl::Seconds(1)));
   run.agent_stderr = (*agent)->Stderr();
   auto status = (*agent)->Stop();
   ASSERT_TRUE(status.ok());
@@ -173,13 +150,6 @@ void RunFlood(const std::vector<std::string>& args, FloodRun& run) {
             << " MiB end " << (run.end_rss >> 20) << " MiB; checks "
             << run.checks << "\n";
 }
-
-#define SKIP_WITHOUT_RELEASE_AGENT()                                       \
-  if (ReleaseAgentPath().empty()) {                                        \
-    if (ReleaseAgentRequired()) FAIL() << "SOCKAGENTD_RELEASE is not set"; \
-    GTEST_SKIP()                                                           \
-        << "RSS needs a RelWithDebInfo agent: set SOCKAGENTD_RELEASE";     \
-  }
 
 // 200k HEADERS + RST_STREAM pairs, no token, from one process that
 // reconnects whenever the agent closes the connection: each connection is
@@ -199,6 +169,28 @@ TEST(RapidReset, UnauthenticatedFloodCostsBoundedMemory) {
                            << run.end_rss;
   EXPECT_GT(run.checks, 0);
   EXPECT_THAT(run.agent_stderr, HasSubstr("event=control_connection_cut"));
+  EXPECT_THAT(run.agent_stderr, HasSubstr("reason=rapid_reset"));
+}
+
+// The same flood over TLS: the daemon terminates TLS itself, so the same
+// frame checks apply (before, gRPC's own TLS listener queued every stream:
+// 200k pairs took the agent past 1.2 GiB and it stopped reading).
+TEST(RapidReset, TlsFloodCostsBoundedMemory) {
+  SKIP_WITHOUT_RELEASE_AGENT();
+  TestCerts certs;
+  absl::Status made = certs.Make();
+  ASSERT_TRUE(made.ok()) << made;
+  constexpr int kPairs = 200000;
+  FloodRun run;
+  RunFlood({absl::StrCat(kPairs), "1"}, run, {.tls = &certs});
+  if (HasFatalFailure()) return;
+  EXPECT_THAT(run.summary, HasSubstr(absl::StrCat("\"sent\": ", kPairs)));
+  EXPECT_THAT(run.summary, HasSubstr("\"errors\": []"));
+  EXPECT_LE(run.peak_rss, run.start_rss + (64u << 20))
+      << "start " << run.start_rss << " peak " << run.peak_rss;
+  EXPECT_TRUE(run.settled) << "start " << run.start_rss << " end "
+                           << run.end_rss;
+  EXPECT_GT(run.checks, 0);
   EXPECT_THAT(run.agent_stderr, HasSubstr("reason=rapid_reset"));
 }
 
@@ -262,6 +254,40 @@ TEST(ConnectionHoarding, IdleConnectionsBeyondTheCapAreEvicted) {
   AddBearerToken(ctx.get(), kToken);
   grpc::Status s = stub->StartServer(ctx.get(), req, &server);
   EXPECT_TRUE(s.ok()) << s.error_message();
+  for (int fd : idle) close(fd);
+}
+
+// The cap holds for TLS too: connections that never finish (or never
+// start) their handshake are counted from accept() and evicted first.
+TEST(ConnectionHoarding, TlsConnectionsCountAgainstTheCap) {
+  TestCerts certs;
+  absl::Status made = certs.Make();
+  ASSERT_TRUE(made.ok()) << made;
+  TempDir dir;
+  constexpr int kCap = 16;
+  std::vector<std::string> flags = certs.ServerFlags(/*mutual=*/false);
+  flags.push_back("--token-file=" + WriteToken(dir));
+  flags.push_back(absl::StrCat("--max-control-connections=", kCap));
+  auto agent = AgentProcess::Start(flags);
+  ASSERT_TRUE(agent.ok()) << agent.status();
+  const int port = PortOf((*agent)->address());
+  std::vector<int> idle;
+  for (int i = 0; i < 3 * kCap; ++i) {
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ASSERT_GE(fd, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    idle.push_back(fd);
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return (*agent)->Stderr().find("action=evicted") != std::string::npos;
+  })) << (*agent)->Stderr();
+  EXPECT_TRUE(
+      AgentAnswers(TlsChannelTo((*agent)->address(), certs.Pem("ca.crt")),
+                   absl::Seconds(5)));
   for (int fd : idle) close(fd);
 }
 

