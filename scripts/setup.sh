@@ -71,12 +71,22 @@ if [ ${#missing[@]} -gt 0 ]; then
   $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-# Node packages the tests use (pinned by their package-lock.json): the
-# Kubernetes manifest validator.
-for dir in tools/k8s; do
-  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
-    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
-    touch "$dir/node_modules"
+# Node packages, each pinned by a committed package-lock.json into a
+# git-ignored node_modules/: the Kubernetes manifest validator (tools/k8s),
+# buf (tools/buf, the API's lint and breaking-change tests) and the Node
+# client example (examples/node). `npm ci` runs only when the lockfile
+# changed since the last install, so reruns need no network; when it fails
+# (offline) setup goes on and the tests that need the packages fail saying
+# what is missing.
+for dir in tools/k8s tools/buf examples/node; do
+  [ -f "$dir/package-lock.json" ] || continue
+  stamp="$dir/node_modules/.sockagent-installed-lock"
+  cmp -s "$dir/package-lock.json" "$stamp" 2>/dev/null && continue
+  echo "setup: npm ci in $dir"
+  if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    cp "$dir/package-lock.json" "$stamp"
+  else
+    echo "setup: npm ci in $dir failed; its tests will fail until it succeeds" >&2
   fi
 done
 
