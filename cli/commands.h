@@ -46,5 +46,7 @@ void AddMatrixCommands(CLI::App& app, Commands& commands);
 void AddWatchCommands(CLI::App& app, Commands& commands);
 // cmd_stream.cc: connect, attach.
 void AddStreamCommands(CLI::App& app, Commands& commands);
+// cmd_listen.cc: listen.
+void AddListenCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

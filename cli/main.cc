@@ -340,6 +340,7 @@ int Main(int argc, char** argv) {
   AddMatrixCommands(app, commands);
   AddWatchCommands(app, commands);
   AddStreamCommands(app, commands);
+  AddListenCommands(app, commands);
 
   try {
     app.parse(argc, argv);
