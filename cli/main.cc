@@ -341,6 +341,7 @@ int Main(int argc, char** argv) {
   AddWatchCommands(app, commands);
   AddStreamCommands(app, commands);
   AddListenCommands(app, commands);
+  AddCompletionCommands(app, commands);
 
   try {
     app.parse(argc, argv);
