@@ -31,7 +31,8 @@ struct Level {
 void AddOptions(const CLI::App& app, Level* level) {
   for (const CLI::Option* opt : app.get_options()) {
     if (!opt->nonpositional()) continue;
-    const bool value = opt->get_type_size() != 0;
+    // Flags expect no value (CLI11 parses them with expected_min 0).
+    const bool value = opt->get_expected_min() > 0;
     const std::string type = opt->get_type_name();
     const bool file = value && (type == "FILE" || type == "PATH");
     std::vector<std::string> names;
