@@ -6,6 +6,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -197,14 +198,16 @@ void AddCompletionCommands(CLI::App& app, Commands& commands) {
       ->required()
       ->check(CLI::IsMember({"bash", "zsh"}));
   const CLI::App* root = &app;
-  commands.push_back({completion, [shell, root](AgentClient&) {
-                        const std::string script =
-                            *shell == "zsh" ? ZshCompletion(*root, "sockctl")
-                                            : BashCompletion(*root, "sockctl");
-                        std::fwrite(script.data(), 1, script.size(), stdout);
-                        return std::fflush(stdout) == 0 ? kExitOk
-                                                        : kExitFailure;
-                      }});
+  // Local: no agent address or token is looked at.
+  Command command{completion, nullptr};
+  command.run_local = [shell, root] {
+    const std::string script = *shell == "zsh"
+                                   ? ZshCompletion(*root, "sockctl")
+                                   : BashCompletion(*root, "sockctl");
+    std::fwrite(script.data(), 1, script.size(), stdout);
+    return std::fflush(stdout) == 0 ? kExitOk : kExitFailure;
+  };
+  commands.push_back(std::move(command));
 }
 
 }  // namespace sockctl
