@@ -276,11 +276,14 @@ class StdinFeeder final {
     if (stopping_ || call_ == nullptr) return;
     StreamCall* call = call_;
     writing_ = true;
+    // Set now, not after: a Release() that comes while WritesDone runs
+    // clears call_, and must still learn that the call is half-closed (a
+    // second WritesDone on a call is a gRPC assertion).
+    half_closed_ = true;
     lock.unlock();
     call->WritesDone();
     lock.lock();
     writing_ = false;
-    if (call_ == call) half_closed_ = true;
     cv_.notify_all();
   }
 
