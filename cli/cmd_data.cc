@@ -25,6 +25,7 @@
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
+#include "cli/datagram_text.h"
 #include "cli/output.h"
 #include "cli/progress.h"
 #include "cli/proto_text.h"
@@ -249,13 +250,14 @@ struct RecvArgs {
   uint32_t exactly = 0;
   std::string until;
   bool hex = false;
+  bool raw = false;
   bool verbose = false;
   CLI::Option* until_opt = nullptr;
 };
 
 // Writes received bytes: raw when stdout is not a terminal (pipes, files
-// get exactly the bytes); on a terminal text when it is printable, else a
-// hex dump; always a hex dump with --hex.
+// get exactly the bytes) or with --raw; on a terminal text when it is
+// printable, else a hex dump; always a hex dump with --hex.
 void WriteData(absl::string_view data, bool hex, bool tty) {
   if (hex) {
     std::cout << HexDump(data);
@@ -309,11 +311,17 @@ int RunRecv(AgentClient& client, const RecvArgs& args) {
   if (client.options().json) {
     if (!PrintJson(std::cout, response)) return kExitFailure;
   } else {
-    const bool tty = ::isatty(STDOUT_FILENO) == 1;
+    const bool tty = ::isatty(STDOUT_FILENO) == 1 && !args.raw;
     for (const auto& datagram : response.datagrams()) {
       if (args.verbose)
         Note(absl::StrCat("from ", FormatAddress(datagram.peer())));
-      WriteData(datagram.data(), args.hex, tty);
+      // One line per datagram (datagram_text.h), on a terminal and in a
+      // pipe alike, so that boundaries survive; --raw and --hex as asked.
+      if (args.hex || args.raw) {
+        WriteData(datagram.data(), args.hex, tty);
+      } else {
+        std::cout << DatagramLine(datagram.data());
+      }
     }
     if (!response.data().empty()) WriteData(response.data(), args.hex, tty);
     std::cout.flush();
@@ -401,11 +409,16 @@ void AddRecv(CLI::App& app, Commands& commands) {
   CLI::App* recv = app.add_subcommand(
       "recv",
       "Receive what a connection has buffered (Receive), waiting up to "
-      "--wait; raw bytes to a pipe, text or a hex dump to a terminal");
+      "--wait; raw bytes to a pipe, text or a hex dump to a terminal; UDP: "
+      "one escaped line per datagram");
   recv->footer(
       "Exit status: 0 on success, even when nothing came within --wait "
       "(then\nnothing is printed); 1 when --exactly N / --until DELIM was not "
       "met:\nnothing within --wait, or the stream ended short of it.\n\n"
+      "UDP datagrams are printed one per line (also to a pipe), each byte "
+      "as\nitself if printable ASCII, else escaped: \\\\ \\n \\r \\t "
+      "\\xNN (what\n`sockctl send DATA` reads back). --raw writes the bytes "
+      "as they are\n(datagrams then run together).\n\n"
       "Examples:\n"
       "  sockctl recv conn-1 --wait 5s\n"
       "  sockctl recv conn-1 --exactly 5 --wait 5s\n"
@@ -438,7 +451,12 @@ void AddRecv(CLI::App& app, Commands& commands) {
                        "'\\r\\n'); nothing is taken unless it arrives")
           ->type_name("DELIM");
   exactly->excludes(max)->excludes(args->until_opt);
-  recv->add_flag("--hex", args->hex, "Hex dump (like hexdump -C)");
+  CLI::Option* hex =
+      recv->add_flag("--hex", args->hex, "Hex dump (like hexdump -C)");
+  recv->add_flag("--raw", args->raw,
+                 "The bytes as they are, also on a terminal and for UDP "
+                 "(datagrams run together)")
+      ->excludes(hex);
   recv->add_flag("-v,--verbose", args->verbose,
                  "On stderr: each datagram's sender, end of stream, counts");
   commands.push_back(

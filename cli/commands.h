@@ -51,5 +51,9 @@ void AddWatchCommands(CLI::App& app, Commands& commands);
 void AddStreamCommands(CLI::App& app, Commands& commands);
 // cmd_inventory.cc: inventory from-kubectl (local, no agent).
 void AddInventoryCommands(CLI::App& app, Commands& commands);
+// cmd_listen.cc: listen.
+void AddListenCommands(CLI::App& app, Commands& commands);
+// completion.cc: completion (hidden; walks `app`, so add it last).
+void AddCompletionCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

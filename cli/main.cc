@@ -341,6 +341,8 @@ int Main(int argc, char** argv) {
   AddWatchCommands(app, commands);
   AddStreamCommands(app, commands);
   AddInventoryCommands(app, commands);
+  AddListenCommands(app, commands);
+  AddCompletionCommands(app, commands);
 
   try {
     app.parse(argc, argv);

@@ -48,7 +48,7 @@ packages=(
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev libc-ares-dev libasio-dev libcli11-dev libssl-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl
+  python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl help2man
   clang libclang-rt-14-dev iperf3
 )
 missing=()
