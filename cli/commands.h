@@ -32,6 +32,9 @@ struct Command {
   std::function<int(Fleet&)> run_fleet = nullptr;
   // The -o forms it prints; the first is the default's name (table).
   OutputForms outputs = {OutputFormat::kTable};
+  // Verbs that talk to no agent (`inventory from-kubectl`): run before any
+  // agent address or token is looked at; `run` and `run_fleet` stay null.
+  std::function<int()> run_local = nullptr;
 };
 
 // The forms of the verbs that print servers or connections.
@@ -59,5 +62,7 @@ void AddMatrixCommands(CLI::App& app, Commands& commands);
 void AddWatchCommands(CLI::App& app, Commands& commands);
 // cmd_stream.cc: connect, attach.
 void AddStreamCommands(CLI::App& app, Commands& commands);
+// cmd_inventory.cc: inventory from-kubectl (local, no agent).
+void AddInventoryCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

@@ -366,6 +366,7 @@ int Main(int argc, char** argv) {
   AddMatrixCommands(app, commands);
   AddWatchCommands(app, commands);
   AddStreamCommands(app, commands);
+  AddInventoryCommands(app, commands);
   // Each verb shows (and takes after it) the output forms it prints; the
   // footer, set after the verbs were added, is the top level's alone.
   for (const Command& command : commands) {
@@ -393,12 +394,6 @@ int Main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
-  GlobalOptions common;
-  absl::StatusOr<absl::Duration> deadline = ParseTimeout(timeout);
-  if (!deadline.ok()) {
-    return UsageError(std::string(deadline.status().message()));
-  }
-  common.timeout = *deadline;
   const Command* verb = nullptr;
   for (const Command& command : commands) {
     if (command.app->parsed()) verb = &command;
@@ -407,6 +402,14 @@ int Main(int argc, char** argv) {
   absl::StatusOr<OutputFormat> form =
       ChooseOutput(output, VerbName(*verb->app), verb->outputs);
   if (!form.ok()) return UsageError(form.status().message());
+  if (verb->run_local) return verb->run_local();
+
+  GlobalOptions common;
+  absl::StatusOr<absl::Duration> deadline = ParseTimeout(timeout);
+  if (!deadline.ok()) {
+    return UsageError(std::string(deadline.status().message()));
+  }
+  common.timeout = *deadline;
   common.output = *form;
   absl::StatusOr<std::vector<FleetMember>> members = Members(flags, common);
   if (!members.ok()) return UsageError(members.status().message());
