@@ -17,6 +17,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/output_format.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 
@@ -78,7 +79,7 @@ struct TlsOptions {
 struct GlobalOptions {
   std::string agent;  // Already validated.
   absl::Duration timeout = absl::Seconds(5);
-  bool json = false;
+  OutputFormat output = OutputFormat::kTable;  // -o, --json, -q.
   std::string token;  // Empty: no authorization metadata.
   TlsOptions tls;
 };

@@ -34,7 +34,6 @@ using sockagent::v1::OpenClientResponse;
 
 struct ClientOpenArgs {
   OpenArgs open;
-  bool quiet = false;
 };
 
 int RunOpen(AgentClient& client, const ClientOpenArgs& args) {
@@ -52,8 +51,7 @@ int RunOpen(AgentClient& client, const ClientOpenArgs& args) {
   if (!status.ok()) return client.Fail(status);
   google::protobuf::RepeatedPtrField<sockagent::v1::Connection> opened;
   *opened.Add() = response.connection();
-  return PrintConnections(std::cout, response, opened,
-                          {.json = client.options().json, .quiet = args.quiet},
+  return PrintConnections(std::cout, response, opened, client.options().output,
                           TableView::kBrief)
              ? kExitOk
              : kExitFailure;
@@ -68,7 +66,6 @@ struct ListArgs {
   bool udp = false;
   bool unix_ = false;
   uint32_t page_size = 0;
-  bool quiet = false;
 };
 
 absl::StatusOr<ListConnectionsRequest> BuildListRequest(const ListArgs& args) {
@@ -112,31 +109,36 @@ int RunList(AgentClient& client, const ListArgs& args) {
     return client.Fail(s);
   }
   return PrintConnections(std::cout, all, all.connections(),
-                          {.json = client.options().json, .quiet = args.quiet},
-                          TableView::kFull)
+                          client.options().output, TableView::kFull)
              ? kExitOk
              : kExitFailure;
 }
 
-// -q prints "AGENT ID" lines: an id alone does not say whose it is.
+// -o name|addr print "AGENT ID" / "AGENT LOCAL REMOTE" lines: an id alone
+// does not say whose it is.
 int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
   absl::StatusOr<ListConnectionsRequest> request = BuildListRequest(args);
   if (!request.ok()) return UsageError(request.status().message());
+  const OutputFormat format = fleet.output();
   return RunOnEveryAgent(
       fleet,
-      args.quiet ? std::vector<std::string>{}
-                 : ConnectionHeader(TableView::kFull),
+      format == OutputFormat::kTable ? ConnectionHeader(TableView::kFull)
+                                     : std::vector<std::string>{},
       [&](AgentClient& client, AgentOutput& out) {
         auto all = std::make_unique<ListConnectionsResponse>();
         grpc::Status s = ListAllPages(
             client, *request,
             &sockagent::v1::SocketAgent::Stub::ListConnections, all.get());
         for (const auto& connection : all->connections()) {
-          out.rows.push_back(args.quiet
-                                 ? std::vector<std::string>{connection.id()}
-                                 : ConnectionRow(connection, TableView::kFull));
+          if (format == OutputFormat::kName) {
+            out.rows.push_back({connection.id()});
+          } else if (format == OutputFormat::kAddr) {
+            out.rows.push_back({ConnectionAddrLine(connection)});
+          } else {
+            out.rows.push_back(ConnectionRow(connection, TableView::kFull));
+          }
         }
-        out.json = std::move(all);
+        out.response = std::move(all);
         return s;
       });
 }
@@ -146,7 +148,6 @@ struct CloseArgs {
   std::vector<std::string> labels;
   bool abort = false;
   bool shutdown_write = false;
-  bool quiet = false;
 };
 
 int RunClose(AgentClient& client, const CloseArgs& args) {
@@ -171,14 +172,15 @@ int RunClose(AgentClient& client, const CloseArgs& args) {
   grpc::Status status =
       client.agent().CloseConnection(ctx.get(), request, &response);
   if (!status.ok()) return client.Fail(status);
-  if (!PrintConnections(std::cout, response, response.connections(),
-                        {.json = client.options().json, .quiet = args.quiet},
+  const OutputFormat format = client.options().output;
+  if (!PrintConnections(std::cout, response, response.connections(), format,
                         TableView::kFull)) {
     return kExitFailure;
   }
   // A bulk close lists a bounded number of connections: say how many there
   // were (on stderr, so the listing stays parseable).
-  if (response.truncated() && !client.options().json) {
+  if (response.truncated() && format != OutputFormat::kJson &&
+      format != OutputFormat::kYaml) {
     std::cerr << "connections closed: " << response.connections_closed()
               << " (listed: the first " << response.connections_size() << ")\n";
   }
@@ -203,9 +205,9 @@ void AddOpen(CLI::App& app, Commands& commands) {
       "  sockctl client open --udp 127.0.0.1 53\n"
       "  sockctl client open --unix /run/app.sock");
   AddOpenOptions(open, args->open);
-  open->add_flag("-q,--quiet", args->quiet, "Print only the connection id");
   commands.push_back(
-      {open, [args](AgentClient& client) { return RunOpen(client, *args); }});
+      {open, [args](AgentClient& client) { return RunOpen(client, *args); },
+       nullptr, kSocketOutputs});
 }
 
 void AddList(CLI::App& app, Commands& commands) {
@@ -239,10 +241,10 @@ void AddList(CLI::App& app, Commands& commands) {
   udp->excludes(unix_);
   list->add_option("--page-size", args->page_size,
                    "Connections per call (0: the agent's default, 100)");
-  list->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
       {list, [args](AgentClient& client) { return RunList(client, *args); },
-       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); }});
+       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); },
+       kSocketOutputs});
 }
 
 void AddClose(CLI::App& app, Commands& commands) {
@@ -263,9 +265,9 @@ void AddClose(CLI::App& app, Commands& commands) {
       "--shutdown-write", args->shutdown_write,
       "Half-close: flush, FIN, keep reading (recv still works)");
   abort->excludes(shutdown);
-  close->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
-      {close, [args](AgentClient& client) { return RunClose(client, *args); }});
+      {close, [args](AgentClient& client) { return RunClose(client, *args); },
+       nullptr, kSocketOutputs});
 }
 
 }  // namespace

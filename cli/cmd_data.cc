@@ -231,8 +231,10 @@ int RunSend(AgentClient& client, const SendArgs& args) {
     if (!*more) break;
   }
   bar.Finish(total);
-  if (client.options().json) {
-    return PrintJson(std::cout, response) ? kExitOk : kExitFailure;
+  if (client.options().output != OutputFormat::kTable) {
+    return PrintStructured(std::cout, response, client.options().output)
+               ? kExitOk
+               : kExitFailure;
   }
   if (args.verbose) {
     std::fprintf(stderr, "sent %llu bytes to %s (%llu buffered)\n",
@@ -308,8 +310,10 @@ int RunRecv(AgentClient& client, const RecvArgs& args) {
   grpc::Status status = client.agent().Receive(ctx.get(), request, &response);
   if (!status.ok()) return client.Fail(status);
 
-  if (client.options().json) {
-    if (!PrintJson(std::cout, response)) return kExitFailure;
+  if (client.options().output != OutputFormat::kTable) {
+    if (!PrintStructured(std::cout, response, client.options().output)) {
+      return kExitFailure;
+    }
   } else {
     const bool tty = ::isatty(STDOUT_FILENO) == 1 && !args.raw;
     for (const auto& datagram : response.datagrams()) {
@@ -401,7 +405,8 @@ void AddSend(CLI::App& app, Commands& commands) {
                  "Show a progress bar with the rate on stderr (the default "
                  "for --file and stdin when stderr is a terminal)");
   commands.push_back(
-      {send, [args](AgentClient& client) { return RunSend(client, *args); }});
+      {send, [args](AgentClient& client) { return RunSend(client, *args); },
+       nullptr, kStructuredOutputs});
 }
 
 void AddRecv(CLI::App& app, Commands& commands) {
@@ -460,7 +465,8 @@ void AddRecv(CLI::App& app, Commands& commands) {
   recv->add_flag("-v,--verbose", args->verbose,
                  "On stderr: each datagram's sender, end of stream, counts");
   commands.push_back(
-      {recv, [args](AgentClient& client) { return RunRecv(client, *args); }});
+      {recv, [args](AgentClient& client) { return RunRecv(client, *args); },
+       nullptr, kStructuredOutputs});
 }
 
 }  // namespace

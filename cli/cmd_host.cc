@@ -1,8 +1,6 @@
 // Verbs about the agent's host and the agent itself: `hostname`, `info`
 // (both GetHostInfo) and `health` (grpc.health.v1.Health/Check). Each also
 // runs on every agent of a fleet, one row per agent.
-#include <google/protobuf/struct.pb.h>
-
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <memory>
@@ -17,6 +15,7 @@
 #include "cli/fleet.h"
 #include "cli/output.h"
 #include "cli/proto_text.h"
+#include "sockctl/output.pb.h"
 
 namespace sockctl {
 namespace {
@@ -31,12 +30,17 @@ grpc::Status FetchHostInfo(AgentClient& client, HostInfo* info) {
   return client.agent().GetHostInfo(ctx.get(), GetHostInfoRequest(), info);
 }
 
-// `hostname --json`: just the name, as {"hostname":"..."}; `info --json`
+// `hostname -o json`: just the name, as {"hostname":"..."}; `info -o json`
 // has the rest.
-std::unique_ptr<google::protobuf::Struct> HostnameJson(const HostInfo& info) {
-  auto json = std::make_unique<google::protobuf::Struct>();
-  (*json->mutable_fields())["hostname"].set_string_value(info.hostname());
-  return json;
+std::unique_ptr<sockctl::output::Hostname> HostnameMessage(
+    const HostInfo& info) {
+  auto message = std::make_unique<sockctl::output::Hostname>();
+  message->set_hostname(info.hostname());
+  return message;
+}
+
+bool Structured(const AgentClient& client) {
+  return client.options().output != OutputFormat::kTable;
 }
 
 int RunHostname(AgentClient& client) {
@@ -44,8 +48,11 @@ int RunHostname(AgentClient& client) {
   if (grpc::Status s = FetchHostInfo(client, &info); !s.ok()) {
     return client.Fail(s);
   }
-  if (client.options().json) {
-    return PrintJson(std::cout, *HostnameJson(info)) ? kExitOk : kExitFailure;
+  if (Structured(client)) {
+    return PrintStructured(std::cout, *HostnameMessage(info),
+                           client.options().output)
+               ? kExitOk
+               : kExitFailure;
   }
   std::cout << info.hostname() << "\n";
   return kExitOk;
@@ -57,7 +64,7 @@ int RunHostnameOnEvery(Fleet& fleet) {
                            HostInfo info;
                            grpc::Status s = FetchHostInfo(client, &info);
                            out.rows.push_back({info.hostname()});
-                           out.json = HostnameJson(info);
+                           out.response = HostnameMessage(info);
                            return s;
                          });
 }
@@ -105,8 +112,10 @@ int RunInfo(AgentClient& client) {
   if (grpc::Status s = FetchHostInfo(client, &info); !s.ok()) {
     return client.Fail(s);
   }
-  if (client.options().json) {
-    return PrintJson(std::cout, info) ? kExitOk : kExitFailure;
+  if (Structured(client)) {
+    return PrintStructured(std::cout, info, client.options().output)
+               ? kExitOk
+               : kExitFailure;
   }
   PrintHostInfo(info);
   return kExitOk;
@@ -137,7 +146,7 @@ int RunInfoOnEvery(Fleet& fleet) {
                             absl::StrCat(info->pid()),
                             FormatUptime(FromProto(info->uptime())),
                             ReachableAddresses(*info)});
-        out.json = std::move(info);
+        out.response = std::move(info);
         return s;
       });
 }
@@ -166,8 +175,10 @@ int RunHealth(AgentClient& client, const std::string& service) {
   HealthCheckResponse response;
   grpc::Status status = CheckHealth(client, service, &response);
   if (!status.ok()) return client.Fail(status);
-  if (client.options().json) {
-    if (!PrintJson(std::cout, response)) return kExitFailure;
+  if (Structured(client)) {
+    if (!PrintStructured(std::cout, response, client.options().output)) {
+      return kExitFailure;
+    }
   } else {
     std::cout << ServingStatusName(response) << "\n";
   }
@@ -181,7 +192,7 @@ int RunHealthOnEvery(Fleet& fleet, const std::string& service) {
         grpc::Status s = CheckHealth(client, service, response.get());
         out.rows.push_back({ServingStatusName(*response)});
         out.exit_code = HealthVerdict(*response);
-        out.json = std::move(response);
+        out.response = std::move(response);
         return s;
       });
 }
@@ -191,15 +202,16 @@ int RunHealthOnEvery(Fleet& fleet, const std::string& service) {
 void AddHostCommands(CLI::App& app, Commands& commands) {
   CLI::App* hostname = app.add_subcommand(
       "hostname",
-      "Print the agent host's name (like socket.gethostname()); with --json "
-      "{\"hostname\": NAME}");
-  commands.push_back({hostname, RunHostname, RunHostnameOnEvery});
+      "Print the agent host's name (like socket.gethostname()); with -o json "
+      "{\"hostname\":NAME}");
+  commands.push_back(
+      {hostname, RunHostname, RunHostnameOnEvery, kStructuredOutputs});
 
   CLI::App* info = app.add_subcommand(
       "info",
       "Show the agent's host: names, OS, agent version, uptime, limits and "
       "network interfaces");
-  commands.push_back({info, RunInfo, RunInfoOnEvery});
+  commands.push_back({info, RunInfo, RunInfoOnEvery, kStructuredOutputs});
 
   auto service = std::make_shared<std::string>();
   CLI::App* health = app.add_subcommand(
@@ -211,7 +223,8 @@ void AddHostCommands(CLI::App& app, Commands& commands) {
   commands.push_back(
       {health,
        [service](AgentClient& client) { return RunHealth(client, *service); },
-       [service](Fleet& fleet) { return RunHealthOnEvery(fleet, *service); }});
+       [service](Fleet& fleet) { return RunHealthOnEvery(fleet, *service); },
+       kStructuredOutputs});
 }
 
 }  // namespace sockctl

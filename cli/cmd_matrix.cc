@@ -33,6 +33,7 @@
 #include "cli/interrupt.h"
 #include "cli/inventory.h"
 #include "cli/matrix.h"
+#include "cli/output.h"
 #include "cli/parallel.h"
 #include "cli/proto_text.h"
 
@@ -532,10 +533,11 @@ class MatrixRun final {
   }
 
   void Print(bool as_expected) const {
-    if (fleet_.json()) {
-      std::cout << MatrixJson(run_, plan_.agents, plan_.transports, cells_,
-                              expected_, as_expected)
-                << "\n";
+    if (fleet_.output() != OutputFormat::kTable) {
+      PrintStructured(std::cout,
+                      MatrixReport(run_, plan_.agents, plan_.transports, cells_,
+                                   expected_, as_expected),
+                      fleet_.output());
       std::cout.flush();
       return;
     }
@@ -620,15 +622,16 @@ sockctl saw it, so it includes two gRPC round trips to SRC), REFUSED,
 TIMEOUT (connect timeout or no echo within --timeout-per-probe; UDP cannot
 tell refused from dropped), UNREACHABLE (host or network unreachable, no
 route), DNS (DST's host did not resolve on SRC), ERROR (anything else: -v
-or --json say what). Rows are sources, columns destinations; "-" is not
+or -o json say what). Rows are sources, columns destinations; "-" is not
 probed (the diagonal, unless --self).
   tcp
   SRC\DST  a         b
   a        -         OK 0.4ms
   b        TIMEOUT   -
---json prints one object: {"run":..,"agents":[..],"transports":[..],
-"as_expected":BOOL,"cells":[{"src","dst","transport","result","rtt_us",
-"message","expected","attempts"},..]}.
+-o json prints one object (-o yaml the same as YAML): {"run":..,
+"agents":[..],"transports":[..],"asExpected":BOOL,"cells":[{"src","dst",
+"transport","result","message","expected","attempts","rtt" (a duration,
+"0.000412s"; only when OK)},..]}.
 
 --expect FILE, one rule per line: SRC DST TRANSPORT RESULT, where SRC and
 DST are agent names or *, TRANSPORT tcp, udp or *, RESULT one of the cell
@@ -698,9 +701,9 @@ Examples:
       ->group("Expectation");
   matrix->add_flag("-v,--verbose", args->verbose,
                    "Say why each cell is not OK; progress on stderr");
-  commands.push_back({matrix, nullptr, [args](Fleet& fleet) {
-                        return RunMatrix(fleet, *args);
-                      }});
+  commands.push_back({matrix, nullptr,
+                      [args](Fleet& fleet) { return RunMatrix(fleet, *args); },
+                      kStructuredOutputs});
 }
 
 }  // namespace sockctl

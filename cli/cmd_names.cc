@@ -104,13 +104,47 @@ std::vector<std::vector<std::string>> EntryRows(
   return rows;
 }
 
+// -o addr: each entry's address and port as one dials it,
+// "127.0.0.1:80", "[::1]:80".
+std::vector<std::string> AddrLines(const ResolveResponse& response) {
+  std::vector<std::string> lines;
+  for (const auto& entry : response.entries()) {
+    lines.push_back(
+        entry.address().find(':') == std::string::npos
+            ? absl::StrCat(entry.address(), ":", entry.port())
+            : absl::StrCat("[", entry.address(), "]:", entry.port()));
+  }
+  return lines;
+}
+
+// A reverse lookup answers a name, not addresses.
+int CheckOutput(const ResolveArgs& args, OutputFormat format) {
+  if (args.reverse && format == OutputFormat::kAddr) {
+    return UsageError(
+        "resolve -r prints a name, not addresses: it takes -o "
+        "table|json|yaml");
+  }
+  return kExitOk;
+}
+
 int RunResolve(AgentClient& client, const ResolveArgs& args) {
+  if (int rc = CheckOutput(args, client.options().output); rc != kExitOk) {
+    return rc;
+  }
   ResolveResponse response;
   grpc::Status status = CallResolve(client, BuildRequest(args), &response);
   if (!status.ok()) return client.Fail(status);
 
-  if (client.options().json) {
-    return PrintJson(std::cout, response) ? kExitOk : kExitFailure;
+  const OutputFormat format = client.options().output;
+  if (format == OutputFormat::kJson || format == OutputFormat::kYaml) {
+    return PrintStructured(std::cout, response, format) ? kExitOk
+                                                        : kExitFailure;
+  }
+  if (format == OutputFormat::kAddr) {
+    for (const std::string& line : AddrLines(response)) {
+      std::cout << line << "\n";
+    }
+    return kExitOk;
   }
   if (args.reverse) {
     std::cout << absl::StrJoin(ReverseCells(args, response), " ") << "\n";
@@ -123,9 +157,13 @@ int RunResolve(AgentClient& client, const ResolveArgs& args) {
 }
 
 int RunResolveOnEvery(Fleet& fleet, const ResolveArgs& args) {
+  if (int rc = CheckOutput(args, fleet.output()); rc != kExitOk) return rc;
   const ResolveRequest request = BuildRequest(args);
+  const bool addr = fleet.output() == OutputFormat::kAddr;
   std::vector<std::string> header = EntryHeader();
-  if (args.reverse) {
+  if (addr) {
+    header.clear();  // "AGENT ADDRESS" lines.
+  } else if (args.reverse) {
     header = {"HOST"};
     if (!args.service.empty()) header.push_back("SERVICE");
   }
@@ -133,12 +171,15 @@ int RunResolveOnEvery(Fleet& fleet, const ResolveArgs& args) {
       fleet, header, [&](AgentClient& client, AgentOutput& out) {
         auto response = std::make_unique<ResolveResponse>();
         grpc::Status s = CallResolve(client, request, response.get());
-        if (args.reverse) {
-          out.rows.push_back(ReverseCells(args, *response));
+        if (addr) {
+          for (std::string& line : AddrLines(*response)) {
+            out.rows.push_back({std::move(line)});
+          }
+        } else if (args.reverse) {
         } else {
           out.rows = EntryRows(*response);
         }
-        out.json = std::move(response);
+        out.response = std::move(response);
         return s;
       });
 }
@@ -189,7 +230,9 @@ void AddNameCommands(CLI::App& app, Commands& commands) {
   commands.push_back(
       {resolve,
        [args](AgentClient& client) { return RunResolve(client, *args); },
-       [args](Fleet& fleet) { return RunResolveOnEvery(fleet, *args); }});
+       [args](Fleet& fleet) { return RunResolveOnEvery(fleet, *args); },
+       OutputForms{OutputFormat::kTable, OutputFormat::kJson,
+                   OutputFormat::kYaml, OutputFormat::kAddr}});
 }
 
 }  // namespace sockctl

@@ -55,7 +55,6 @@ struct StartArgs {
   std::string idle_timeout;
   uint32_t max_sessions = 0;
   std::string session_idle;
-  bool quiet = false;
   // Whether an option was given, where its value alone cannot tell.
   CLI::Option* host_opt = nullptr;
   CLI::Option* unix_opt = nullptr;
@@ -152,8 +151,7 @@ int RunStart(AgentClient& client, const StartArgs& args) {
   if (!status.ok()) return client.Fail(status);
   google::protobuf::RepeatedPtrField<sockagent::v1::Server> started;
   *started.Add() = response.server();
-  return PrintServers(std::cout, response, started,
-                      {.json = client.options().json, .quiet = args.quiet},
+  return PrintServers(std::cout, response, started, client.options().output,
                       TableView::kBrief)
              ? kExitOk
              : kExitFailure;
@@ -163,7 +161,6 @@ struct StopArgs {
   std::string id;
   std::vector<std::string> labels;
   bool close_connections = false;
-  bool quiet = false;
 };
 
 int RunStop(AgentClient& client, const StopArgs& args) {
@@ -185,18 +182,19 @@ int RunStop(AgentClient& client, const StopArgs& args) {
   grpc::Status status =
       client.agent().StopServer(ctx.get(), request, &response);
   if (!status.ok()) return client.Fail(status);
-  const PrintMode mode = {.json = client.options().json, .quiet = args.quiet};
-  if (!PrintServers(std::cout, response, response.servers(), mode,
+  const OutputFormat format = client.options().output;
+  if (!PrintServers(std::cout, response, response.servers(), format,
                     TableView::kFull)) {
     return kExitFailure;
   }
-  if (args.close_connections && !mode.json && !mode.quiet) {
+  if (args.close_connections && format == OutputFormat::kTable) {
     std::cout << "connections closed: " << response.connections_closed()
               << "\n";
   }
   // A bulk stop lists a bounded number of servers: say how many there were
   // (on stderr, so the listing stays parseable).
-  if (response.truncated() && !mode.json) {
+  if (response.truncated() && format != OutputFormat::kJson &&
+      format != OutputFormat::kYaml) {
     std::cerr << "servers stopped: " << response.servers_stopped()
               << " (listed: the first " << response.servers_size() << ")\n";
   }
@@ -210,7 +208,6 @@ struct ListArgs {
   bool unix_ = false;
   bool all = false;
   uint32_t page_size = 0;
-  bool quiet = false;
 };
 
 absl::StatusOr<ListServersRequest> BuildListRequest(const ListArgs& args) {
@@ -238,30 +235,39 @@ int RunList(AgentClient& client, const ListArgs& args) {
       !s.ok()) {
     return client.Fail(s);
   }
-  return PrintServers(std::cout, all, all.servers(),
-                      {.json = client.options().json, .quiet = args.quiet},
+  return PrintServers(std::cout, all, all.servers(), client.options().output,
                       TableView::kFull)
              ? kExitOk
              : kExitFailure;
 }
 
-// -q prints "AGENT ID" lines: an id alone does not say whose it is.
+// -o name|addr print "AGENT ID" / "AGENT ADDRESS" lines: an id alone does
+// not say whose it is.
 int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
   absl::StatusOr<ListServersRequest> request = BuildListRequest(args);
   if (!request.ok()) return UsageError(request.status().message());
+  const OutputFormat format = fleet.output();
   return RunOnEveryAgent(
       fleet,
-      args.quiet ? std::vector<std::string>{} : ServerHeader(TableView::kFull),
+      format == OutputFormat::kTable ? ServerHeader(TableView::kFull)
+                                     : std::vector<std::string>{},
       [&](AgentClient& client, AgentOutput& out) {
         auto all = std::make_unique<ListServersResponse>();
         grpc::Status s = ListAllPages(
             client, *request, &sockagent::v1::SocketAgent::Stub::ListServers,
             all.get());
         for (const auto& server : all->servers()) {
-          out.rows.push_back(args.quiet ? std::vector<std::string>{server.id()}
-                                        : ServerRow(server, TableView::kFull));
+          if (format == OutputFormat::kName) {
+            out.rows.push_back({server.id()});
+          } else if (format == OutputFormat::kAddr) {
+            for (std::string& line : ServerAddrLines(server)) {
+              out.rows.push_back({std::move(line)});
+            }
+          } else {
+            out.rows.push_back(ServerRow(server, TableView::kFull));
+          }
         }
-        out.json = std::move(all);
+        out.response = std::move(all);
         return s;
       });
 }
@@ -271,7 +277,8 @@ void AddStart(CLI::App& server, Commands& commands) {
   CLI::App* start = server.add_subcommand(
       "start",
       "Start a server on the agent's host (StartServer) and print it; with -q "
-      "only its id: id=$(sockctl server start -q --echo)");
+      "only its id: id=$(sockctl server start -q --echo), with -o addr its "
+      "bound address: addr=$(sockctl server start -o addr --echo)");
   start->footer(
       "Examples:\n"
       "  sockctl server start --echo --port 7000\n"
@@ -402,9 +409,9 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->type_name("D")
       ->needs(udp)
       ->group("UDP");
-  start->add_flag("-q,--quiet", args->quiet, "Print only the server id");
   commands.push_back(
-      {start, [args](AgentClient& client) { return RunStart(client, *args); }});
+      {start, [args](AgentClient& client) { return RunStart(client, *args); },
+       nullptr, kSocketOutputs});
 }
 
 void AddStop(CLI::App& server, Commands& commands) {
@@ -420,9 +427,9 @@ void AddStop(CLI::App& server, Commands& commands) {
       ->allow_extra_args(false);
   stop->add_flag("--close-connections", args->close_connections,
                  "Also close (gracefully) the connections they accepted");
-  stop->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
-      {stop, [args](AgentClient& client) { return RunStop(client, *args); }});
+      {stop, [args](AgentClient& client) { return RunStop(client, *args); },
+       nullptr, kSocketOutputs});
 }
 
 void AddList(CLI::App& server, Commands& commands) {
@@ -442,10 +449,10 @@ void AddList(CLI::App& server, Commands& commands) {
   list->add_flag("--all", args->all, "Include stopped servers");
   list->add_option("--page-size", args->page_size,
                    "Servers per call (0: the agent's default, 100)");
-  list->add_flag("-q,--quiet", args->quiet, "Print only the ids");
   commands.push_back(
       {list, [args](AgentClient& client) { return RunList(client, *args); },
-       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); }});
+       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); },
+       kSocketOutputs});
 }
 
 }  // namespace

@@ -8,6 +8,12 @@
 // itself; UDP once stdin ended and no datagram arrived for --idle. Exit 0
 // for an orderly end, the usual codes for a failed call (an agent that
 // reset or lost the connection: 10 + ABORTED/UNAVAILABLE).
+//
+// stdout carries only the connection's bytes, so -o json puts the stream's
+// events (the first message naming the connection, the end of stream with
+// its reason) on stderr, one protobuf JSON line each: a script reads the
+// bytes from stdout and what happened from stderr's lines that start with
+// '{' (sockctl's own messages start with "sockctl:").
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
@@ -34,6 +40,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/open_args.h"
+#include "cli/output.h"
 #include "cli/proto_text.h"
 
 namespace sockctl {
@@ -48,6 +55,9 @@ using sockagent::v1::StreamResponse;
 constexpr size_t kStdinChunk = 1024 * 1024;
 
 using StreamCall = grpc::ClientReaderWriter<StreamRequest, StreamResponse>;
+
+// stdout is the bytes: json means events on stderr, and nothing else fits.
+const OutputForms kStreamOutputs = {OutputFormat::kTable, OutputFormat::kJson};
 
 // Writes all of `data` to fd 1; false once stdout is gone.
 bool WriteStdout(const std::string& data) {
@@ -271,9 +281,16 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
     }
     return client.Fail(status);
   }
+  // -o json: the stream's events on stderr, one JSON line each.
+  const bool json_events = client.options().output == OutputFormat::kJson;
+  const auto print_event = [json_events](const StreamResponse& event) {
+    std::string line;
+    if (json_events && FormatJson(event, &line)) std::cerr << line + "\n";
+  };
+  print_event(response);
   const sockagent::v1::Connection& conn = response.connection();
   const bool udp = conn.transport() == sockagent::v1::TRANSPORT_UDP;
-  if (args.verbose) {
+  if (args.verbose && !json_events) {
     std::cerr << "sockctl: " << (attach ? "attached to " : "connected ")
               << conn.id() << " " << FormatAddress(conn.local()) << " -> "
               << FormatAddress(conn.remote()) << "\n";
@@ -297,10 +314,15 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
         stdout_gone = !WriteStdout(response.datagram().data());
         break;
       case StreamResponse::kEndOfStream: {
+        print_event(response);
+        // The words of conn list's REASON column ("peer closed"); an
+        // error's detail is part of them, other details follow.
         const auto& eos = response.end_of_stream();
-        end_note = absl::StrCat("end of stream: ",
-                                sockagent::v1::CloseReason_Name(eos.reason()));
-        if (!eos.detail().empty()) {
+        const std::string reason = CloseReasonText(eos.reason(), eos.detail());
+        end_note = reason.empty() ? "end of stream"
+                                  : absl::StrCat("end of stream: ", reason);
+        if (!eos.detail().empty() &&
+            eos.reason() != sockagent::v1::CLOSE_REASON_ERROR) {
           absl::StrAppend(&end_note, " (", eos.detail(), ")");
         }
         break;
@@ -322,7 +344,7 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
   pump->Stop();
   pump.reset();
   grpc::Status status = call->Finish();
-  if (args.verbose && !end_note.empty()) {
+  if (args.verbose && !json_events && !end_note.empty()) {
     std::cerr << "sockctl: " << end_note << "\n";
   }
   if (stdout_gone) {
@@ -346,6 +368,10 @@ void AddConnect(CLI::App& app, Commands& commands) {
       "Exits when both directions are done (stdin ended: FIN sent; the peer "
       "closed), or when the connection ends; UDP: once stdin ended and no "
       "datagram came for --idle. The connection closes when sockctl exits.\n"
+      "-o json: stdout stays the bytes; the connection (first) and the end "
+      "of stream\n(with its reason) go to stderr as protobuf JSON lines "
+      "({\"connection\":{...}},\n{\"endOfStream\":{...}}) instead of -v's "
+      "words.\n\n"
       "Examples:\n"
       "  printf 'GET / HTTP/1.0\\r\\n\\r\\n' | sockctl connect example.com 80\n"
       "  sockctl connect --udp 127.0.0.1 53 < query.bin > answer.bin\n"
@@ -358,9 +384,11 @@ void AddConnect(CLI::App& app, Commands& commands) {
       ->type_name("D");
   connect->add_flag("-v,--verbose", args->verbose,
                     "Name the connection and how it ended on stderr");
-  commands.push_back({connect, [args](AgentClient& client) {
+  commands.push_back({connect,
+                      [args](AgentClient& client) {
                         return RunStream(client, *args, /*attach=*/false);
-                      }});
+                      },
+                      nullptr, kStreamOutputs});
 }
 
 void AddAttach(CLI::App& app, Commands& commands) {
@@ -377,9 +405,15 @@ void AddAttach(CLI::App& app, Commands& commands) {
       ->type_name("D");
   attach->add_flag("-v,--verbose", args->verbose,
                    "Name the connection and how it ended on stderr");
-  commands.push_back({attach, [args](AgentClient& client) {
+  attach->footer(
+      "-o json: stdout stays the bytes; the connection (first) and the end "
+      "of stream\n(with its reason) go to stderr as protobuf JSON lines "
+      "instead of -v's words.");
+  commands.push_back({attach,
+                      [args](AgentClient& client) {
                         return RunStream(client, *args, /*attach=*/true);
-                      }});
+                      },
+                      nullptr, kStreamOutputs});
 }
 
 }  // namespace

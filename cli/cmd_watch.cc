@@ -1,5 +1,6 @@
 // `sockctl watch`: the agent's live events (the Watch stream), one line per
-// event, or one JSON object per line with --json. Runs until Ctrl-C, until
+// event, or one JSON object per line with -o json (a "---" YAML document
+// each with -o yaml). Runs until Ctrl-C, until
 // --count events arrived, or for --for DURATION; the call has no deadline
 // otherwise.
 #include <CLI/CLI.hpp>
@@ -144,8 +145,11 @@ int RunWatch(AgentClient& client, const WatchArgs& args) {
   Event event;
   uint64_t seen = 0;
   while (reader->Read(&event)) {
-    if (client.options().json) {
-      if (!PrintJson(std::cout, event)) return kExitFailure;
+    if (client.options().output != OutputFormat::kTable) {
+      if (!PrintStructured(std::cout, event, client.options().output,
+                           /*stream=*/true)) {
+        return kExitFailure;
+      }
     } else {
       std::cout << EventLine(event) << "\n";
     }
@@ -191,7 +195,8 @@ void AddWatchCommands(CLI::App& app, Commands& commands) {
   watch->add_option("--for", args->for_duration,
                     "Stop after this long (e.g. 30s); default: until Ctrl-C");
   commands.push_back(
-      {watch, [args](AgentClient& client) { return RunWatch(client, *args); }});
+      {watch, [args](AgentClient& client) { return RunWatch(client, *args); },
+       nullptr, kStructuredOutputs});
 }
 
 }  // namespace sockctl

@@ -5,11 +5,14 @@
 // function; main.cc runs whichever subcommand was parsed: `run` when one
 // agent is given, `run_fleet` when several are (or always, for a verb that
 // has no `run`). A verb with only `run` acts on one agent, and more is a
-// usage error.
+// usage error. `outputs` lists the -o forms the verb prints (main.cc refuses
+// the others, naming the verb, and shows them in the verb's --help).
 #pragma once
 
 #include <functional>
 #include <vector>
+
+#include "cli/output_format.h"
 
 namespace CLI {
 class App;
@@ -27,10 +30,20 @@ struct Command {
   // The same for every agent of a fleet (see fleet.h); null for verbs that
   // act on one agent.
   std::function<int(Fleet&)> run_fleet = nullptr;
+  // The -o forms it prints; the first is the default's name (table).
+  OutputForms outputs = {OutputFormat::kTable};
   // Verbs that talk to no agent (`inventory from-kubectl`): run before any
   // agent address or token is looked at; `run` and `run_fleet` stay null.
   std::function<int()> run_local = nullptr;
 };
+
+// The forms of the verbs that print servers or connections.
+inline const OutputForms kSocketOutputs = {
+    OutputFormat::kTable, OutputFormat::kJson, OutputFormat::kYaml,
+    OutputFormat::kName, OutputFormat::kAddr};
+// The forms of the verbs that print one response (or a stream of them).
+inline const OutputForms kStructuredOutputs = {
+    OutputFormat::kTable, OutputFormat::kJson, OutputFormat::kYaml};
 using Commands = std::vector<Command>;
 
 // cmd_names.cc: resolve.

@@ -1,9 +1,11 @@
 // sockctl: drives sockagentd agents over their gRPC API.
 //
-//   sockctl [--agent HOST:PORT]... [--inventory FILE] [--timeout 5s] [--json]
-//           VERB [ARGS...]
+//   sockctl [--agent HOST:PORT]... [--inventory FILE] [--timeout 5s]
+//           [-o table|json|yaml|name|addr] VERB [ARGS...]
 //
-// Global options may come before or after the verb. --agent defaults to
+// Global options may come before or after the verb; so may the output
+// options (-o, --json = -o json, -q = -o name), and each verb refuses the
+// forms it does not print (cli/output_format.h). --agent defaults to
 // $SOCKAGENT_ADDR, else the agent's default owner-only UNIX socket
 // (unix:/run/sockagent/sockagentd.sock as root; proto/local_agent_socket.h).
 // --tls-ca/--tls-cert/--tls-key/--tls-server-name talk TLS to the agent. The
@@ -51,14 +53,24 @@
 #include "cli/commands.h"
 #include "cli/fleet.h"
 #include "cli/inventory.h"
+#include "cli/output_format.h"
 #include "cli/suggest.h"
 
 namespace sockctl {
 namespace {
 
 constexpr char kFooter[] =
-    R"(Global options (--agent, --inventory, --token-file, --tls-*, --timeout,
---json; see sockctl --help) may be given before or after the verb.
+    R"(Global options (--agent, --inventory, --token-file, --tls-*, --timeout)
+and the output options (-o, --json, -q) may be given before or after the
+verb.
+
+Output: -o table (the default), json (protobuf JSON, one line per object:
+lowerCamelCase keys, 64-bit integers as strings, bytes as base64, enums by
+name, durations as "1.5s"), yaml (the same data), name (ids, one per line:
+servers and connections), addr (servers: each bound address; connections:
+"LOCAL REMOTE"; resolve: each address; one per line). --json is -o json,
+-q is -o name. A verb refuses forms it does not print; its --help lists
+them.
 
 TLS: --tls-ca FILE verifies the agent's certificate; --tls-cert/--tls-key
 present a client certificate to an agent that requires one (mutual TLS). A
@@ -68,8 +80,8 @@ certificate required or refused, agent without TLS).
 Several agents: repeat --agent (each agent is named by its address) or give
 --inventory FILE. Then info, hostname, health, resolve, server list and
 conn list ask every agent at once (at most 32 in flight) and print one table
-with an AGENT column in front (-q: "AGENT ID" lines); with --json one line
-per agent: {"agent":NAME,"response":{...}} or
+with an AGENT column in front (-o name|addr: "AGENT VALUE" lines); with
+-o json one line per agent: {"agent":NAME,"response":{...}} or
 {"agent":NAME,"error":{"code":"UNAVAILABLE","message":"..."}}. A failed
 agent is reported on stderr (sockctl: NAME: CODE: message) and the others
 still run; the exit code is the first failed agent's. `matrix` probes every
@@ -108,6 +120,22 @@ Exit codes:
   130     matrix: interrupted (after cleaning up)
 With several agents: the code of the first agent (in the order given) that
 failed.)";
+
+// The one line each verb's --help says about the global options.
+constexpr char kVerbFooter[] =
+    "Global options (--agent, --inventory, --token-file, --tls-*, --timeout) "
+    "go before or after the verb: see sockctl --help.";
+
+// Ends the help of `app` and of everything below it with kVerbFooter, after
+// its own footer (examples) if it has one.
+void AddVerbFooters(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands({})) {
+    const std::string own = sub->get_footer();
+    sub->footer(own.empty() ? kVerbFooter
+                            : absl::StrCat(own, "\n\n", kVerbFooter));
+    AddVerbFooters(*sub);
+  }
+}
 
 // "server list", "info": the words that name a verb, for messages.
 std::string VerbName(const CLI::App& app) {
@@ -283,7 +311,6 @@ int Main(int argc, char** argv) {
   // the verb fall through to this app.
   app.fallthrough();
   app.require_subcommand(1);
-  app.footer(kFooter);
   app.set_version_flag("--version", "sockctl " SOCKAGENT_VERSION);
   app.failure_message([](const CLI::App*, const CLI::Error& e) {
     return absl::StrCat("sockctl: ", e.what(),
@@ -292,7 +319,6 @@ int Main(int argc, char** argv) {
 
   AgentFlags flags;
   std::string timeout = "5s";
-  bool json = false;
   CLI::Option* agent_opt =
       app.add_option(
              "--agent", flags.agents,
@@ -328,8 +354,8 @@ int Main(int argc, char** argv) {
                  "Deadline of each call, e.g. 5s, 500ms, 1m, 1.5s")
       ->type_name("DURATION")
       ->capture_default_str();
-  app.add_flag("--json", json,
-               "Print each response as one line of protobuf JSON");
+  OutputRequest output;
+  AddOutputOptions(&app, output, AllOutputForms());
 
   Commands commands;
   AddNameCommands(app, commands);
@@ -343,6 +369,15 @@ int Main(int argc, char** argv) {
   AddInventoryCommands(app, commands);
   AddListenCommands(app, commands);
   AddCompletionCommands(app, commands);
+  // Each verb shows (and takes after it) the output forms it prints; the
+  // footer, set after the verbs were added, is the top level's alone.
+  for (const Command& command : commands) {
+    if (command.outputs.size() > 1) {
+      AddOutputOptions(command.app, output, command.outputs);
+    }
+  }
+  AddVerbFooters(app);
+  app.footer(kFooter);
 
   try {
     app.parse(argc, argv);
@@ -361,9 +396,15 @@ int Main(int argc, char** argv) {
     return rc == 0 ? kExitOk : kExitUsage;
   }
 
+  const Command* verb = nullptr;
   for (const Command& command : commands) {
-    if (command.app->parsed() && command.run_local) return command.run_local();
+    if (command.app->parsed()) verb = &command;
   }
+  if (verb == nullptr) return UsageError("no verb given");
+  absl::StatusOr<OutputFormat> form =
+      ChooseOutput(output, VerbName(*verb->app), verb->outputs);
+  if (!form.ok()) return UsageError(form.status().message());
+  if (verb->run_local) return verb->run_local();
 
   GlobalOptions common;
   absl::StatusOr<absl::Duration> deadline = ParseTimeout(timeout);
@@ -371,12 +412,12 @@ int Main(int argc, char** argv) {
     return UsageError(std::string(deadline.status().message()));
   }
   common.timeout = *deadline;
-  common.json = json;
+  common.output = *form;
   absl::StatusOr<std::vector<FleetMember>> members = Members(flags, common);
   if (!members.ok()) return UsageError(members.status().message());
 
   for (const Command& command : commands) {
-    if (!command.app->parsed()) continue;
+    if (&command != verb) continue;
     if (members->size() == 1 && command.run) {
       AgentClient client(std::move(members->front().options));
       return command.run(client);

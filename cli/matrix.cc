@@ -260,40 +260,33 @@ std::string DifferenceLine(const std::vector<std::string>& agents,
   return line;
 }
 
-std::string MatrixJson(absl::string_view run,
-                       const std::vector<std::string>& agents,
-                       const std::vector<ProbeTransport>& transports,
-                       const std::vector<MatrixCell>& cells,
-                       const std::vector<ExpectedResult>& expected,
-                       bool as_expected) {
-  std::vector<std::string> agent_words;
-  for (const std::string& agent : agents) {
-    agent_words.push_back(JsonString(agent));
-  }
-  std::vector<std::string> transport_words;
-  for (ProbeTransport t : transports) {
-    transport_words.push_back(JsonString(TransportWord(t)));
-  }
-  std::vector<std::string> cell_objects;
+sockctl::output::MatrixReport MatrixReport(
+    absl::string_view run, const std::vector<std::string>& agents,
+    const std::vector<ProbeTransport>& transports,
+    const std::vector<MatrixCell>& cells,
+    const std::vector<ExpectedResult>& expected, bool as_expected) {
+  sockctl::output::MatrixReport report;
+  report.set_run(std::string(run));
+  for (const std::string& agent : agents) report.add_agents(agent);
+  for (ProbeTransport t : transports) report.add_transports(TransportWord(t));
+  report.set_as_expected(as_expected);
   for (size_t i = 0; i < cells.size(); ++i) {
     const MatrixCell& cell = cells[i];
-    const int64_t rtt_us = cell.result == ProbeResult::kOk
-                               ? absl::ToInt64Microseconds(cell.rtt)
-                               : 0;
-    cell_objects.push_back(absl::StrCat(
-        "{\"src\":", JsonString(agents[cell.src]),
-        ",\"dst\":", JsonString(agents[cell.dst]),
-        ",\"transport\":", JsonString(TransportWord(cell.transport)),
-        ",\"result\":", JsonString(ResultName(cell.result)), ",\"rtt_us\":",
-        rtt_us, ",\"message\":", JsonString(cell.message), ",\"expected\":",
-        JsonString(i < expected.size() ? expected[i].Name() : "OK"),
-        ",\"attempts\":", cell.attempts, "}"));
+    sockctl::output::MatrixCell* out = report.add_cells();
+    out->set_src(agents[cell.src]);
+    out->set_dst(agents[cell.dst]);
+    out->set_transport(TransportWord(cell.transport));
+    out->set_result(ResultName(cell.result));
+    if (cell.result == ProbeResult::kOk) {
+      const int64_t nanos = absl::ToInt64Nanoseconds(cell.rtt);
+      out->mutable_rtt()->set_seconds(nanos / 1000000000);
+      out->mutable_rtt()->set_nanos(static_cast<int32_t>(nanos % 1000000000));
+    }
+    out->set_message(cell.message);
+    out->set_expected(i < expected.size() ? expected[i].Name() : "OK");
+    out->set_attempts(static_cast<uint32_t>(cell.attempts));
   }
-  return absl::StrCat("{\"run\":", JsonString(run), ",\"agents\":[",
-                      absl::StrJoin(agent_words, ","), "],\"transports\":[",
-                      absl::StrJoin(transport_words, ","),
-                      "],\"as_expected\":", as_expected ? "true" : "false",
-                      ",\"cells\":[", absl::StrJoin(cell_objects, ","), "]}");
+  return report;
 }
 
 }  // namespace sockctl

@@ -1,5 +1,5 @@
 // The connectivity matrix (`sockctl matrix`): what a probe's outcome is
-// called, the expectation file, the probe payload and the tables, JSON and
+// called, the expectation file, the probe payload and the tables, report and
 // difference lines that show the result. No gRPC here: cmd_matrix.cc makes
 // the calls and hands the outcomes to these functions.
 //
@@ -32,6 +32,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "sockctl/output.pb.h"
 
 namespace sockctl {
 
@@ -144,16 +145,17 @@ std::string DifferenceLine(const std::vector<std::string>& agents,
                            const MatrixCell& cell,
                            const ExpectedResult& expected, bool with_message);
 
-// The whole run as one JSON object on one line:
-// {"run":RUN,"agents":[...],"transports":["tcp"],"as_expected":BOOL,
+// The whole run as the message `-o json|yaml` prints
+// (cli/sockctl/output.proto):
+// {"run":RUN,"agents":[...],"transports":["tcp"],"asExpected":BOOL,
 //  "cells":[{"src":..,"dst":..,"transport":"tcp","result":"OK",
-//            "rtt_us":412,"message":"","expected":"OK"},...]}
-// rtt_us is 0 unless OK. `expected` has one entry per cell, in order.
-std::string MatrixJson(absl::string_view run,
-                       const std::vector<std::string>& agents,
-                       const std::vector<ProbeTransport>& transports,
-                       const std::vector<MatrixCell>& cells,
-                       const std::vector<ExpectedResult>& expected,
-                       bool as_expected);
+//            "message":"","expected":"OK","attempts":1,
+//            "rtt":"0.000412s"},...]}
+// rtt is there only when OK. `expected` has one entry per cell, in order.
+sockctl::output::MatrixReport MatrixReport(
+    absl::string_view run, const std::vector<std::string>& agents,
+    const std::vector<ProbeTransport>& transports,
+    const std::vector<MatrixCell>& cells,
+    const std::vector<ExpectedResult>& expected, bool as_expected);
 
 }  // namespace sockctl

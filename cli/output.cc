@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "cli/yaml.h"
 
 namespace sockctl {
 
@@ -81,6 +82,28 @@ bool PrintJson(std::ostream& out, const google::protobuf::Message& message) {
   if (!FormatJson(message, &json)) return false;
   out << json << "\n";
   return true;
+}
+
+bool PrintYaml(std::ostream& out, const google::protobuf::Message& message,
+               bool stream) {
+  std::string json;
+  if (!FormatJson(message, &json)) return false;
+  absl::StatusOr<std::string> yaml = JsonToYaml(json);
+  if (!yaml.ok()) {
+    std::cerr << "sockctl: cannot print " << message.GetTypeName()
+              << " as YAML: " << yaml.status().message() << "\n";
+    return false;
+  }
+  if (stream) out << "---\n";
+  out << *yaml;
+  return true;
+}
+
+bool PrintStructured(std::ostream& out,
+                     const google::protobuf::Message& message,
+                     OutputFormat format, bool stream) {
+  return format == OutputFormat::kYaml ? PrintYaml(out, message, stream)
+                                       : PrintJson(out, message);
 }
 
 std::string JsonString(absl::string_view text) {

@@ -17,6 +17,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "cli/output_format.h"
 
 namespace google::protobuf {
 class Message;
@@ -52,6 +53,15 @@ void PrintFields(std::ostream& out, const Fields& fields, int indent = 0);
 bool PrintJson(std::ostream& out, const google::protobuf::Message& message);
 // The same JSON into `json` (no newline), for output that wraps it.
 bool FormatJson(const google::protobuf::Message& message, std::string* json);
+// The message as YAML (cli/yaml.h: the same data as its JSON). With
+// `stream`, a "---" line first: one document of several (watch, fleet).
+bool PrintYaml(std::ostream& out, const google::protobuf::Message& message,
+               bool stream = false);
+// PrintYaml for kYaml, else PrintJson: for verbs whose structured forms are
+// json and yaml.
+bool PrintStructured(std::ostream& out,
+                     const google::protobuf::Message& message,
+                     OutputFormat format, bool stream = false);
 
 // `text` as a JSON string literal, quotes included: "a\"b\n" for a"b
 // plus a newline. Bytes that are not valid UTF-8 pass through unchanged.

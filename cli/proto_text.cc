@@ -164,7 +164,12 @@ std::string OriginText(const Connection& connection) {
 }
 
 std::string CloseReasonText(const Connection& connection) {
-  switch (connection.close_reason()) {
+  return CloseReasonText(connection.close_reason(), connection.close_detail());
+}
+
+std::string CloseReasonText(sockagent::v1::CloseReason reason,
+                            const std::string& detail) {
+  switch (reason) {
     case sockagent::v1::CLOSE_REASON_UNSPECIFIED:
       return "";
     case sockagent::v1::CLOSE_REASON_LOCAL_CLOSE:
@@ -184,14 +189,11 @@ std::string CloseReasonText(const Connection& connection) {
     case sockagent::v1::CLOSE_REASON_STREAM_ENDED:
       return "stream ended";
     case sockagent::v1::CLOSE_REASON_ERROR:
-      return connection.close_detail().empty()
-                 ? "error"
-                 : absl::StrCat("error: ", connection.close_detail());
+      return detail.empty() ? "error" : absl::StrCat("error: ", detail);
     case sockagent::v1::CLOSE_REASON_AGENT_SHUTDOWN:
       return "agent shutdown";
     default:
-      return absl::StrCat("reason-",
-                          static_cast<int>(connection.close_reason()));
+      return absl::StrCat("reason-", static_cast<int>(reason));
   }
 }
 

@@ -53,7 +53,10 @@ std::optional<sockagent::v1::ConnectionState> ParseConnectionState(
 std::string OriginText(const sockagent::v1::Connection& connection);
 
 // Why a connection closed, in words: "peer reset", "idle timeout", ...;
-// "error: <detail>" for CLOSE_REASON_ERROR; "" while open.
+// "error: <detail>" for CLOSE_REASON_ERROR; "" while open (unspecified).
+std::string CloseReasonText(sockagent::v1::CloseReason reason,
+                            const std::string& detail);
+// The same for a connection's close_reason and close_detail.
 std::string CloseReasonText(const sockagent::v1::Connection& connection);
 
 // "k=v,k2=v2", sorted by key; "" when there are none.

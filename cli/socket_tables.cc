@@ -78,13 +78,38 @@ std::vector<std::string> ConnectionRow(const Connection& c, TableView view) {
           FormatAddress(c.remote()), ConnectionStateName(c.state())};
 }
 
+std::vector<std::string> ServerAddrLines(const Server& server) {
+  std::vector<std::string> lines;
+  for (const auto& address : server.local_addresses()) {
+    lines.push_back(FormatAddress(address));
+  }
+  return lines;
+}
+
+std::string ConnectionAddrLine(const Connection& connection) {
+  std::string local = FormatAddress(connection.local());
+  std::string remote = FormatAddress(connection.remote());
+  return (local.empty() ? kEmptyCell : local) + " " +
+         (remote.empty() ? kEmptyCell : remote);
+}
+
 bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
                   const google::protobuf::RepeatedPtrField<Server>& servers,
-                  PrintMode mode, TableView view) {
-  if (mode.json) return PrintJson(out, response);
-  if (mode.quiet) {
-    for (const Server& s : servers) out << s.id() << "\n";
-    return true;
+                  OutputFormat format, TableView view) {
+  switch (format) {
+    case OutputFormat::kJson:
+    case OutputFormat::kYaml:
+      return PrintStructured(out, response, format);
+    case OutputFormat::kName:
+      for (const Server& s : servers) out << s.id() << "\n";
+      return true;
+    case OutputFormat::kAddr:
+      for (const Server& s : servers) {
+        for (const std::string& line : ServerAddrLines(s)) out << line << "\n";
+      }
+      return true;
+    case OutputFormat::kTable:
+      break;
   }
   Table table(ServerHeader(view));
   for (const Server& s : servers) table.AddRow(ServerRow(s, view));
@@ -95,11 +120,21 @@ bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
 bool PrintConnections(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<Connection>& connections,
-    PrintMode mode, TableView view) {
-  if (mode.json) return PrintJson(out, response);
-  if (mode.quiet) {
-    for (const Connection& c : connections) out << c.id() << "\n";
-    return true;
+    OutputFormat format, TableView view) {
+  switch (format) {
+    case OutputFormat::kJson:
+    case OutputFormat::kYaml:
+      return PrintStructured(out, response, format);
+    case OutputFormat::kName:
+      for (const Connection& c : connections) out << c.id() << "\n";
+      return true;
+    case OutputFormat::kAddr:
+      for (const Connection& c : connections) {
+        out << ConnectionAddrLine(c) << "\n";
+      }
+      return true;
+    case OutputFormat::kTable:
+      break;
   }
   Table table(ConnectionHeader(view));
   for (const Connection& c : connections) table.AddRow(ConnectionRow(c, view));

@@ -1,10 +1,11 @@
 // How the socket verbs print servers and connections, so that `server
 // start|stop|list`, `client open`, `close` and `conn list` show the same
-// columns the same way. Three forms: the response as JSON (--json), the ids
-// one per line (-q), or a table. No gRPC here.
+// columns the same way, in every -o form: the response as JSON or YAML, the
+// ids one per line (name), the addresses one per line (addr), or a table.
+// No gRPC here.
 //
 //   PrintServers(std::cout, response, response.servers(),
-//                {.json = json, .quiet = quiet}, TableView::kFull);
+//                OutputFormat::kAddr, TableView::kFull);
 #pragma once
 
 #include <google/protobuf/repeated_ptr_field.h>
@@ -13,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/output_format.h"
 #include "sockagent/v1/agent.pb.h"
 
 namespace google::protobuf {
@@ -30,23 +32,25 @@ enum class TableView {
   kFull,
 };
 
-struct PrintMode {
-  bool json = false;   // The whole response message; wins over quiet.
-  bool quiet = false;  // Ids only.
-};
-
-// `response` is what --json prints; `servers` / `connections` (usually a
-// field of it) feed the ids and the table. Returns false when the JSON
-// could not be printed (said on stderr).
+// `response` is what json and yaml print; `servers` / `connections`
+// (usually a field of it) feed the ids, the addresses and the table.
+// Returns false when the JSON could not be printed (said on stderr).
 bool PrintServers(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<sockagent::v1::Server>& servers,
-    PrintMode mode, TableView view);
+    OutputFormat format, TableView view);
 bool PrintConnections(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<sockagent::v1::Connection>&
         connections,
-    PrintMode mode, TableView view);
+    OutputFormat format, TableView view);
+
+// -o addr: a server's bound addresses, one each ("127.0.0.1:41234"; a
+// dual-stack server has two; "unix:/path"), so that
+// `$(sockctl server start -o addr)` is dialable. A connection's is one line,
+// "LOCAL REMOTE", like the table's columns and ss(8) ("-" when unset).
+std::vector<std::string> ServerAddrLines(const sockagent::v1::Server& server);
+std::string ConnectionAddrLine(const sockagent::v1::Connection& connection);
 
 // The table's columns and one row of it, for the tables above and for the
 // per-agent rows of a fleet (which put an AGENT column in front).

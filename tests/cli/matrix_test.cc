@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "cli/output.h"
+
 namespace sockctl {
 namespace {
 
@@ -215,16 +217,23 @@ TEST(DifferenceLine, ExpectedThenGotThenWhyWhenAsked) {
             "b -> a tcp: expected OK, got TIMEOUT: no echo within 1s");
 }
 
-TEST(MatrixJson, OneObjectWithEveryCell) {
+// Printed by the protobuf JSON printer: lowerCamelCase keys, the round trip
+// as a Duration (only for OK cells), like every API response.
+TEST(MatrixReport, OneObjectWithEveryCellInProtobufJson) {
+  std::string json;
+  ASSERT_TRUE(FormatJson(
+      MatrixReport("run1", {"a", "b"}, {kTcp}, SampleCells(),
+                   {ExpectedResult(), ExpectedResult{Kind::kAnyFailure}}, true),
+      &json));
   EXPECT_EQ(
-      MatrixJson("run1", {"a", "b"}, {kTcp}, SampleCells(),
-                 {ExpectedResult(), ExpectedResult{Kind::kAnyFailure}}, true),
+      json,
       "{\"run\":\"run1\",\"agents\":[\"a\",\"b\"],\"transports\":[\"tcp\"],"
-      "\"as_expected\":true,\"cells\":["
+      "\"asExpected\":true,\"cells\":["
       "{\"src\":\"a\",\"dst\":\"b\",\"transport\":\"tcp\",\"result\":\"OK\","
-      "\"rtt_us\":412,\"message\":\"\",\"expected\":\"OK\",\"attempts\":1},"
+      "\"message\":\"\",\"expected\":\"OK\",\"attempts\":1,"
+      "\"rtt\":\"0.000412s\"},"
       "{\"src\":\"b\",\"dst\":\"a\",\"transport\":\"tcp\",\"result\":"
-      "\"TIMEOUT\",\"rtt_us\":0,\"message\":\"no echo within 1s\","
+      "\"TIMEOUT\",\"message\":\"no echo within 1s\","
       "\"expected\":\"FAIL\",\"attempts\":2}]}");
 }
 
