@@ -27,6 +27,9 @@ struct Command {
   // The same for every agent of a fleet (see fleet.h); null for verbs that
   // act on one agent.
   std::function<int(Fleet&)> run_fleet = nullptr;
+  // Verbs that talk to no agent (`inventory from-kubectl`): run before any
+  // agent address or token is looked at; `run` and `run_fleet` stay null.
+  std::function<int()> run_local = nullptr;
 };
 using Commands = std::vector<Command>;
 
@@ -46,5 +49,7 @@ void AddMatrixCommands(CLI::App& app, Commands& commands);
 void AddWatchCommands(CLI::App& app, Commands& commands);
 // cmd_stream.cc: connect, attach.
 void AddStreamCommands(CLI::App& app, Commands& commands);
+// cmd_inventory.cc: inventory from-kubectl (local, no agent).
+void AddInventoryCommands(CLI::App& app, Commands& commands);
 
 }  // namespace sockctl

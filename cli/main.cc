@@ -340,6 +340,7 @@ int Main(int argc, char** argv) {
   AddMatrixCommands(app, commands);
   AddWatchCommands(app, commands);
   AddStreamCommands(app, commands);
+  AddInventoryCommands(app, commands);
 
   try {
     app.parse(argc, argv);
@@ -356,6 +357,10 @@ int Main(int argc, char** argv) {
     // --help and --version are "errors" with exit code 0.
     const int rc = app.exit(e);
     return rc == 0 ? kExitOk : kExitUsage;
+  }
+
+  for (const Command& command : commands) {
+    if (command.app->parsed() && command.run_local) return command.run_local();
   }
 
   GlobalOptions common;

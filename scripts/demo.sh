@@ -7,10 +7,18 @@
 # (/run/sockagent/sockagentd.sock as root), which sockctl finds without
 # --agent. SOCKAGENT_LISTEN=HOST:PORT serves TCP instead, with a fresh
 # bearer token in a 0600 file (printed) that sockctl is given too.
+#
+# For the test suite (tests/docs/demo_test.sh): SOCKAGENT_DEMO_BIN=DIR uses
+# the binaries already built in DIR instead of running setup, and
+# SOCKAGENT_DEMO_ONCE=1 stops the agent after the scenario.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh --target sockagentd --target sockctl
-bin=build
+if [ -n "${SOCKAGENT_DEMO_BIN:-}" ]; then
+  bin=$SOCKAGENT_DEMO_BIN
+else
+  scripts/setup.sh --target sockagentd --target sockctl
+  bin=build
+fi
 
 out=$(mktemp)
 args=()
@@ -65,5 +73,6 @@ PY
   step server list --label demo=seed
   step server stop --label demo=seed
 fi
+[ "${SOCKAGENT_DEMO_ONCE:-0}" = 1 ] && exit 0
 printf '\nsockagentd keeps serving on %s; press Ctrl-C to stop.\n' "$addr"
 wait $agent

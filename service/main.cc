@@ -79,6 +79,9 @@ ABSL_FLAG(std::string, tls_client_ca, "",
           "by one of them (mutual TLS).");
 ABSL_FLAG(std::string, log_level, "info",
           "Least severe log lines written: debug, info, warn or error.");
+ABSL_FLAG(std::string, log_format, "logfmt",
+          "Log line format: logfmt (key=value) or json (one object per "
+          "line, every value a string).");
 ABSL_FLAG(absl::Duration, log_refusal_interval, absl::Seconds(10),
           "auth_failure and policy_refusal log lines: at most one per kind "
           "and peer IP per interval, each with suppressed=N (those not "
@@ -402,6 +405,9 @@ int Run(int argc, char** argv) {
   auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!log_level.ok()) return Fail(log_level.status().message());
   SetLogLevel(*log_level);
+  auto log_format = ParseLogFormat(absl::GetFlag(FLAGS_log_format));
+  if (!log_format.ok()) return Fail(log_format.status().message());
+  SetLogFormat(*log_format);
   if (absl::GetFlag(FLAGS_log_refusal_interval) <= absl::ZeroDuration()) {
     return Fail("--log_refusal_interval must be positive");
   }

@@ -10,7 +10,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "google/protobuf/descriptor.h"
+#include "service/audit_log.h"
 #include "service/control_listener.h"
 #include "service/convert.h"
 #include "service/inflight_calls.h"
@@ -48,7 +50,7 @@ LogLimiter& RefusalLogLimiter() {
 class RpcLogInterceptor final : public grpc::experimental::Interceptor {
  public:
   explicit RpcLogInterceptor(grpc::experimental::ServerRpcInfo* info)
-      : info_(info) {}
+      : info_(info), start_(absl::Now()) {}
 
   void Intercept(
       grpc::experimental::InterceptorBatchMethods* methods) override {
@@ -120,7 +122,9 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
                {{"method", method},
                 {"peer", peer},
                 {"code", code_name},
-                {"msg", status.error_message()}});
+                {"msg", status.error_message()},
+                {"took", absl::FormatDuration(absl::Trunc(
+                             absl::Now() - start_, absl::Microseconds(1)))}});
       return;
     }
     const LogLimiter::Decision d = RefusalLogLimiter().Admit(
@@ -137,6 +141,7 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
   }
 
   grpc::experimental::ServerRpcInfo* const info_;
+  const absl::Time start_;  // The call's start.
 };
 
 class RpcLogFactory final
@@ -178,6 +183,7 @@ RpcLogInterceptors() {
       std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
       factories;
   factories.push_back(std::make_unique<RpcLogFactory>());
+  factories.push_back(AuditInterceptorFactory());
   factories.push_back(InflightInterceptorFactory(&ProcessInflightCalls()));
   return factories;
 }
