@@ -15,7 +15,7 @@ TEST(QuoteInput, PlainIdsAreQuotedAsTheyAre) {
 }
 
 TEST(QuoteInput, ControlBytesQuotesAndBackslashesAreEscaped) {
-  EXPECT_EQ(QuoteInput(std::string("conn-\0\x1b[2J", 9)),
+  EXPECT_EQ(QuoteInput(std::string("conn-\0\x1b[2J", 10)),
             "'conn-\\x00\\x1b[2J'");
   EXPECT_EQ(QuoteInput("a'b\\c\n"), "'a\\'b\\\\c\\n'");
   EXPECT_EQ(QuoteInput("caf\xc3\xa9"), "'caf\\xc3\\xa9'");
