@@ -294,7 +294,16 @@ struct ReceiveSpec {
   // first nothing is taken. Empty: no delimiter.
   std::string delimiter;
   absl::Duration wait = absl::ZeroDuration();
-  absl::Time deadline = absl::InfiniteFuture();  // The RPC's deadline.
+  // When the answer is due at the latest (the service passes the RPC's
+  // deadline less a safety margin, so its OK reaches the caller in time).
+  absl::Time deadline = absl::InfiniteFuture();
+  // Optional: true once nobody waits for this answer any more (the RPC was
+  // cancelled or its deadline passed). Asked under the engine lock, only
+  // while the receive is parked. A parked receive whose caller is gone
+  // never takes bytes: a later Receive completes it (Cancelled) and takes
+  // its place instead of failing, and data arriving meanwhile stays
+  // buffered for that later Receive.
+  std::function<bool()> caller_gone;
 };
 
 struct DatagramInfo {
@@ -367,6 +376,11 @@ enum class EngineEventKind {
   kConnectionPeerClosed = 14,
 };
 inline constexpr int kMaxEngineEventKind = 14;
+
+// How long a Receive that finds another one parked on its connection waits
+// for that one to end (its caller may have just cancelled) before failing
+// FailedPrecondition.
+inline constexpr absl::Duration kReceiveGiveWay = absl::Milliseconds(500);
 
 // Watch queues: default and largest bound (events per watcher).
 inline constexpr size_t kDefaultWatchQueueEvents = 1024;
@@ -525,9 +539,14 @@ class Engine {
 
   // Parks until data, end of stream, error, `spec.wait` or `spec.deadline`.
   // Returns a token (never 0) for CancelReceive, which completes a parked
-  // receive at once with whatever it has (used when the RPC is cancelled).
+  // receive at once (used when the RPC is cancelled): Cancelled, taking
+  // nothing, when spec.caller_gone says so, else with whatever it has.
   // Cancelling a finished receive does nothing. `done` may run before
-  // Receive returns.
+  // Receive returns. A second Receive while one is parked takes its place
+  // when the parked one's caller is gone (ReceiveSpec::caller_gone) or the
+  // parked one ends within kReceiveGiveWay; otherwise it is
+  // FailedPrecondition (the first keeps waiting). A third is
+  // FailedPrecondition at once.
   //
   // Bytes the peer sent before a FIN or a reset stay receivable after the
   // connection closed; once drained: peer FIN -> OK end_of_stream; reset ->
@@ -600,6 +619,15 @@ class Engine {
   virtual absl::StatusOr<uint64_t> Subscribe(WatchFilter filter,
                                              size_t queue_limit,
                                              std::function<void()> wake) = 0;
+  // Checks that the ids a watch filters on name objects the agent has (a
+  // stopped server or closed connection still in the history counts): a
+  // malformed id is InvalidArgument, an unknown one NotFound naming it.
+  // Ids are never reused, so a later Subscribe with the same filter sees
+  // the same objects. Like every call here, `done` runs inline on a thread
+  // that does not hold the engine lock (any gRPC thread), else later on
+  // the loop.
+  virtual void CheckWatchFilter(const WatchFilter& filter,
+                                Done<absl::Status> done) = 0;
   // Takes up to `max` queued events, oldest first. Any thread.
   virtual std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) = 0;
   // Idempotent. Any thread.

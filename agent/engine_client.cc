@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
+#include "agent/quote.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -131,15 +132,16 @@ absl::Status ValidateClientSpec(const ClientSpec& spec) {
         "tcp_nodelay and keepalive are for TCP clients");
   }
   if (!spec.source.host.empty() && !ParseIpLiteral(spec.source.host)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "source host '", spec.source.host, "' must be a numeric address"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("source host ", QuoteInput(spec.source.host),
+                     " must be a numeric address"));
   }
   absl::StatusOr<std::optional<uint16_t>> source_port =
       ParsePort(spec.source.port);
   if (!source_port.ok()) return source_port.status();
   if (!source_port->has_value()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("source port '", spec.source.port, "' must be a number"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "source port ", QuoteInput(spec.source.port), " must be a number"));
   }
   return absl::OkStatus();
 }

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
+#include "agent/quote.h"
 
 namespace sockagent {
 
@@ -88,7 +89,7 @@ absl::StatusOr<uint64_t> PageStart(absl::string_view token,
   std::optional<uint64_t> num = ParseId(token, prefix);
   if (!num.has_value()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("page_token '", token, "' is not valid"));
+        absl::StrCat("page_token ", QuoteInput(token), " is not valid"));
   }
   return *num;
 }
@@ -345,7 +346,8 @@ absl::StatusOr<Conn*> EngineImpl::LookupConn(absl::string_view id) {
   std::optional<uint64_t> num = ParseId(id, "conn-");
   Conn* c = num.has_value() ? FindConn(*num) : nullptr;
   if (c == nullptr) {
-    return absl::NotFoundError(absl::StrCat("connection '", id, "' not found"));
+    return absl::NotFoundError(
+        absl::StrCat("connection ", QuoteInput(id), " not found"));
   }
   return c;
 }
@@ -584,9 +586,16 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
                      ": a Stream is attached to it and receives its bytes")));
     return;
   }
+  // Its caller went away (gRPC's OnCancel may run later, on another
+  // thread): it must not block this one.
+  if (c.receive != nullptr && CallerGone(*c.receive)) CompleteReceive(c);
   if (c.receive != nullptr) {
-    done(absl::FailedPreconditionError(
-        absl::StrCat("receive ", id, ": another Receive is already waiting")));
+    if (attachment != 0) {
+      done(absl::FailedPreconditionError(absl::StrCat(
+          "receive ", id, ": another Receive is already waiting")));
+      return;
+    }
+    ContendReceive(c, spec, token, std::move(done));
     return;
   }
   const absl::Duration wait = std::min(spec.wait, spec.deadline - absl::Now());
@@ -728,12 +737,69 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
   return result;
 }
 
+bool EngineImpl::CallerGone(const PendingReceive& pending) {
+  return pending.spec.caller_gone != nullptr && pending.spec.caller_gone();
+}
+
+void EngineImpl::ContendReceive(Conn& c, const ReceiveSpec& spec,
+                                uint64_t token,
+                                Done<absl::StatusOr<ReceiveResult>> done) {
+  PendingReceive& parked = *c.receive;
+  if (parked.next != nullptr) {
+    done(absl::FailedPreconditionError(absl::StrCat(
+        "receive ", ConnId(c.num), ": another Receive is already waiting")));
+    return;
+  }
+  const absl::Time now = absl::Now();
+  auto next = std::make_unique<ContendingReceive>();
+  next->token = token;
+  next->spec = spec;
+  next->arrived = now;
+  next->done = std::move(done);
+  const absl::Duration give_way = std::max(
+      absl::ZeroDuration(), std::min(kReceiveGiveWay, spec.deadline - now));
+  next->timer = std::make_unique<Timer>(io_, ToSteady(give_way));
+  next->timer->async_wait(
+      Locked([this, num = c.num, token](const asio::error_code& ec) {
+        if (!ec) OnGiveWayTimer(num, token);
+      }));
+  parked.next = std::move(next);
+  receive_tokens_[token] = c.num;
+}
+
+void EngineImpl::OnGiveWayTimer(uint64_t num, uint64_t token) {
+  Conn* c = FindConn(num);
+  if (c == nullptr || c->receive == nullptr || c->receive->next == nullptr ||
+      c->receive->next->token != token) {
+    return;
+  }
+  std::unique_ptr<ContendingReceive> next = std::move(c->receive->next);
+  receive_tokens_.erase(token);
+  next->done(absl::FailedPreconditionError(absl::StrCat(
+      "receive ", ConnId(num), ": another Receive is already waiting")));
+}
+
 void EngineImpl::CompleteReceive(Conn& c) {
   std::unique_ptr<PendingReceive> pending = std::move(c.receive);
   if (pending == nullptr) return;
   receive_tokens_.erase(pending->token);
   if (pending->timer != nullptr) pending->timer->cancel();
-  pending->done(TakeReceive(c, pending->spec));
+  std::unique_ptr<ContendingReceive> next = std::move(pending->next);
+  if (CallerGone(*pending)) {
+    // Nobody would read the answer: leave the bytes for the next Receive.
+    pending->done(absl::CancelledError(
+        absl::StrCat("receive ", ConnId(c.num), ": the caller went away")));
+  } else {
+    pending->done(TakeReceive(c, pending->spec));
+  }
+  if (next == nullptr) return;
+  // The Receive that waited for this one takes its place, with what is
+  // left of its wait.
+  next->timer->cancel();
+  receive_tokens_.erase(next->token);
+  ReceiveSpec spec = next->spec;
+  spec.wait -= absl::Now() - next->arrived;
+  DoReceive(ConnId(c.num), spec, next->token, std::move(next->done));
 }
 
 void EngineImpl::OnReceiveTimer(uint64_t num, uint64_t token) {
@@ -748,8 +814,17 @@ void EngineImpl::DoCancelReceive(uint64_t token) {
   auto it = receive_tokens_.find(token);
   if (it == receive_tokens_.end()) return;
   Conn* c = FindConn(it->second);
-  if (c != nullptr && c->receive != nullptr && c->receive->token == token) {
+  if (c == nullptr || c->receive == nullptr) return;
+  if (c->receive->token == token) {
     CompleteReceive(*c);
+    return;
+  }
+  if (c->receive->next != nullptr && c->receive->next->token == token) {
+    std::unique_ptr<ContendingReceive> next = std::move(c->receive->next);
+    receive_tokens_.erase(token);
+    next->timer->cancel();
+    next->done(absl::CancelledError(
+        absl::StrCat("receive ", ConnId(c->num), ": the caller went away")));
   }
 }
 

@@ -116,6 +116,19 @@ struct OutDatagram {
   std::string data;
 };
 
+// A Receive that found another one parked on its connection. The parked
+// one's caller may have cancelled a moment ago: gRPC tells the agent on
+// another thread, possibly after this call arrived. So it waits (timer) up
+// to kReceiveGiveWay for the parked one to end, then takes its place;
+// otherwise it fails FailedPrecondition. At most one per connection.
+struct ContendingReceive {
+  uint64_t token = 0;
+  ReceiveSpec spec;
+  absl::Time arrived;
+  Done<absl::StatusOr<ReceiveResult>> done;
+  std::unique_ptr<Timer> timer;
+};
+
 struct PendingReceive {
   uint64_t token = 0;
   ReceiveSpec spec;
@@ -124,6 +137,7 @@ struct PendingReceive {
   // With a delimiter: occurrences starting before this offset were already
   // ruled out, so each arrival searches only the new bytes.
   size_t scanned = 0;
+  std::unique_ptr<ContendingReceive> next;  // Takes over when this ends.
 };
 
 // The rarely used parts of a connection, allocated on first use, so an idle
@@ -328,6 +342,8 @@ class EngineImpl final : public Engine {
   void CancelReceive(uint64_t token) override;
   void CloseConnections(Selector selector, CloseMode mode,
                         Done<absl::StatusOr<CloseResult>> done) override;
+  void CheckWatchFilter(const WatchFilter& filter,
+                        Done<absl::Status> done) override;
   absl::StatusOr<uint64_t> Subscribe(WatchFilter filter, size_t queue_limit,
                                      std::function<void()> wake) override;
   std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
@@ -451,8 +467,15 @@ class EngineImpl final : public Engine {
   // not closed. `scanned` (optional) carries the delimiter search forward.
   size_t ReadyBytes(const Conn& c, const ReceiveSpec& spec,
                     size_t* scanned) const;
-  // Completes the parked Receive of `c`, if any, with TakeReceive.
+  // Completes the parked Receive of `c`, if any, with TakeReceive (or
+  // Cancelled, taking nothing, when its caller is gone).
   void CompleteReceive(Conn& c);
+  static bool CallerGone(const PendingReceive& pending);
+  // A second Receive on `c` (whose receive is parked, caller alive):
+  // waits as c.receive->next, or fails at once when one waits already.
+  void ContendReceive(Conn& c, const ReceiveSpec& spec, uint64_t token,
+                      Done<absl::StatusOr<ReceiveResult>> done);
+  void OnGiveWayTimer(uint64_t num, uint64_t token);
   void NotifyReceiver(Conn& c) {
     if (c.receive != nullptr &&
         ReceiveReady(c, c.receive->spec, &c.receive->scanned)) {

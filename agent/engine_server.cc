@@ -17,6 +17,7 @@
 #include "agent/descriptor_exhaustion.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
+#include "agent/quote.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -856,7 +857,7 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     Server* s = num.has_value() ? FindServer(*num) : nullptr;
     if (s == nullptr) {
       done(absl::NotFoundError(
-          absl::StrCat("server '", selector.id, "' not found")));
+          absl::StrCat("server ", QuoteInput(selector.id), " not found")));
       return;
     }
     targets.push_back(s);

@@ -67,6 +67,8 @@ absl::StatusOr<StreamAttachment> EngineImpl::DoAttach(Conn& c,
     return absl::FailedPreconditionError(absl::StrCat(
         "stream ", id, ": another Stream is attached to it already"));
   }
+  // A parked Receive whose caller went away gives way.
+  if (c.receive != nullptr && CallerGone(*c.receive)) CompleteReceive(c);
   if (c.receive != nullptr) {
     return absl::FailedPreconditionError(
         absl::StrCat("stream ", id, ": a Receive is waiting on it"));

@@ -12,6 +12,7 @@
 #include "absl/container/inlined_vector.h"
 #include "absl/strings/str_cat.h"
 #include "agent/engine_impl.h"
+#include "agent/quote.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -29,6 +30,13 @@ bool IsLifecycle(EventKind kind) {
     default:
       return false;
   }
+}
+
+absl::Status MalformedWatchId(absl::string_view what, absl::string_view id,
+                              absl::string_view form) {
+  return absl::InvalidArgumentError(absl::StrCat("watch: malformed ", what,
+                                                 " id ", QuoteInput(id),
+                                                 " (expected ", form, ")"));
 }
 
 EngineEvent LostEvent(Watcher& w) {
@@ -78,6 +86,39 @@ bool EngineImpl::QueueEvent(Watcher& w, EngineEvent e, uint64_t seq) {
   return true;
 }
 
+void EngineImpl::CheckWatchFilter(const WatchFilter& filter,
+                                  Done<absl::Status> done) {
+  PostWork(std::move(done),
+           [this, server_id = filter.server_id,
+            conn_id = filter.connection_id](Done<absl::Status> d) {
+             if (!server_id.empty()) {
+               std::optional<uint64_t> num = ParseId(server_id, "srv-");
+               if (!num.has_value()) {
+                 d(MalformedWatchId("server", server_id, "srv-N"));
+                 return;
+               }
+               if (FindServer(*num) == nullptr) {
+                 d(absl::NotFoundError(absl::StrCat(
+                     "watch: server ", QuoteInput(server_id), " not found")));
+                 return;
+               }
+             }
+             if (!conn_id.empty()) {
+               std::optional<uint64_t> num = ParseId(conn_id, "conn-");
+               if (!num.has_value()) {
+                 d(MalformedWatchId("connection", conn_id, "conn-N"));
+                 return;
+               }
+               if (FindConn(*num) == nullptr) {
+                 d(absl::NotFoundError(absl::StrCat(
+                     "watch: connection ", QuoteInput(conn_id), " not found")));
+                 return;
+               }
+             }
+             d(absl::OkStatus());
+           });
+}
+
 absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
                                                size_t queue_limit,
                                                std::function<void()> wake) {
@@ -89,17 +130,13 @@ absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
   if (!filter.server_id.empty()) {
     w->server_num = ParseId(filter.server_id, "srv-");
     if (!w->server_num) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("watch: malformed server id \"", filter.server_id,
-                       "\" (expected srv-N)"));
+      return MalformedWatchId("server", filter.server_id, "srv-N");
     }
   }
   if (!filter.connection_id.empty()) {
     w->conn_num = ParseId(filter.connection_id, "conn-");
     if (!w->conn_num) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("watch: malformed connection id \"",
-                       filter.connection_id, "\" (expected conn-N)"));
+      return MalformedWatchId("connection", filter.connection_id, "conn-N");
     }
   }
   if (!filter.kinds.empty()) {

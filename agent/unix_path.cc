@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "agent/net_error.h"
+#include "agent/quote.h"
 
 namespace sockagent {
 
@@ -179,8 +180,8 @@ absl::Status CheckUnixPathSyntax(absl::string_view path) {
   }
   if (path.front() != '/') {
     return absl::InvalidArgumentError(absl::StrCat(
-        "unix path '", path,
-        "' is relative: give an absolute path (or '@name' for the abstract "
+        "unix path ", QuoteInput(path),
+        " is relative: give an absolute path (or '@name' for the abstract "
         "namespace)"));
   }
   if (path.size() > kMaxUnixFsPath) {

@@ -524,7 +524,10 @@ grpc::ServerUnaryReactor* AgentService::Receive(
   spec.delimiter = request->delimiter();
   spec.max_datagrams = request->max_datagrams();
   spec.wait = *wait;
-  spec.deadline = DeadlineOf(context);
+  spec.deadline = AnswerDeadline(DeadlineOf(context), absl::Now());
+  // The context outlives the parked receive: gRPC calls OnDone (which
+  // frees it) only after Finish, and Finish runs in the engine's `done`.
+  spec.caller_gone = [context] { return context->IsCancelled(); };
   auto* reactor = new ReceiveReactor(engine_, response);
   reactor->Start(request->connection_id(), spec);
   return reactor;
@@ -591,7 +594,19 @@ grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
     reactor->Refuse(ToGrpcStatus(refused));
     return reactor;
   }
-  reactor->Begin(*std::move(filter), options_.watch_queue_events);
+  // Unknown ids are NOT_FOUND, as everywhere. This gRPC thread does not
+  // hold the engine lock, so the check completes inline, before the
+  // reactor is returned (nothing can have cancelled it yet).
+  const WatchFilter checked = *filter;
+  engine_->CheckWatchFilter(
+      checked, [reactor, filter = *std::move(filter),
+                limit = options_.watch_queue_events](absl::Status s) mutable {
+        if (!s.ok()) {
+          reactor->Refuse(ToGrpcStatus(s));
+          return;
+        }
+        reactor->Begin(std::move(filter), limit);
+      });
   return reactor;
 }
 

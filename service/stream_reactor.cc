@@ -1,6 +1,10 @@
 #include "service/stream_reactor.h"
 
+#include <grpcpp/alarm.h>
+
+#include <chrono>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -17,6 +21,12 @@
 
 namespace sockagent {
 namespace {
+
+// How long the caller's half-close waits before it becomes our FIN: a
+// cancel that follows within this time (grpc-js sends END_STREAM, then
+// RST_STREAM) is the caller going away, which leaves an attached
+// connection open. The proto's Stream comment states it.
+constexpr auto kHalfCloseGrace = std::chrono::milliseconds(100);
 
 class StreamReactor;
 
@@ -347,14 +357,12 @@ class StreamReactor final : public StreamBidiReactor {
         EndLocked(grpc::Status::CANCELLED);
         return;
       }
-      // The caller's half-close (WritesDone): FIN after what is queued.
-      if (udp_) {
-        write_side_done_ = true;
-        MaybeFinishLocked();
-      } else {
-        ops->attachment = attachment_;
-        ops->shutdown_write = true;
-      }
+      // The caller's half-close (WritesDone), or the first half of a
+      // cancel: grpc-js (Node's http2) cancels and expires deadlines by
+      // ending its side (END_STREAM) and resetting the stream a moment
+      // later, and gRPC may tell us of the reset on another thread after
+      // this. So the FIN waits kHalfCloseGrace for a cancel to show.
+      StartHalfCloseGrace();
       return;
     }
     if (!request_.has_data()) {
@@ -370,6 +378,36 @@ class StreamReactor final : public StreamBidiReactor {
     inbound_pending_ = true;
     request_.Clear();
     SendNextPiece(ops);
+  }
+
+  void StartHalfCloseGrace() {
+    half_close_alarm_ = std::make_unique<grpc::Alarm>();
+    half_close_alarm_->Set(std::chrono::system_clock::now() + kHalfCloseGrace,
+                           [shared = shared_](bool fired) {
+                             if (!fired)
+                               return;  // Cancelled: the reactor is done.
+                             Dispatch(shared,
+                                      [](StreamReactor* r, EngineOps* next) {
+                                        r->OnHalfCloseGrace(next);
+                                      });
+                           });
+  }
+
+  // The caller half-closed kHalfCloseGrace ago and is still there: FIN
+  // after what is queued (UDP: our side is done).
+  void OnHalfCloseGrace(EngineOps* ops) {
+    if (end_wanted_) return;
+    if (context_->IsCancelled()) {
+      EndLocked(grpc::Status::CANCELLED);
+      return;
+    }
+    if (udp_) {
+      write_side_done_ = true;
+      MaybeFinishLocked();
+    } else {
+      ops->attachment = attachment_;
+      ops->shutdown_write = true;
+    }
   }
 
   // Hands the engine the next piece of the last request (pieces of at most
@@ -484,6 +522,8 @@ class StreamReactor final : public StreamBidiReactor {
   bool detach_wanted_ = false;
   bool detached_ = false;
   grpc::Status end_status_;
+  // Set once the caller half-closed (StartHalfCloseGrace).
+  std::unique_ptr<grpc::Alarm> half_close_alarm_;
 };
 
 }  // namespace
