@@ -9,8 +9,8 @@
 // The warn lines are rate-limited: at most one per event and peer IP per
 // interval (SetRefusalLogInterval, default 10 s), carrying suppressed=N, the
 // lines of that kind from that IP not written since its previous one.
-// They also write the audit lines (audit_log.h) and count the calls in flight (ProcessInflightCalls(),
-// service/inflight_calls.h) for the daemon's shutdown.
+// They also write the audit lines (audit_log.h) and count the calls in flight
+// (ProcessInflightCalls(), service/inflight_calls.h) for the daemon's shutdown.
 //
 //   builder.experimental().SetInterceptorCreators(RpcLogInterceptors());
 #ifndef SOCKAGENT_SERVICE_RPC_LOG_H_

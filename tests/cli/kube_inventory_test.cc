@@ -87,6 +87,7 @@ TEST(KubeInventory, RefusesWhatIsNotPodJson) {
                   .status()
                   .message(),
               HasSubstr("no Running pod with an IP among the 1"));
+  // Only text: the inventory is never dialled here.
   EXPECT_THAT(InventoryFromKubectl(
                   List(Pod("sa-1", "n", "Running", "1.2.3.4 evil=1")), {})
                   .status()
