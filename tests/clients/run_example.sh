@@ -57,7 +57,7 @@ deadline=$((SECONDS + 30))
 until grep -q "serving on" "$tmp/agent.out"; do
   kill -0 "$agent" 2>/dev/null || fail "sockagentd exited before serving"
   [ "$SECONDS" -lt "$deadline" ] || fail "sockagentd not serving within 30 s"
-  sleep 0.05
+  sleep 0.05  # Poll interval of a loop with a 30 s deadline, not synchronisation.
 done
 addr="$(sed -n 's/.*serving on //p' "$tmp/agent.out")"
 label="example=$lang-$$"

@@ -173,7 +173,7 @@ def main():
         if socks:
             select.select(socks, [], [], 0.1)
         else:
-            time.sleep(0.1)
+            time.sleep(0.1)  # Nothing open to select on: poll again (the loop has a deadline).
         for c in live:
             c.pump()
         max_open = max(max_open, sum(c.open_now() for c in live))
