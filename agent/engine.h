@@ -19,7 +19,8 @@
 // What happens at each bound is written beside its option.
 //
 // Example:
-//   auto engine = Engine::Create(EngineOptions{});
+//   ResolverPool resolver({.threads = 4, .max_queued = 256});
+//   auto engine = Engine::Create(EngineOptions{}, &resolver);
 //   ServerSpec spec;
 //   spec.bind.host = "127.0.0.1";
 //   spec.behavior.kind = BehaviorKind::kEcho;
@@ -488,15 +489,24 @@ struct EngineOptions {
   std::function<void(uint64_t bytes)> on_memory_released;
   // Never look a host name up (only numeric hosts; service names still come
   // from /etc/services): a name is PermissionDenied. For the fuzzer and for
-  // agents that must not touch DNS (--no-name-lookups).
+  // agents that must not touch DNS (--no-name-lookups). The resolver pool
+  // given to Engine::Create must be built with numeric_hosts_only too.
   bool numeric_hosts_only = false;
 };
 
+class ResolverPool;  // agent/resolver.h
+
 class Engine {
  public:
-  // Starts the loop thread.
+  // Starts the loop thread. `resolver` runs the engine's name lookups
+  // (OpenClient, StartServer) and is shared with whoever else uses it (the
+  // daemon's Resolve RPC): its size bounds them all, and when its queue is
+  // full a lookup fails at once with ResourceExhausted (agent/connector.h).
+  // Owned by the caller; must outlive the engine. InvalidArgument for bad
+  // options, a null resolver, or numeric_hosts_only with a resolver that
+  // looks host names up.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(
-      const EngineOptions& options);
+      const EngineOptions& options, ResolverPool* resolver);
 
   virtual ~Engine() = default;
 
@@ -639,10 +649,9 @@ class Engine {
   // linger), completes every pending callback (parked receives, OpenClient
   // and StartServer in flight, name lookups too: Unavailable "agent shutting
   // down"), and stops the loop thread. Idempotent; blocks until done, but
-  // never for a name lookup still running in libc: its result is dropped.
-  // Must not be called from the loop thread (it aborts). The destructor
-  // calls it, and then waits for such lookups (each bounded by libc's
-  // resolver timeouts) to let go of their threads.
+  // never for a name lookup still running in libc: it ends on the resolver
+  // pool and its result is dropped. Must not be called from the loop thread
+  // (it aborts). The destructor calls it.
   virtual void Shutdown() = 0;
 };
 

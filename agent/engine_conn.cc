@@ -62,6 +62,43 @@ void CloseDescriptor(int fd, bool abort) {
   ::close(fd);
 }
 
+ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
+  auto conn = std::make_unique<Conn>();
+  conn->num = NewConnNum();
+  conn->transport = a.spec.transport;
+  conn->origin = Origin::kOpened;
+  if (!a.spec.labels.empty()) {
+    conn->labels = std::make_shared<const Labels>(std::move(a.spec.labels));
+  }
+  asio::error_code error;
+  if (a.stream != nullptr) {
+    const StreamProtocol::endpoint local = a.stream->local_endpoint(error);
+    if (!error)
+      conn->local = PackedAddress::FromKernel(local.data(), local.size());
+    const StreamProtocol::endpoint remote = a.stream->remote_endpoint(error);
+    if (!error) {
+      conn->remote = PackedAddress::FromKernel(remote.data(), remote.size());
+    }
+    if (a.spec.transport == Transport::kUnix) {
+      conn->remote = PackedAddress::Unix(
+          std::make_shared<const std::string>(a.spec.remote.unix_path));
+    }
+    conn->stream = std::move(a.stream);
+  } else {
+    const asio::ip::udp::endpoint local = a.udp->local_endpoint(error);
+    if (!error) conn->local = PackedAddress::Ip(local.address(), local.port());
+    const asio::ip::udp::endpoint remote = a.udp->remote_endpoint(error);
+    if (!error) {
+      conn->remote = PackedAddress::Ip(remote.address(), remote.port());
+    }
+    conn->udp = std::move(a.udp);
+  }
+  Conn& c = AddConn(std::move(conn));
+  Emit(EventKind::kConnectionConnected, 0, c.num);
+  StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  return Snapshot(c);
+}
+
 void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
                                  absl::Duration idle_timeout) {
   c.opened_at = absl::Now();

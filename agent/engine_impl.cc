@@ -58,9 +58,18 @@ absl::Status ValidateOptions(const EngineOptions& o) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(
-    const EngineOptions& options) {
+    const EngineOptions& options, ResolverPool* resolver) {
   if (absl::Status s = ValidateOptions(options); !s.ok()) return s;
-  auto engine = std::make_unique<engine_internal::EngineImpl>(options);
+  if (resolver == nullptr) {
+    return absl::InvalidArgumentError("the engine needs a resolver pool");
+  }
+  if (options.numeric_hosts_only && !resolver->numeric_hosts_only()) {
+    return absl::InvalidArgumentError(
+        "engine option numeric_hosts_only needs a resolver pool that never "
+        "looks host names up (ResolverPool::Options::numeric_hosts_only)");
+  }
+  auto engine =
+      std::make_unique<engine_internal::EngineImpl>(options, *resolver);
   engine->Start();
   return engine;
 }
@@ -180,15 +189,16 @@ std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
 
 thread_local EngineImpl* EngineImpl::holder_ = nullptr;
 
-EngineImpl::EngineImpl(const EngineOptions& options)
-    : io_(1), options_(options), scratch_(kScratchBytes) {}
+EngineImpl::EngineImpl(const EngineOptions& options, ResolverPool& resolver)
+    : io_(1),
+      options_(options),
+      scratch_(kScratchBytes),
+      connector_(*this, resolver) {}
 
 EngineImpl::~EngineImpl() {
+  // Joins the loop; then the members go, the Connector among them: lookups
+  // still running in libc end on the caller's pool, their results dropped.
   Shutdown();
-  // The loop is joined: nothing else touches resolver_. This waits for
-  // lookups still running in libc; their results are posted to a stopped
-  // io_ and dropped.
-  resolver_.reset();
 }
 
 void EngineImpl::Start() {
@@ -303,19 +313,9 @@ void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
 
 void EngineImpl::ShutdownOnLoop() {
   shutting_down_ = true;
-  // OpenClient calls in flight: their lookups and sockets die with them.
-  auto attempts = std::move(attempts_);
-  attempts_.clear();
-  for (auto& [id, attempt] : attempts) {
-    if (attempt->resolve_id != 0) CancelResolve(attempt->resolve_id);
-    attempt->done(ShuttingDownError());
-  }
-  attempts.clear();
-  // StartServer calls waiting for a name lookup.
-  auto resolves = std::move(resolves_);
-  resolves_.clear();
-  for (auto& [id, resolve] : resolves) resolve->done(ShuttingDownError());
-  resolves.clear();
+  // OpenClient calls in flight and StartServer calls waiting for a name
+  // lookup.
+  connector_.Shutdown();
   for (auto& [num, conn] : conns_) {
     if (conn->finalized) continue;
     MarkClosed(*conn, CloseReason::kAgentShutdown, "agent shutting down");

@@ -24,12 +24,12 @@
 //                        A closed connection keeps its record (and, after a
 //                        peer FIN/reset, the bytes nobody received yet) in a
 //                        bounded history.
-//   attempts_  OpenClient calls in progress (resolver, socket, deadline).
-//   resolves_  name lookups in progress (at most kMaxNameLookups):
-//              getaddrinfo runs on the engine's ResolverPool threads, never
-//              on the loop; the result is posted back and found by number
-//              (or not: cancelled, or after Shutdown, when the loop no longer
-//              runs and the posted result is dropped unrun).
+//   connector_ OpenClient calls in progress and name lookups
+//              (agent/connector.h): getaddrinfo runs on the ResolverPool
+//              given to Engine::Create, never on the loop; the result is
+//              posted back and found by number (or not: cancelled, or after
+//              Shutdown, when the loop no longer runs and the posted result
+//              is dropped unrun).
 //
 // Bytes: every connection's buffered bytes are charged (Conn::charged) to
 // total_buffered_, which max_total_buffered_bytes bounds; those of finalized
@@ -82,27 +82,15 @@
 #include "absl/time/time.h"
 #include "agent/address.h"
 #include "agent/byte_queue.h"
+#include "agent/connector.h"
 #include "agent/engine.h"
+#include "agent/engine_sockets.h"
 #include "agent/fifo.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
 
 namespace sockagent {
 namespace engine_internal {
-
-// Every I/O object is bound to the io_context's own executor rather than
-// Asio's default type-erased any_io_executor: a socket object shrinks from
-// 88 to 40 bytes and a timer from 120 to 72, per connection.
-using Executor = asio::io_context::executor_type;
-using StreamProtocol = asio::generic::stream_protocol;
-using StreamSocket = asio::basic_stream_socket<StreamProtocol, Executor>;
-using StreamAcceptor = asio::basic_socket_acceptor<StreamProtocol, Executor>;
-using UdpSocket = asio::basic_datagram_socket<asio::ip::udp, Executor>;
-using Timer =
-    asio::basic_waitable_timer<std::chrono::steady_clock,
-                               asio::wait_traits<std::chrono::steady_clock>,
-                               Executor>;
-using IpEndpoints = std::vector<asio::ip::tcp::endpoint>;
 
 struct ReceivedDatagram {
   std::string data;
@@ -246,42 +234,6 @@ struct Server {
   bool stopped() const { return info.state == ServerState::kStopped; }
 };
 
-// An OpenClient in progress.
-struct ClientAttempt {
-  uint64_t id = 0;
-  ClientSpec spec;
-  Done<absl::StatusOr<ConnectionInfo>> done;
-  std::unique_ptr<Timer> timer;  // min(connect timeout, RPC deadline).
-  absl::Duration timeout;
-  uint64_t resolve_id = 0;  // Non-zero while the name lookup runs.
-  std::string target;       // "host:port" or "unix:/path", for messages.
-  std::vector<StreamProtocol::endpoint> endpoints;
-  size_t next = 0;     // Next endpoint to try.
-  std::string trying;  // Address being tried now, for messages.
-  absl::Status last_error;
-  std::optional<asio::ip::address> source_address;
-  uint16_t source_port = 0;
-  std::unique_ptr<StreamSocket> stream;
-  std::unique_ptr<UdpSocket> udp;
-  UniqueFd unix_target;  // UNIX: the O_PATH file connect() goes through.
-};
-
-struct LookupQuery {
-  std::string host;
-  std::string port;  // Decimal or a service name.
-  Transport transport = Transport::kTcp;
-  Family family = Family::kUnspecified;
-  // Servers: "" means every local address of the family, and the family is
-  // a filter. Clients: "" is invalid and the family only orders results.
-  bool passive = false;
-};
-
-struct PendingResolve {
-  LookupQuery query;
-  std::optional<asio::ip::address> literal;  // Numeric host, named port.
-  Done<absl::StatusOr<IpEndpoints>> done;
-};
-
 // A Stream attached to a connection (engine_stream.cc).
 struct Attachment {
   uint64_t token = 0;
@@ -317,7 +269,8 @@ uint64_t EventBytes(const EngineEvent& e);
 
 class EngineImpl final : public Engine {
  public:
-  explicit EngineImpl(const EngineOptions& options);
+  // `resolver` runs the engine's name lookups and outlives it.
+  EngineImpl(const EngineOptions& options, ResolverPool& resolver);
   ~EngineImpl() override;
 
   // Starts the loop thread. Called once, by Engine::Create.
@@ -415,7 +368,7 @@ class EngineImpl final : public Engine {
   // OpenClient): sockets held (open or in a closing tail) plus connects in
   // progress against max_connections.
   bool AtConnectionLimit() const {
-    return conns_live_ + attempts_.size() >= options_.max_connections;
+    return conns_live_ + connector_.attempts() >= options_.max_connections;
   }
 
   // ---- Byte accounting (engine_impl.cc).
@@ -633,28 +586,17 @@ class EngineImpl final : public Engine {
   void DoStopServers(const Selector& selector, bool close_connections,
                      Done<absl::StatusOr<StopResult>> done);
 
-  // ---- engine_client.cc: OpenClient and name resolution.
+  // ---- connector.h: OpenClient and name resolution. The Connector
+  // reaches into the engine for io_, options_, Locked, AtConnectionLimit
+  // and AddOpenedConn, nothing else.
+  friend class Connector;
   void DoOpenClient(ClientSpec spec, absl::Time deadline,
-                    Done<absl::StatusOr<ConnectionInfo>> done);
-  void OnClientResolved(uint64_t attempt_id,
-                        absl::StatusOr<IpEndpoints> endpoints);
-  void ConnectNext(ClientAttempt& a);
-  void OnClientConnected(uint64_t attempt_id, const asio::error_code& ec);
-  void OnClientTimeout(uint64_t attempt_id);
-  void FinishAttempt(uint64_t attempt_id, absl::StatusOr<ConnectionInfo> r);
-  // Opens a socket for `to`, sets the options, binds the source. `*fatal`:
-  // the error would repeat for every address (bad option or source).
-  absl::Status OpenClientSocket(ClientAttempt& a,
-                                const StreamProtocol::endpoint& to,
-                                bool* fatal);
-  // Completes inline (returning 0) when host and port are numeric;
-  // otherwise returns an id for CancelResolve.
-  // `deadline`: a lookup still queued then is not run.
-  uint64_t Resolve(LookupQuery query, absl::Time deadline,
-                   Done<absl::StatusOr<IpEndpoints>> done);
-  void OnResolved(uint64_t resolve_id,
-                  absl::StatusOr<std::vector<AddressEntry>> entries);
-  void CancelResolve(uint64_t resolve_id);
+                    Done<absl::StatusOr<ConnectionInfo>> done) {
+    connector_.Open(std::move(spec), deadline, std::move(done));
+  }
+  // Files the connection `a` opened (its socket moves to the record),
+  // starts reading it, and describes it (engine_conn.cc).
+  ConnectionInfo AddOpenedConn(ClientAttempt& a);
 
   // Declared first: destroyed last, after every socket and timer.
   asio::io_context io_;
@@ -677,10 +619,6 @@ class EngineImpl final : public Engine {
   // while it joins the loop.
   std::atomic<std::thread::id> loop_thread_id_{};
   std::atomic<uint64_t> next_token_{1};
-  // Runs getaddrinfo. Created on the loop thread at the first name lookup;
-  // destroyed by the destructor after the loop thread is joined (waiting
-  // for lookups still running in libc). Its callbacks only post to io_.
-  std::unique_ptr<ResolverPool> resolver_;
 
   // Watchers: the loop pushes, gRPC threads drain.
   absl::Mutex watch_mu_;
@@ -697,8 +635,6 @@ class EngineImpl final : public Engine {
   std::vector<char> scratch_;  // The one read buffer of the loop.
   uint64_t next_server_num_ = 1;
   uint64_t next_conn_num_ = 1;
-  uint64_t next_attempt_id_ = 1;
-  uint64_t next_resolve_id_ = 1;
   uint64_t event_seq_ = 0;
   // B-trees: ordered for listings and ~20 bytes per entry where std::map
   // spends 48. Iterators are invalidated by insertion and erasure; no loop
@@ -728,8 +664,8 @@ class EngineImpl final : public Engine {
   std::vector<uint64_t> total_paused_;
   bool resume_posted_ = false;
   absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
-  absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
+  // OpenClient attempts and name lookups; after io_, so destroyed first.
+  Connector connector_;
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 

@@ -203,7 +203,7 @@ void EngineImpl::DoStartServer(ServerSpec spec,
   query.transport = spec.transport;
   query.family = spec.family;
   query.passive = true;
-  Resolve(
+  connector_.Resolve(
       std::move(query), absl::InfiniteFuture(),
       [this, spec = std::move(spec), greeting = std::move(greeting),
        done = std::move(done)](absl::StatusOr<IpEndpoints> endpoints) mutable {

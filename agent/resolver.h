@@ -154,6 +154,9 @@ class ResolverPool final {
       ReverseQuery query, absl::Time deadline,
       absl::AnyInvocable<void(absl::StatusOr<ReverseResult>)> done);
 
+  // Options::numeric_hosts_only, for users sharing the pool.
+  bool numeric_hosts_only() const { return numeric_hosts_only_; }
+
  private:
   // A queued job of either kind. Called once: with OkStatus it runs the
   // lookup and reports the result; with an error it reports that error.

@@ -160,22 +160,23 @@ EngineOptions FuzzEngineOptions() {
 
 // Engine + service + in-process gRPC server.
 struct Stack {
+  std::unique_ptr<ResolverPool> resolver;  // Outlives the engine.
   std::unique_ptr<Engine> engine;
-  std::unique_ptr<ResolverPool> resolver;
   std::unique_ptr<AgentService> service;
   std::unique_ptr<grpc::Server> server;
   std::unique_ptr<v1::SocketAgent::Stub> stub;
 
   Stack() {
+    // One pool for the engine and the Resolve RPC, as in the daemon.
+    resolver = std::make_unique<ResolverPool>(ResolverPool::Options{
+        .threads = 1, .max_queued = 8, .numeric_hosts_only = true});
     absl::StatusOr<std::unique_ptr<Engine>> e =
-        Engine::Create(FuzzEngineOptions());
+        Engine::Create(FuzzEngineOptions(), resolver.get());
     if (!e.ok()) {
       fprintf(stderr, "engine: %s\n", e.status().ToString().c_str());
       abort();
     }
     engine = *std::move(e);
-    resolver = std::make_unique<ResolverPool>(ResolverPool::Options{
-        .threads = 1, .max_queued = 8, .numeric_hosts_only = true});
     AgentServiceOptions so;
     so.max_message_bytes = 1 << 20;
     so.watch_queue_events = 64;

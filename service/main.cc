@@ -501,16 +501,20 @@ int Run(int argc, char** argv) {
     control = *std::move(bound);
   }
 
-  auto engine = Engine::Create(*engine_options);
-  if (!engine.ok()) return Fail(engine.status().message());
-  // At exit, a lookup hanging in libc (a dead DNS server) must not hold the
+  // One pool runs every name lookup: the Resolve RPC's and the engine's
+  // (OpenClient, StartServer), so --resolver-threads/--resolver-queue bound
+  // them all. Declared before the engine, which must not outlive it. At
+  // exit, a lookup hanging in libc (a dead DNS server) must not hold the
   // daemon: every lookup callback holds its state by shared_ptr (see
-  // ResolveReactor and StartFqdnLookup), so it may finish after we are gone.
+  // ResolveReactor, StartFqdnLookup and agent/connector.h), so it may
+  // finish after we are gone.
   ResolverPool resolver(
       {.threads = absl::GetFlag(FLAGS_resolver_threads),
        .max_queued = static_cast<size_t>(absl::GetFlag(FLAGS_resolver_queue)),
        .shutdown_wait = absl::Milliseconds(200),
        .numeric_hosts_only = engine_options->numeric_hosts_only});
+  auto engine = Engine::Create(*engine_options, &resolver);
+  if (!engine.ok()) return Fail(engine.status().message());
   AgentServiceOptions service_options;
   service_options.max_message_bytes = static_cast<uint64_t>(max_message);
   service_options.watch_queue_events = absl::GetFlag(FLAGS_watch_queue_events);

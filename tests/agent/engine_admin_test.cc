@@ -307,13 +307,14 @@ TEST_F(EngineLifecycle, ShutdownClosesEverythingAndAnswersLateCalls) {
 }
 
 TEST(EngineOptionsTest, CreateRejectsBadOptions) {
+  ResolverPool resolver({.threads = 1});
   EngineOptions options;
   options.recv_buffer_bytes = 0;
-  EXPECT_EQ(Engine::Create(options).status().code(),
+  EXPECT_EQ(Engine::Create(options, &resolver).status().code(),
             absl::StatusCode::kInvalidArgument);
   options = {};
   options.max_send_bytes = options.send_buffer_bytes + 1;
-  EXPECT_EQ(Engine::Create(options).status().code(),
+  EXPECT_EQ(Engine::Create(options, &resolver).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 

@@ -215,7 +215,8 @@ TEST_F(EngineTotalBytes, ClosedHistoryKeepsAtMostAQuarter) {
 TEST(EngineTotalBytesOption, ZeroIsInvalid) {
   EngineOptions options;
   options.max_total_buffered_bytes = 0;
-  EXPECT_EQ(Engine::Create(options).status().code(),
+  ResolverPool resolver({.threads = 1});
+  EXPECT_EQ(Engine::Create(options, &resolver).status().code(),
             absl::StatusCode::kInvalidArgument);
 }
 
@@ -304,8 +305,10 @@ TEST(EngineNameLookupsChild, InNamespace) {
   const socklen_t len = ToSockaddr(Ip("127.0.0.1", 53), &ss);
   ASSERT_EQ(::bind(dns.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
 
+  auto resolver = std::make_unique<ResolverPool>(
+      ResolverPool::Options{.threads = 2, .max_queued = kMaxNameLookups});
   absl::StatusOr<std::unique_ptr<Engine>> engine =
-      Engine::Create(EngineOptions{});
+      Engine::Create(EngineOptions{}, resolver.get());
   ASSERT_TRUE(engine.ok()) << engine.status();
   struct Answers {
     absl::Mutex mu;
@@ -349,8 +352,8 @@ TEST(EngineNameLookupsChild, InNamespace) {
       EXPECT_EQ(s.code(), absl::StatusCode::kUnavailable) << s;
     }
   }
-  // Answer NXDOMAIN to what is waiting, so the engine's resolver threads
-  // finish their lookups before it is destroyed.
+  // Answer NXDOMAIN to what is waiting, so the resolver threads finish
+  // their lookups before the pool is destroyed.
   std::atomic<bool> stop{false};
   std::thread answer([&] {
     while (!stop) {
@@ -371,6 +374,7 @@ TEST(EngineNameLookupsChild, InNamespace) {
     }
   });
   engine->reset();
+  resolver.reset();
   stop = true;
   answer.join();
 }

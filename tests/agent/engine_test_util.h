@@ -33,6 +33,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "agent/engine.h"
+#include "agent/resolver.h"
 #include "gtest/gtest.h"
 #include "tests/support/posix_peer.h"
 #include "tests/support/wait.h"
@@ -239,7 +240,14 @@ class EngineTest : public ::testing::Test {
   void SetUp() override { MakeEngine(EngineOptions{}); }
   void MakeEngine(const EngineOptions& options) {
     engine_.reset();
-    absl::StatusOr<std::unique_ptr<Engine>> e = Engine::Create(options);
+    // What the engine used to build for itself: 2 threads, a queue for
+    // every lookup it admits.
+    resolver_ = std::make_unique<ResolverPool>(ResolverPool::Options{
+        .threads = 2,
+        .max_queued = kMaxNameLookups,
+        .numeric_hosts_only = options.numeric_hosts_only});
+    absl::StatusOr<std::unique_ptr<Engine>> e =
+        Engine::Create(options, resolver_.get());
     ASSERT_TRUE(e.ok()) << e.status();
     engine_ = *std::move(e);
     sync_ = std::make_unique<SyncEngine>(engine_.get());
@@ -250,6 +258,7 @@ class EngineTest : public ::testing::Test {
     engine_.reset();
   }
 
+  std::unique_ptr<ResolverPool> resolver_;  // Outlives engine_.
   std::unique_ptr<Engine> engine_;
   std::unique_ptr<SyncEngine> sync_;
 };

@@ -1,9 +1,9 @@
-// EngineImpl, clients and names: OpenClient (resolve, then try each address
-// in order until one connects, all under one deadline) and the name lookup
-// shared with StartServer. Numeric hosts and ports never reach the
-// resolver; names go to the engine's ResolverPool (agent/resolver.h), whose
-// threads run getaddrinfo and post the result back to the loop by number.
-// Loop thread only.
+// Connector (agent/connector.h): OpenClient attempts and the engine's name
+// lookups. Every function here runs under the engine lock, except Deliver
+// and the pool callback built in Resolve, which run on a pool thread and
+// only post to the loop.
+#include "agent/connector.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 
@@ -148,8 +148,47 @@ absl::Status ValidateClientSpec(const ClientSpec& spec) {
 
 }  // namespace
 
-void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
-                              Done<absl::StatusOr<ConnectionInfo>> done) {
+Connector::Connector(EngineImpl& engine, ResolverPool& pool)
+    : engine_(engine), pool_(pool) {
+  absl::MutexLock lock(&inbox_->mu);
+  inbox_->connector = this;
+}
+
+Connector::~Connector() {
+  absl::MutexLock lock(&inbox_->mu);
+  inbox_->connector = nullptr;
+}
+
+void Connector::Shutdown() {
+  // OpenClient calls in flight: their lookups and sockets die with them.
+  auto attempts = std::move(attempts_);
+  attempts_.clear();
+  for (auto& [id, attempt] : attempts) {
+    if (attempt->resolve_id != 0) CancelResolve(attempt->resolve_id);
+    attempt->done(ShuttingDownError());
+  }
+  attempts.clear();
+  // StartServer calls waiting for a name lookup.
+  auto resolves = std::move(resolves_);
+  resolves_.clear();
+  for (auto& [id, resolve] : resolves) resolve->done(ShuttingDownError());
+  resolves.clear();
+}
+
+void Connector::Deliver(uint64_t resolve_id,
+                        absl::StatusOr<std::vector<AddressEntry>> entries) {
+  // Hands the result to the loop, which finds the lookup by number (or
+  // nothing, if it was cancelled). After Shutdown the loop is gone and the
+  // handler is dropped unrun when the engine's io_context goes.
+  asio::post(engine_.io_,
+             engine_.Locked(
+                 [this, resolve_id, entries = std::move(entries)]() mutable {
+                   OnResolved(resolve_id, std::move(entries));
+                 }));
+}
+
+void Connector::Open(ClientSpec spec, absl::Time deadline,
+                     Done<absl::StatusOr<ConnectionInfo>> done) {
   if (absl::Status s = ValidateClientSpec(spec); !s.ok()) {
     done(s);
     return;
@@ -158,16 +197,17 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
     absl::StatusOr<std::optional<uint16_t>> source_port =
         ParsePort(spec.source.port);
     const uint16_t port = source_port.ok() ? source_port->value_or(0) : 0;
-    if (absl::Status s = options_.policy.CheckSource(spec.source.host, port);
+    if (absl::Status s =
+            engine_.options_.policy.CheckSource(spec.source.host, port);
         !s.ok()) {
       done(s);
       return;
     }
   }
   // Connections being opened count against the limit already.
-  if (AtConnectionLimit()) {
+  if (engine_.AtConnectionLimit()) {
     done(absl::ResourceExhaustedError(
-        absl::StrCat("max_connections (", options_.max_connections,
+        absl::StrCat("max_connections (", engine_.options_.max_connections,
                      ") reached: close connections first")));
     return;
   }
@@ -177,7 +217,7 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
   const absl::Duration timeout =
       std::min(spec.connect_timeout > absl::ZeroDuration()
                    ? spec.connect_timeout
-                   : options_.default_connect_timeout,
+                   : engine_.options_.default_connect_timeout,
                deadline - absl::Now());
   if (timeout <= absl::ZeroDuration()) {
     done(absl::DeadlineExceededError(absl::StrCat(
@@ -199,17 +239,18 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
       port.ok() && port->has_value()) {
     a.source_port = **port;
   }
-  a.timer = std::make_unique<Timer>(io_, ToSteady(timeout));
-  a.timer->async_wait(Locked([this, id = a.id](const asio::error_code& ec) {
-    if (!ec) OnClientTimeout(id);
-  }));
+  a.timer = std::make_unique<Timer>(engine_.io_, ToSteady(timeout));
+  a.timer->async_wait(
+      engine_.Locked([this, id = a.id](const asio::error_code& ec) {
+        if (!ec) OnClientTimeout(id);
+      }));
   const uint64_t id = a.id;
   attempts_.emplace(id, std::move(attempt));
   if (a.spec.transport == Transport::kUnix) {
     // The policy is checked on the real path of the file connect() will
     // reach (through /proc/self/fd/M), not on the string.
     absl::StatusOr<UnixConnectTarget> target =
-        OpenUnixConnectTarget(a.spec.remote.unix_path, options_.policy);
+        OpenUnixConnectTarget(a.spec.remote.unix_path, engine_.options_.policy);
     if (!target.ok()) {
       FinishAttempt(id, target.status());
       return;
@@ -242,8 +283,8 @@ void EngineImpl::DoOpenClient(ClientSpec spec, absl::Time deadline,
   }
 }
 
-void EngineImpl::OnClientResolved(uint64_t attempt_id,
-                                  absl::StatusOr<IpEndpoints> endpoints) {
+void Connector::OnClientResolved(uint64_t attempt_id,
+                                 absl::StatusOr<IpEndpoints> endpoints) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   ClientAttempt& a = *it->second;
@@ -265,8 +306,8 @@ void EngineImpl::OnClientResolved(uint64_t attempt_id,
         a.source_address->is_v4() != e.address().is_v4()) {
       continue;
     }
-    if (absl::Status st =
-            options_.policy.CheckDestination(e.address().to_string(), e.port());
+    if (absl::Status st = engine_.options_.policy.CheckDestination(
+            e.address().to_string(), e.port());
         !st.ok()) {
       if (refused_count++ == 0) refused = st;
       continue;
@@ -288,9 +329,9 @@ void EngineImpl::OnClientResolved(uint64_t attempt_id,
   ConnectNext(a);
 }
 
-absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
-                                          const StreamProtocol::endpoint& to,
-                                          bool* fatal) {
+absl::Status Connector::OpenClientSocket(ClientAttempt& a,
+                                         const StreamProtocol::endpoint& to,
+                                         bool* fatal) {
   asio::error_code ec;
   *fatal = false;
   const bool v4 = to.protocol().family() == AF_INET;
@@ -301,7 +342,7 @@ absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
   const std::string source =
       ToSocketAddress(source_address, a.source_port).ToString();
   if (a.spec.transport == Transport::kUdp) {
-    a.udp = std::make_unique<UdpSocket>(io_);
+    a.udp = std::make_unique<UdpSocket>(engine_.io_);
     a.udp->open(v4 ? asio::ip::udp::v4() : asio::ip::udp::v6(), ec);
     if (ec) return ErrorStatus(absl::StrCat("socket for ", a.trying), ec);
     *fatal = true;  // From here on, the same for every address.
@@ -313,7 +354,7 @@ absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
     }
     return absl::OkStatus();
   }
-  a.stream = std::make_unique<StreamSocket>(io_);
+  a.stream = std::make_unique<StreamSocket>(engine_.io_);
   a.stream->open(to.protocol(), ec);
   if (ec) return ErrorStatus(absl::StrCat("socket for ", a.trying), ec);
   *fatal = true;  // From here on, the same for every address.
@@ -355,7 +396,7 @@ absl::Status EngineImpl::OpenClientSocket(ClientAttempt& a,
   return absl::OkStatus();
 }
 
-void EngineImpl::ConnectNext(ClientAttempt& a) {
+void Connector::ConnectNext(ClientAttempt& a) {
   while (a.next < a.endpoints.size()) {
     const StreamProtocol::endpoint& to = a.endpoints[a.next++];
     // A UNIX endpoint is /proc/self/fd/M: name the caller's path instead.
@@ -387,7 +428,7 @@ void EngineImpl::ConnectNext(ClientAttempt& a) {
       return;
     }
     a.stream->async_connect(
-        to, Locked([this, id = a.id](const asio::error_code& ec) {
+        to, engine_.Locked([this, id = a.id](const asio::error_code& ec) {
           OnClientConnected(id, ec);
         }));
     return;
@@ -402,8 +443,8 @@ void EngineImpl::ConnectNext(ClientAttempt& a) {
   FinishAttempt(a.id, error);
 }
 
-void EngineImpl::OnClientConnected(uint64_t attempt_id,
-                                   const asio::error_code& ec) {
+void Connector::OnClientConnected(uint64_t attempt_id,
+                                  const asio::error_code& ec) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;  // Timed out or shut down meanwhile.
   ClientAttempt& a = *it->second;
@@ -413,43 +454,11 @@ void EngineImpl::OnClientConnected(uint64_t attempt_id,
     ConnectNext(a);
     return;
   }
-  auto conn = std::make_unique<Conn>();
-  conn->num = NewConnNum();
-  conn->transport = a.spec.transport;
-  conn->origin = Origin::kOpened;
-  if (!a.spec.labels.empty()) {
-    conn->labels = std::make_shared<const Labels>(std::move(a.spec.labels));
-  }
-  asio::error_code error;
-  if (a.stream != nullptr) {
-    const StreamProtocol::endpoint local = a.stream->local_endpoint(error);
-    if (!error)
-      conn->local = PackedAddress::FromKernel(local.data(), local.size());
-    const StreamProtocol::endpoint remote = a.stream->remote_endpoint(error);
-    if (!error) {
-      conn->remote = PackedAddress::FromKernel(remote.data(), remote.size());
-    }
-    if (a.spec.transport == Transport::kUnix) {
-      conn->remote = PackedAddress::Unix(
-          std::make_shared<const std::string>(a.spec.remote.unix_path));
-    }
-    conn->stream = std::move(a.stream);
-  } else {
-    const asio::ip::udp::endpoint local = a.udp->local_endpoint(error);
-    if (!error) conn->local = PackedAddress::Ip(local.address(), local.port());
-    const asio::ip::udp::endpoint remote = a.udp->remote_endpoint(error);
-    if (!error) {
-      conn->remote = PackedAddress::Ip(remote.address(), remote.port());
-    }
-    conn->udp = std::move(a.udp);
-  }
-  Conn& c = AddConn(std::move(conn));
-  Emit(EventKind::kConnectionConnected, 0, c.num);
-  StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
-  FinishAttempt(attempt_id, Snapshot(c));
+  ConnectionInfo info = engine_.AddOpenedConn(a);
+  FinishAttempt(attempt_id, std::move(info));
 }
 
-void EngineImpl::OnClientTimeout(uint64_t attempt_id) {
+void Connector::OnClientTimeout(uint64_t attempt_id) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   const ClientAttempt& a = *it->second;
@@ -462,8 +471,8 @@ void EngineImpl::OnClientTimeout(uint64_t attempt_id) {
                                              absl::FormatDuration(a.timeout))));
 }
 
-void EngineImpl::FinishAttempt(uint64_t attempt_id,
-                               absl::StatusOr<ConnectionInfo> result) {
+void Connector::FinishAttempt(uint64_t attempt_id,
+                              absl::StatusOr<ConnectionInfo> result) {
   auto it = attempts_.find(attempt_id);
   if (it == attempts_.end()) return;
   std::unique_ptr<ClientAttempt> a = std::move(it->second);
@@ -475,8 +484,8 @@ void EngineImpl::FinishAttempt(uint64_t attempt_id,
   a->done(std::move(result));
 }
 
-uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
-                             Done<absl::StatusOr<IpEndpoints>> done) {
+uint64_t Connector::Resolve(LookupQuery query, absl::Time deadline,
+                            Done<absl::StatusOr<IpEndpoints>> done) {
   absl::StatusOr<std::optional<uint16_t>> port = ParsePort(query.port);
   if (!port.ok()) {
     done(port.status());
@@ -518,25 +527,16 @@ uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
   lookup.numeric_host = literal.has_value();
   lookup.numeric_service = port->has_value();
   lookup.passive = query.passive;
-  if (resolver_ == nullptr) {
-    // Threads plus queue hold every lookup kMaxNameLookups admits, and
-    // lookups whose callers gave up but that still run.
-    resolver_ = std::make_unique<ResolverPool>(ResolverPool::Options{
-        .threads = 2,
-        .max_queued = kMaxNameLookups,
-        .numeric_hosts_only = options_.numeric_hosts_only});
-  }
   const uint64_t id = next_resolve_id_++;
-  const bool queued = resolver_->SubmitResolve(
+  // The callback runs on a pool thread, maybe after the engine is gone: it
+  // holds the inbox, not the Connector.
+  const bool queued = pool_.SubmitResolve(
       std::move(lookup), deadline,
-      [this, id](absl::StatusOr<std::vector<AddressEntry>> entries) {
-        // A pool thread: hand the result to the loop, which finds the
-        // lookup by number (or nothing, if it was cancelled). After
-        // Shutdown the loop is gone and the handler is dropped unrun.
-        asio::post(io_,
-                   Locked([this, id, entries = std::move(entries)]() mutable {
-                     OnResolved(id, std::move(entries));
-                   }));
+      [inbox = inbox_, id](absl::StatusOr<std::vector<AddressEntry>> entries) {
+        absl::MutexLock lock(&inbox->mu);
+        if (inbox->connector != nullptr) {
+          inbox->connector->Deliver(id, std::move(entries));
+        }
       });
   if (!queued) {
     done(absl::ResourceExhaustedError(
@@ -553,8 +553,8 @@ uint64_t EngineImpl::Resolve(LookupQuery query, absl::Time deadline,
   return id;
 }
 
-void EngineImpl::OnResolved(uint64_t resolve_id,
-                            absl::StatusOr<std::vector<AddressEntry>> entries) {
+void Connector::OnResolved(uint64_t resolve_id,
+                           absl::StatusOr<std::vector<AddressEntry>> entries) {
   auto it = resolves_.find(resolve_id);
   if (it == resolves_.end()) return;  // Cancelled.
   std::unique_ptr<PendingResolve> r = std::move(it->second);
@@ -587,7 +587,7 @@ void EngineImpl::OnResolved(uint64_t resolve_id,
   r->done(std::move(out));
 }
 
-void EngineImpl::CancelResolve(uint64_t resolve_id) {
+void Connector::CancelResolve(uint64_t resolve_id) {
   // The lookup itself runs on (it cannot be interrupted); its result finds
   // nothing when it arrives.
   resolves_.erase(resolve_id);
