@@ -14,7 +14,8 @@
 // memory (each connection has two). The queue does not enforce a bound:
 // the engine checks its limits before appending.
 //
-// Not thread-safe: the engine uses it on its loop thread only.
+// Not thread-safe: the engine uses it under its engine lock only (on the
+// loop thread, or on a gRPC thread inside an inline control call).
 #ifndef SOCKAGENT_AGENT_BYTE_QUEUE_H_
 #define SOCKAGENT_AGENT_BYTE_QUEUE_H_
 

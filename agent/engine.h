@@ -531,8 +531,10 @@ class Engine {
   virtual void ListServers(ServerFilter filter,
                            Done<absl::StatusOr<Page<ServerInfo>>> done) = 0;
 
-  // Resolves off the loop thread (at most kMaxNameLookups at once, for
-  // StartServer too), then connects; `deadline` is the RPC's.
+  // Resolves off the loop thread, on the ResolverPool given to Create (at
+  // most kMaxNameLookups at once, for StartServer too; ResourceExhausted
+  // when the pool's queue is full), then connects; `deadline` is the
+  // RPC's.
   virtual void OpenClient(ClientSpec spec, absl::Time deadline,
                           Done<absl::StatusOr<ConnectionInfo>> done) = 0;
 

@@ -1,7 +1,12 @@
-// EngineImpl, connection I/O: readiness-driven reads into the loop's scratch
-// buffer, bounded buffers with pause/resume (backpressure), writes, FIN and
-// RST handling, graceful-close tails, and the TTL/idle/linger timers.
-// Loop thread only.
+// EngineImpl, stream connection I/O: readiness-driven reads into the loop's
+// scratch buffer, bounded buffers with pause/resume (backpressure), writes,
+// FIN and RST handling, and the TTL/idle/linger timers. Closing lives in
+// engine_close.cc, UDP in engine_udp.cc.
+//
+// Threads: everything here runs under the engine lock (agent/engine_impl.h):
+// in a completion handler on the loop thread, or inline on the caller's
+// thread (a gRPC thread) inside a public Engine call. Nothing here blocks;
+// socket calls are non-blocking.
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -33,34 +38,11 @@ constexpr size_t kBulkRead = 32 * 1024;
 // Buffers handed to one writev.
 constexpr size_t kMaxWriteSpans = 16;
 
-// A quick tail is settled (CheckQuickTails) once it is at least half this
-// old, at the next tick of a loop-wide timer running every kQuickTailWait
-// while there are quick tails: 5-15 ms after the accept.
-constexpr absl::Duration kQuickTailWait = absl::Milliseconds(10);
-
-enum TimerKind { kTtlTimer, kIdleTimer, kLingerTimer };
-
 // getsockopt(SO_ERROR): the pending socket error, cleared by reading it.
 using SocketErrorOption =
     asio::detail::socket_option::integer<SOL_SOCKET, SO_ERROR>;
 
-// Bytes the peer sent before the close stay available to Receive after
-// these closes; the others were asked for (or decided) locally and discard
-// them.
-bool KeepsReceivedBytes(CloseReason reason) {
-  return reason == CloseReason::kPeerClosed ||
-         reason == CloseReason::kPeerReset || reason == CloseReason::kError;
-}
-
 }  // namespace
-
-void CloseDescriptor(int fd, bool abort) {
-  if (abort) {
-    const linger reset{1, 0};
-    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
-  }
-  ::close(fd);
-}
 
 ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   auto conn = std::make_unique<Conn>();
@@ -108,7 +90,7 @@ void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
   if (c.stream != nullptr) c.stream->non_blocking(true, ec);
   if (c.udp != nullptr) c.udp->non_blocking(true, ec);
   auto arm = [this, &c](std::unique_ptr<Timer>& timer, absl::Duration after,
-                        int which) {
+                        ConnTimer which) {
     timer = std::make_unique<Timer>(io_, ToSteady(after));
     timer->async_wait(
         Locked([this, num = c.num, which](const asio::error_code& e) {
@@ -118,13 +100,13 @@ void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
   if (ttl > absl::ZeroDuration()) {
     ConnExtra& x = c.Extra();
     x.ttl = ttl;
-    arm(x.ttl_timer, ttl, kTtlTimer);
+    arm(x.ttl_timer, ttl, ConnTimer::kTtl);
   }
   if (idle_timeout > absl::ZeroDuration()) {
     ConnExtra& x = c.Extra();
     x.idle_timeout = idle_timeout;
     x.last_activity_ns = SteadyNowNs();
-    arm(x.idle_timer, idle_timeout, kIdleTimer);
+    arm(x.idle_timer, idle_timeout, ConnTimer::kIdle);
   }
   ArmRead(c);
 }
@@ -577,269 +559,17 @@ void EngineImpl::ShutdownWrite(Conn& c) {
   if (c.stream != nullptr) Flush(c);  // Sends FIN once drained.
 }
 
-void EngineImpl::ReadUdpClient(Conn& c) {
-  for (int i = 0; i < kDatagramsPerWakeup; ++i) {
-    asio::error_code ec;
-    const size_t n =
-        c.udp->receive(asio::buffer(scratch_.data(), scratch_.size()), 0, ec);
-    if (ec) {
-      if (IsWouldBlock(ec)) break;
-      // ICMP port unreachable for an earlier datagram: UDP has no
-      // connection to lose, so the socket stays open.
-      if (ec == asio::error::connection_refused) continue;
-      OnStreamError(c, ec, "receive");
-      return;
-    }
-    ++c.counters.datagrams_received;
-    c.counters.bytes_received += n;
-    Touch(c);
-    Emit(EventKind::kDataReceived, 0, c.num, n,
-         absl::string_view(scratch_.data(), n));
-    BufferDatagram(c, scratch_.data(), n);
-    if (c.finalized) return;
-  }
-  ArmRead(c);
-}
-
-void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
-  if (c.state == ConnectionState::kClosed) return;
-  const uint64_t cost = n + kDatagramOverheadBytes;
-  if (RecvCharge(c) + cost > options_.recv_buffer_bytes || cost > TotalRoom()) {
-    ++c.counters.datagrams_dropped;
-    if (Server* s = FindServer(c.server_num)) {
-      ++s->info.counters.datagrams_dropped;
-    }
-    Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
-    return;
-  }
-  c.Extra().recv_datagrams.push_back(
-      ReceivedDatagram{std::string(data, n), absl::Now()});
-  c.counters.recv_buffered += n;
-  c.counters.recv_buffered_peak =
-      std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
-  Recharge(c);
-  NotifyReceiver(c);
-}
-
-void EngineImpl::FlushUdpClient(Conn& c) {
-  if (c.extra == nullptr) return;
-  Fifo<std::string>& queue = c.extra->send_datagrams;
-  while (!queue.empty()) {
-    const std::string& d = queue.front();
-    asio::error_code ec;
-    c.udp->send(asio::buffer(d), 0, ec);
-    if (IsWouldBlock(ec)) {
-      ArmWrite(c);
-      return;
-    }
-    c.counters.send_buffered -= d.size();
-    if (ec) {
-      c.counters.send_bytes_lost += d.size();
-    } else {
-      ++c.counters.datagrams_sent;
-      c.counters.bytes_sent += d.size();
-      Touch(c);
-    }
-    queue.pop_front();
-    Recharge(c);
-  }
-  PumpStreamSend(c);
-}
-
-void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
-                            bool abort) {
-  if (c.finalized) return;
-  if (c.state == ConnectionState::kClosed) {
-    if (abort) Finalize(c, /*abort=*/true);  // Cut a closing tail short.
-    return;
-  }
-  MarkClosed(c, reason, std::move(detail));
-  if (abort || c.stream == nullptr ||
-      options_.close_linger <= absl::ZeroDuration()) {
-    // UDP has no FIN to wait for: datagrams still queued count as lost.
-    if (!abort && c.stream != nullptr) Flush(c);
-    if (!c.finalized) Finalize(c, abort || c.counters.send_buffered > 0);
-    return;
-  }
-  // Graceful tail: flush, FIN, then read until the peer's FIN; the linger
-  // timer bounds all of it. It is armed only if the flush and FIN did not
-  // end the connection already (a peer that reset or closed first).
-  c.fin_wanted = true;
-  c.read_paused = false;
-  Flush(c);
-  if (c.finalized) return;
-  ArmLingerTimer(c, options_.close_linger);
-  ArmRead(c);
-}
-
-void EngineImpl::ArmLingerTimer(Conn& c, absl::Duration after) {
-  ConnExtra& x = c.Extra();
-  x.linger_timer = std::make_unique<Timer>(io_, ToSteady(after));
-  x.linger_timer->async_wait(
-      Locked([this, num = c.num](const asio::error_code& ec) {
-        if (!ec) OnConnTimer(num, kLingerTimer);
-      }));
-}
-
-bool EngineImpl::AdoptSocket(Conn& c) {
-  const bool unix_socket = c.transport == Transport::kUnix;
-  const int family = unix_socket                          ? AF_UNIX
-                     : c.remote.family() == Family::kIpv6 ? AF_INET6
-                                                          : AF_INET;
-  auto stream = std::make_unique<StreamSocket>(io_);
-  asio::error_code ec;
-  stream->assign(StreamProtocol(family, unix_socket ? 0 : IPPROTO_TCP),
-                 c.raw_fd, ec);
-  if (ec) {
-    // The reactor could not take it (out of memory): the connection ends.
-    OnStreamError(c, ec, "register");
-    return false;
-  }
-  c.raw_fd = -1;
-  c.stream = std::move(stream);
-  return true;
-}
-
-void EngineImpl::ArmQuickTailTimer() {
-  if (quick_tail_armed_ || quick_tails_.empty()) return;
-  if (quick_tail_timer_ == nullptr) {
-    quick_tail_timer_ = std::make_unique<Timer>(io_);
-  }
-  quick_tail_armed_ = true;
-  quick_tail_timer_->expires_after(ToSteady(kQuickTailWait));
-  quick_tail_timer_->async_wait(Locked([this](const asio::error_code& ec) {
-    quick_tail_armed_ = false;
-    if (!ec) CheckQuickTails();
-  }));
-}
-
-void EngineImpl::CheckQuickTails() {
-  const int64_t now = SteadyNowNs();
-  const int64_t settle_ns = absl::ToInt64Nanoseconds(kQuickTailWait) / 2;
-  while (!quick_tails_.empty() &&
-         now - quick_tails_.front().since_ns >= settle_ns) {
-    const QuickTail t = quick_tails_.front();
-    quick_tails_.pop_front();
-    Conn* c = FindConn(t.conn_num);
-    if (c != nullptr && !c->finalized && c->raw_fd >= 0) {
-      SettleQuickTail(*c, absl::Nanoseconds(now - t.since_ns));
-    }
-  }
-  ArmQuickTailTimer();
-}
-
-void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
-  const ssize_t n =
-      ::recv(c.raw_fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
-  if (n == 0) {
-    // The peer's FIN: both directions are done, as when a tail ends.
-    c.eof = true;
-    Finalize(c, /*abort=*/false);
-    return;
-  }
-  if (n < 0) {
-    const asio::error_code ec(errno, asio::error::get_system_category());
-    if (!IsWouldBlock(ec)) {
-      OnStreamError(c, ec, "read");  // Typically the peer's reset.
-      return;
-    }
-  } else {
-    DeliverStream(c, scratch_.data(), static_cast<size_t>(n));  // Counted.
-  }
-  const absl::Duration left = options_.close_linger - age;
-  if (left <= absl::ZeroDuration()) {
-    OnConnTimer(c.num, kLingerTimer);
-    return;
-  }
-  // A quiet peer, or one that sent bytes: closing now could answer its
-  // bytes with RST, so the reactor's tail reads and discards until its FIN,
-  // for what is left of close_linger.
-  if (!AdoptSocket(c)) return;
-  asio::error_code ec;
-  c.stream->non_blocking(true, ec);
-  ArmLingerTimer(c, left);
-  ArmRead(c);
-}
-
-void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
-  if (c.state == ConnectionState::kClosed) return;
-  c.state = ConnectionState::kClosed;
-  c.close_reason = reason;
-  ConnExtra& x = c.Extra();
-  x.close_detail = std::move(detail);
-  x.closed_at = absl::Now();
-  x.ttl_timer.reset();
-  x.idle_timer.reset();
-  if (Server* s = FindServer(c.server_num)) {
-    --s->info.counters.connections_active;
-    if (c.is_udp_session()) {
-      s->sessions.erase({c.udp_socket_index, c.remote.udp()});
-    }
-  }
-  if (!KeepsReceivedBytes(reason)) {
-    c.recv_bytes.Clear();
-    x.recv_datagrams.clear();
-    c.counters.recv_buffered = 0;
-    Recharge(c);
-  }
-  Emit(EventKind::kConnectionClosed, c.server_num, c.num);
-  NotifyReceiver(c);
-  PumpStreamSend(c);  // A waiting StreamSend fails now.
-}
-
-void EngineImpl::Finalize(Conn& c, bool abort) {
-  if (c.finalized) return;
-  asio::error_code ec;
-  if (c.raw_fd >= 0) {
-    CloseDescriptor(c.raw_fd, abort);
-    c.raw_fd = -1;
-  }
-  if (c.stream != nullptr) {
-    // SO_LINGER 0: close() sends RST and drops what the kernel still holds.
-    if (abort) c.stream->set_option(asio::socket_base::linger(true, 0), ec);
-    c.stream->close(ec);
-    c.stream.reset();
-  }
-  if (c.udp != nullptr) {
-    c.udp->close(ec);
-    c.udp.reset();
-  }
-  // A peer session's queued datagrams sit in its server's socket queue and
-  // are still sent; everything else not yet written is lost.
-  if (!c.is_udp_session() && c.counters.send_buffered > 0) {
-    c.counters.send_bytes_lost += c.counters.send_buffered;
-    c.counters.send_buffered = 0;
-  }
-  c.send_bytes.Clear();
-  if (c.extra != nullptr) {
-    c.extra->send_datagrams.clear();
-    c.extra->ttl_timer.reset();
-    c.extra->idle_timer.reset();
-    c.extra->linger_timer.reset();
-  }
-  c.read_armed = false;
-  c.write_armed = false;
-  c.error_armed = false;
-  Recharge(c);
-  // From here on its bytes belong to the closed history.
-  c.finalized = true;
-  history_bytes_ += c.charged;
-  --conns_live_;
-  closed_conns_.push_back(c.num);
-  ScheduleTrim();
-}
-
-void EngineImpl::OnConnTimer(uint64_t num, int which) {
+void EngineImpl::OnConnTimer(uint64_t num, ConnTimer which) {
   Conn* c = FindConn(num);
   if (c == nullptr || c->finalized) return;
   switch (which) {
-    case kTtlTimer:
+    case ConnTimer::kTtl:
       StartClose(*c, CloseReason::kTtlExpired,
                  absl::StrCat("ttl of ", absl::FormatDuration(c->extra->ttl),
                               " expired"),
                  /*abort=*/false);
       return;
-    case kIdleTimer: {
+    case ConnTimer::kIdle: {
       if (c->state == ConnectionState::kClosed) return;
       ConnExtra& x = *c->extra;
       const int64_t idle_ns = absl::ToInt64Nanoseconds(x.idle_timeout);
@@ -856,11 +586,11 @@ void EngineImpl::OnConnTimer(uint64_t num, int which) {
       x.idle_timer->expires_at(
           Timer::time_point(std::chrono::nanoseconds(due)));
       x.idle_timer->async_wait(Locked([this, num](const asio::error_code& ec) {
-        if (!ec) OnConnTimer(num, kIdleTimer);
+        if (!ec) OnConnTimer(num, ConnTimer::kIdle);
       }));
       return;
     }
-    case kLingerTimer: {
+    case ConnTimer::kLinger: {
       const uint64_t unsent = c->counters.send_buffered;
       ConnExtra& x = c->Extra();
       std::string detail =

@@ -1,7 +1,8 @@
 // EngineImpl: creation, the loop thread, posting, shutdown, the registry of
 // servers and connections, listings, and the Send/Receive/Close entry
-// points. Socket I/O lives in engine_conn.cc, servers in engine_server.cc,
-// OpenClient and name lookups in engine_client.cc.
+// points. Socket I/O lives in engine_conn.cc (closing: engine_close.cc, UDP:
+// engine_udp.cc), servers in engine_server.cc and engine_listener.cc,
+// OpenClient and name lookups in connector.cc.
 #include "agent/engine_impl.h"
 
 #include <algorithm>

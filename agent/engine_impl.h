@@ -196,6 +196,9 @@ struct Conn {
   bool is_udp_session() const { return origin == Origin::kUdpPeer; }
 };
 
+// The timers of a connection (in ConnExtra), as OnConnTimer is told.
+enum class ConnTimer { kTtl, kIdle, kLinger };
+
 struct Listener {
   explicit Listener(asio::io_context& io) : acceptor(io) {}
   StreamAcceptor acceptor;
@@ -483,13 +486,14 @@ class EngineImpl final : public Engine {
   // is gone.
   Conn* AttachedConn(uint64_t token, Attachment** attachment);
 
-  // ---- engine_conn.cc: connection I/O and closing.
+  // ---- engine_conn.cc: stream connection I/O and the connection timers.
+  // Like everything below, called with the engine lock held: from a loop
+  // handler, or inline from a public call on the caller's thread.
   void StartConnection(Conn& c, absl::Duration ttl,
                        absl::Duration idle_timeout);
   void ArmRead(Conn& c);
   void OnReadable(uint64_t num, const asio::error_code& ec);
   void ReadStream(Conn& c);
-  void ReadUdpClient(Conn& c);
   // While a stream connection does not read (peer FIN, or paused), waits
   // for a socket error so a reset is still noticed.
   void ArmErrorWatch(Conn& c);
@@ -500,7 +504,6 @@ class EngineImpl final : public Engine {
   void ResumeReading(Conn& c);
   void OnPeerFin(Conn& c);
   void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
-
   // `stream`: a StreamSend, which waited for room already and may take the
   // buffer past send_buffer_bytes by this one chunk.
   absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data,
@@ -511,10 +514,11 @@ class EngineImpl final : public Engine {
   void ArmWrite(Conn& c);
   void OnWritable(uint64_t num, const asio::error_code& ec);
   void SendFin(Conn& c);
-  void FlushUdpClient(Conn& c);
-  // Appends a datagram to c's receive queue, or drops and counts it.
-  void BufferDatagram(Conn& c, const char* data, size_t n);
+  void ShutdownWrite(Conn& c);
+  void Touch(Conn& c);
+  void OnConnTimer(uint64_t num, ConnTimer which);
 
+  // ---- engine_close.cc: closing, tails, and the closed record.
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
   void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
   // Bookkeeping of "this connection is now closed" (state, counters,
@@ -526,6 +530,10 @@ class EngineImpl final : public Engine {
   // Hands c.raw_fd to the reactor (c.stream). False: it could not, and the
   // connection is finalized with the error.
   bool AdoptSocket(Conn& c);
+  // Writes the greeting of a greeting-and-close server and its FIN straight
+  // after accept and leaves a quick tail. False when the greeting did not
+  // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
+  bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
   // Quick tails: greeting-and-close connections whose greeting and FIN
   // went out at accept wait outside the reactor; a loop-wide timer settles
   // each one once, with one recv: the peer's FIN or reset finalizes it,
@@ -533,11 +541,8 @@ class EngineImpl final : public Engine {
   void ArmQuickTailTimer();
   void CheckQuickTails();
   void SettleQuickTail(Conn& c, absl::Duration age);
-  void ShutdownWrite(Conn& c);
-  void Touch(Conn& c);
-  void OnConnTimer(uint64_t num, int which);
 
-  // ---- engine_server.cc: servers, listeners, UDP sockets and sessions.
+  // ---- engine_server.cc: starting (binding) and stopping servers.
   void DoStartServer(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done);
   void BindIpServer(ServerSpec spec,
                     const std::shared_ptr<const std::string>& greeting,
@@ -548,6 +553,15 @@ class EngineImpl final : public Engine {
   absl::Status BindUnix(Server& s, const ServerSpec& spec);
   void ActivateServer(std::unique_ptr<Server> server,
                       Done<absl::StatusOr<ServerInfo>> done);
+  // Closes the listeners and UDP sockets (ending UDP sessions with
+  // `conn_reason`, counted in `closed`); accepted stream connections stay
+  // (DoStopServers closes them, in one pass for all stopped servers).
+  void StopServer(Server& s, absl::string_view reason, CloseReason conn_reason,
+                  uint64_t* closed);
+  void DoStopServers(const Selector& selector, bool close_connections,
+                     Done<absl::StatusOr<StopResult>> done);
+
+  // ---- engine_listener.cc: accepting on TCP and UNIX listeners.
   void ArmAccept(Server& s, size_t index);
   void OnAcceptReady(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
@@ -555,10 +569,12 @@ class EngineImpl final : public Engine {
   // `remote`/`remote_len`: the peer's address as accept4 reported it.
   void OnAccepted(Server& s, const Listener& listener, int fd,
                   const sockaddr_storage& remote, socklen_t remote_len);
-  // Writes the greeting of a greeting-and-close server and its FIN straight
-  // after accept and leaves a quick tail. False when the greeting did not
-  // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
-  bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
+
+  // ---- engine_udp.cc: UDP clients, server sockets and peer sessions.
+  void ReadUdpClient(Conn& c);
+  void FlushUdpClient(Conn& c);
+  // Appends a datagram to c's receive queue, or drops and counts it.
+  void BufferDatagram(Conn& c, const char* data, size_t n);
   void ArmUdpRead(Server& s, size_t index);
   void OnUdpReadable(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
@@ -578,13 +594,6 @@ class EngineImpl final : public Engine {
   void ArmUdpWrite(Server& s, size_t index);
   void OnUdpWritable(uint64_t server_num, size_t index,
                      const asio::error_code& ec);
-  // Closes the listeners and UDP sockets (ending UDP sessions with
-  // `conn_reason`, counted in `closed`); accepted stream connections stay
-  // (DoStopServers closes them, in one pass for all stopped servers).
-  void StopServer(Server& s, absl::string_view reason, CloseReason conn_reason,
-                  uint64_t* closed);
-  void DoStopServers(const Selector& selector, bool close_connections,
-                     Done<absl::StatusOr<StopResult>> done);
 
   // ---- connector.h: OpenClient and name resolution. The Connector
   // reaches into the engine for io_, options_, Locked, AtConnectionLimit
@@ -672,6 +681,8 @@ class EngineImpl final : public Engine {
 // Helpers shared by the engine_*.cc files.
 // Datagrams read per readiness wakeup before yielding to other sockets.
 inline constexpr int kDatagramsPerWakeup = 64;
+// Largest UDP payload over IPv4.
+inline constexpr size_t kMaxDatagram = 65507;
 // Either an id or a non-empty label selector: InvalidArgument otherwise.
 absl::Status CheckSelector(const Selector& selector);
 int64_t SteadyNowNs();

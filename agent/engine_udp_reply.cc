@@ -1,5 +1,6 @@
 // EngineImpl, UDP servers: the reply budget of echo and greeting replies
-// (agent/udp_budget.h). Loop thread only.
+// (agent/udp_budget.h). Runs under the engine lock, on the loop thread
+// (replies are sent as datagrams arrive).
 #include <cstring>
 
 #include "agent/engine_impl.h"

@@ -6,7 +6,8 @@
 // budget. Fifo is one pointer while empty; its items live in a vector
 // allocated on the first push_back and freed as soon as the queue drains.
 //
-// Not thread-safe: the engine uses it on its loop thread only.
+// Not thread-safe: the engine uses it under its engine lock only (on the
+// loop thread, or on a gRPC thread inside an inline control call).
 //
 //   Fifo<std::string> q;      // sizeof(q) == sizeof(void*), no allocation
 //   q.push_back("a");

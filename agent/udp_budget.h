@@ -19,7 +19,8 @@
 // least recently seen is forgotten first) and forgotten after
 // kPeerIdle without a datagram, which gives them a fresh grant.
 //
-// Not thread-safe: the engine calls it on its loop thread, under its lock.
+// Not thread-safe: the engine calls it under its engine lock only (on the
+// loop thread, or on a gRPC thread inside an inline control call).
 //
 //   UdpReplyBudget budget(EffectiveUdpReplyLimits(options.udp_reply, {}));
 //   if (budget.Admit(peer_ip, received, reply.size(), SteadyNowNs()) !=

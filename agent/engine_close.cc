@@ -1,0 +1,273 @@
+// EngineImpl, closing a connection: the graceful tail (flush, FIN, read and
+// discard until the peer's FIN or close_linger), aborts (RST), the quick
+// tails of greeting-and-close servers, and filing the closed record in the
+// history (Finalize). Its own file because closing is a stage of its own,
+// with its own state (quick_tails_, linger timers), entered from reads,
+// writes, timers, Close calls and stopping servers alike.
+//
+// Threads: everything here runs under the engine lock (agent/engine_impl.h):
+// in a completion handler on the loop thread, or inline on the caller's
+// thread (a gRPC thread) inside a public Engine call. Nothing here blocks;
+// socket calls are non-blocking.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/engine_impl.h"
+#include "agent/net_error.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+namespace {
+
+// A quick tail is settled (CheckQuickTails) once it is at least half this
+// old, at the next tick of a loop-wide timer running every kQuickTailWait
+// while there are quick tails: 5-15 ms after the accept.
+constexpr absl::Duration kQuickTailWait = absl::Milliseconds(10);
+
+// Bytes the peer sent before the close stay available to Receive after
+// these closes; the others were asked for (or decided) locally and discard
+// them.
+bool KeepsReceivedBytes(CloseReason reason) {
+  return reason == CloseReason::kPeerClosed ||
+         reason == CloseReason::kPeerReset || reason == CloseReason::kError;
+}
+
+}  // namespace
+
+void CloseDescriptor(int fd, bool abort) {
+  if (abort) {
+    const linger reset{1, 0};
+    ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  }
+  ::close(fd);
+}
+
+void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
+                            bool abort) {
+  if (c.finalized) return;
+  if (c.state == ConnectionState::kClosed) {
+    if (abort) Finalize(c, /*abort=*/true);  // Cut a closing tail short.
+    return;
+  }
+  MarkClosed(c, reason, std::move(detail));
+  if (abort || c.stream == nullptr ||
+      options_.close_linger <= absl::ZeroDuration()) {
+    // UDP has no FIN to wait for: datagrams still queued count as lost.
+    if (!abort && c.stream != nullptr) Flush(c);
+    if (!c.finalized) Finalize(c, abort || c.counters.send_buffered > 0);
+    return;
+  }
+  // Graceful tail: flush, FIN, then read until the peer's FIN; the linger
+  // timer bounds all of it. It is armed only if the flush and FIN did not
+  // end the connection already (a peer that reset or closed first).
+  c.fin_wanted = true;
+  c.read_paused = false;
+  Flush(c);
+  if (c.finalized) return;
+  ArmLingerTimer(c, options_.close_linger);
+  ArmRead(c);
+}
+
+void EngineImpl::ArmLingerTimer(Conn& c, absl::Duration after) {
+  ConnExtra& x = c.Extra();
+  x.linger_timer = std::make_unique<Timer>(io_, ToSteady(after));
+  x.linger_timer->async_wait(
+      Locked([this, num = c.num](const asio::error_code& ec) {
+        if (!ec) OnConnTimer(num, ConnTimer::kLinger);
+      }));
+}
+
+bool EngineImpl::AdoptSocket(Conn& c) {
+  const bool unix_socket = c.transport == Transport::kUnix;
+  const int family = unix_socket                          ? AF_UNIX
+                     : c.remote.family() == Family::kIpv6 ? AF_INET6
+                                                          : AF_INET;
+  auto stream = std::make_unique<StreamSocket>(io_);
+  asio::error_code ec;
+  stream->assign(StreamProtocol(family, unix_socket ? 0 : IPPROTO_TCP),
+                 c.raw_fd, ec);
+  if (ec) {
+    // The reactor could not take it (out of memory): the connection ends.
+    OnStreamError(c, ec, "register");
+    return false;
+  }
+  c.raw_fd = -1;
+  c.stream = std::move(stream);
+  return true;
+}
+
+// The seed's server, made cheap: greeting and FIN leave at accept, and the
+// socket waits outside the reactor for the peer's answer (a quick tail, see
+// CheckQuickTails). Per connection that is accept4, send, shutdown, one
+// recv about 10 ms later and close, where the reactor path costs an
+// ioctl, three epoll_ctl, a share of the epoll wakeups and a timer.
+bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
+  const int fd = c.raw_fd;
+  if (s.greeting != nullptr) {
+    const std::string& g = *s.greeting;
+    // MSG_MORE holds the greeting back for the FIN: both leave in one
+    // segment, which the peer acknowledges once, instead of two segments
+    // and two ACKs (on loopback all of that runs on our CPU time).
+    const ssize_t n = ::send(fd, g.data(), g.size(), MSG_NOSIGNAL | MSG_MORE);
+    if (n > 0) {
+      *greeted = static_cast<size_t>(n);
+      c.counters.bytes_sent += *greeted;
+      s.info.counters.bytes_sent += *greeted;
+      Emit(EventKind::kDataSent, s.num, c.num, *greeted);
+    }
+    // A full socket buffer or an error: the reactor path writes the rest
+    // (and reports the error).
+    if (*greeted != g.size()) return false;
+  }
+  MarkClosed(c, CloseReason::kLocalClose, "greeting sent");
+  c.fin_wanted = true;
+  if (::shutdown(fd, SHUT_WR) != 0) {
+    asio::error_code ec(errno, asio::error::get_system_category());
+    // As in SendFin: not connected any more means the peer reset first.
+    if (ec == asio::error::not_connected) ec = asio::error::connection_reset;
+    OnStreamError(c, ec, "shutdown");
+    return true;
+  }
+  c.fin_sent = true;
+  quick_tails_.push_back(QuickTail{c.num, SteadyNowNs()});
+  ArmQuickTailTimer();
+  return true;
+}
+
+void EngineImpl::ArmQuickTailTimer() {
+  if (quick_tail_armed_ || quick_tails_.empty()) return;
+  if (quick_tail_timer_ == nullptr) {
+    quick_tail_timer_ = std::make_unique<Timer>(io_);
+  }
+  quick_tail_armed_ = true;
+  quick_tail_timer_->expires_after(ToSteady(kQuickTailWait));
+  quick_tail_timer_->async_wait(Locked([this](const asio::error_code& ec) {
+    quick_tail_armed_ = false;
+    if (!ec) CheckQuickTails();
+  }));
+}
+
+void EngineImpl::CheckQuickTails() {
+  const int64_t now = SteadyNowNs();
+  const int64_t settle_ns = absl::ToInt64Nanoseconds(kQuickTailWait) / 2;
+  while (!quick_tails_.empty() &&
+         now - quick_tails_.front().since_ns >= settle_ns) {
+    const QuickTail t = quick_tails_.front();
+    quick_tails_.pop_front();
+    Conn* c = FindConn(t.conn_num);
+    if (c != nullptr && !c->finalized && c->raw_fd >= 0) {
+      SettleQuickTail(*c, absl::Nanoseconds(now - t.since_ns));
+    }
+  }
+  ArmQuickTailTimer();
+}
+
+void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
+  const ssize_t n =
+      ::recv(c.raw_fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+  if (n == 0) {
+    // The peer's FIN: both directions are done, as when a tail ends.
+    c.eof = true;
+    Finalize(c, /*abort=*/false);
+    return;
+  }
+  if (n < 0) {
+    const asio::error_code ec(errno, asio::error::get_system_category());
+    if (!IsWouldBlock(ec)) {
+      OnStreamError(c, ec, "read");  // Typically the peer's reset.
+      return;
+    }
+  } else {
+    DeliverStream(c, scratch_.data(), static_cast<size_t>(n));  // Counted.
+  }
+  const absl::Duration left = options_.close_linger - age;
+  if (left <= absl::ZeroDuration()) {
+    OnConnTimer(c.num, ConnTimer::kLinger);
+    return;
+  }
+  // A quiet peer, or one that sent bytes: closing now could answer its
+  // bytes with RST, so the reactor's tail reads and discards until its FIN,
+  // for what is left of close_linger.
+  if (!AdoptSocket(c)) return;
+  asio::error_code ec;
+  c.stream->non_blocking(true, ec);
+  ArmLingerTimer(c, left);
+  ArmRead(c);
+}
+
+void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
+  if (c.state == ConnectionState::kClosed) return;
+  c.state = ConnectionState::kClosed;
+  c.close_reason = reason;
+  ConnExtra& x = c.Extra();
+  x.close_detail = std::move(detail);
+  x.closed_at = absl::Now();
+  x.ttl_timer.reset();
+  x.idle_timer.reset();
+  if (Server* s = FindServer(c.server_num)) {
+    --s->info.counters.connections_active;
+    if (c.is_udp_session()) {
+      s->sessions.erase({c.udp_socket_index, c.remote.udp()});
+    }
+  }
+  if (!KeepsReceivedBytes(reason)) {
+    c.recv_bytes.Clear();
+    x.recv_datagrams.clear();
+    c.counters.recv_buffered = 0;
+    Recharge(c);
+  }
+  Emit(EventKind::kConnectionClosed, c.server_num, c.num);
+  NotifyReceiver(c);
+  PumpStreamSend(c);  // A waiting StreamSend fails now.
+}
+
+void EngineImpl::Finalize(Conn& c, bool abort) {
+  if (c.finalized) return;
+  asio::error_code ec;
+  if (c.raw_fd >= 0) {
+    CloseDescriptor(c.raw_fd, abort);
+    c.raw_fd = -1;
+  }
+  if (c.stream != nullptr) {
+    // SO_LINGER 0: close() sends RST and drops what the kernel still holds.
+    if (abort) c.stream->set_option(asio::socket_base::linger(true, 0), ec);
+    c.stream->close(ec);
+    c.stream.reset();
+  }
+  if (c.udp != nullptr) {
+    c.udp->close(ec);
+    c.udp.reset();
+  }
+  // A peer session's queued datagrams sit in its server's socket queue and
+  // are still sent; everything else not yet written is lost.
+  if (!c.is_udp_session() && c.counters.send_buffered > 0) {
+    c.counters.send_bytes_lost += c.counters.send_buffered;
+    c.counters.send_buffered = 0;
+  }
+  c.send_bytes.Clear();
+  if (c.extra != nullptr) {
+    c.extra->send_datagrams.clear();
+    c.extra->ttl_timer.reset();
+    c.extra->idle_timer.reset();
+    c.extra->linger_timer.reset();
+  }
+  c.read_armed = false;
+  c.write_armed = false;
+  c.error_armed = false;
+  Recharge(c);
+  // From here on its bytes belong to the closed history.
+  c.finalized = true;
+  history_bytes_ += c.charged;
+  --conns_live_;
+  closed_conns_.push_back(c.num);
+  ScheduleTrim();
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent
