@@ -66,8 +66,8 @@ void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
   // Graceful tail: flush, FIN, then read until the peer's FIN; the linger
   // timer bounds all of it. It is armed only if the flush and FIN did not
   // end the connection already (a peer that reset or closed first).
-  c.fin_wanted = true;
-  c.read_paused = false;
+  c.writing.fin_wanted = true;
+  c.reading.paused = false;
   Flush(c);
   if (c.finalized) return;
   ArmLingerTimer(c, options_.close_linger);
@@ -126,7 +126,7 @@ bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
     if (*greeted != g.size()) return false;
   }
   MarkClosed(c, CloseReason::kLocalClose, "greeting sent");
-  c.fin_wanted = true;
+  c.writing.fin_wanted = true;
   if (::shutdown(fd, SHUT_WR) != 0) {
     asio::error_code ec(errno, asio::error::get_system_category());
     // As in SendFin: not connected any more means the peer reset first.
@@ -134,7 +134,7 @@ bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
     OnStreamError(c, ec, "shutdown");
     return true;
   }
-  c.fin_sent = true;
+  c.writing.fin_sent = true;
   quick_tails_.push_back(QuickTail{c.num, SteadyNowNs()});
   ArmQuickTailTimer();
   return true;
@@ -173,7 +173,7 @@ void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
       ::recv(c.raw_fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
   if (n == 0) {
     // The peer's FIN: both directions are done, as when a tail ends.
-    c.eof = true;
+    c.reading.eof = true;
     Finalize(c, /*abort=*/false);
     return;
   }
@@ -257,9 +257,9 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
     c.extra->idle_timer.reset();
     c.extra->linger_timer.reset();
   }
-  c.read_armed = false;
-  c.write_armed = false;
-  c.error_armed = false;
+  c.reading.armed = false;
+  c.writing.armed = false;
+  c.reading.error_armed = false;
   Recharge(c);
   // From here on its bytes belong to the closed history.
   c.finalized = true;

@@ -118,8 +118,8 @@ void EngineImpl::Touch(Conn& c) {
 }
 
 void EngineImpl::ArmRead(Conn& c) {
-  if (c.read_armed || c.finalized) return;
-  if (c.read_paused || c.eof) {
+  if (c.reading.armed || c.finalized) return;
+  if (c.reading.paused || c.reading.eof) {
     ArmErrorWatch(c);
     return;
   }
@@ -132,13 +132,13 @@ void EngineImpl::ArmRead(Conn& c) {
   } else {
     return;  // A UDP peer session reads through its server's socket.
   }
-  c.read_armed = true;
+  c.reading.armed = true;
 }
 
 void EngineImpl::OnReadable(uint64_t num, const asio::error_code& ec) {
   Conn* c = FindConn(num);
   if (c == nullptr || c->finalized) return;
-  c->read_armed = false;
+  c->reading.armed = false;
   if (ec) {
     if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
     return;
@@ -180,7 +180,7 @@ void EngineImpl::ReadStream(Conn& c) {
       // ResumeReading re-arms once the buffer drains to half (or, for the
       // agent-wide bound, ResumeTotalPaused once the total falls). Errors
       // are still watched for.
-      c.read_paused = true;
+      c.reading.paused = true;
       if (TotalRoom() == 0) {
         PauseForTotal(c);
         NotifyReceiver(c);  // A condition waiting for more gives way.
@@ -240,7 +240,7 @@ void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
 }
 
 void EngineImpl::ResumeReading(Conn& c) {
-  if (!c.read_paused || c.finalized) return;
+  if (!c.reading.paused || c.finalized) return;
   // Hysteresis: resume at half the bound, so a reader taking small pieces
   // does not toggle reading for every piece.
   if (c.state != ConnectionState::kClosed) {
@@ -250,7 +250,7 @@ void EngineImpl::ResumeReading(Conn& c) {
       return;
     }
   }
-  c.read_paused = false;
+  c.reading.paused = false;
   // No readiness was consumed while paused, so the wait reports at once if
   // bytes are waiting (Asio re-registers the descriptor with epoll). An
   // error watch still pending stays: it finds reading active and leaves the
@@ -259,25 +259,27 @@ void EngineImpl::ResumeReading(Conn& c) {
 }
 
 void EngineImpl::ArmErrorWatch(Conn& c) {
-  if (c.error_armed || c.hangup || c.finalized || c.stream == nullptr) return;
+  if (c.reading.error_armed || c.reading.hangup || c.finalized ||
+      c.stream == nullptr)
+    return;
   c.stream->async_wait(asio::socket_base::wait_error,
                        Locked([this, num = c.num](const asio::error_code& ec) {
                          OnErrorWatch(num, ec);
                        }));
-  c.error_armed = true;
+  c.reading.error_armed = true;
 }
 
 void EngineImpl::OnErrorWatch(uint64_t num, const asio::error_code& ec) {
   Conn* c = FindConn(num);
   if (c == nullptr || c->finalized) return;
-  c->error_armed = false;
+  c->reading.error_armed = false;
   if (ec) {
     if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
     return;
   }
   // Reading again meanwhile: the read reports the error after the bytes
   // that came before it.
-  if (!c->eof && !c->read_paused) {
+  if (!c->reading.eof && !c->reading.paused) {
     ArmRead(*c);
     return;
   }
@@ -306,21 +308,21 @@ void EngineImpl::OnErrorWatch(uint64_t num, const asio::error_code& ec) {
     ::poll(&p, 1, 0);
   }
   if (p.revents != 0) {
-    c->hangup = true;  // Nothing left that watching could clear.
+    c->reading.hangup = true;  // Nothing left that watching could clear.
     return;
   }
   ArmErrorWatch(*c);
 }
 
 void EngineImpl::OnPeerFin(Conn& c) {
-  c.eof = true;
+  c.reading.eof = true;
   if (c.state == ConnectionState::kClosed) {
     // A closing tail ends once our FIN is out too.
-    if (c.fin_sent) Finalize(c, /*abort=*/false);
+    if (c.writing.fin_sent) Finalize(c, /*abort=*/false);
     return;
   }
   Emit(EventKind::kConnectionPeerClosed, c.server_num, c.num);
-  if (c.fin_sent) {
+  if (c.writing.fin_sent) {
     MarkClosed(c, CloseReason::kPeerClosed, "");
     Finalize(c, /*abort=*/false);
     return;
@@ -368,7 +370,7 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data,
         absl::StrCat("send ", id, ": connection is closed (",
                      CloseReasonText(c.close_reason), ")"));
   }
-  if (c.fin_wanted || c.state == ConnectionState::kLocalClosed) {
+  if (c.writing.fin_wanted || c.state == ConnectionState::kLocalClosed) {
     return absl::FailedPreconditionError(
         absl::StrCat("send ", id, ": the write side is shut down"));
   }
@@ -490,12 +492,12 @@ void EngineImpl::Flush(Conn& c) {
     Emit(EventKind::kDataSent, c.server_num, c.num, written);
   }
   ResumeReading(c);
-  if (c.fin_wanted && !c.fin_sent) SendFin(c);
+  if (c.writing.fin_wanted && !c.writing.fin_sent) SendFin(c);
   PumpStreamSend(c);
 }
 
 void EngineImpl::ArmWrite(Conn& c) {
-  if (c.write_armed || c.finalized) return;
+  if (c.writing.armed || c.finalized) return;
   auto handler = Locked(
       [this, num = c.num](const asio::error_code& ec) { OnWritable(num, ec); });
   if (c.stream != nullptr) {
@@ -505,13 +507,13 @@ void EngineImpl::ArmWrite(Conn& c) {
   } else {
     return;
   }
-  c.write_armed = true;
+  c.writing.armed = true;
 }
 
 void EngineImpl::OnWritable(uint64_t num, const asio::error_code& ec) {
   Conn* c = FindConn(num);
   if (c == nullptr || c->finalized) return;
-  c->write_armed = false;
+  c->writing.armed = false;
   if (ec) {
     if (ec != asio::error::operation_aborted) OnStreamError(*c, ec, "wait");
     return;
@@ -535,14 +537,14 @@ void EngineImpl::SendFin(Conn& c) {
     OnStreamError(c, ec, "shutdown");
     return;
   }
-  c.fin_sent = true;
+  c.writing.fin_sent = true;
   PumpStreamSend(c);  // A StreamShutdownWrite waiting for this FIN.
   if (c.state == ConnectionState::kClosed) {
     // Tail: wait (up to close_linger) for the peer's FIN, unless seen.
-    if (c.eof) Finalize(c, /*abort=*/false);
+    if (c.reading.eof) Finalize(c, /*abort=*/false);
     return;
   }
-  if (c.eof) {
+  if (c.reading.eof) {
     // Both directions are finished, ours last: an orderly end of stream,
     // and what the peer sent before its FIN stays receivable.
     MarkClosed(c, CloseReason::kPeerClosed, "");
@@ -553,9 +555,9 @@ void EngineImpl::SendFin(Conn& c) {
 }
 
 void EngineImpl::ShutdownWrite(Conn& c) {
-  if (c.state == ConnectionState::kClosed || c.fin_wanted) return;
-  c.fin_wanted = true;
-  if (!c.eof) c.state = ConnectionState::kLocalClosed;
+  if (c.state == ConnectionState::kClosed || c.writing.fin_wanted) return;
+  c.writing.fin_wanted = true;
+  if (!c.reading.eof) c.state = ConnectionState::kLocalClosed;
   if (c.stream != nullptr) Flush(c);  // Sends FIN once drained.
 }
 

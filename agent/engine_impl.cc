@@ -409,8 +409,8 @@ absl::Status EngineImpl::CheckTotalRoom(absl::string_view what,
 }
 
 void EngineImpl::PauseForTotal(Conn& c) {
-  if (c.total_paused) return;
-  c.total_paused = true;
+  if (c.reading.total_paused) return;
+  c.reading.total_paused = true;
   total_paused_.push_back(c.num);
 }
 
@@ -420,8 +420,8 @@ void EngineImpl::ResumeTotalPaused() {
   nums.swap(total_paused_);
   for (uint64_t num : nums) {
     Conn* c = FindConn(num);
-    if (c == nullptr || !c->total_paused) continue;
-    c->total_paused = false;
+    if (c == nullptr || !c->reading.total_paused) continue;
+    c->reading.total_paused = false;
     // Resumes unless its own buffer is still above half its bound; a
     // connection that finds the total full again pauses again.
     ResumeReading(*c);
@@ -621,7 +621,7 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
 
 bool EngineImpl::ReceiveReady(const Conn& c, const ReceiveSpec& spec,
                               size_t* scanned) const {
-  if (c.eof || c.state == ConnectionState::kClosed) return true;
+  if (c.reading.eof || c.state == ConnectionState::kClosed) return true;
   if (c.transport == Transport::kUdp) return c.has_datagrams();
   return ReadyBytes(c, spec, scanned) > 0;
 }
@@ -633,12 +633,12 @@ size_t EngineImpl::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
   const size_t max = std::min<uint64_t>(
       spec.max_bytes == 0 ? kDefaultReceiveBytes : spec.max_bytes,
       options_.max_receive_bytes);
-  const bool closing = c.eof || c.state == ConnectionState::kClosed;
+  const bool closing = c.reading.eof || c.state == ConnectionState::kClosed;
   // Never wait for more than the receive buffer can hold: reading pauses
   // there, so the condition could not be met. The same once reading
   // stopped at the agent-wide bound: nothing more comes until bytes are
   // taken.
-  const size_t cap = c.read_paused && c.total_paused
+  const size_t cap = c.reading.paused && c.reading.total_paused
                          ? buffered
                          : std::min<uint64_t>(max, options_.recv_buffer_bytes);
   if (!spec.delimiter.empty()) {
@@ -699,7 +699,7 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
   result.recv_buffered = c.counters.recv_buffered;
   const bool drained = result.recv_buffered == 0;
   if (got) {
-    result.end_of_stream = drained && c.eof;
+    result.end_of_stream = drained && c.reading.eof;
     return result;
   }
   if (c.state == ConnectionState::kClosed) {
@@ -734,7 +734,7 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
                          CloseReasonText(c.close_reason), ")"));
     }
   }
-  result.end_of_stream = c.eof;
+  result.end_of_stream = c.reading.eof;
   return result;
 }
 

@@ -213,10 +213,11 @@ void EngineImpl::PumpStreamSend(Conn& c) {
   Attachment* a = FindAttachment(c.extra->attachment);
   if (a == nullptr) return;
   if (a->fin_done != nullptr &&
-      (c.fin_sent || c.state == ConnectionState::kClosed)) {
+      (c.writing.fin_sent || c.state == ConnectionState::kClosed)) {
     Done<absl::Status> fin_done = std::move(a->fin_done);
     a->fin_done = nullptr;
-    fin_done(c.fin_sent ? absl::OkStatus() : ClosedStatus(c, "shutdown-write"));
+    fin_done(c.writing.fin_sent ? absl::OkStatus()
+                                : ClosedStatus(c, "shutdown-write"));
   }
   if (!a->waiting.has_value()) return;
   const bool closed = c.state == ConnectionState::kClosed || c.finalized;
@@ -258,7 +259,7 @@ void EngineImpl::DoStreamShutdownWrite(uint64_t attachment,
     done(absl::FailedPreconditionError("stream: detached"));
     return;
   }
-  if (c->transport == Transport::kUdp || c->fin_sent) {
+  if (c->transport == Transport::kUdp || c->writing.fin_sent) {
     done(absl::OkStatus());  // UDP has no FIN; a stream's FIN went out.
     return;
   }
