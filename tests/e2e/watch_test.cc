@@ -184,16 +184,7 @@ TEST(Watch, StalledWatcherKeepsAgentMemoryBounded) {
     m.msg_hdr.msg_iov = &iov;
     m.msg_hdr.msg_iovlen = 1;
   }
-  auto received = [&]() -> uint64_t {
-    v1::ListServersRequest request;
-    v1::ListServersResponse response;
-    auto context = ContextWithDeadline();
-    if (!stub->ListServers(context.get(), request, &response).ok() ||
-        response.servers_size() != 1) {
-      return 0;
-    }
-    return response.servers(0).counters().datagrams_received();
-  };
+  auto received = [&] { return OnlyServerDatagramsReceived(*stub); };
   uint64_t rss_peak = 0;
   int rounds = 0;
   for (int sent = 0; sent < kDatagrams; ++rounds) {

@@ -35,7 +35,8 @@ void CloseFd(int& fd) {
   fd = -1;
 }
 
-// Spawns argv with stdin/stdout/stderr connected to the given fds.
+}  // namespace
+
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int in_fd,
                             int out_fd, int err_fd) {
   std::vector<char*> args;
@@ -67,8 +68,6 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int in_fd,
   }
   return pid;
 }
-
-}  // namespace
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::string& input, absl::Duration timeout) {
