@@ -2,6 +2,7 @@
 // user acts on.
 #include "agent/net_error.h"
 
+#include <asio/error.hpp>
 #include <cerrno>
 #include <system_error>
 
