@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_split.h"
 #include "sockagent/v1/agent.pb.h"
@@ -73,6 +74,10 @@ std::string Connections(OutputFormat format) {
   return out.str();
 }
 
+std::vector<std::string> Lines(const std::string& text) {
+  return absl::StrSplit(text, '\n', absl::SkipEmpty());
+}
+
 TEST(SocketTables, NamePrintsOneIdPerLine) {
   EXPECT_EQ(Servers(OutputFormat::kName), "srv-1\nsrv-2\n");
   EXPECT_EQ(Connections(OutputFormat::kName), "conn-1\nconn-2\n");
@@ -87,13 +92,12 @@ TEST(SocketTables, AddrPrintsEveryBoundAddressOrLocalAndRemote) {
 
 TEST(SocketTables, TableHasTheViewsHeaderAndARowEach) {
   const std::string servers = Servers(OutputFormat::kTable);
-  EXPECT_THAT(
-      absl::StrSplit(servers, '\n', absl::SkipEmpty()),
-      ElementsAre(StartsWith("ID"), StartsWith("srv-1"), StartsWith("srv-2")));
+  EXPECT_THAT(Lines(servers), ElementsAre(StartsWith("ID"), StartsWith("srv-1"),
+                                          StartsWith("srv-2")));
   EXPECT_THAT(servers, HasSubstr("ACCEPTED"));  // The full view's columns.
   EXPECT_THAT(servers, HasSubstr("0.0.0.0:53,[::]:53"));
   const std::string connections = Connections(OutputFormat::kTable);
-  EXPECT_THAT(absl::StrSplit(connections, '\n', absl::SkipEmpty()),
+  EXPECT_THAT(Lines(connections),
               ElementsAre(StartsWith("ID"), StartsWith("conn-1"),
                           StartsWith("conn-2")));
   EXPECT_THAT(connections, Not(HasSubstr("REASON")));  // The brief view.
