@@ -19,7 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/support/agent_rpc.h"
 #include "tests/support/posix_peer.h"
-#include "tests/support/subprocess.h"
+#include "tests/support/spawn.h"
 #include "tests/support/wait.h"
 
 namespace sockagent::testing {

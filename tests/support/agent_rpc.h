@@ -97,19 +97,6 @@ inline SocketAddress FirstAddress(const v1::Server& server) {
             static_cast<uint16_t>(server.local_addresses(0).port()));
 }
 
-// The datagrams received by the agent's one server; 0 when ListServers
-// fails or the agent has not exactly one server (yet).
-inline uint64_t OnlyServerDatagramsReceived(v1::SocketAgent::Stub& stub) {
-  v1::ListServersRequest request;
-  v1::ListServersResponse response;
-  auto context = ContextWithDeadline();
-  if (!stub.ListServers(context.get(), request, &response).ok() ||
-      response.servers_size() != 1) {
-    return 0;
-  }
-  return response.servers(0).counters().datagrams_received();
-}
-
 // Resident set size of process `pid` in bytes (VmRSS), or -1.
 inline int64_t ProcessRssBytes(pid_t pid) {
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));

@@ -30,12 +30,6 @@ CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::string& input = "",
                          absl::Duration timeout = absl::Seconds(30));
 
-// Spawns argv (argv[0] searched in PATH) with stdin, stdout and stderr
-// connected to the given fds, default signal dispositions and an empty
-// signal mask whatever the test process blocked. The caller reaps it.
-absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int in_fd,
-                            int out_fd, int err_fd);
-
 // A running child with its stdout and stderr captured through pipes.
 // The destructor kills it (SIGKILL) if it still runs.
 class ChildProcess {
