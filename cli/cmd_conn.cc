@@ -18,8 +18,8 @@
 #include "cli/commands.h"
 #include "cli/fleet.h"
 #include "cli/open_args.h"
-#include "cli/paging.h"
 #include "cli/proto_text.h"
+#include "cli/socket_list.h"
 #include "cli/socket_tables.h"
 
 namespace sockctl {
@@ -98,50 +98,15 @@ absl::StatusOr<ListConnectionsRequest> BuildListRequest(const ListArgs& args) {
   return request;
 }
 
-int RunList(AgentClient& client, const ListArgs& args) {
-  absl::StatusOr<ListConnectionsRequest> request = BuildListRequest(args);
-  if (!request.ok()) return UsageError(request.status().message());
-  ListConnectionsResponse all;
-  if (grpc::Status s = ListAllPages(
-          client, *request, &sockagent::v1::SocketAgent::Stub::ListConnections,
-          &all);
-      !s.ok()) {
-    return client.Fail(s);
-  }
-  return PrintConnections(std::cout, all, all.connections(),
-                          client.options().output, TableView::kFull)
-             ? kExitOk
-             : kExitFailure;
-}
-
-// -o name|addr print "AGENT ID" / "AGENT LOCAL REMOTE" lines: an id alone
-// does not say whose it is.
-int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
-  absl::StatusOr<ListConnectionsRequest> request = BuildListRequest(args);
-  if (!request.ok()) return UsageError(request.status().message());
-  const OutputFormat format = fleet.output();
-  return RunOnEveryAgent(
-      fleet,
-      format == OutputFormat::kTable ? ConnectionHeader(TableView::kFull)
-                                     : std::vector<std::string>{},
-      [&](AgentClient& client, AgentOutput& out) {
-        auto all = std::make_unique<ListConnectionsResponse>();
-        grpc::Status s = ListAllPages(
-            client, *request,
-            &sockagent::v1::SocketAgent::Stub::ListConnections, all.get());
-        for (const auto& connection : all->connections()) {
-          if (format == OutputFormat::kName) {
-            out.rows.push_back({connection.id()});
-          } else if (format == OutputFormat::kAddr) {
-            out.rows.push_back({ConnectionAddrLine(connection)});
-          } else {
-            out.rows.push_back(ConnectionRow(connection, TableView::kFull));
-          }
-        }
-        out.response = std::move(all);
-        return s;
-      });
-}
+// How `conn list` lists (socket_list.h): -o addr is "LOCAL REMOTE".
+const SocketList<ListConnectionsRequest, ListConnectionsResponse,
+                 sockagent::v1::Connection>
+    kConnections = {&sockagent::v1::SocketAgent::Stub::ListConnections,
+                    &ListConnectionsResponse::connections,
+                    PrintConnections,
+                    ConnectionHeader,
+                    ConnectionRow,
+                    ConnectionAddrLines};
 
 struct CloseArgs {
   std::string id;
@@ -241,10 +206,16 @@ void AddList(CLI::App& app, Commands& commands) {
   udp->excludes(unix_);
   list->add_option("--page-size", args->page_size,
                    "Connections per call (0: the agent's default, 100)");
-  commands.push_back(
-      {list, [args](AgentClient& client) { return RunList(client, *args); },
-       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); },
-       kSocketOutputs});
+  commands.push_back({list,
+                      [args](AgentClient& client) {
+                        return RunSocketList(client, kConnections,
+                                             BuildListRequest(*args));
+                      },
+                      [args](Fleet& fleet) {
+                        return RunSocketListOnEvery(fleet, kConnections,
+                                                    BuildListRequest(*args));
+                      },
+                      kSocketOutputs});
 }
 
 void AddClose(CLI::App& app, Commands& commands) {

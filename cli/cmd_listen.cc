@@ -18,19 +18,13 @@
 // sent: nc -l does the same) or the connection ended otherwise; stdin's end
 // sends FIN and keeps reading. UDP when stdin ended and no datagram came for
 // --idle, or when the peer session expired (--session-idle).
-#include <fcntl.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <condition_variable>
 #include <csignal>
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <iostream>
 #include <memory>
@@ -47,20 +41,19 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/interrupt.h"
 #include "cli/proto_text.h"
+#include "cli/stream_stdio.h"
 
 namespace sockctl {
 namespace {
 
 using sockagent::v1::StreamRequest;
 using sockagent::v1::StreamResponse;
-using StreamCall = grpc::ClientReaderWriter<StreamRequest, StreamResponse>;
 
 // The label that marks what one `listen` started, for its cleanup.
 constexpr char kListenLabel[] = "sockctl-listen";
@@ -68,25 +61,8 @@ constexpr char kListenLabel[] = "sockctl-listen";
 constexpr size_t kTcpChunk = 1024 * 1024;
 // UDP: one read of stdin is one datagram; the largest IPv4 UDP payload.
 constexpr size_t kUdpChunk = 65507;
-// How long a session's end waits for a stdin chunk being written before it
-// cancels the write (the peer closed and may never read it).
-constexpr absl::Duration kWriteGrace = absl::Seconds(1);
-// How often the helper threads look at the interrupt flag and stdin's end.
+// How often the interrupt thread looks at the interrupt flag.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
-
-// Writes all of `data` to fd 1; false once stdout is gone.
-bool WriteStdout(const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(STDOUT_FILENO, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 // "conn-17" -> 17; nullopt for another shape.
 std::optional<uint64_t> IdNumber(absl::string_view id) {
@@ -149,209 +125,6 @@ class InterruptCanceller final {
   std::set<grpc::ClientContext*> contexts_;  // Calls in flight.
   bool raised_ = false;
   bool done_ = false;
-  std::thread thread_;
-};
-
-// Copies stdin to whichever call is attached, on its own thread, for the
-// whole run: with --keep-open one stdin feeds the sessions in turn. At most
-// one chunk is held while no call is attached (the next session gets it).
-// Only this thread writes to an attached call; Release() hands the call
-// back to the caller.
-class StdinFeeder final {
- public:
-  // `chunk`: bytes per message at most. `one_read_per_message`: UDP, where
-  // each read of stdin is one datagram (a line on a terminal); TCP messages
-  // also take what else is ready in the pipe.
-  StdinFeeder(size_t chunk, bool one_read_per_message)
-      : chunk_size_(chunk), one_read_(one_read_per_message) {
-    if (::pipe2(wake_, O_CLOEXEC) != 0) wake_[0] = wake_[1] = -1;
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~StdinFeeder() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-      cv_.notify_all();
-    }
-    if (wake_[1] >= 0) {
-      char byte = 0;
-      while (::write(wake_[1], &byte, 1) < 0 && errno == EINTR) {
-      }
-    }
-    thread_.join();
-    if (wake_[0] >= 0) ::close(wake_[0]);
-    if (wake_[1] >= 0) ::close(wake_[1]);
-  }
-  StdinFeeder(const StdinFeeder&) = delete;
-  StdinFeeder& operator=(const StdinFeeder&) = delete;
-
-  // Stdin goes to `call` from now on; if stdin already ended, the call is
-  // half-closed (WritesDone: FIN on TCP) at once.
-  void Attach(StreamCall* call) {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (eof_) {
-      lock.unlock();
-      call->WritesDone();
-      lock.lock();
-      half_closed_ = true;
-      return;
-    }
-    call_ = call;
-    half_closed_ = false;
-    cv_.notify_all();
-  }
-
-  // Stops writing to the attached call and returns once no write to it is
-  // in progress; a write still blocked after kWriteGrace is cancelled
-  // through `ctx`. Returns whether the call was half-closed already.
-  bool Release(grpc::ClientContext* ctx) {
-    std::unique_lock<std::mutex> lock(mu_);
-    call_ = nullptr;
-    if (!cv_.wait_for(lock, absl::ToChronoNanoseconds(kWriteGrace),
-                      [this] { return !writing_; })) {
-      ctx->TryCancel();
-      cv_.wait(lock, [this] { return !writing_; });
-    }
-    return half_closed_;
-  }
-
-  // Whether stdin ended (EOF or a read error).
-  bool ended() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return eof_;
-  }
-
- private:
-  // Reads the next chunk; false at the end of stdin or when stopping.
-  bool ReadChunk(std::string* chunk) {
-    for (;;) {
-      pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      const int ready = ::poll(fds, wake_[0] >= 0 ? 2 : 1, -1);
-      if (ready < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      if (fds[1].revents != 0) return false;
-      chunk->resize(chunk_size_);
-      ssize_t n = ::read(STDIN_FILENO, chunk->data(), chunk->size());
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        std::cerr << "sockctl: reading stdin: " << std::strerror(errno) << "\n";
-        return false;
-      }
-      if (n == 0) return false;
-      size_t have = static_cast<size_t>(n);
-      while (!one_read_ && have < chunk->size()) {
-        pollfd more = {STDIN_FILENO, POLLIN, 0};
-        if (::poll(&more, 1, 0) != 1 || (more.revents & POLLIN) == 0) break;
-        n = ::read(STDIN_FILENO, chunk->data() + have, chunk->size() - have);
-        if (n <= 0) break;  // Shows again on the next read.
-        have += static_cast<size_t>(n);
-      }
-      chunk->resize(have);
-      return true;
-    }
-  }
-
-  void Run() {
-    StreamRequest request;
-    std::string& chunk = *request.mutable_data();
-    while (ReadChunk(&chunk)) {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [this] { return call_ != nullptr || stopping_; });
-      if (stopping_) return;
-      StreamCall* call = call_;
-      writing_ = true;
-      lock.unlock();
-      // Blocks while gRPC's flow control (the agent's backpressure) holds.
-      // A failed write means the call ended: the chunk goes with it.
-      const bool ok = call->Write(request);
-      lock.lock();
-      writing_ = false;
-      if (!ok && call_ == call) call_ = nullptr;
-      cv_.notify_all();
-    }
-    std::unique_lock<std::mutex> lock(mu_);
-    eof_ = true;
-    if (stopping_ || call_ == nullptr) return;
-    StreamCall* call = call_;
-    writing_ = true;
-    // Set now, not after: a Release() that comes while WritesDone runs
-    // clears call_, and must still learn that the call is half-closed (a
-    // second WritesDone on a call is a gRPC assertion).
-    half_closed_ = true;
-    lock.unlock();
-    call->WritesDone();
-    lock.lock();
-    writing_ = false;
-    cv_.notify_all();
-  }
-
-  const size_t chunk_size_;
-  const bool one_read_;
-  int wake_[2] = {-1, -1};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  StreamCall* call_ = nullptr;  // Attached; null between sessions.
-  bool writing_ = false;        // A Write/WritesDone on a call is running.
-  bool half_closed_ = false;    // WritesDone was sent on the attached call.
-  bool eof_ = false;
-  bool stopping_ = false;
-  std::thread thread_;
-};
-
-// UDP has no end of stream: cancels the session once stdin ended and no
-// datagram came for `idle`. Touch() on every datagram.
-class UdpIdle final {
- public:
-  UdpIdle(grpc::ClientContext* ctx, StdinFeeder* feeder, absl::Duration idle)
-      : ctx_(ctx), feeder_(feeder), idle_(idle) {
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~UdpIdle() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-      cv_.notify_all();
-    }
-    thread_.join();
-  }
-  void Touch() {
-    std::lock_guard<std::mutex> lock(mu_);
-    last_ = absl::Now();
-  }
-  bool fired() const { return fired_.load(); }
-
- private:
-  void Run() {
-    std::unique_lock<std::mutex> lock(mu_);
-    while (!done_) {
-      const absl::Time now = absl::Now();
-      if (!feeder_->ended()) {
-        cv_.wait_for(lock, absl::ToChronoNanoseconds(kPollInterval));
-        continue;
-      }
-      if (ended_at_ == absl::InfinitePast()) ended_at_ = now;
-      last_ = std::max(last_, ended_at_);
-      const absl::Time due = last_ + idle_;
-      if (now >= due) {
-        fired_.store(true);
-        ctx_->TryCancel();
-        return;
-      }
-      cv_.wait_for(lock, absl::ToChronoNanoseconds(due - now));
-    }
-  }
-
-  grpc::ClientContext* const ctx_;
-  StdinFeeder* const feeder_;
-  const absl::Duration idle_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  absl::Time last_ = absl::InfinitePast();
-  absl::Time ended_at_ = absl::InfinitePast();  // When stdin's end was seen.
-  bool done_ = false;
-  std::atomic<bool> fired_{false};
   std::thread thread_;
 };
 
@@ -594,36 +367,19 @@ class Listener final {
     }
     bool released = false;
     std::string end_note;
-    while (call->Read(&response)) {
-      switch (response.kind_case()) {
-        case StreamResponse::kData:
-          stdout_gone_ = !WriteStdout(response.data());
-          break;
-        case StreamResponse::kDatagram:
-          if (udp_idle != nullptr) udp_idle->Touch();
-          stdout_gone_ = !WriteStdout(response.datagram().data());
-          break;
-        case StreamResponse::kEndOfStream: {
+    stdout_gone_ = !CopyStreamToStdout(
+        *call, *ctx, udp_idle.get(), [&](const StreamResponse& event) {
           // The peer closed (or the connection ended here): no more stdin
           // for it; half-close so that the call can finish.
           sockagent::v1::Connection ended;  // In the tables' words.
-          ended.set_close_reason(response.end_of_stream().reason());
-          ended.set_close_detail(response.end_of_stream().detail());
+          ended.set_close_reason(event.end_of_stream().reason());
+          ended.set_close_detail(event.end_of_stream().detail());
           end_note = CloseReasonText(ended);
           if (!released) {
             released = true;
             if (!feeder_.Release(ctx.get())) call->WritesDone();
           }
-          break;
-        }
-        default:
-          break;
-      }
-      if (stdout_gone_) {
-        ctx->TryCancel();
-        break;
-      }
-    }
+        });
     // The call is over (or cancelled), so a write in progress returns.
     bool idle_fired = false;
     if (udp_idle != nullptr) {
@@ -684,7 +440,9 @@ class Listener final {
   const ListenArgs& args_;
   const absl::Duration idle_;
   InterruptCanceller canceller_;
-  StdinFeeder feeder_{args_.udp ? kUdpChunk : kTcpChunk, args_.udp};
+  StdinFeeder feeder_{{.chunk = args_.udp ? kUdpChunk : kTcpChunk,
+                       .one_read_per_message = args_.udp,
+                       .grow_pipe = false}};
   std::string token_;
   sockagent::v1::Server server_;
   std::unique_ptr<grpc::ClientContext> watch_ctx_;

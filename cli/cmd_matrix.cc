@@ -21,7 +21,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/time/clock.h"
@@ -33,6 +32,7 @@
 #include "cli/interrupt.h"
 #include "cli/inventory.h"
 #include "cli/matrix.h"
+#include "cli/matrix_probe.h"
 #include "cli/output.h"
 #include "cli/parallel.h"
 #include "cli/proto_text.h"
@@ -42,12 +42,6 @@ namespace {
 
 using sockagent::v1::CloseConnectionRequest;
 using sockagent::v1::CloseConnectionResponse;
-using sockagent::v1::OpenClientRequest;
-using sockagent::v1::OpenClientResponse;
-using sockagent::v1::ReceiveRequest;
-using sockagent::v1::ReceiveResponse;
-using sockagent::v1::SendRequest;
-using sockagent::v1::SendResponse;
 using sockagent::v1::StartServerRequest;
 using sockagent::v1::StartServerResponse;
 using sockagent::v1::StopServerRequest;
@@ -56,8 +50,6 @@ using sockagent::v1::StopServerResponse;
 constexpr char kRunLabel[] = "sockctl-matrix";
 // Between two rounds of re-probing with --expect.
 constexpr absl::Duration kRoundInterval = absl::Seconds(1);
-// How much of a wrong echo a message quotes.
-constexpr size_t kQuoteBytes = 40;
 
 struct MatrixArgs {
   bool tcp = false;
@@ -160,45 +152,6 @@ std::string NewRunId() {
   return absl::StrFormat("%08x", random());
 }
 
-sockagent::v1::Transport ToApi(ProbeTransport transport) {
-  return transport == ProbeTransport::kUdp ? sockagent::v1::TRANSPORT_UDP
-                                           : sockagent::v1::TRANSPORT_TCP;
-}
-
-// One agent's echo server for one transport, as other agents dial it.
-struct EchoServer {
-  bool started = false;
-  uint32_t port = 0;
-  sockagent::v1::Family family = sockagent::v1::FAMILY_UNSPECIFIED;
-  std::string error;  // Why it did not start.
-};
-
-// The port to dial on a server bound to several addresses. Binding "" with
-// port 0 normally gives both families one port; if they differ, pick the
-// family the dial host is written in (a name: IPv4) and pin it.
-EchoServer DialTarget(const sockagent::v1::Server& server,
-                      const std::string& dial_host) {
-  EchoServer target;
-  target.started = true;
-  const auto& addresses = server.local_addresses();
-  if (addresses.empty()) return target;
-  target.port = addresses[0].port();
-  bool same_port = true;
-  for (const auto& a : addresses) same_port &= a.port() == target.port;
-  if (same_port) return target;
-  const sockagent::v1::Family want = dial_host.find(':') != std::string::npos
-                                         ? sockagent::v1::FAMILY_IPV6
-                                         : sockagent::v1::FAMILY_IPV4;
-  for (const auto& a : addresses) {
-    if (a.family() == want) {
-      target.port = a.port();
-      target.family = want;
-      break;
-    }
-  }
-  return target;
-}
-
 class MatrixRun final {
  public:
   MatrixRun(const Fleet& fleet, const MatrixArgs& args, MatrixPlan plan,
@@ -209,6 +162,12 @@ class MatrixRun final {
         interrupt_(interrupt),
         run_(NewRunId()),
         reached_(fleet.size()) {
+    probe_.run = run_;
+    probe_.label = kRunLabel;
+    probe_.agents = plan_.agents;
+    probe_.dial_hosts = plan_.dial_hosts;
+    probe_.per_probe = plan_.per_probe;
+    probe_.interrupt = &interrupt_;
     for (ProbeTransport t : plan_.transports) {
       for (size_t src = 0; src < fleet_.size(); ++src) {
         for (size_t dst = 0; dst < fleet_.size(); ++dst) {
@@ -372,13 +331,6 @@ class MatrixRun final {
     return kExitOk;
   }
 
-  void NoteReached(size_t agent, const AgentClient& client,
-                   const grpc::Status& status) {
-    if (status.ok() || !client.Describe(status).unreachable) {
-      reached_[agent].store(true);
-    }
-  }
-
   const EchoServer& ServerOf(ProbeTransport transport, size_t agent) const {
     const size_t t = static_cast<size_t>(
         std::find(plan_.transports.begin(), plan_.transports.end(), transport) -
@@ -391,145 +343,19 @@ class MatrixRun final {
                    [&](size_t i) { Probe(cells_[which[i]]); });
   }
 
+  void Probe(MatrixCell& cell) {
+    if (ProbeCell(probe_, fleet_.client(cell.src),
+                  ServerOf(cell.transport, cell.dst), cell)) {
+      reached_[cell.src].store(true);
+    }
+  }
+
   std::vector<size_t> Differing() const {
     std::vector<size_t> differing;
     for (size_t i = 0; i < cells_.size(); ++i) {
       if (!expected_[i].Accepts(cells_[i].result)) differing.push_back(i);
     }
     return differing;
-  }
-
-  // Sets the cell from a failed call of the probe.
-  void Failed(MatrixCell& cell, ProbeStep step, const grpc::Status& status,
-              const AgentClient& source) const {
-    const CallFailure failure = source.Describe(status);
-    if (failure.unreachable) {
-      cell.result = ProbeResult::kError;
-      cell.message = absl::StrCat("cannot reach agent ", plan_.agents[cell.src],
-                                  ": ", failure.message);
-      return;
-    }
-    cell.result = ClassifyFailure(
-        step, static_cast<absl::StatusCode>(status.error_code()),
-        status.error_message());
-    const char* what = step == ProbeStep::kOpen   ? "open"
-                       : step == ProbeStep::kSend ? "send"
-                                                  : "receive";
-    cell.message =
-        absl::StrCat(what, ": ", failure.code, ": ", failure.message);
-  }
-
-  // One probe: connect from the source agent to the destination's echo
-  // server, send the payload, wait for it to come back, close.
-  void Probe(MatrixCell& cell) {
-    ++cell.attempts;
-    cell.rtt = absl::ZeroDuration();
-    cell.result = ProbeResult::kError;
-    if (interrupt_.raised()) {
-      cell.message = "interrupted";
-      return;
-    }
-    const EchoServer& target = ServerOf(cell.transport, cell.dst);
-    if (!target.started) {
-      cell.message = target.error;
-      return;
-    }
-    AgentClient& source = fleet_.client(cell.src);
-    const absl::Duration call_time = plan_.per_probe + kWaitSlack;
-
-    OpenClientRequest open;
-    open.set_transport(ToApi(cell.transport));
-    open.mutable_remote()->set_host(plan_.dial_hosts[cell.dst]);
-    open.mutable_remote()->set_port(target.port);
-    open.set_family(target.family);
-    // The probe is one small write: do not let Nagle hold it back.
-    open.set_tcp_nodelay(cell.transport == ProbeTransport::kTcp);
-    ToProto(plan_.per_probe, open.mutable_connect_timeout());
-    (*open.mutable_labels())[kRunLabel] = run_;
-    // Closed right after the probe; the TTL covers a sockctl that died.
-    ToProto(2 * plan_.per_probe + absl::Minutes(1), open.mutable_ttl());
-    OpenClientResponse opened;
-    auto open_ctx = source.NewContext(call_time);
-    grpc::Status s = source.agent().OpenClient(open_ctx.get(), open, &opened);
-    NoteReached(cell.src, source, s);
-    if (!s.ok()) {
-      Failed(cell, ProbeStep::kOpen, s, source);
-      return;
-    }
-    const std::string& id = opened.connection().id();
-    ExchangePayload(cell, source, id);
-    CloseQuietly(source, id);
-  }
-
-  void ExchangePayload(MatrixCell& cell, AgentClient& source,
-                       const std::string& id) {
-    if (interrupt_.raised()) {
-      cell.message = "interrupted";
-      return;
-    }
-    const std::string payload =
-        ProbePayload(run_, plan_.agents[cell.src], plan_.agents[cell.dst],
-                     cell.transport, cell.attempts);
-    SendRequest send;
-    send.set_connection_id(id);
-    send.set_data(payload);
-    SendResponse sent;
-    const absl::Time start = absl::Now();
-    auto send_ctx = source.NewContext();
-    grpc::Status s = source.agent().Send(send_ctx.get(), send, &sent);
-    if (!s.ok()) {
-      Failed(cell, ProbeStep::kSend, s, source);
-      return;
-    }
-
-    ReceiveRequest receive;
-    receive.set_connection_id(id);
-    ToProto(plan_.per_probe, receive.mutable_wait());
-    if (cell.transport == ProbeTransport::kTcp) {
-      receive.set_min_bytes(static_cast<uint32_t>(payload.size()));
-      receive.set_max_bytes(static_cast<uint32_t>(payload.size()));
-    } else {
-      receive.set_max_datagrams(1);
-    }
-    ReceiveResponse received;
-    auto receive_ctx = source.NewContext(plan_.per_probe + kWaitSlack);
-    s = source.agent().Receive(receive_ctx.get(), receive, &received);
-    const absl::Duration rtt = absl::Now() - start;
-    if (!s.ok()) {
-      Failed(cell, ProbeStep::kReceive, s, source);
-      return;
-    }
-    const std::string& echo = received.datagrams_size() > 0
-                                  ? received.datagrams(0).data()
-                                  : received.data();
-    if (echo.empty() && !received.end_of_stream()) {
-      cell.result = ProbeResult::kTimeout;
-      cell.message = absl::StrCat("no echo within ",
-                                  absl::FormatDuration(plan_.per_probe));
-    } else if (echo != payload) {
-      cell.message =
-          received.end_of_stream() && echo.size() < payload.size()
-              ? absl::StrCat("connection closed after ", echo.size(), " of ",
-                             payload.size(), " bytes of the echo")
-              : absl::StrCat("the echo differs: \"",
-                             absl::CHexEscape(echo.substr(0, kQuoteBytes)),
-                             echo.size() > kQuoteBytes ? "..." : "", "\"");
-    } else {
-      cell.result = ProbeResult::kOk;
-      cell.rtt = rtt;
-      cell.message.clear();
-    }
-  }
-
-  // Abort: no TIME_WAIT left behind on the source, nothing to flush.
-  // Failures are left to Cleanup's close by label.
-  void CloseQuietly(AgentClient& source, const std::string& id) {
-    CloseConnectionRequest close;
-    close.set_id(id);
-    close.set_mode(sockagent::v1::CLOSE_MODE_ABORT);
-    CloseConnectionResponse closed;
-    auto ctx = source.NewContext();
-    (void)source.agent().CloseConnection(ctx.get(), close, &closed);
   }
 
   void Print(bool as_expected) const {
@@ -570,6 +396,7 @@ class MatrixRun final {
   const MatrixPlan plan_;
   const InterruptFlag& interrupt_;
   const std::string run_;
+  ProbeRun probe_;  // What every probe of this run shares.
   // One per transport and agent: servers_[t * fleet size + agent].
   std::vector<EchoServer> servers_;
   // Whether any call reached each agent (so that it may hold something of

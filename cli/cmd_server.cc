@@ -16,7 +16,7 @@
 #include "cli/client.h"
 #include "cli/commands.h"
 #include "cli/fleet.h"
-#include "cli/paging.h"
+#include "cli/socket_list.h"
 #include "cli/socket_tables.h"
 
 namespace sockctl {
@@ -225,52 +225,15 @@ absl::StatusOr<ListServersRequest> BuildListRequest(const ListArgs& args) {
   return request;
 }
 
-int RunList(AgentClient& client, const ListArgs& args) {
-  absl::StatusOr<ListServersRequest> request = BuildListRequest(args);
-  if (!request.ok()) return UsageError(request.status().message());
-  ListServersResponse all;
-  if (grpc::Status s =
-          ListAllPages(client, *request,
-                       &sockagent::v1::SocketAgent::Stub::ListServers, &all);
-      !s.ok()) {
-    return client.Fail(s);
-  }
-  return PrintServers(std::cout, all, all.servers(), client.options().output,
-                      TableView::kFull)
-             ? kExitOk
-             : kExitFailure;
-}
-
-// -o name|addr print "AGENT ID" / "AGENT ADDRESS" lines: an id alone does
-// not say whose it is.
-int RunListOnEvery(Fleet& fleet, const ListArgs& args) {
-  absl::StatusOr<ListServersRequest> request = BuildListRequest(args);
-  if (!request.ok()) return UsageError(request.status().message());
-  const OutputFormat format = fleet.output();
-  return RunOnEveryAgent(
-      fleet,
-      format == OutputFormat::kTable ? ServerHeader(TableView::kFull)
-                                     : std::vector<std::string>{},
-      [&](AgentClient& client, AgentOutput& out) {
-        auto all = std::make_unique<ListServersResponse>();
-        grpc::Status s = ListAllPages(
-            client, *request, &sockagent::v1::SocketAgent::Stub::ListServers,
-            all.get());
-        for (const auto& server : all->servers()) {
-          if (format == OutputFormat::kName) {
-            out.rows.push_back({server.id()});
-          } else if (format == OutputFormat::kAddr) {
-            for (std::string& line : ServerAddrLines(server)) {
-              out.rows.push_back({std::move(line)});
-            }
-          } else {
-            out.rows.push_back(ServerRow(server, TableView::kFull));
-          }
-        }
-        out.response = std::move(all);
-        return s;
-      });
-}
+// How `server list` lists (socket_list.h): -o addr is a line per bound
+// address.
+const SocketList<ListServersRequest, ListServersResponse, sockagent::v1::Server>
+    kServers = {&sockagent::v1::SocketAgent::Stub::ListServers,
+                &ListServersResponse::servers,
+                PrintServers,
+                ServerHeader,
+                ServerRow,
+                ServerAddrLines};
 
 void AddStart(CLI::App& server, Commands& commands) {
   auto args = std::make_shared<StartArgs>();
@@ -450,8 +413,13 @@ void AddList(CLI::App& server, Commands& commands) {
   list->add_option("--page-size", args->page_size,
                    "Servers per call (0: the agent's default, 100)");
   commands.push_back(
-      {list, [args](AgentClient& client) { return RunList(client, *args); },
-       [args](Fleet& fleet) { return RunListOnEvery(fleet, *args); },
+      {list,
+       [args](AgentClient& client) {
+         return RunSocketList(client, kServers, BuildListRequest(*args));
+       },
+       [args](Fleet& fleet) {
+         return RunSocketListOnEvery(fleet, kServers, BuildListRequest(*args));
+       },
        kSocketOutputs});
 }
 

@@ -14,27 +14,14 @@
 // its reason) on stderr, one protobuf JSON line each: a script reads the
 // bytes from stdout and what happened from stderr's lines that start with
 // '{' (sockctl's own messages start with "sockctl:").
-#include <fcntl.h>
-#include <poll.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <CLI/CLI.hpp>
-#include <algorithm>
-#include <atomic>
-#include <cerrno>
 #include <chrono>
-#include <condition_variable>
-#include <cstring>
 #include <iostream>
 #include <memory>
-#include <mutex>
 #include <string>
-#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "cli/args.h"
 #include "cli/client.h"
@@ -42,6 +29,7 @@
 #include "cli/open_args.h"
 #include "cli/output.h"
 #include "cli/proto_text.h"
+#include "cli/stream_stdio.h"
 
 namespace sockctl {
 namespace {
@@ -54,196 +42,8 @@ using sockagent::v1::StreamResponse;
 // gRPC's fastest), well under gRPC's default 4 MiB.
 constexpr size_t kStdinChunk = 1024 * 1024;
 
-using StreamCall = grpc::ClientReaderWriter<StreamRequest, StreamResponse>;
-
 // stdout is the bytes: json means events on stderr, and nothing else fits.
 const OutputForms kStreamOutputs = {OutputFormat::kTable, OutputFormat::kJson};
-
-// Writes all of `data` to fd 1; false once stdout is gone.
-bool WriteStdout(const std::string& data) {
-  size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::write(STDOUT_FILENO, data.data() + done, data.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// Copies stdin into the call on its own thread until stdin ends (then
-// WritesDone), the call breaks, or Stop() is called. Stop wakes a read
-// that waits on a terminal or an idle pipe, so sockctl never hangs on
-// stdin after the connection ended.
-class StdinPump final {
- public:
-  explicit StdinPump(StreamCall* call) : call_(call) {
-    if (::pipe(wake_) != 0) wake_[0] = wake_[1] = -1;
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~StdinPump() {
-    Stop();
-    thread_.join();
-    if (wake_[0] >= 0) ::close(wake_[0]);
-    if (wake_[1] >= 0) ::close(wake_[1]);
-  }
-
-  void Stop() {
-    if (stopping_.exchange(true)) return;
-    if (wake_[1] >= 0) {
-      char byte = 0;
-      while (::write(wake_[1], &byte, 1) < 0 && errno == EINTR) {
-      }
-    }
-  }
-
-  // Blocks until stdin ended (true) or the pump stopped for another reason
-  // (false); at most `timeout` (then false).
-  bool WaitEnded(absl::Duration timeout) {
-    std::unique_lock<std::mutex> lock(mu_);
-    cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
-                 [this] { return finished_; });
-    return ended_;
-  }
-  bool ended() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return ended_;
-  }
-
- private:
-  void Run() {
-    GrowStdinPipe();
-    // One message reused: its buffer keeps its capacity, so a message costs
-    // no allocation and resize() zero-fills only what the last one did not
-    // use (a fresh string per message cost a malloc and a 1 MiB memset
-    // each: 12 % of this thread's samples when messages were ~95 KiB).
-    StreamRequest request;
-    std::string& chunk = *request.mutable_data();
-    bool eof = false;
-    while (!stopping_.load()) {
-      pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_[0], POLLIN, 0}};
-      const int ready = ::poll(fds, wake_[0] >= 0 ? 2 : 1, -1);
-      if (ready < 0) {
-        if (errno == EINTR) continue;
-        break;
-      }
-      if (fds[1].revents != 0 || stopping_.load()) break;
-      chunk.resize(kStdinChunk);
-      ssize_t n = ::read(STDIN_FILENO, chunk.data(), chunk.size());
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN) continue;
-        std::cerr << "sockctl: reading stdin: " << std::strerror(errno) << "\n";
-        eof = true;  // Treated as its end: what was read went out.
-        break;
-      }
-      if (n == 0) {
-        eof = true;
-        break;
-      }
-      // A pipe hands over at most what it holds per read (64 KiB unless
-      // GrowStdinPipe made room for a message): while more is ready at
-      // once, fill the message (one message per 64 KiB ran the relay at half
-      // of socat -b 1M's speed, BENCHMARKS.md benchmark 3). Interactive
-      // input is sent as soon as it arrives: nothing waits here.
-      size_t have = static_cast<size_t>(n);
-      while (have < chunk.size()) {
-        pollfd more = {STDIN_FILENO, POLLIN, 0};
-        if (::poll(&more, 1, 0) != 1 || (more.revents & POLLIN) == 0) break;
-        n = ::read(STDIN_FILENO, chunk.data() + have, chunk.size() - have);
-        if (n <= 0) break;  // EOF or an error shows again on the next read.
-        have += static_cast<size_t>(n);
-      }
-      chunk.resize(have);
-      // Blocks while gRPC's flow control (the agent's backpressure) holds.
-      if (!call_->Write(request)) break;  // The call ended.
-    }
-    if (eof) call_->WritesDone();
-    std::lock_guard<std::mutex> lock(mu_);
-    ended_ = eof;
-    finished_ = true;
-    cv_.notify_all();
-  }
-
-  // A pipe holds 64 KiB by default, so while a Write waits the writer
-  // blocks after 64 KiB and the next message carries little more (~95 KiB
-  // on average from `head -c N /dev/zero`: 11k messages per GiB, each
-  // costing thread hops on both sides). With room for a whole message the
-  // writer keeps filling while we send. Best effort: a file or terminal is
-  // left alone; above fs.pipe-max-size the call fails and nothing changes.
-  static void GrowStdinPipe() {
-    struct stat st;
-    if (::fstat(STDIN_FILENO, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
-    if (::fcntl(STDIN_FILENO, F_GETPIPE_SZ) >= static_cast<int>(kStdinChunk)) {
-      return;
-    }
-    (void)::fcntl(STDIN_FILENO, F_SETPIPE_SZ, static_cast<int>(kStdinChunk));
-  }
-
-  StreamCall* const call_;
-  int wake_[2] = {-1, -1};
-  std::atomic<bool> stopping_{false};
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool finished_ = false;  // Run returned.
-  bool ended_ = false;     // ... because stdin ended (WritesDone sent).
-  std::thread thread_;
-};
-
-// After stdin ended, cancels the call once no datagram came for `idle`:
-// UDP has no end of stream. Touch() on every datagram.
-class UdpIdleWatch final {
- public:
-  UdpIdleWatch(grpc::ClientContext* ctx, StdinPump* pump, absl::Duration idle)
-      : ctx_(ctx), pump_(pump), idle_(idle) {
-    thread_ = std::thread([this] { Run(); });
-  }
-  ~UdpIdleWatch() {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      done_ = true;
-      cv_.notify_all();
-    }
-    thread_.join();
-  }
-  void Touch() {
-    std::lock_guard<std::mutex> lock(mu_);
-    last_ = absl::Now();
-  }
-  bool fired() const { return fired_.load(); }
-
- private:
-  void Run() {
-    // Until stdin ends (or the call does).
-    while (!pump_->WaitEnded(absl::Milliseconds(200))) {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (done_) return;
-    }
-    std::unique_lock<std::mutex> lock(mu_);
-    last_ = std::max(last_, absl::Now());
-    while (!done_) {
-      const absl::Time due = last_ + idle_;
-      const absl::Time now = absl::Now();
-      if (now >= due) {
-        fired_.store(true);
-        ctx_->TryCancel();
-        return;
-      }
-      cv_.wait_for(lock, absl::ToChronoNanoseconds(due - now));
-    }
-  }
-
-  grpc::ClientContext* const ctx_;
-  StdinPump* const pump_;
-  const absl::Duration idle_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  absl::Time last_ = absl::InfinitePast();
-  bool done_ = false;
-  std::atomic<bool> fired_{false};
-  std::thread thread_;
-};
 
 struct StreamArgs {
   OpenArgs open;   // connect
@@ -296,28 +96,20 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
               << FormatAddress(conn.remote()) << "\n";
   }
 
-  bool stdout_gone = false;
-  bool idle_fired = false;
   std::string end_note;
-  auto pump = std::make_unique<StdinPump>(call.get());
-  std::unique_ptr<UdpIdleWatch> idle_watch;
+  auto feeder = std::make_unique<StdinFeeder>(StdinFeeder::Options{
+      .chunk = kStdinChunk, .one_read_per_message = false, .grow_pipe = true});
+  feeder->Attach(call.get());
+  std::unique_ptr<UdpIdle> idle_watch;
   if (udp) {
-    idle_watch = std::make_unique<UdpIdleWatch>(ctx.get(), pump.get(), *idle);
+    idle_watch = std::make_unique<UdpIdle>(ctx.get(), feeder.get(), *idle);
   }
-  while (call->Read(&response)) {
-    switch (response.kind_case()) {
-      case StreamResponse::kData:
-        stdout_gone = !WriteStdout(response.data());
-        break;
-      case StreamResponse::kDatagram:
-        if (idle_watch != nullptr) idle_watch->Touch();
-        stdout_gone = !WriteStdout(response.datagram().data());
-        break;
-      case StreamResponse::kEndOfStream: {
-        print_event(response);
+  const bool stdout_gone = !CopyStreamToStdout(
+      *call, *ctx, idle_watch.get(), [&](const StreamResponse& event) {
+        print_event(event);
         // The words of conn list's REASON column ("peer closed"); an
         // error's detail is part of them, other details follow.
-        const auto& eos = response.end_of_stream();
+        const auto& eos = event.end_of_stream();
         const std::string reason = CloseReasonText(eos.reason(), eos.detail());
         end_note = reason.empty() ? "end of stream"
                                   : absl::StrCat("end of stream: ", reason);
@@ -325,24 +117,16 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
             eos.reason() != sockagent::v1::CLOSE_REASON_ERROR) {
           absl::StrAppend(&end_note, " (", eos.detail(), ")");
         }
-        break;
-      }
-      default:
-        break;
-    }
-    if (stdout_gone) {
-      ctx->TryCancel();
-      break;
-    }
-  }
+      });
   // The call is over (or cancelled), so a Write in progress returns: the
   // threads end before Finish.
+  bool idle_fired = false;
   if (idle_watch != nullptr) {
     idle_fired = idle_watch->fired();
     idle_watch.reset();
   }
-  pump->Stop();
-  pump.reset();
+  feeder->Release(ctx.get());
+  feeder.reset();
   grpc::Status status = call->Finish();
   if (args.verbose && !json_events && !end_note.empty()) {
     std::cerr << "sockctl: " << end_note << "\n";

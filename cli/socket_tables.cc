@@ -93,53 +93,57 @@ std::string ConnectionAddrLine(const Connection& connection) {
          (remote.empty() ? kEmptyCell : remote);
 }
 
-bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
-                  const google::protobuf::RepeatedPtrField<Server>& servers,
-                  OutputFormat format, TableView view) {
+namespace {
+
+// The -o forms of one kind of item: the response as JSON or YAML, the ids,
+// the address lines, or a table.
+template <typename Item>
+bool PrintItems(std::ostream& out, const google::protobuf::Message& response,
+                const google::protobuf::RepeatedPtrField<Item>& items,
+                OutputFormat format, TableView view,
+                std::vector<std::string> (*header)(TableView),
+                std::vector<std::string> (*row)(const Item&, TableView),
+                std::vector<std::string> (*addr_lines)(const Item&)) {
   switch (format) {
     case OutputFormat::kJson:
     case OutputFormat::kYaml:
       return PrintStructured(out, response, format);
     case OutputFormat::kName:
-      for (const Server& s : servers) out << s.id() << "\n";
+      for (const Item& item : items) out << item.id() << "\n";
       return true;
     case OutputFormat::kAddr:
-      for (const Server& s : servers) {
-        for (const std::string& line : ServerAddrLines(s)) out << line << "\n";
+      for (const Item& item : items) {
+        for (const std::string& line : addr_lines(item)) out << line << "\n";
       }
       return true;
     case OutputFormat::kTable:
       break;
   }
-  Table table(ServerHeader(view));
-  for (const Server& s : servers) table.AddRow(ServerRow(s, view));
+  Table table(header(view));
+  for (const Item& item : items) table.AddRow(row(item, view));
   table.Print(out);
   return true;
+}
+
+}  // namespace
+
+std::vector<std::string> ConnectionAddrLines(const Connection& connection) {
+  return {ConnectionAddrLine(connection)};
+}
+
+bool PrintServers(std::ostream& out, const google::protobuf::Message& response,
+                  const google::protobuf::RepeatedPtrField<Server>& servers,
+                  OutputFormat format, TableView view) {
+  return PrintItems(out, response, servers, format, view, ServerHeader,
+                    ServerRow, ServerAddrLines);
 }
 
 bool PrintConnections(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<Connection>& connections,
     OutputFormat format, TableView view) {
-  switch (format) {
-    case OutputFormat::kJson:
-    case OutputFormat::kYaml:
-      return PrintStructured(out, response, format);
-    case OutputFormat::kName:
-      for (const Connection& c : connections) out << c.id() << "\n";
-      return true;
-    case OutputFormat::kAddr:
-      for (const Connection& c : connections) {
-        out << ConnectionAddrLine(c) << "\n";
-      }
-      return true;
-    case OutputFormat::kTable:
-      break;
-  }
-  Table table(ConnectionHeader(view));
-  for (const Connection& c : connections) table.AddRow(ConnectionRow(c, view));
-  table.Print(out);
-  return true;
+  return PrintItems(out, response, connections, format, view, ConnectionHeader,
+                    ConnectionRow, ConnectionAddrLines);
 }
 
 }  // namespace sockctl

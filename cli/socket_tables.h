@@ -51,6 +51,9 @@ bool PrintConnections(
 // "LOCAL REMOTE", like the table's columns and ss(8) ("-" when unset).
 std::vector<std::string> ServerAddrLines(const sockagent::v1::Server& server);
 std::string ConnectionAddrLine(const sockagent::v1::Connection& connection);
+// The same as one line, in the shape of ServerAddrLines.
+std::vector<std::string> ConnectionAddrLines(
+    const sockagent::v1::Connection& connection);
 
 // The table's columns and one row of it, for the tables above and for the
 // per-agent rows of a fleet (which put an AGENT column in front).

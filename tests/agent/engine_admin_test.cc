@@ -58,10 +58,9 @@ TEST_F(EngineLimits, MaxConnectionsRejectsAcceptsAndClients) {
   EngineOptions options;
   options.max_connections = 2;
   MakeEngine(options);
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-  ASSERT_TRUE(server.ok());
-  Fd a = TcpConnect(server->local_addresses[0]);
+  Fd a;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&a);
+  ASSERT_TRUE(server.ok()) << server.status();
   Fd b = TcpConnect(server->local_addresses[0]);
   ASSERT_TRUE(WaitFor([&] { return sync_->AllConnections().size() == 2; }));
   Fd c = TcpConnect(server->local_addresses[0]);  // Completes in the kernel.
@@ -246,9 +245,9 @@ TEST_F(EngineTimeouts, ServerTtlStopsServer) {
 TEST_F(EngineTimeouts, IdleTimeoutClosesAcceptedConnection) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kHold);
   spec.idle_timeout = absl::Milliseconds(300);
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
-  ASSERT_TRUE(server.ok());
-  Fd client = TcpConnect(server->local_addresses[0]);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client, spec);
+  ASSERT_TRUE(server.ok()) << server.status();
   const absl::Time start = absl::Now();
   EXPECT_EQ(ReadToEof(client.get()), "");
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(250));
@@ -280,10 +279,9 @@ TEST_F(EngineTimeouts, ClientTtlAndIdle) {
 }
 
 TEST_F(EngineLifecycle, ShutdownClosesEverythingAndAnswersLateCalls) {
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-  ASSERT_TRUE(server.ok());
-  Fd client = TcpConnect(server->local_addresses[0]);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
+  ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE(WaitFor([&] { return sync_->AllConnections().size() == 1; }));
   absl::Notification parked_done;
   absl::StatusOr<ReceiveResult> parked;

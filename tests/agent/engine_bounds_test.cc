@@ -116,11 +116,9 @@ TEST_F(EngineTotalBytes, FullTotalPausesReadingRefusesSendAndResumes) {
   EngineOptions options;
   options.max_total_buffered_bytes = 256 * 1024;
   MakeEngine(options);
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd writer;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&writer);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd writer = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(writer.valid());
   constexpr size_t kTotal = 4 << 20;
   const std::string payload = Pattern(0, kTotal);
   std::atomic<bool> wrote{false};

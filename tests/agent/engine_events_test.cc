@@ -52,9 +52,9 @@ TEST_F(EngineEvents, HoldServerShowsAcceptedDataClosedInOrder) {
   WatchFilter filter;
   filter.include_data_bytes = 3;
   const uint64_t id = Watch(filter);
-  auto server = sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   const uint16_t client_port = LocalPort(client.get());
   ASSERT_TRUE(WriteAll(client.get(), "hello"));
   ASSERT_TRUE(DrainUntil(id, IsKind(Kind::kDataReceived)));
@@ -126,9 +126,9 @@ TEST_F(EngineEvents, FiltersByServerKindAndLabels) {
 }
 
 TEST_F(EngineEvents, SnapshotListsOpenObjectsThenEnds) {
-  auto server = sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-  ASSERT_TRUE(server.ok());
-  Fd client = TcpConnect(server->local_addresses[0]);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
+  ASSERT_TRUE(server.ok()) << server.status();
   ASSERT_TRUE(
       WaitFor([&] { return sync_->ConnectionsOf(server->id).size() == 1; }));
   WatchFilter f;

@@ -58,11 +58,9 @@ void WritePattern(int fd, uint64_t total, std::atomic<uint64_t>* written) {
 
 TEST_F(EngineBackpressure, HoldServerStopsReadingWhenFullAndLosesNothing) {
   const uint64_t bound = engine_->options().recv_buffer_bytes;  // 4 MiB.
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(client.valid());
   std::atomic<uint64_t> written{0};
   std::thread writer([&] {
     WritePattern(client.get(), kTotal, &written);
@@ -70,11 +68,11 @@ TEST_F(EngineBackpressure, HoldServerStopsReadingWhenFullAndLosesNothing) {
   });
 
   // Nobody receives: the buffer fills to its bound and reading stops.
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn.has_value() && conn->counters.recv_buffered == bound;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.counters.recv_buffered == bound;
+      });
+  ASSERT_TRUE(conn.has_value());
   ASSERT_TRUE(Stalls(written, absl::Milliseconds(300)));
   const uint64_t stalled_at = written.load();
   conn = sync_->Connection("conn-1");
@@ -120,10 +118,10 @@ TEST_F(EngineBackpressure, EchoStopsReadingWhilePeerDoesNotRead) {
   options.send_buffer_bytes = 1 << 20;
   options.max_send_bytes = 1 << 20;
   MakeEngine(options);
+  Fd client;
   absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kEcho));
+      StartWithClient(&client, LoopbackServer(BehaviorKind::kEcho));
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   std::atomic<uint64_t> written{0};
   std::thread writer([&] {
     WritePattern(client.get(), kTotal, &written);
@@ -131,10 +129,8 @@ TEST_F(EngineBackpressure, EchoStopsReadingWhilePeerDoesNotRead) {
   });
   // The client does not read: echoes pile up to the send bound, then the
   // engine stops reading and the writer stalls.
-  ASSERT_TRUE(WaitFor([&] {
-    auto c = sync_->Connection("conn-1");
-    return c.has_value() &&
-           c->counters.send_buffered == options.send_buffer_bytes;
+  ASSERT_TRUE(sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+    return c.counters.send_buffered == options.send_buffer_bytes;
   }));
   ASSERT_TRUE(Stalls(written, absl::Milliseconds(300)));
   EXPECT_LT(written.load(), kTotal);
@@ -154,11 +150,11 @@ TEST_F(EngineBackpressure, EchoStopsReadingWhilePeerDoesNotRead) {
   writer.join();
   EXPECT_EQ(got, kTotal);
   EXPECT_EQ(ReadToEof(client.get()), "");
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_LE(conn->counters.send_buffered_peak, options.send_buffer_bytes);
   EXPECT_EQ(conn->counters.bytes_sent, kTotal);
 }
@@ -226,10 +222,9 @@ TEST_F(EngineParkedReceive, ThousandParkedReceivesAllComplete) {
 }
 
 TEST_F(EngineParkedReceive, ParkedReceiveEndsAtPeerFinAndReset) {
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-  ASSERT_TRUE(server.ok());
-  Fd fin_client = TcpConnect(server->local_addresses[0]);
+  Fd fin_client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&fin_client);
+  ASSERT_TRUE(server.ok()) << server.status();
   Fd rst_client = TcpConnect(server->local_addresses[0]);
   std::vector<ConnectionInfo> conns;
   ASSERT_TRUE(WaitFor([&] {

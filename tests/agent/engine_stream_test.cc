@@ -113,9 +113,8 @@ TEST_F(EngineStreamTest, AttachIsExclusiveAndRefusesReceive) {
   Fd client;
   const std::string id = HoldServerWithClient(&client);
   ASSERT_TRUE(WriteAll(client.get(), "before"));
-  ASSERT_TRUE(WaitFor([&] {
-    auto c = sync_->Connection(id);
-    return c.has_value() && c->counters.recv_buffered == 6;
+  ASSERT_TRUE(sync_->ConnectionWhen(id, [&](const ConnectionInfo& c) {
+    return c.counters.recv_buffered == 6;
   }));
   absl::StatusOr<StreamAttachment> a = Attach(id);
   ASSERT_TRUE(a.ok()) << a.status();
@@ -213,10 +212,10 @@ TEST_F(EngineStreamTest, DetachClosesWhatTheStreamOpened) {
   engine_->DetachStream(a->token);
   ASSERT_TRUE(parked.Wait());
   EXPECT_EQ(ReadToEof(peer.get()), "");  // FIN: a graceful close.
-  ASSERT_TRUE(WaitFor([&] {
-    auto c = sync_->Connection(a->connection.id);
-    return c.has_value() && c->state == ConnectionState::kClosed;
-  }));
+  ASSERT_TRUE(
+      sync_->ConnectionWhen(a->connection.id, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      }));
   EXPECT_EQ(sync_->Connection(a->connection.id)->close_reason,
             CloseReason::kStreamEnded);
 }

@@ -43,11 +43,11 @@ TEST_F(EngineTcpServer, GreetingIsSentThenClosed) {
   EXPECT_EQ(error, 0);
   client.Reset();
 
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn.has_value() && conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
   EXPECT_EQ(conn->origin, Origin::kAccepted);
   EXPECT_EQ(conn->server_id, server->id);
@@ -67,21 +67,21 @@ ServerSpec GreetAndCloseServer() {
 // greeting and a clean end of stream: its bytes are read and discarded until
 // its FIN, never answered with RST.
 TEST_F(EngineTcpServer, GreetingReachesAPeerThatWritesFirst) {
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(GreetAndCloseServer());
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, GreetAndCloseServer());
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(client.valid());
   const std::string request = Pattern(0, 8 << 20);
   ASSERT_TRUE(WriteAll(client.get(), request));
   int error = 0;
   EXPECT_EQ(ReadToEof(client.get(), &error), kGreeting);
   EXPECT_EQ(error, 0);
   client.Reset();
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn.has_value() && conn->counters.bytes_received == request.size();
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.counters.bytes_received == request.size();
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->state, ConnectionState::kClosed);
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
   EXPECT_EQ(conn->counters.bytes_sent, sizeof(kGreeting) - 1);
@@ -91,21 +91,21 @@ TEST_F(EngineTcpServer, GreetingReachesAPeerThatWritesFirst) {
 // The benchmark's client: reads the greeting, then resets. The record says
 // so, and the server's counters are those of one finished connection.
 TEST_F(EngineTcpServer, GreetingPeerThatResetsIsRecorded) {
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(GreetAndCloseServer());
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, GreetAndCloseServer());
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(client.valid());
   EXPECT_EQ(ReadExactly(client.get(), sizeof(kGreeting) - 1), kGreeting);
   const linger reset{1, 0};
   ASSERT_EQ(
       ::setsockopt(client.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset),
       0);
   client.Reset();
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn.has_value() && absl::StrContains(conn->close_detail, "reset");
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return absl::StrContains(c.close_detail, "reset");
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->state, ConnectionState::kClosed);
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
   EXPECT_THAT(conn->close_detail, HasSubstr("greeting sent"));
@@ -127,18 +127,16 @@ TEST_F(EngineTcpServer, GreetingTailOfQuietPeerEndsAtCloseLinger) {
     EngineOptions options;
     options.close_linger = linger;
     MakeEngine(options);
+    Fd client;
     absl::StatusOr<ServerInfo> server =
-        sync_->StartServer(GreetAndCloseServer());
+        StartWithClient(&client, GreetAndCloseServer());
     ASSERT_TRUE(server.ok()) << server.status();
-    Fd client = TcpConnect(server->local_addresses[0]);
-    ASSERT_TRUE(client.valid());
     EXPECT_EQ(ReadExactly(client.get(), sizeof(kGreeting) - 1), kGreeting);
-    std::optional<ConnectionInfo> conn;
-    ASSERT_TRUE(WaitFor([&] {
-      conn = sync_->Connection("conn-1");
-      return conn.has_value() &&
-             absl::StrContains(conn->close_detail, "close timed out");
-    }));
+    std::optional<ConnectionInfo> conn =
+        sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+          return absl::StrContains(c.close_detail, "close timed out");
+        });
+    ASSERT_TRUE(conn.has_value());
     EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
     EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
     int error = 0;
@@ -150,9 +148,9 @@ TEST_F(EngineTcpServer, GreetingTailOfQuietPeerEndsAtCloseLinger) {
 TEST_F(EngineTcpServer, GreetingWithoutCloseContinuesAsHold) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting);
   spec.behavior.greeting = "hello\n";
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client, spec);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   EXPECT_EQ(ReadExactly(client.get(), 6), "hello\n");
   ASSERT_TRUE(WriteAll(client.get(), "question"));
   std::optional<ConnectionInfo> conn = AcceptedBy(*sync_, server->id);
@@ -161,11 +159,10 @@ TEST_F(EngineTcpServer, GreetingWithoutCloseContinuesAsHold) {
 }
 
 TEST_F(EngineTcpServer, EchoWritesBackEveryByte) {
+  Fd client;
   absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kEcho));
+      StartWithClient(&client, LoopbackServer(BehaviorKind::kEcho));
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(client.valid());
   const std::string payload = Pattern(0, 3 << 20);
   std::thread writer([&] {
     WriteAll(client.get(), payload);
@@ -176,11 +173,11 @@ TEST_F(EngineTcpServer, EchoWritesBackEveryByte) {
   EXPECT_EQ(echoed.size(), payload.size());
   EXPECT_TRUE(echoed == payload);
 
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerClosed);
   EXPECT_EQ(conn->counters.bytes_received, payload.size());
   EXPECT_EQ(conn->counters.bytes_sent, payload.size());
@@ -191,10 +188,10 @@ TEST_F(EngineTcpServer, EchoWritesBackEveryByte) {
 }
 
 TEST_F(EngineTcpServer, DiscardCountsBytes) {
+  Fd client;
   absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kDiscard));
+      StartWithClient(&client, LoopbackServer(BehaviorKind::kDiscard));
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   ASSERT_TRUE(WriteAll(client.get(), Pattern(0, 100000)));
   ::shutdown(client.get(), SHUT_WR);
   EXPECT_EQ(ReadToEof(client.get()), "");  // Our FIN answers theirs.
@@ -211,9 +208,9 @@ TEST_F(EngineTcpServer, DiscardCountsBytes) {
 TEST_F(EngineTcpServer, HoldBuffersForReceiveAndSendAnswers) {
   ServerSpec spec = LoopbackServer(BehaviorKind::kHold);
   spec.labels = {{"team", "net"}};
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client, spec);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   ASSERT_TRUE(WriteAll(client.get(), "hello"));
   std::optional<ConnectionInfo> conn = AcceptedBy(*sync_, server->id);
   ASSERT_TRUE(conn.has_value());
@@ -234,17 +231,16 @@ TEST_F(EngineTcpServer, HoldBuffersForReceiveAndSendAnswers) {
 }
 
 TEST_F(EngineTcpServer, ReceiveReturnsEndOfStreamAfterPeerFin) {
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   ASSERT_TRUE(WriteAll(client.get(), "bye"));
   ::shutdown(client.get(), SHUT_WR);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn.has_value() && conn->state == ConnectionState::kPeerClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kPeerClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   std::string got;
   bool eof = false;
   while (!eof) {
@@ -264,22 +260,20 @@ TEST_F(EngineTcpServer, ReceiveReturnsEndOfStreamAfterPeerFin) {
 }
 
 TEST_F(EngineTcpServer, ResetIsAbortedAfterBufferedBytes) {
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd client = TcpConnect(server->local_addresses[0]);
   ASSERT_TRUE(WriteAll(client.get(), "data"));
   // The engine holds the bytes before the reset arrives.
-  ASSERT_TRUE(WaitFor([&] {
-    auto c = sync_->Connection("conn-1");
-    return c.has_value() && c->counters.recv_buffered == 4;
+  ASSERT_TRUE(sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+    return c.counters.recv_buffered == 4;
   }));
   CloseWithReset(client);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-1");
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-1", [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerReset);
   EXPECT_THAT(conn->close_detail, HasSubstr("reset"));
   absl::StatusOr<ReceiveResult> first = sync_->Receive(conn->id);
@@ -697,11 +691,11 @@ TEST_F(EngineConnectionPair, GracefulCloseFlushesThenSendsFin) {
   EXPECT_EQ(error, 0);
   EXPECT_TRUE(got == payload) << got.size();
   client_.Reset();
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return conn->counters.bytes_sent == payload.size();
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return c.counters.bytes_sent == payload.size();
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
 }
 
@@ -716,11 +710,11 @@ TEST_F(EngineConnectionPair, GracefulCloseGivesUpAfterLinger) {
   Open();
   FillSendBuffer();
   ASSERT_TRUE(sync_->Close(id_).ok());
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return absl::StrContains(conn->close_detail, "close timed out");
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return absl::StrContains(c.close_detail, "close timed out");
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
   EXPECT_GT(conn->counters.send_bytes_lost, 0u);
   EXPECT_EQ(conn->counters.send_buffered, 0u);
@@ -740,11 +734,11 @@ TEST_F(EngineConnectionPair, ShutdownWriteKeepsReading) {
             absl::StatusCode::kFailedPrecondition);
   ASSERT_TRUE(WriteAll(client_.get(), "late"));
   ::shutdown(client_.get(), SHUT_WR);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerClosed);
   // What the peer sent before its FIN is still there, then end of stream.
   absl::StatusOr<ReceiveResult> got = sync_->Receive(id_);
@@ -781,11 +775,11 @@ TEST_F(EngineConnectionPair, PeerFinWhileOurFinWaitsKeepsUnreadBytes) {
   int error = 0;
   ReadToEof(client_.get(), &error);  // Drains the engine, then its FIN.
   EXPECT_EQ(error, 0);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerClosed);
   EXPECT_EQ(conn->counters.send_bytes_lost, 0u);
   ExpectLastBytes("hello");
@@ -797,11 +791,11 @@ TEST_F(EngineConnectionPair, ResetAfterPeerFinIsSeen) {
   Open();
   PeerSendsThenFins("hello");
   CloseWithReset(client_);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerReset);
   EXPECT_EQ(sync_->Server(conn->server_id)->counters.connections_active, 0u);
   // Bytes from before the reset stay receivable, then the reset shows.
@@ -830,11 +824,11 @@ TEST_F(EngineConnectionPair, ResetWhileReadingIsPausedIsSeen) {
            options.recv_buffer_bytes;
   }));
   CloseWithReset(client_);
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id_);
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id_, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kPeerReset);
   EXPECT_EQ(conn->counters.recv_buffered, options.recv_buffer_bytes);
   EXPECT_EQ(sync_->Server(conn->server_id)->counters.connections_active, 0u);

@@ -129,6 +129,24 @@ class SyncEngine {
     }
     return std::nullopt;
   }
+  // Waits until connection `id` is listed and `pred` holds for it; returns
+  // it as it was then, or nullopt when that did not happen within the wait.
+  //   std::optional<ConnectionInfo> conn = sync_->ConnectionWhen(
+  //       "conn-1", [](const ConnectionInfo& c) { return c.state == kClosed;
+  //       });
+  //   ASSERT_TRUE(conn.has_value());
+  std::optional<ConnectionInfo> ConnectionWhen(
+      const std::string& id,
+      const std::function<bool(const ConnectionInfo&)>& pred) {
+    std::optional<ConnectionInfo> conn;
+    if (!WaitFor([&] {
+          conn = Connection(id);
+          return conn.has_value() && pred(*conn);
+        })) {
+      return std::nullopt;
+    }
+    return conn;
+  }
   std::vector<ConnectionInfo> ConnectionsOf(const std::string& server_id) {
     ConnectionFilter filter;
     filter.server_id = server_id;
@@ -205,7 +223,6 @@ inline ClientSpec ClientTo(const SocketAddress& to,
   return spec;
 }
 
-// A fresh engine per test, shut down at the end.
 // The connection a server accepted, once it shows up in listings.
 inline std::optional<ConnectionInfo> AcceptedBy(SyncEngine& sync,
                                                 const std::string& server_id,
@@ -220,18 +237,35 @@ inline std::optional<ConnectionInfo> AcceptedBy(SyncEngine& sync,
   return out;
 }
 
+// A fresh engine per test, shut down at the end.
 class EngineTest : public ::testing::Test {
  protected:
+  // The opening of most engine tests: `spec` (by default a hold server on
+  // 127.0.0.1, port 0) started and one plain TCP client connected to it.
+  // Returns the server, or an error when it did not start or the client did
+  // not connect (a test failure is recorded either way).
+  //   Fd client;
+  //   absl::StatusOr<ServerInfo> server = StartWithClient(&client);
+  //   ASSERT_TRUE(server.ok()) << server.status();
+  absl::StatusOr<ServerInfo> StartWithClient(
+      Fd* client, ServerSpec spec = LoopbackServer(BehaviorKind::kHold)) {
+    absl::StatusOr<ServerInfo> server = sync_->StartServer(std::move(spec));
+    EXPECT_TRUE(server.ok()) << server.status();
+    if (!server.ok()) return server;
+    *client = TcpConnect(server->local_addresses[0]);
+    EXPECT_TRUE(client->valid());
+    if (!client->valid()) {
+      return absl::UnavailableError("test: the client did not connect");
+    }
+    return server;
+  }
+
   // A hold server on 127.0.0.1 with one plain client connected to it;
   // returns the id of the connection the engine accepted ("" on failure,
   // after a test failure was recorded).
   std::string HoldServerWithClient(Fd* client) {
-    absl::StatusOr<ServerInfo> server =
-        sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
-    EXPECT_TRUE(server.ok()) << server.status();
+    absl::StatusOr<ServerInfo> server = StartWithClient(client);
     if (!server.ok()) return "";
-    *client = TcpConnect(server->local_addresses[0]);
-    EXPECT_TRUE(client->valid());
     std::optional<ConnectionInfo> conn = AcceptedBy(*sync_, server->id);
     EXPECT_TRUE(conn.has_value());
     return conn.has_value() ? conn->id : "";

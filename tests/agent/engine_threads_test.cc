@@ -72,11 +72,9 @@ TEST_F(EngineThreads, ACallFromInsideDoneIsQueuedNotReentered) {
 // plain peer's bytes into a discard server and a peer drains the first: every
 // byte is accounted for and nothing deadlocks (the ASan build checks the rest).
 TEST_F(EngineThreads, ConcurrentCallersAndTheLoopLoseNothing) {
-  absl::StatusOr<ServerInfo> server =
-      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
+  Fd sink;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&sink);
   ASSERT_TRUE(server.ok()) << server.status();
-  Fd sink = TcpConnect(server->local_addresses[0]);
-  ASSERT_TRUE(sink.valid());
   std::optional<ConnectionInfo> to_sink = AcceptedBy(*sync_, server->id);
   ASSERT_TRUE(to_sink.has_value());
   absl::StatusOr<ServerInfo> discard =

@@ -132,11 +132,11 @@ TEST_F(EngineUdpServer, IdleSessionExpiresAndPeerGetsANewOne) {
   Fd peer = UdpBound();
   ASSERT_TRUE(SendTo(peer.get(), "hi", at));
   const std::string first = Sessions(1)[0].id;
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(first);
-    return conn->state == ConnectionState::kClosed;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(first, [&](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kIdleTimeout);
   ASSERT_TRUE(SendTo(peer.get(), "back", at));
   ASSERT_TRUE(
@@ -159,11 +159,11 @@ TEST_F(EngineUdpServer, FullReceiveQueueDropsAndCounts) {
     ASSERT_TRUE(SendTo(peer.get(), std::string(600, 'a' + i), at));
   }
   const std::string id = Sessions(1)[0].id;
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection(id);
-    return conn->counters.datagrams_received == 3;
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen(id, [&](const ConnectionInfo& c) {
+        return c.counters.datagrams_received == 3;
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->counters.datagrams_dropped, 2u);
   EXPECT_EQ(conn->counters.recv_buffered, 600u);
   EXPECT_LE(conn->counters.recv_buffered_peak, options.recv_buffer_bytes);

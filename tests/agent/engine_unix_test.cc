@@ -90,12 +90,11 @@ TEST_F(EngineUnixServer, GreetingAndCloseTails) {
   Fd quiet = UnixConnect(path);
   ASSERT_TRUE(quiet.valid());
   EXPECT_EQ(ReadExactly(quiet.get(), 10), "hello unix");
-  std::optional<ConnectionInfo> conn;
-  ASSERT_TRUE(WaitFor([&] {
-    conn = sync_->Connection("conn-2");
-    return conn.has_value() &&
-           absl::StrContains(conn->close_detail, "close timed out");
-  }));
+  std::optional<ConnectionInfo> conn =
+      sync_->ConnectionWhen("conn-2", [&](const ConnectionInfo& c) {
+        return absl::StrContains(c.close_detail, "close timed out");
+      });
+  ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
   EXPECT_EQ(conn->transport, Transport::kUnix);
   EXPECT_EQ(ReadToEof(quiet.get(), &error), "");

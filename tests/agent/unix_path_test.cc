@@ -18,10 +18,15 @@
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/support/files.h"
 
 namespace sockagent {
 namespace {
 
+using ::sockagent::testing::Exists;
+using ::sockagent::testing::IsSocket;
+using ::sockagent::testing::ReadFile;
+using ::sockagent::testing::WriteFile;
 using ::testing::HasSubstr;
 
 class Dir {
@@ -45,25 +50,6 @@ class Dir {
 
 UniqueFd UnixSocket() {
   return UniqueFd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-}
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-bool IsSocket(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
 // Connects to `kernel_path` ("@..." abstract, or a filesystem path of at

@@ -7,7 +7,6 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,9 +19,8 @@
 #include "absl/strings/str_cat.h"
 #include "tests/support/agent_rpc.h"
 #include "tests/support/posix_peer.h"
+#include "tests/support/spawn.h"
 #include "tests/support/wait.h"
-
-extern char** environ;
 
 namespace sockagent::testing {
 namespace {
@@ -39,35 +37,15 @@ class Interactive {
         pipe2(err, O_CLOEXEC) != 0) {
       return nullptr;
     }
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, in[0], 0);
-    posix_spawn_file_actions_adddup2(&actions, out[1], 1);
-    posix_spawn_file_actions_adddup2(&actions, err[1], 2);
-    posix_spawnattr_t attr;
-    posix_spawnattr_init(&attr);
-    sigset_t empty, all;
-    sigemptyset(&empty);
-    sigfillset(&all);
-    posix_spawnattr_setsigmask(&attr, &empty);
-    posix_spawnattr_setsigdefault(&attr, &all);
-    posix_spawnattr_setflags(&attr,
-                             POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     auto child = std::unique_ptr<Interactive>(new Interactive());
-    const int rc = posix_spawn(&child->pid_, args[0], &actions, &attr,
-                               args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
+    absl::StatusOr<pid_t> pid = Spawn(argv, in[0], out[1], err[1]);
     close(in[0]);
     close(out[1]);
     close(err[1]);
     child->in_ = in[1];
     child->out_ = out[0];
     child->err_ = err[0];
-    if (rc != 0) child->pid_ = -1;
+    child->pid_ = pid.ok() ? *pid : -1;
     return child;
   }
 

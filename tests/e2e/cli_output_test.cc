@@ -23,6 +23,7 @@
 #include "absl/strings/strip.h"
 #include "tests/support/agent_process.h"
 #include "tests/support/posix_peer.h"
+#include "tests/support/sockctl_test.h"
 
 namespace sockagent::testing {
 namespace {
@@ -109,30 +110,11 @@ void CheckKeys(const google::protobuf::Value& value, const std::string& path,
   }
 }
 
-class CliOutputTest : public ::testing::Test {
+class CliOutputTest : public SockctlTest {
  protected:
-  void SetUp() override {
-    auto agent = AgentProcess::Start();
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-  }
-
-  CommandResult Ctl(const std::vector<std::string>& args,
-                    const std::string& input = "") {
-    return RunSockctl(agent_->address(), args, input);
-  }
-  // Runs sockctl, expects exit 0, returns stdout.
-  std::string Ok(const std::vector<std::string>& args,
-                 const std::string& input = "") {
-    CommandResult r = Ctl(args, input);
-    EXPECT_EQ(r.exit_code, 0) << absl::StrJoin(args, " ") << ": " << r.err;
-    return r.out;
-  }
   std::string OneLine(const std::vector<std::string>& args) {
     return std::string(absl::StripTrailingAsciiWhitespace(Ok(args)));
   }
-
-  std::unique_ptr<AgentProcess> agent_;
 };
 
 TEST(SockctlHelp, EveryVerbShowsItsOwnOptionsAndOneLineOfGlobals) {

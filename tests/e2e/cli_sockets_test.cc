@@ -10,6 +10,7 @@
 
 #include "tests/support/agent_process.h"
 #include "tests/support/posix_peer.h"
+#include "tests/support/sockctl_test.h"
 
 namespace sockagent::testing {
 namespace {
@@ -17,27 +18,8 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-class CliSocketsTest : public ::testing::Test {
+class CliSocketsTest : public SockctlTest {
  protected:
-  void SetUp() override {
-    auto agent = AgentProcess::Start();
-    ASSERT_TRUE(agent.ok()) << agent.status();
-    agent_ = *std::move(agent);
-  }
-
-  CommandResult Ctl(const std::vector<std::string>& args,
-                    const std::string& input = "") {
-    return RunSockctl(agent_->address(), args, input);
-  }
-
-  // Runs sockctl, expects success, returns stdout.
-  std::string Ok(const std::vector<std::string>& args,
-                 const std::string& input = "") {
-    CommandResult r = Ctl(args, input);
-    EXPECT_EQ(r.exit_code, 0) << args[0] << ": " << r.err;
-    return r.out;
-  }
-
   // First match of `pattern`'s group 1 in `text`.
   static std::string Find(const std::string& text, const std::string& pattern) {
     std::smatch m;
@@ -62,8 +44,6 @@ class CliSocketsTest : public ::testing::Test {
     EXPECT_THAT(id, ::testing::MatchesRegex("conn-[0-9]+"));
     return id;
   }
-
-  std::unique_ptr<AgentProcess> agent_;
 };
 
 TEST_F(CliSocketsTest, SeedGreetingServerThenListings) {

@@ -141,38 +141,22 @@ TEST_F(LabelLimits, OpenClientAndSelectorsToo) {
     EXPECT_THAT(s.error_message(), HasSubstr("label_selector")) << rpc;
     EXPECT_THAT(s.error_message(), HasSubstr("at most 64 labels")) << rpc;
   };
-  {
-    v1::ListServersRequest request;
+  // Each unary RPC that takes a selector, called with `too_many`.
+  auto refused_selector = [&]<typename Request, typename Response>(
+                              grpc::Status (v1::SocketAgent::Stub::*rpc)(
+                                  grpc::ClientContext*, const Request&,
+                                  Response*),
+                              const char* name) {
+    Request request;
     *request.mutable_label_selector() = too_many;
-    v1::ListServersResponse response;
+    Response response;
     auto context = ContextWithDeadline();
-    expect_refused(stub_->ListServers(context.get(), request, &response),
-                   "ListServers");
-  }
-  {
-    v1::ListConnectionsRequest request;
-    *request.mutable_label_selector() = too_many;
-    v1::ListConnectionsResponse response;
-    auto context = ContextWithDeadline();
-    expect_refused(stub_->ListConnections(context.get(), request, &response),
-                   "ListConnections");
-  }
-  {
-    v1::StopServerRequest request;
-    *request.mutable_label_selector() = too_many;
-    v1::StopServerResponse response;
-    auto context = ContextWithDeadline();
-    expect_refused(stub_->StopServer(context.get(), request, &response),
-                   "StopServer");
-  }
-  {
-    v1::CloseConnectionRequest request;
-    *request.mutable_label_selector() = too_many;
-    v1::CloseConnectionResponse response;
-    auto context = ContextWithDeadline();
-    expect_refused(stub_->CloseConnection(context.get(), request, &response),
-                   "CloseConnection");
-  }
+    expect_refused(((*stub_).*rpc)(context.get(), request, &response), name);
+  };
+  refused_selector(&v1::SocketAgent::Stub::ListServers, "ListServers");
+  refused_selector(&v1::SocketAgent::Stub::ListConnections, "ListConnections");
+  refused_selector(&v1::SocketAgent::Stub::StopServer, "StopServer");
+  refused_selector(&v1::SocketAgent::Stub::CloseConnection, "CloseConnection");
   {
     v1::WatchRequest request;
     *request.mutable_label_selector() = too_many;

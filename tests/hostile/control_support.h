@@ -1,45 +1,74 @@
 // Helpers for the control-port attack tests (flood_test.cc,
-// open_streams_test.cc): the agent's RSS, its port, a "does it still
-// answer" check, and TLS certificates made with openssl.
+// open_streams_test.cc): the agent's RSS and its peak, its port, a "does it
+// still answer" check, and TLS certificates made with openssl.
 #ifndef SOCKAGENT_TESTS_HOSTILE_CONTROL_SUPPORT_H_
 #define SOCKAGENT_TESTS_HOSTILE_CONTROL_SUPPORT_H_
 
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
 #include "tests/support/grpc_client.h"
 #include "tests/support/subprocess.h"
 
 namespace sockagent::testing {
 
+// The resident set size of `pid` in bytes; 0 when it cannot be read.
 inline uint64_t RssBytes(pid_t pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) {
-      std::istringstream fields(line.substr(6));
-      uint64_t kb = 0;
-      fields >> kb;
-      return kb * 1024;
+  const int64_t bytes = ProcessRssBytes(pid);
+  return bytes < 0 ? 0 : static_cast<uint64_t>(bytes);
+}
+
+// Samples a process's RSS on its own thread, every 20 ms, from construction
+// until Stop(): the highest value seen (at least `start`).
+//   PeakRss peak(pid, RssBytes(pid));
+//   ...attack...
+//   const uint64_t highest = peak.Stop();
+class PeakRss {
+ public:
+  PeakRss(pid_t pid, uint64_t start)
+      : pid_(pid), peak_(start), thread_([this] { Run(); }) {}
+  ~PeakRss() { Stop(); }
+  PeakRss(const PeakRss&) = delete;
+  PeakRss& operator=(const PeakRss&) = delete;
+
+  uint64_t Stop() {
+    if (!done_.exchange(true)) thread_.join();
+    return peak_.load();
+  }
+
+ private:
+  void Run() {
+    while (!done_.load()) {
+      const uint64_t rss = RssBytes(pid_);
+      if (rss > peak_.load()) peak_.store(rss);
+      absl::SleepFor(absl::Milliseconds(20));  // A sampling period.
     }
   }
-  return 0;
-}
+
+  const pid_t pid_;
+  std::atomic<bool> done_{false};
+  std::atomic<uint64_t> peak_;
+  std::thread thread_;  // Last: starts once the rest is set.
+};
 
 inline int PortOf(const std::string& address) {
   int port = 0;

@@ -10,6 +10,8 @@
 //   when nobody listens, and never when it is another kind of file.
 // - --allow-unix-paths is checked on the resolved path: a symlink inside
 //   the allowed directory takes neither a bind nor a connect out of it.
+#include "tests/support/files.h"
+
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
@@ -34,25 +36,6 @@ namespace sockagent::testing {
 namespace {
 
 using ::testing::HasSubstr;
-
-bool Exists(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0;
-}
-
-bool IsSocket(const std::string& path) {
-  struct stat st;
-  return ::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
-}
-
-void WriteFile(const std::string& path, const std::string& content) {
-  std::ofstream(path) << content;
-}
-
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
 
 // A listening UNIX socket bound by the test (not the agent).
 Fd PlainUnixListener(const std::string& path) {

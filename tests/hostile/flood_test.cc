@@ -5,7 +5,6 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +26,7 @@
 #include "tests/hostile/control_support.h"
 #include "tests/support/agent_process.h"
 #include "tests/support/grpc_client.h"
+#include "tests/support/posix_peer.h"
 #include "tests/support/wait.h"
 
 namespace sockagent::testing {
@@ -102,15 +102,7 @@ void RunFlood(const std::vector<std::string>& args, FloodRun& run,
   auto flood = ChildProcess::Start(argv);
   ASSERT_TRUE(flood.ok()) << flood.status();
 
-  std::atomic<bool> done{false};
-  std::atomic<uint64_t> peak_rss{run.start_rss};
-  std::thread sampler([&] {
-    while (!done.load()) {
-      const uint64_t rss = RssBytes(pid);
-      if (rss > peak_rss.load()) peak_rss.store(rss);
-      absl::SleepFor(absl::Milliseconds(20));  // A sampling period.
-    }
-  });
+  PeakRss peak_rss(pid, run.start_rss);
   // While the flood runs: health and an authenticated call answer in 1 s.
   absl::StatusOr<std::string> summary;
   std::atomic<bool> finished{false};
@@ -135,10 +127,8 @@ void RunFlood(const std::vector<std::string>& args, FloodRun& run,
   run.settled =
       WaitFor([&] { return RssBytes(pid) <= run.start_rss + (16 << 20); },
               absl::Seconds(60));
-  done.store(true);
-  sampler.join();
+  run.peak_rss = peak_rss.Stop();
   run.end_rss = RssBytes(pid);
-  run.peak_rss = peak_rss.load();
   EXPECT_TRUE(AgentAnswers(channel_to(), absl::Seconds(1)));
   run.agent_stderr = (*agent)->Stderr();
   auto status = (*agent)->Stop();
@@ -215,6 +205,21 @@ TEST(RapidReset, ResetsSpreadOverManyConnectionsAreHeldToTheAgentRate) {
   EXPECT_GT(run.checks, 0);
 }
 
+// `n` plain TCP connections to the agent's control port that never send a
+// byte (closed when dropped); none, after a test failure, if one failed.
+std::vector<Fd> IdleConnections(const std::string& address, int n) {
+  const uint16_t port = static_cast<uint16_t>(PortOf(address));
+  std::vector<Fd> idle;
+  for (int i = 0; i < n; ++i) {
+    idle.push_back(TcpConnect(Ip("127.0.0.1", port)));
+    if (!idle.back().valid()) {
+      ADD_FAILURE() << "connection " << i << " to " << address << " failed";
+      return {};
+    }
+  }
+  return idle;
+}
+
 // Idle connections beyond the cap (no token, no call) neither lock out an
 // authenticated client nor eat the engine's descriptors.
 TEST(ConnectionHoarding, IdleConnectionsBeyondTheCapAreEvicted) {
@@ -224,18 +229,8 @@ TEST(ConnectionHoarding, IdleConnectionsBeyondTheCapAreEvicted) {
       AgentProcess::Start({"--token-file=" + WriteToken(dir),
                            absl::StrCat("--max-control-connections=", kCap)});
   ASSERT_TRUE(agent.ok()) << agent.status();
-  const int port = PortOf((*agent)->address());
-  std::vector<int> idle;
-  for (int i = 0; i < 3 * kCap; ++i) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    idle.push_back(fd);
-  }
+  const std::vector<Fd> idle = IdleConnections((*agent)->address(), 3 * kCap);
+  ASSERT_EQ(idle.size(), 3u * kCap);
   // The agent saw them all (the log says it evicted some).
   ASSERT_TRUE(WaitFor([&] {
     return (*agent)->Stderr().find("event=control_connection_limit") !=
@@ -254,7 +249,6 @@ TEST(ConnectionHoarding, IdleConnectionsBeyondTheCapAreEvicted) {
   AddBearerToken(ctx.get(), kToken);
   grpc::Status s = stub->StartServer(ctx.get(), req, &server);
   EXPECT_TRUE(s.ok()) << s.error_message();
-  for (int fd : idle) close(fd);
 }
 
 // The cap holds for TLS too: connections that never finish (or never
@@ -270,25 +264,14 @@ TEST(ConnectionHoarding, TlsConnectionsCountAgainstTheCap) {
   flags.push_back(absl::StrCat("--max-control-connections=", kCap));
   auto agent = AgentProcess::Start(flags);
   ASSERT_TRUE(agent.ok()) << agent.status();
-  const int port = PortOf((*agent)->address());
-  std::vector<int> idle;
-  for (int i = 0; i < 3 * kCap; ++i) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    ASSERT_GE(fd, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    idle.push_back(fd);
-  }
+  const std::vector<Fd> idle = IdleConnections((*agent)->address(), 3 * kCap);
+  ASSERT_EQ(idle.size(), 3u * kCap);
   ASSERT_TRUE(WaitFor([&] {
     return (*agent)->Stderr().find("action=evicted") != std::string::npos;
   })) << (*agent)->Stderr();
   EXPECT_TRUE(
       AgentAnswers(TlsChannelTo((*agent)->address(), certs.Pem("ca.crt")),
                    absl::Seconds(5)));
-  for (int fd : idle) close(fd);
 }
 
 }  // namespace

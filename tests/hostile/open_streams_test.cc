@@ -64,15 +64,7 @@ TEST(OpenStreams, UnauthenticatedWatchesAreBoundedAndCut) {
        std::string(SOCKAGENT_SOURCE_DIR) + "/tests/hostile/h2_open_streams.py",
        "127.0.0.1", absl::StrCat(PortOf(address)), "128", "256", "4"});
   ASSERT_TRUE(attack.ok()) << attack.status();
-  std::atomic<bool> done{false};
-  std::atomic<uint64_t> peak_rss{start_rss};
-  std::thread sampler([&] {
-    while (!done.load()) {
-      const uint64_t rss = RssBytes(pid);
-      if (rss > peak_rss.load()) peak_rss.store(rss);
-      absl::SleepFor(absl::Milliseconds(20));  // A sampling period.
-    }
-  });
+  PeakRss peak(pid, start_rss);
   absl::StatusOr<std::string> summary;
   std::atomic<bool> finished{false};
   std::thread reader([&] {
@@ -89,17 +81,16 @@ TEST(OpenStreams, UnauthenticatedWatchesAreBoundedAndCut) {
     absl::SleepFor(absl::Milliseconds(100));  // Pace of the checks.
   }
   reader.join();
-  done.store(true);
-  sampler.join();
+  const uint64_t peak_rss = peak.Stop();
   ASSERT_TRUE(summary.ok()) << summary.status();
   std::cerr << "open streams: " << *summary << "; rss start "
-            << (start_rss >> 20) << " MiB peak " << (peak_rss.load() >> 20)
+            << (start_rss >> 20) << " MiB peak " << (peak_rss >> 20)
             << " MiB; checks " << checks << "\n";
   EXPECT_THAT(*summary, HasSubstr("\"errors\": []"));
   EXPECT_THAT(*summary, HasSubstr("\"closed_by_server\": 128"));
   EXPECT_THAT(*summary, HasSubstr("\"open_at_end\": 0"));
-  EXPECT_LE(peak_rss.load(), start_rss + (64u << 20))
-      << "start " << start_rss << " peak " << peak_rss.load();
+  EXPECT_LE(peak_rss, start_rss + (64u << 20))
+      << "start " << start_rss << " peak " << peak_rss;
   EXPECT_GT(checks, 0);
   const std::string log = (*agent)->Stderr();
   EXPECT_THAT(log, HasSubstr("event=control_connection_cut"));

@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "tests/support/spawn.h"
 
 extern char** environ;
 
@@ -35,7 +36,8 @@ void CloseFd(int& fd) {
   fd = -1;
 }
 
-// Spawns argv with stdin/stdout/stderr connected to the given fds.
+}  // namespace
+
 absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int in_fd,
                             int out_fd, int err_fd) {
   std::vector<char*> args;
@@ -67,8 +69,6 @@ absl::StatusOr<pid_t> Spawn(const std::vector<std::string>& argv, int in_fd,
   }
   return pid;
 }
-
-}  // namespace
 
 CommandResult RunCommand(const std::vector<std::string>& argv,
                          const std::string& input, absl::Duration timeout) {
