@@ -2,7 +2,9 @@
 # The image's build stage must configure with only what it copies: the paths
 # its COPY lines name, and the cmake flags of its RUN line. (No Docker engine
 # runs in the test suite; this catches a build stage that references a folder
-# it never copied, e.g. bench/ with SOCKAGENT_BUILD_BENCH on.)
+# it never copied, e.g. bench/ with SOCKAGENT_BUILD_BENCH on; and a COPY
+# source the whitelist .dockerignore keeps out of the build context.
+# tests/compose/compose_up.sh builds the image for real, after the suite.)
 set -euo pipefail
 top="$(cd "$(dirname "$0")/../.." && pwd)"
 work="$(mktemp -d)"
