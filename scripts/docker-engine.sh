@@ -28,6 +28,10 @@ run="${SOCKAGENT_DOCKER_RUN:-/run/sockagent-docker}"
 sock="$run/docker.sock"
 pidfile="$run/dockerd.pid"
 log="$root/dockerd.log"
+# Containers' cgroups go under /sockagent-docker in every hierarchy (not
+# /docker, which a system Docker may use): `stop` removes them, and
+# `cpu-seconds` reads what every container and build step used.
+cgroup=sockagent-docker
 export DOCKER_HOST="unix://$sock"
 
 die() { echo "docker-engine: $*" >&2; exit 1; }
@@ -69,6 +73,7 @@ start() {
     --ip-forward=false --ip-masq=false \
     --ipv6=false \
     --default-address-pool base=198.19.0.0/16,size=24 \
+    --cgroup-parent "/$cgroup" \
     >>"$log" 2>&1 </dev/null &
   local pid=$! deadline=$((SECONDS + 60))
   until docker version >/dev/null 2>&1; do
@@ -113,6 +118,13 @@ stop() {
     die "mounts left under $run or $root: $(engine_mounts | tr '\n' ' ')"
   fi
   rm -rf "$run"
+  # The (now empty) cgroups of its containers, deepest first; rmdir only
+  # removes empty ones.
+  local d
+  while read -r d; do
+    rmdir "$d" 2>/dev/null || echo "docker-engine: cgroup $d is not empty" >&2
+  done < <(find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "$cgroup" \
+             -exec find {} -depth -type d \; 2>/dev/null)
   echo "docker-engine: stopped"
 }
 
@@ -165,5 +177,10 @@ case "${1:-}" in
   stop) stop ;;
   base-image) base_image ;;
   env) echo "export DOCKER_HOST=unix://$sock" ;;
-  *) echo "usage: $0 start|stop|base-image|env" >&2; exit 2 ;;
+  cpu-seconds)  # CPU time used by containers and build steps since start
+    u=$(cat "/sys/fs/cgroup/cpuacct/$cgroup/cpuacct.usage" 2>/dev/null ||
+        awk '/^usage_usec/ { print $2 * 1000 }' "/sys/fs/cgroup/$cgroup/cpu.stat" 2>/dev/null ||
+        echo 0)
+    echo $((u / 1000000000)) ;;
+  *) echo "usage: $0 start|stop|base-image|env|cpu-seconds" >&2; exit 2 ;;
 esac
