@@ -73,7 +73,6 @@ step() {  # step NAME: record how long the previous step took
   step_start=$SECONDS
 }
 
-failed=0
 cleanup() {
   local rc=$?
   set +e
@@ -166,8 +165,7 @@ import json, sys
 s = json.loads(sys.stdin.read())["server"]
 print(s["id"], s["localAddresses"][0]["port"])' <<<"$srv") ||
   fail "cannot read the server's id and port from: $srv"
-[ -n "$port" ] && [ "$port" != 0 ] ||
-  fail "no bound port in: $srv"
+if [ -z "$port" ] || [ "$port" = 0 ]; then fail "no bound port in: $srv"; fi
 conn="$(run sockctl "${b[@]}" client open -q agent-a "$port")" ||
   fail "agent-b could not connect to agent-a:$port"
 got="$(run sockctl "${b[@]}" recv --wait 5s "$conn")" || fail "recv on agent-b"
