@@ -37,8 +37,10 @@ fi
 # Build: compilers, CMake, the libraries. Tests: python3 and socat as
 # independent peers, iproute2 for network namespaces, nftables for firewall
 # rules inside them, util-linux (setpriv) to drop privileges, openssl to
-# make the TLS tests' certificates at test time, docker-compose
-# (installed without the Docker engine) to validate docker-compose.yml.
+# make the TLS tests' certificates at test time. docker-compose validates
+# docker-compose.yml; docker.io (dockerd, started by hand by
+# scripts/docker-engine.sh, never as a service) and debootstrap (the base
+# image: no registry is reachable) bring it up in tests/compose/compose_up.sh.
 # python3-grpcio and python3-protobuf run the API's Python clients
 # (scripts/gen_python_stubs.sh makes their stubs at test time).
 # Fuzzing: clang with its libFuzzer/sanitizer runtime.
@@ -53,6 +55,7 @@ packages=(
   python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl help2man
   clang libclang-rt-14-dev iperf3
   python3-yaml libyaml-cpp-dev
+  docker.io debootstrap
 )
 missing=()
 for p in "${packages[@]}"; do
