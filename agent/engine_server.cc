@@ -471,6 +471,9 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   if (AtConnectionLimit() || greeting > TotalRoom()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
+    EngineCounters::Add(
+        counters_
+            .connections_rejected[static_cast<size_t>(RejectReason::kLimit)]);
     CloseDescriptor(fd, /*abort=*/true);
     Emit(EventKind::kError, s.num, 0, 0, {},
          "connection refused: agent connection or buffer limit reached");
@@ -633,12 +636,14 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
   if (c == nullptr) {
     if (s.sessions.size() >= s.info.udp_max_sessions) {
       ++counters.datagrams_dropped;
+      CountNewPeerDrop(DropReason::kSessionLimit, n);
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
     if (AtConnectionLimit()) {
       ++counters.connections_rejected;
       ++counters.datagrams_dropped;
+      CountNewPeerDrop(DropReason::kConnectionLimit, n);
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
@@ -788,6 +793,7 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
     } else {
       ++s->info.counters.datagrams_sent;
       s->info.counters.bytes_sent += size;
+      CountQueuedDatagramSent(size);  // No event for it.
       if (c != nullptr) {
         ++c->counters.datagrams_sent;
         c->counters.bytes_sent += size;

@@ -154,6 +154,14 @@ class ResolverPool final {
       ReverseQuery query, absl::Time deadline,
       absl::AnyInvocable<void(absl::StatusOr<ReverseResult>)> done);
 
+  // Jobs waiting for a thread and lookups running now (for metrics). Any
+  // thread.
+  struct Load {
+    size_t queued = 0;
+    int running = 0;
+  };
+  Load CurrentLoad() const;
+
  private:
   // A queued job of either kind. Called once: with OkStatus it runs the
   // lookup and reports the result; with an error it reports that error.

@@ -44,6 +44,8 @@ fi
 # Fuzzing: clang with its libFuzzer/sanitizer runtime.
 # Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 # python3-yaml: tests/e2e/cli_output_test.cc reads sockctl -o yaml back.
+# libmicrohttpd-dev serves /metrics (service/metrics_server.h); prometheus
+# (with promtool) and curl test it (tests/e2e/metrics_test.cc).
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -52,6 +54,7 @@ packages=(
   python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl help2man
   clang libclang-rt-14-dev iperf3
   python3-yaml
+  libmicrohttpd-dev prometheus curl
 )
 missing=()
 for p in "${packages[@]}"; do
