@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -334,6 +335,26 @@ uint64_t Field(const std::vector<std::string>& f, size_t number) {
   return v;
 }
 
+// Linux 6.2 and later report the number of open descriptors as the size
+// of /proc/self/fd: one stat, whatever their number. Older kernels report
+// 0, and the directory is listed instead (O(descriptors): ~110 ms for
+// 10,000 on this 2-core machine under load).
+size_t OpenFds() {
+  struct stat st {};
+  if (stat("/proc/self/fd", &st) == 0 && st.st_size > 0) {
+    return static_cast<size_t>(st.st_size);
+  }
+  size_t fds = 0;
+  if (DIR* dir = opendir("/proc/self/fd")) {
+    while (dirent* e = readdir(dir)) {
+      if (e->d_name[0] != '.') ++fds;
+    }
+    closedir(dir);
+    if (fds > 0) --fds;  // The directory's own descriptor.
+  }
+  return fds;
+}
+
 void RenderProcess(const MetricsSources& src, Writer& w) {
   const std::vector<std::string> stat = StatFields();
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
@@ -346,16 +367,8 @@ void RenderProcess(const MetricsSources& src, Writer& w) {
           static_cast<double>(Field(stat, 24)) * page);
   w.Gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.",
           static_cast<double>(Field(stat, 23)));
-  size_t fds = 0;
-  if (DIR* dir = opendir("/proc/self/fd")) {
-    while (dirent* e = readdir(dir)) {
-      if (e->d_name[0] != '.') ++fds;
-    }
-    closedir(dir);
-    if (fds > 0) --fds;  // The directory's own descriptor.
-  }
   w.Gauge("process_open_fds", "Open file descriptors.",
-          static_cast<double>(fds));
+          static_cast<double>(OpenFds()));
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) == 0) {
     w.Gauge("process_max_fds", "Most open file descriptors (soft limit).",
