@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
+#include "agent/engine_counters.h"
 #include "agent/labels.h"
 #include "agent/policy.h"
 #include "agent/types.h"
@@ -511,6 +512,10 @@ class Engine {
   virtual ~Engine() = default;
 
   virtual const EngineOptions& options() const = 0;
+
+  // Agent-wide counters, kept up to date as events happen; any thread reads
+  // them without the engine lock (service/metrics.h).
+  virtual const EngineCounters& counters() const = 0;
 
   // Binds (and listens) every address `spec.bind` names: host "" is one
   // socket per family (0.0.0.0 and [::] with IPV6_V6ONLY; with port 0 the

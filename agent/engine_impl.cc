@@ -381,6 +381,7 @@ void EngineImpl::Recharge(Conn& c) {
   const uint64_t now = RecvCharge(c) + SendCharge(c);
   if (now == c.charged) return;
   total_buffered_ = total_buffered_ - c.charged + now;
+  counters_.buffered_bytes.store(total_buffered_, std::memory_order_relaxed);
   if (c.finalized) history_bytes_ = history_bytes_ - c.charged + now;
   const bool fell = now < c.charged;
   // Buffers of a closed connection going away (discarded, or its history
@@ -898,6 +899,8 @@ void EngineImpl::TrimHistory() {
   while (closed_conns_.size() > options_.closed_connections_kept) {
     if (Conn* c = FindConn(closed_conns_.front())) {
       total_buffered_ -= c->charged;
+      counters_.buffered_bytes.store(total_buffered_,
+                                     std::memory_order_relaxed);
       history_bytes_ -= c->charged;
       uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c->charged;
       if (c->labels != nullptr && c->labels.use_count() == 1) {

@@ -295,6 +295,7 @@ class EngineImpl final : public Engine {
   void Start();
 
   const EngineOptions& options() const override { return options_; }
+  const EngineCounters& counters() const override { return counters_; }
   void StartServer(ServerSpec spec,
                    Done<absl::StatusOr<ServerInfo>> done) override;
   void StopServers(Selector selector, bool close_connections,
@@ -463,6 +464,15 @@ class EngineImpl final : public Engine {
   // ---- engine_watch.cc: live events. Fans an event out to the bounded
   // queues of matching watchers. Loop thread; never blocks on a watcher;
   // costs one atomic load when nobody watches. `data`: received bytes.
+  // engine_counters.cc: counts an event in counters_ (every event, watched
+  // or not).
+  void CountEvent(EventKind kind, uint64_t server_num, uint64_t conn_num,
+                  uint64_t size, absl::string_view message);
+  // A new UDP peer's datagram dropped (no session made for it); at
+  // kConnectionLimit also a rejected connection.
+  void CountNewPeerDrop(DropReason reason, uint64_t size);
+  // A peer session's datagram sent from its server's queue (no event).
+  void CountQueuedDatagramSent(uint64_t size);
   void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
             uint64_t size = 0, absl::string_view data = {},
             absl::string_view message = {});
@@ -651,6 +661,7 @@ class EngineImpl final : public Engine {
   uint64_t next_watcher_id_ ABSL_GUARDED_BY(watch_mu_) = 1;
   // watchers_.size(), read by Emit without the lock.
   std::atomic<size_t> watcher_count_{0};
+  EngineCounters counters_;  // Relaxed atomics; see engine_counters.h.
   // Sum of every Watcher::bytes; bounded by max_watch_bytes.
   uint64_t watch_bytes_ ABSL_GUARDED_BY(watch_mu_) = 0;
 

@@ -111,6 +111,9 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   if (AtConnectionLimit() || greeting > TotalRoom()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
+    EngineCounters::Add(
+        counters_
+            .connections_rejected[static_cast<size_t>(RejectReason::kLimit)]);
     CloseDescriptor(fd, /*abort=*/true);
     Emit(EventKind::kError, s.num, 0, 0, {},
          "connection refused: agent connection or buffer limit reached");

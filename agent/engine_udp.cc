@@ -201,12 +201,14 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
   if (c == nullptr) {
     if (s.sessions.size() >= s.info.udp_max_sessions) {
       ++counters.datagrams_dropped;
+      CountNewPeerDrop(DropReason::kSessionLimit, n);
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
     if (AtConnectionLimit()) {
       ++counters.connections_rejected;
       ++counters.datagrams_dropped;
+      CountNewPeerDrop(DropReason::kConnectionLimit, n);
       Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
@@ -356,6 +358,7 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
     } else {
       ++s->info.counters.datagrams_sent;
       s->info.counters.bytes_sent += size;
+      CountQueuedDatagramSent(size);  // No event for it.
       if (c != nullptr) {
         ++c->counters.datagrams_sent;
         c->counters.bytes_sent += size;

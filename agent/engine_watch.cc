@@ -77,6 +77,7 @@ bool EngineImpl::QueueEvent(Watcher& w, EngineEvent e, uint64_t seq) {
   const uint64_t cost = EventBytes(e);
   if (watch_bytes_ + cost > options_.max_watch_bytes) {
     ++w.lost;
+    EngineCounters::Add(counters_.events_lost);
     w.last_lost_seq = seq;
     return false;
   }
@@ -169,6 +170,7 @@ absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
     id = next_watcher_id_++;
     watchers_.emplace(id, std::move(w));
     watcher_count_.store(watchers_.size(), std::memory_order_relaxed);
+    counters_.watchers.store(watchers_.size(), std::memory_order_relaxed);
   }
   if (snapshot) asio::post(io_, Locked([this, id] { TakeSnapshot(id); }));
   return id;
@@ -205,6 +207,7 @@ void EngineImpl::Unsubscribe(uint64_t watcher) {
     watch_bytes_ -= released;
     watchers_.erase(it);
     watcher_count_.store(watchers_.size(), std::memory_order_relaxed);
+    counters_.watchers.store(watchers_.size(), std::memory_order_relaxed);
   }
   NoteReleased(released);
 }
@@ -235,6 +238,7 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
                       uint64_t size, absl::string_view data,
                       absl::string_view message) {
   const uint64_t seq = ++event_seq_;
+  CountEvent(kind, server_num, conn_num, size, message);
   if (watcher_count_.load(std::memory_order_relaxed) == 0) return;
 
   Conn* c = conn_num != 0 ? FindConn(conn_num) : nullptr;
@@ -286,12 +290,14 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
           w.queue.push_back(std::move(lost));
         } else {
           ++w.lost;
+          EngineCounters::Add(counters_.events_lost);
           w.last_lost_seq = seq;
           continue;
         }
       }
       if (w.queue.size() >= w.limit) {
         ++w.lost;
+        EngineCounters::Add(counters_.events_lost);
         w.last_lost_seq = seq;
         continue;
       }

@@ -464,6 +464,11 @@ bool ResolverPool::SubmitReverse(
       LookupJob(std::move(query), &ReverseResolveBlocking, std::move(done))});
 }
 
+ResolverPool::Load ResolverPool::CurrentLoad() const {
+  absl::MutexLock lock(&shared_->mu);
+  return Load{shared_->queue.size(), shared_->running};
+}
+
 bool ResolverPool::Enqueue(Job job) {
   {
     absl::MutexLock lock(&shared_->mu);

@@ -157,6 +157,14 @@ class ResolverPool final {
   // Options::numeric_hosts_only, for users sharing the pool.
   bool numeric_hosts_only() const { return numeric_hosts_only_; }
 
+  // Jobs waiting for a thread and lookups running now (for metrics). Any
+  // thread.
+  struct Load {
+    size_t queued = 0;
+    int running = 0;
+  };
+  Load CurrentLoad() const;
+
  private:
   // A queued job of either kind. Called once: with OkStatus it runs the
   // lookup and reports the result; with an error it reports that error.

@@ -47,6 +47,8 @@ fi
 # Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 # python3-yaml: tests/e2e/cli_output_test.cc reads sockctl -o yaml back.
 # libyaml-cpp-dev: proto/yaml_proto.cc (config files onto the API's messages).
+# libmicrohttpd-dev serves /metrics (service/metrics_server.h); prometheus
+# (with promtool) and curl test it (tests/e2e/metrics_test.cc).
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -56,6 +58,7 @@ packages=(
   clang libclang-rt-14-dev iperf3
   python3-yaml libyaml-cpp-dev
   docker.io debootstrap
+  libmicrohttpd-dev prometheus curl
 )
 missing=()
 for p in "${packages[@]}"; do

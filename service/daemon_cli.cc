@@ -78,6 +78,8 @@ std::string GroupOf(absl::string_view name) {
     return "3 Policy (unset: allowed; README \"Policy\")";
   }
   if (absl::StartsWith(name, "log_")) return "4 Logging";
+  if (absl::StartsWith(name, "metrics_"))
+    return "6 Metrics (README \"Metrics\")";
   if (absl::StartsWith(name, "shutdown_") || name == "flagfile") {
     return "5 Lifecycle";
   }

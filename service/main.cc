@@ -55,6 +55,7 @@
 #include "service/inflight_calls.h"
 #include "service/log.h"
 #include "service/malloc_tuning.h"
+#include "service/metrics_server.h"
 #include "service/rpc_log.h"
 
 // Access control, logging and keepalive (see README "Security").
@@ -202,6 +203,17 @@ ABSL_FLAG(std::string, allow_unix_paths, "",
 ABSL_FLAG(bool, no_name_lookups, false,
           "Never resolve host names (Resolve, StartServer, OpenClient): "
           "numeric addresses only, names are PERMISSION_DENIED.");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "Serve Prometheus metrics at http://HOST:PORT/metrics (an IP "
+          "address or localhost; port 0 picks one). A non-loopback address "
+          "exposes them to the network (logged as a warning). Unset: off.");
+ABSL_FLAG(std::string, metrics_token_file, "",
+          "File holding the bearer token /metrics requires (not the control "
+          "token). Unset: none.");
+ABSL_FLAG(std::string, metrics_tls_cert, "",
+          "PEM certificate chain: serve /metrics over HTTPS only.");
+ABSL_FLAG(std::string, metrics_tls_key, "",
+          "PEM private key of --metrics-tls-cert.");
 
 namespace sockagent {
 namespace {
@@ -457,6 +469,12 @@ int Run(int argc, char** argv) {
   }
   auto engine_options = EngineOptionsFromFlags();
   if (!engine_options.ok()) return Fail(engine_options.status().message());
+  auto metrics_options =
+      MetricsOptionsFromFlags({absl::GetFlag(FLAGS_metrics_listen),
+                               absl::GetFlag(FLAGS_metrics_token_file),
+                               absl::GetFlag(FLAGS_metrics_tls_cert),
+                               absl::GetFlag(FLAGS_metrics_tls_key)});
+  if (!metrics_options.ok()) return Fail(metrics_options.status().message());
   const uint32_t max_control = absl::GetFlag(FLAGS_max_control_connections);
   if (max_control == 0) return Fail("--max_control_connections must be > 0");
   const FdBudget fds = ComputeFdBudget(RaiseNoFileLimit(), max_control,
@@ -525,6 +543,21 @@ int Run(int argc, char** argv) {
     return Fail("--watch_queue_events must be between 1 and 65536");
   }
   AgentService service(engine->get(), &resolver, service_options);
+  std::unique_ptr<MetricsServer> metrics;
+  if (!metrics_options->listen.host.empty()) {
+    metrics_options->render =
+        [sources = MetricsSources{.engine = engine->get(),
+                                  .resolver = &resolver,
+                                  .resolver_queue_limit = static_cast<uint64_t>(
+                                      absl::GetFlag(FLAGS_resolver_queue)),
+                                  .max_watchers = service_options.max_watchers,
+                                  .started_at = service_options.started_at,
+                                  .version = SOCKAGENT_VERSION}](
+            MetricsFormat format) { return RenderMetrics(sources, format); };
+    auto started = MetricsServer::Start(*metrics_options);  // A copy.
+    if (!started.ok()) return Fail(started.status().message());
+    metrics = *std::move(started);
+  }
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -573,6 +606,21 @@ int Run(int argc, char** argv) {
   service.StartFqdnLookup();
 
   const std::string shown = listen->Display(port);
+  if (metrics != nullptr) {
+    // Before the "serving on" line, which tells that the agent is ready.
+    printf("sockagentd metrics on %s\n", metrics->Url().c_str());
+    const bool guarded =
+        !metrics_options->token.empty() || !metrics_options->tls_cert.empty();
+    LogEvent(metrics_options->listen.loopback || guarded ? LogLevel::kInfo
+                                                         : LogLevel::kWarn,
+             "metrics",
+             {{"url", metrics->Url()},
+              {"auth", metrics_options->token.empty() ? "none" : "token"},
+              {"msg", metrics_options->listen.loopback
+                          ? "serving metrics on loopback"
+                          : "serving metrics on a non-loopback address: "
+                            "reachable from the network"}});
+  }
   printf("sockagentd serving on %s\n", shown.c_str());
   fflush(stdout);
   LogEvent(LogLevel::kInfo, "start",
@@ -632,6 +680,7 @@ int Run(int argc, char** argv) {
               {"cancelled", calls.Describe()}});
   }
   shutdown_thread.join();
+  metrics.reset();  // Reads the engine: stops first.
   (*engine)->Shutdown();
   server->Wait();
   LogEvent(LogLevel::kInfo, "stopped",

@@ -18,6 +18,7 @@
 #include "service/inflight_calls.h"
 #include "service/log.h"
 #include "service/log_limiter.h"
+#include "service/metrics_rpc.h"
 
 namespace sockagent {
 
@@ -58,6 +59,10 @@ class RpcLogInterceptor final : public grpc::experimental::Interceptor {
             grpc::experimental::InterceptionHookPoints::PRE_SEND_STATUS)) {
       grpc::Status status = methods->GetSendStatus();
       if (RewriteParseFailure(&status)) methods->ModifySendStatus(status);
+      RpcMetrics::Get().Count(
+          info_->method() ? info_->method() : "", status.error_code(),
+          absl::Now() - start_,
+          info_->type() == grpc::experimental::ServerRpcInfo::Type::UNARY);
       Log(status);
     }
     methods->Proceed();

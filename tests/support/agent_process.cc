@@ -48,6 +48,10 @@ absl::StatusOr<std::unique_ptr<AgentProcess>> AgentProcess::Start(
   while (true) {
     auto line = agent->child_->ReadLine(deadline);
     if (!line.ok()) return line.status();
+    constexpr std::string_view kMetrics = "metrics on ";
+    if (size_t m = line->find(kMetrics); m != std::string::npos) {
+      agent->metrics_url_ = line->substr(m + kMetrics.size());
+    }
     constexpr std::string_view kMarker = "serving on ";
     size_t at = line->find(kMarker);
     if (at != std::string::npos) {

@@ -30,6 +30,9 @@ class AgentProcess {
 
   // The gRPC target: "127.0.0.1:PORT" or "unix:/path".
   const std::string& address() const { return address_; }
+  // With --metrics-listen: "http://127.0.0.1:PORT/metrics" from its
+  // "metrics on URL" line; empty otherwise.
+  const std::string& metrics_url() const { return metrics_url_; }
   pid_t pid() const { return child_->pid(); }
 
   // SIGTERM and wait; returns the waitpid status.
@@ -40,6 +43,7 @@ class AgentProcess {
  private:
   std::unique_ptr<ChildProcess> child_;
   std::string address_;
+  std::string metrics_url_;
   bool stopped_ = false;
 };
 
