@@ -520,7 +520,7 @@ int Run(int argc, char** argv) {
       service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
     return Fail("--watch_queue_events must be between 1 and 65536");
   }
-  AgentService service(engine->get(), &resolver, service_options);
+  AgentService service(**engine, &resolver, service_options);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();

@@ -224,7 +224,6 @@ class StreamReactor final : public StreamBidiReactor {
   // through `shared` (or not, once it is done).
   static void Run(Engine* engine, const std::shared_ptr<StreamShared>& shared,
                   EngineOps ops) {
-    if (engine == nullptr) return;
     if (ops.start.has_value()) Attach(engine, shared, *ops.start, ops.deadline);
     if (ops.send.has_value()) {
       engine->StreamSend(
@@ -552,14 +551,12 @@ void EndStreams(StreamRegistry& registry) {
   }
 }
 
-StreamBidiReactor* NewStreamReactor(Engine* engine,
+StreamBidiReactor* NewStreamReactor(Engine& engine,
                                     std::shared_ptr<StreamRegistry> registry,
                                     grpc::CallbackServerContext* context) {
   auto shared = std::make_shared<StreamShared>();
   absl::Status refused;
-  if (engine == nullptr) {
-    refused = absl::UnavailableError("the socket engine is not running");
-  } else {
+  {
     absl::MutexLock lock(&registry->mu);
     if (registry->ended) {
       refused = absl::UnavailableError("agent shutting down");
@@ -567,7 +564,7 @@ StreamBidiReactor* NewStreamReactor(Engine* engine,
       registry->live.insert(shared);
     }
   }
-  auto* reactor = new StreamReactor(engine, registry, shared, context);
+  auto* reactor = new StreamReactor(&engine, registry, shared, context);
   reactor->Begin(refused);
   return reactor;
 }
