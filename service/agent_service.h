@@ -32,7 +32,7 @@ struct AgentServiceOptions {
   // Watch: each watcher's queue bound (events), and watchers at once (one
   // more is RESOURCE_EXHAUSTED).
   uint32_t watch_queue_events = kDefaultWatchQueueEvents;
-  uint32_t max_watchers = 64;
+  uint32_t max_watchers = kDefaultMaxWatchers;
   // Every SocketAgent call must carry `authorization: Bearer <token>`
   // with this token (see service/auth.h); empty: no token needed.
   std::string bearer_token;

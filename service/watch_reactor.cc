@@ -6,10 +6,10 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "service/call_registry.h"
 #include "service/convert.h"
 #include "service/status_mapping.h"
 
@@ -28,11 +28,7 @@ struct WatchShared {
 
 }  // namespace
 
-struct WatchRegistry {
-  absl::Mutex mu;
-  bool ended ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_set<std::shared_ptr<WatchShared>> live ABSL_GUARDED_BY(mu);
-};
+struct WatchRegistry final : CallRegistry<WatchShared> {};
 
 namespace {
 
@@ -127,10 +123,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
       Unsubscribe();
       shared_->reactor = nullptr;
     }
-    {
-      absl::MutexLock lock(&registry_->mu);
-      registry_->live.erase(shared_);
-    }
+    registry_->Remove(shared_);
     delete this;
   }
 
@@ -174,13 +167,7 @@ std::shared_ptr<WatchRegistry> NewWatchRegistry() {
 }
 
 void EndWatches(WatchRegistry& registry) {
-  std::vector<std::shared_ptr<WatchShared>> live;
-  {
-    absl::MutexLock lock(&registry.mu);
-    registry.ended = true;
-    live.assign(registry.live.begin(), registry.live.end());
-  }
-  for (const auto& shared : live) {
+  for (const auto& shared : registry.EndAll()) {
     absl::MutexLock lock(&shared->mu);
     if (shared->reactor != nullptr) shared->reactor->End();
   }
@@ -191,21 +178,13 @@ grpc::ServerWriteReactor<v1::Event>* NewWatchReactor(
     const v1::WatchRequest& request, const WatchLimits& limits) {
   auto shared = std::make_shared<WatchShared>();
   auto* reactor = new WatchReactor(&engine, registry, shared);
-  absl::Status refused;
   auto filter = WatchFilterFromProto(request);
-  if (!filter.ok()) {
-    refused = filter.status();
-  } else {
-    absl::MutexLock lock(&registry->mu);
-    if (registry->ended) {
-      refused = absl::UnavailableError("agent shutting down");
-    } else if (registry->live.size() >= limits.max_watchers) {
-      refused = absl::ResourceExhaustedError(
-          absl::StrCat("watch: ", limits.max_watchers,
-                       " watchers already (--max_watchers)"));
-    } else {
-      registry->live.insert(shared);
-    }
+  absl::Status refused = filter.status();
+  if (refused.ok()) {
+    refused = registry->Add(shared, limits.max_watchers,
+                            absl::ResourceExhaustedError(absl::StrCat(
+                                "watch: ", limits.max_watchers,
+                                " watchers already (--max_watchers)")));
   }
   if (!refused.ok()) {
     reactor->Refuse(ToGrpcStatus(refused));

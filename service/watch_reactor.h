@@ -30,10 +30,13 @@ std::shared_ptr<WatchRegistry> NewWatchRegistry();
 // shutting down"). Any thread.
 void EndWatches(WatchRegistry& registry);
 
+// Watchers at once unless the daemon says otherwise (--max-watchers).
+inline constexpr uint32_t kDefaultMaxWatchers = 64;
+
 struct WatchLimits {
   size_t queue_events = kDefaultWatchQueueEvents;  // Per watcher.
   // Watchers at once; one more is RESOURCE_EXHAUSTED.
-  uint32_t max_watchers = 64;
+  uint32_t max_watchers = kDefaultMaxWatchers;
 };
 
 // Starts a Watch call for `request`, or one that ends at once with
