@@ -202,3 +202,41 @@ TEST_F(AdmissionTest, AdmittedCallsReachTheEngine) {
 
 }  // namespace
 }  // namespace sockagent
+
+namespace sockagent {
+namespace {
+
+TEST(WatchAdmission, OneWatchBeyondTheCapIsResourceExhausted) {
+  InProcessAgent agent;
+  AgentServiceOptions options;
+  options.max_watchers = 1;
+  ASSERT_TRUE(agent.Start(options).ok());
+  grpc::ClientContext first_context;
+  v1::WatchRequest snapshot;
+  snapshot.set_snapshot(true);
+  auto first = agent.stub().Watch(&first_context, snapshot);
+  // The snapshot's end says the first watch holds its slot.
+  v1::Event event;
+  bool live = false;
+  while (!live && first->Read(&event)) {
+    live = event.kind() == v1::EVENT_KIND_SNAPSHOT_END;
+  }
+  ASSERT_TRUE(live);
+
+  grpc::ClientContext second_context;
+  second_context.set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::seconds(20));
+  auto second = agent.stub().Watch(&second_context, v1::WatchRequest());
+  while (second->Read(&event)) {
+  }
+  const grpc::Status refused = second->Finish();
+  EXPECT_EQ(refused.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED)
+      << refused.error_message();
+  EXPECT_THAT(refused.error_message(),
+              HasSubstr("watch: 1 watchers already (--max_watchers)"));
+  first_context.TryCancel();
+  (void)first->Finish();
+}
+
+}  // namespace
+}  // namespace sockagent
