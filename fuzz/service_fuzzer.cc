@@ -181,7 +181,7 @@ struct Stack {
     so.max_message_bytes = 1 << 20;
     so.watch_queue_events = 64;
     so.max_watchers = 4;
-    service = std::make_unique<AgentService>(engine.get(), resolver.get(), so);
+    service = std::make_unique<AgentService>(*engine, resolver.get(), so);
     grpc::ServerBuilder builder;
     builder.RegisterService(service.get());
     builder.SetMaxReceiveMessageSize(1 << 20);

@@ -11,13 +11,13 @@
 #include <utility>
 #include <vector>
 
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "agent/host_info.h"
 #include "service/auth.h"
 #include "service/convert.h"
 #include "service/status_mapping.h"
+#include "service/watch_reactor.h"
 
 namespace sockagent {
 namespace {
@@ -63,8 +63,41 @@ size_t AppendWithin(const std::vector<Item>& items,
   return items.size();
 }
 
-absl::Status NoEngine() {
-  return absl::UnavailableError("the socket engine is not running");
+// One page of a listing into `out`, within the answer budget. Returns the
+// next page token: a page cut short by size goes on after its last item.
+template <typename Item, typename Message, typename Convert>
+std::string AppendPage(const Page<Item>& page,
+                       google::protobuf::RepeatedPtrField<Message>* out,
+                       uint64_t max_message_bytes, Convert convert) {
+  size_t used = page.next_page_token.size() + 8;
+  const size_t n = AppendWithin(
+      page.items, out, AnswerBudget(max_message_bytes), &used, convert);
+  return n < page.items.size() ? page.items[n - 1].id : page.next_page_token;
+}
+
+// What a Stop or Close by selector answers: the id of every object it
+// acted on into `ids`, then as many whole objects into `out` as fit. True
+// (truncated) when the answer names fewer than `total` objects or holds
+// fewer objects than ids.
+template <typename Item, typename Message, typename Convert>
+bool AppendSelected(const std::vector<Item>& items, uint64_t total,
+                    google::protobuf::RepeatedPtrField<std::string>* ids,
+                    google::protobuf::RepeatedPtrField<Message>* out,
+                    uint64_t max_message_bytes, Convert convert) {
+  size_t used = 64;
+  for (const auto& item : items) {
+    ids->Add(std::string(item.id));
+    used += item.id.size() + 2;
+  }
+  AppendWithin(items, out, AnswerBudget(max_message_bytes), &used, convert);
+  return total > static_cast<uint64_t>(ids->size()) ||
+         out->size() < ids->size();
+}
+
+// Send and Receive name one connection.
+absl::StatusOr<std::string> ConnectionIdFromProto(const std::string& id) {
+  if (id.empty()) return absl::InvalidArgumentError("connection_id is empty");
+  return id;
 }
 
 // An engine completion that fills the response with `fill` on success and
@@ -178,181 +211,48 @@ class ResolveReactor final : public grpc::ServerUnaryReactor {
   const std::shared_ptr<State> state_ = std::make_shared<State>();
 };
 
-class WatchReactor;
-
-// What a watch reactor shares with the engine's wake callback and with
-// EndStreamingCalls, both of which may run after the reactor is gone: they find
-// `reactor` null then. `mu` also guards the reactor's own state.
-struct WatchShared {
-  absl::Mutex mu;
-  WatchReactor* reactor ABSL_GUARDED_BY(mu) = nullptr;
-};
+// The Receive request as the engine's spec. The caller's going away ends
+// the wait early: the context outlives the parked receive, because gRPC
+// calls OnDone (which frees it) only after Finish, and Finish runs in the
+// engine's `done`.
+absl::StatusOr<ReceiveSpec> ReceiveSpecFromProto(
+    const v1::ReceiveRequest& request, grpc::CallbackServerContext* context) {
+  if (auto id = ConnectionIdFromProto(request.connection_id()); !id.ok()) {
+    return id.status();
+  }
+  auto wait = DurationFromProto(request.wait(), "wait");
+  if (!wait.ok()) return wait.status();
+  if (request.delimiter().size() > kMaxDelimiterBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("delimiter is ", request.delimiter().size(),
+                     " bytes; at most ", kMaxDelimiterBytes));
+  }
+  ReceiveSpec spec;
+  spec.max_bytes = request.max_bytes();
+  spec.min_bytes = request.min_bytes();
+  spec.delimiter = request.delimiter();
+  spec.max_datagrams = request.max_datagrams();
+  spec.wait = *wait;
+  spec.deadline = AnswerDeadline(DeadlineOf(context), absl::Now());
+  spec.caller_gone = [context] { return context->IsCancelled(); };
+  return spec;
+}
 
 }  // namespace
 
-struct WatchRegistry {
-  absl::Mutex mu;
-  bool ended ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_set<std::shared_ptr<WatchShared>> live ABSL_GUARDED_BY(mu);
-};
-
-namespace {
-
-// Watch: one write in flight at a time. Events come from the engine's
-// bounded per-watcher queue in batches; when it is empty the reactor idles
-// until the engine's wake callback pumps it again. Every
-// state change happens under shared_->mu, so the wake, OnWriteDone,
-// OnCancel and EndStreamingCalls never interleave. Finish is called exactly
-// once, never with a write outstanding: a finish wanted while writing is done
-// by OnWriteDone (whatever its `ok`), so Server::Shutdown never hangs.
-class WatchReactor final : public grpc::ServerWriteReactor<v1::Event> {
- public:
-  static constexpr size_t kBatch = 64;
-  static constexpr size_t kDataBatch = 8;
-
-  WatchReactor(Engine* engine, std::shared_ptr<WatchRegistry> registry,
-               std::shared_ptr<WatchShared> shared)
-      : engine_(engine),
-        registry_(std::move(registry)),
-        shared_(std::move(shared)) {}
-
-  // Subscribes and starts writing; or finishes with `refused`.
-  void Begin(WatchFilter filter, size_t queue_limit) {
-    absl::MutexLock lock(&shared_->mu);
-    // Drained events leave the engine's byte budget (max_watch_bytes):
-    // watchers asking for data bytes take small batches, so what waits
-    // here stays small (8 x 4 KiB).
-    batch_ = filter.include_data_bytes > 256 ? kDataBatch : kBatch;
-    shared_->reactor = this;
-    auto id =
-        engine_->Subscribe(std::move(filter), queue_limit, [shared = shared_] {
-          absl::MutexLock wake_lock(&shared->mu);
-          if (shared->reactor != nullptr) shared->reactor->Pump();
-        });
-    if (!id.ok()) {
-      EndLocked(ToGrpcStatus(id.status()));
-      return;
-    }
-    id_ = *id;
-    Pump();
-  }
-
-  void Refuse(const grpc::Status& status) {
-    absl::MutexLock lock(&shared_->mu);
-    shared_->reactor = this;
-    EndLocked(status);
-  }
-
-  // EndStreamingCalls: the agent is shutting down.
-  void End() { EndLocked(grpc::Status::OK); }
-
-  // Writes the next queued event unless a write is in flight or the stream
-  // is ending. Caller holds shared_->mu.
-  void Pump() {
-    if (end_wanted_ || writing_) return;
-    if (pending_.empty()) {
-      if (id_ == 0) return;
-      std::vector<EngineEvent> batch = engine_->Drain(id_, batch_);
-      for (auto& e : batch) pending_.push_back(std::move(e));
-      if (pending_.empty()) return;  // Idle until the next wake.
-    }
-    message_.Clear();
-    EngineEventToProto(pending_.front(), &message_);
-    pending_.pop_front();
-    writing_ = true;
-    StartWrite(&message_);
-  }
-
-  void OnWriteDone(bool ok) override {
-    absl::MutexLock lock(&shared_->mu);
-    writing_ = false;
-    if (!ok) {
-      // The stream broke (client gone): OnCancel follows or came already.
-      EndLocked(grpc::Status::CANCELLED);
-      return;
-    }
-    if (end_wanted_) {
-      EndLocked(end_status_);
-      return;
-    }
-    Pump();
-  }
-
-  void OnCancel() override {
-    absl::MutexLock lock(&shared_->mu);
-    EndLocked(grpc::Status::CANCELLED);
-  }
-
-  void OnDone() override {
-    {
-      absl::MutexLock lock(&shared_->mu);
-      Unsubscribe();
-      shared_->reactor = nullptr;
-    }
-    {
-      absl::MutexLock lock(&registry_->mu);
-      registry_->live.erase(shared_);
-    }
-    delete this;
-  }
-
- private:
-  void Unsubscribe() {
-    if (id_ != 0) engine_->Unsubscribe(id_);
-    id_ = 0;
-  }
-
-  // Unsubscribes and finishes once; deferred to OnWriteDone while a write
-  // is in flight.
-  void EndLocked(const grpc::Status& status) {
-    Unsubscribe();
-    if (finished_) return;
-    if (!end_wanted_) {
-      end_wanted_ = true;
-      end_status_ = status;
-    }
-    if (writing_) return;
-    finished_ = true;
-    Finish(end_status_);
-  }
-
-  Engine* const engine_;
-  const std::shared_ptr<WatchRegistry> registry_;
-  const std::shared_ptr<WatchShared> shared_;
-  uint64_t id_ = 0;  // Engine watcher; 0: none.
-  size_t batch_ = kBatch;
-  std::deque<EngineEvent> pending_;  // At most batch_.
-  v1::Event message_;                // Alive until OnWriteDone.
-  bool writing_ = false;
-  bool end_wanted_ = false;
-  bool finished_ = false;
-  grpc::Status end_status_;
-};
-
-}  // namespace
-
-AgentService::AgentService(Engine* engine, ResolverPool* resolver,
+AgentService::AgentService(Engine& engine, ResolverPool* resolver,
                            AgentServiceOptions options)
     : engine_(engine),
       resolver_(resolver),
       options_(std::move(options)),
-      watches_(std::make_shared<WatchRegistry>()),
+      watches_(NewWatchRegistry()),
       streams_(NewStreamRegistry()) {}
 
 AgentService::~AgentService() = default;
 
 void AgentService::EndStreamingCalls() {
   EndStreams(*streams_);
-  std::vector<std::shared_ptr<WatchShared>> live;
-  {
-    absl::MutexLock lock(&watches_->mu);
-    watches_->ended = true;
-    live.assign(watches_->live.begin(), watches_->live.end());
-  }
-  for (const auto& shared : live) {
-    absl::MutexLock lock(&shared->mu);
-    if (shared->reactor != nullptr) shared->reactor->End();
-  }
+  EndWatches(*watches_);
 }
 
 void AgentService::StartFqdnLookup() {
@@ -370,166 +270,131 @@ void AgentService::StartFqdnLookup() {
       });
 }
 
+absl::Status AgentService::Admit(
+    const grpc::CallbackServerContext& context) const {
+  return CheckBearerToken(context, options_.bearer_token);
+}
+
+template <typename Parse>
+auto AgentService::Admit(const grpc::CallbackServerContext& context,
+                         Parse parse) const -> decltype(parse()) {
+  if (absl::Status s = Admit(context); !s.ok()) return s;
+  return parse();
+}
+
+template <typename Result, typename Parse, typename Start, typename Fill>
+grpc::ServerUnaryReactor* AgentService::Unary(
+    grpc::CallbackServerContext* context, Parse parse, Start start, Fill fill) {
+  auto argument = Admit(*context, std::move(parse));
+  if (!argument.ok()) return FinishNow(context, argument.status());
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  start(*std::move(argument), Complete<Result>(reactor, std::move(fill)));
+  return reactor;
+}
+
 grpc::ServerUnaryReactor* AgentService::StartServer(
     grpc::CallbackServerContext* context, const v1::StartServerRequest* request,
     v1::StartServerResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto spec = ServerSpecFromProto(*request);
-  if (!spec.ok()) return FinishNow(context, spec.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->StartServer(*std::move(spec),
-                       Complete<ServerInfo>(reactor, [response](auto& info) {
-                         ServerInfoToProto(info, response->mutable_server());
-                       }));
-  return reactor;
+  return Unary<ServerInfo>(
+      context, [&] { return ServerSpecFromProto(*request); },
+      [&](ServerSpec spec, auto done) {
+        engine_.StartServer(std::move(spec), std::move(done));
+      },
+      [response](auto& info) {
+        ServerInfoToProto(info, response->mutable_server());
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::StopServer(
     grpc::CallbackServerContext* context, const v1::StopServerRequest* request,
     v1::StopServerResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto selector = SelectorFromProto(request->id(), request->label_selector());
-  if (!selector.ok()) return FinishNow(context, selector.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->StopServers(
-      *std::move(selector), request->close_connections(),
-      Complete<StopResult>(reactor, [this, response](auto& result) {
-        size_t used = 64;
-        for (const auto& server : result.servers) {
-          response->add_server_ids(server.id);
-          used += server.id.size() + 2;
-        }
-        AppendWithin(result.servers, response->mutable_servers(),
-                     AnswerBudget(options_.max_message_bytes), &used,
-                     ServerInfoToProto);
+  return Unary<StopResult>(
+      context,
+      [&] {
+        return SelectorFromProto(request->id(), request->label_selector());
+      },
+      [&](Selector selector, auto done) {
+        engine_.StopServers(std::move(selector), request->close_connections(),
+                            std::move(done));
+      },
+      [this, response](auto& result) {
+        response->set_truncated(AppendSelected(
+            result.servers, result.servers_stopped,
+            response->mutable_server_ids(), response->mutable_servers(),
+            options_.max_message_bytes, ServerInfoToProto));
         response->set_connections_closed(result.connections_closed);
         response->set_servers_stopped(result.servers_stopped);
-        response->set_truncated(
-            result.servers_stopped >
-                static_cast<uint64_t>(response->server_ids_size()) ||
-            response->servers_size() < response->server_ids_size());
-      }));
-  return reactor;
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::ListServers(
     grpc::CallbackServerContext* context, const v1::ListServersRequest* request,
     v1::ListServersResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto filter = ServerFilterFromProto(*request);
-  if (!filter.ok()) return FinishNow(context, filter.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->ListServers(
-      *std::move(filter),
-      Complete<Page<ServerInfo>>(reactor, [this, response](auto& page) {
-        size_t used = page.next_page_token.size() + 8;
-        const size_t n = AppendWithin(page.items, response->mutable_servers(),
-                                      AnswerBudget(options_.max_message_bytes),
-                                      &used, ServerInfoToProto);
-        // A page cut short by size goes on after its last item.
-        response->set_next_page_token(n < page.items.size()
-                                          ? page.items[n - 1].id
-                                          : page.next_page_token);
-      }));
-  return reactor;
+  return Unary<Page<ServerInfo>>(
+      context, [&] { return ServerFilterFromProto(*request); },
+      [&](ServerFilter filter, auto done) {
+        engine_.ListServers(std::move(filter), std::move(done));
+      },
+      [this, response](auto& page) {
+        response->set_next_page_token(
+            AppendPage(page, response->mutable_servers(),
+                       options_.max_message_bytes, ServerInfoToProto));
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::OpenClient(
     grpc::CallbackServerContext* context, const v1::OpenClientRequest* request,
     v1::OpenClientResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto spec = ClientSpecFromProto(*request);
-  if (!spec.ok()) return FinishNow(context, spec.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->OpenClient(
-      *std::move(spec), DeadlineOf(context),
-      Complete<ConnectionInfo>(reactor, [response](auto& connection) {
+  return Unary<ConnectionInfo>(
+      context, [&] { return ClientSpecFromProto(*request); },
+      [&](ClientSpec spec, auto done) {
+        engine_.OpenClient(std::move(spec), DeadlineOf(context),
+                           std::move(done));
+      },
+      [response](auto& connection) {
         ConnectionInfoToProto(connection, response->mutable_connection());
-      }));
-  return reactor;
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::ListConnections(
     grpc::CallbackServerContext* context,
     const v1::ListConnectionsRequest* request,
     v1::ListConnectionsResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto filter = ConnectionFilterFromProto(*request);
-  if (!filter.ok()) return FinishNow(context, filter.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->ListConnections(
-      *std::move(filter),
-      Complete<Page<ConnectionInfo>>(reactor, [this, response](auto& page) {
-        size_t used = page.next_page_token.size() + 8;
-        const size_t n =
-            AppendWithin(page.items, response->mutable_connections(),
-                         AnswerBudget(options_.max_message_bytes), &used,
-                         ConnectionInfoToProto);
-        response->set_next_page_token(n < page.items.size()
-                                          ? page.items[n - 1].id
-                                          : page.next_page_token);
-      }));
-  return reactor;
+  return Unary<Page<ConnectionInfo>>(
+      context, [&] { return ConnectionFilterFromProto(*request); },
+      [&](ConnectionFilter filter, auto done) {
+        engine_.ListConnections(std::move(filter), std::move(done));
+      },
+      [this, response](auto& page) {
+        response->set_next_page_token(
+            AppendPage(page, response->mutable_connections(),
+                       options_.max_message_bytes, ConnectionInfoToProto));
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::Send(
     grpc::CallbackServerContext* context, const v1::SendRequest* request,
     v1::SendResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  if (request->connection_id().empty()) {
-    return FinishNow(context,
-                     absl::InvalidArgumentError("connection_id is empty"));
-  }
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->Send(request->connection_id(), request->data(),
-                Complete<SendResult>(reactor, [response](auto& result) {
-                  response->set_bytes_accepted(result.bytes_accepted);
-                  response->set_send_buffered(result.send_buffered);
-                }));
-  return reactor;
+  return Unary<SendResult>(
+      context, [&] { return ConnectionIdFromProto(request->connection_id()); },
+      [&](std::string connection_id, auto done) {
+        engine_.Send(std::move(connection_id), request->data(),
+                     std::move(done));
+      },
+      [response](auto& result) {
+        response->set_bytes_accepted(result.bytes_accepted);
+        response->set_send_buffered(result.send_buffered);
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::Receive(
     grpc::CallbackServerContext* context, const v1::ReceiveRequest* request,
     v1::ReceiveResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  if (request->connection_id().empty()) {
-    return FinishNow(context,
-                     absl::InvalidArgumentError("connection_id is empty"));
-  }
-  auto wait = DurationFromProto(request->wait(), "wait");
-  if (!wait.ok()) return FinishNow(context, wait.status());
-  if (request->delimiter().size() > kMaxDelimiterBytes) {
-    return FinishNow(context, absl::InvalidArgumentError(absl::StrCat(
-                                  "delimiter is ", request->delimiter().size(),
-                                  " bytes; at most ", kMaxDelimiterBytes)));
-  }
-  ReceiveSpec spec;
-  spec.max_bytes = request->max_bytes();
-  spec.min_bytes = request->min_bytes();
-  spec.delimiter = request->delimiter();
-  spec.max_datagrams = request->max_datagrams();
-  spec.wait = *wait;
-  spec.deadline = AnswerDeadline(DeadlineOf(context), absl::Now());
-  // The context outlives the parked receive: gRPC calls OnDone (which
-  // frees it) only after Finish, and Finish runs in the engine's `done`.
-  spec.caller_gone = [context] { return context->IsCancelled(); };
-  auto* reactor = new ReceiveReactor(engine_, response);
-  reactor->Start(request->connection_id(), spec);
+  auto spec =
+      Admit(*context, [&] { return ReceiveSpecFromProto(*request, context); });
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  auto* reactor = new ReceiveReactor(&engine_, response);
+  reactor->Start(request->connection_id(), *std::move(spec));
   return reactor;
 }
 
@@ -537,103 +402,68 @@ grpc::ServerUnaryReactor* AgentService::CloseConnection(
     grpc::CallbackServerContext* context,
     const v1::CloseConnectionRequest* request,
     v1::CloseConnectionResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
-  if (engine_ == nullptr) return FinishNow(context, NoEngine());
-  auto selector = SelectorFromProto(request->id(), request->label_selector());
-  if (!selector.ok()) return FinishNow(context, selector.status());
-  auto mode = CloseModeFromProto(request->mode());
-  if (!mode.ok()) return FinishNow(context, mode.status());
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  engine_->CloseConnections(
-      *std::move(selector), *mode,
-      Complete<CloseResult>(reactor, [this, response](auto& result) {
-        size_t used = 64;
-        for (const auto& connection : result.connections) {
-          response->add_connection_ids(connection.id);
-          used += connection.id.size() + 2;
-        }
-        AppendWithin(result.connections, response->mutable_connections(),
-                     AnswerBudget(options_.max_message_bytes), &used,
-                     ConnectionInfoToProto);
+  struct Close {
+    Selector selector;
+    CloseMode mode;
+  };
+  return Unary<CloseResult>(
+      context,
+      [&]() -> absl::StatusOr<Close> {
+        auto selector =
+            SelectorFromProto(request->id(), request->label_selector());
+        if (!selector.ok()) return selector.status();
+        auto mode = CloseModeFromProto(request->mode());
+        if (!mode.ok()) return mode.status();
+        return Close{*std::move(selector), *mode};
+      },
+      [&](Close close, auto done) {
+        engine_.CloseConnections(std::move(close.selector), close.mode,
+                                 std::move(done));
+      },
+      [this, response](auto& result) {
+        response->set_truncated(AppendSelected(
+            result.connections, result.count,
+            response->mutable_connection_ids(), response->mutable_connections(),
+            options_.max_message_bytes, ConnectionInfoToProto));
         response->set_connections_closed(result.count);
-        response->set_truncated(
-            result.count >
-                static_cast<uint64_t>(response->connection_ids_size()) ||
-            response->connections_size() < response->connection_ids_size());
-      }));
-  return reactor;
+      });
 }
 
 grpc::ServerWriteReactor<v1::Event>* AgentService::Watch(
     grpc::CallbackServerContext* context, const v1::WatchRequest* request) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+  if (absl::Status s = Admit(*context); !s.ok()) {
     return new RefusedReactor<grpc::ServerWriteReactor<v1::Event>>(
         ToGrpcStatus(s));
-  auto shared = std::make_shared<WatchShared>();
-  auto* reactor = new WatchReactor(engine_, watches_, shared);
-  absl::Status refused;
-  auto filter = WatchFilterFromProto(*request);
-  if (engine_ == nullptr) {
-    refused = NoEngine();
-  } else if (!filter.ok()) {
-    refused = filter.status();
-  } else {
-    absl::MutexLock lock(&watches_->mu);
-    if (watches_->ended) {
-      refused = absl::UnavailableError("agent shutting down");
-    } else if (watches_->live.size() >= options_.max_watchers) {
-      refused = absl::ResourceExhaustedError(
-          absl::StrCat("watch: ", options_.max_watchers,
-                       " watchers already (--max_watchers)"));
-    } else {
-      watches_->live.insert(shared);
-    }
   }
-  if (!refused.ok()) {
-    reactor->Refuse(ToGrpcStatus(refused));
-    return reactor;
-  }
-  // Unknown ids are NOT_FOUND, as everywhere. This gRPC thread does not
-  // hold the engine lock, so the check completes inline, before the
-  // reactor is returned (nothing can have cancelled it yet).
-  const WatchFilter checked = *filter;
-  engine_->CheckWatchFilter(
-      checked, [reactor, filter = *std::move(filter),
-                limit = options_.watch_queue_events](absl::Status s) mutable {
-        if (!s.ok()) {
-          reactor->Refuse(ToGrpcStatus(s));
-          return;
-        }
-        reactor->Begin(std::move(filter), limit);
-      });
-  return reactor;
+  return NewWatchReactor(engine_, watches_, *request,
+                         {.queue_events = options_.watch_queue_events,
+                          .max_watchers = options_.max_watchers});
 }
 
 StreamBidiReactor* AgentService::Stream(grpc::CallbackServerContext* context) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+  if (absl::Status s = Admit(*context); !s.ok()) {
     return new RefusedReactor<StreamBidiReactor>(ToGrpcStatus(s));
+  }
   return NewStreamReactor(engine_, streams_, context);
 }
 
 grpc::ServerUnaryReactor* AgentService::Resolve(
     grpc::CallbackServerContext* context, const v1::ResolveRequest* request,
     v1::ResolveResponse* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
+  // Reverse lookups take the address as it is.
+  auto forward =
+      Admit(*context, [&]() -> absl::StatusOr<std::optional<ResolveQuery>> {
+        if (request->reverse()) return std::nullopt;
+        return ResolveQueryFromProto(*request);
+      });
+  if (!forward.ok()) return FinishNow(context, forward.status());
   const absl::Time start = absl::Now();
-  std::optional<ResolveQuery> forward;
-  if (!request->reverse()) {
-    auto query = ResolveQueryFromProto(*request);
-    if (!query.ok()) return FinishNow(context, query.status());
-    forward = *std::move(query);
-  }
   auto* reactor = new ResolveReactor(response);
   std::shared_ptr<ResolveReactor::State> state = reactor->state();
   bool queued;
-  if (forward.has_value()) {
+  if (forward->has_value()) {
     queued = resolver_->SubmitResolve(
-        *std::move(forward), DeadlineOf(context),
+        **std::move(forward), DeadlineOf(context),
         [state, start](absl::StatusOr<std::vector<AddressEntry>> result) {
           ResolveReactor::Complete(
               state, result.status(), [&](v1::ResolveResponse* out) {
@@ -672,8 +502,7 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
 grpc::ServerUnaryReactor* AgentService::GetHostInfo(
     grpc::CallbackServerContext* context, const v1::GetHostInfoRequest* request,
     v1::HostInfo* response) {
-  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
-    return FinishNow(context, s);
+  if (absl::Status s = Admit(*context); !s.ok()) return FinishNow(context, s);
   // getifaddrs and uname answer from the kernel at once; no lookup here.
   auto details = ReadHostDetails();
   if (!details.ok()) return FinishNow(context, details.status());
@@ -705,19 +534,17 @@ grpc::ServerUnaryReactor* AgentService::GetHostInfo(
   TimeToProto(options_.started_at, response->mutable_started_at());
   v1::Limits* limits = response->mutable_limits();
   limits->set_max_message_bytes(options_.max_message_bytes);
-  if (engine_ != nullptr) {
-    const EngineOptions& o = engine_->options();
-    limits->set_max_servers(o.max_servers);
-    limits->set_max_connections(o.max_connections);
-    limits->set_recv_buffer_bytes(o.recv_buffer_bytes);
-    limits->set_send_buffer_bytes(o.send_buffer_bytes);
-    limits->set_max_send_bytes(o.max_send_bytes);
-    limits->set_max_udp_sessions_per_server(o.max_udp_sessions_per_server);
-    limits->set_max_watchers(options_.max_watchers);
-    limits->set_watch_queue_events(options_.watch_queue_events);
-    limits->set_closed_connections_kept(o.closed_connections_kept);
-    limits->set_max_total_buffered_bytes(o.max_total_buffered_bytes);
-  }
+  const EngineOptions& o = engine_.options();
+  limits->set_max_servers(o.max_servers);
+  limits->set_max_connections(o.max_connections);
+  limits->set_recv_buffer_bytes(o.recv_buffer_bytes);
+  limits->set_send_buffer_bytes(o.send_buffer_bytes);
+  limits->set_max_send_bytes(o.max_send_bytes);
+  limits->set_max_udp_sessions_per_server(o.max_udp_sessions_per_server);
+  limits->set_max_watchers(options_.max_watchers);
+  limits->set_watch_queue_events(options_.watch_queue_events);
+  limits->set_closed_connections_kept(o.closed_connections_kept);
+  limits->set_max_total_buffered_bytes(o.max_total_buffered_bytes);
   return FinishNow(context, absl::OkStatus());
 }
 

@@ -20,6 +20,7 @@
 #include "agent/engine.h"
 #include "agent/resolver.h"
 #include "service/stream_reactor.h"
+#include "service/watch_reactor.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 
 namespace sockagent {
@@ -31,13 +32,11 @@ struct AgentServiceOptions {
   // Watch: each watcher's queue bound (events), and watchers at once (one
   // more is RESOURCE_EXHAUSTED).
   uint32_t watch_queue_events = kDefaultWatchQueueEvents;
-  uint32_t max_watchers = 64;
+  uint32_t max_watchers = kDefaultMaxWatchers;
   // Every SocketAgent call must carry `authorization: Bearer <token>`
   // with this token (see service/auth.h); empty: no token needed.
   std::string bearer_token;
 };
-
-struct WatchRegistry;
 
 // The generated CallbackService, except that Stream takes raw messages
 // (grpc::ByteBuffer) and parses them itself: gRPC 1.51 reports a streamed
@@ -62,9 +61,9 @@ using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
 
 class AgentService final : public AgentServiceBase {
  public:
-  // `engine` may be null: the socket RPCs then answer UNAVAILABLE. Both
-  // pointers must outlive the service (and the gRPC server serving it).
-  AgentService(Engine* engine, ResolverPool* resolver,
+  // `engine` and `resolver` must outlive the service (and the gRPC server
+  // serving it).
+  AgentService(Engine& engine, ResolverPool* resolver,
                AgentServiceOptions options);
   ~AgentService() override;
 
@@ -119,7 +118,23 @@ class AgentService final : public AgentServiceBase {
                                         v1::HostInfo* response) override;
 
  private:
-  Engine* const engine_;
+  // The bearer token check every SocketAgent call starts with
+  // (service/auth.h): OK, or UNAUTHENTICATED with no effect.
+  absl::Status Admit(const grpc::CallbackServerContext& context) const;
+  // Admit, then `parse` (the request checked and turned into what the
+  // engine takes): the first refusal, or what `parse` returned.
+  template <typename Parse>
+  auto Admit(const grpc::CallbackServerContext& context, Parse parse) const
+      -> decltype(parse());
+  // A unary call that is one engine call: Admit and `parse` as above, then
+  // `start(argument, done)` makes the call, and `done` fills the response
+  // with `fill(result)` on success and finishes the call either way. A
+  // refusal finishes the call at once.
+  template <typename Result, typename Parse, typename Start, typename Fill>
+  grpc::ServerUnaryReactor* Unary(grpc::CallbackServerContext* context,
+                                  Parse parse, Start start, Fill fill);
+
+  Engine& engine_;
   ResolverPool* const resolver_;
   const AgentServiceOptions options_;
   // Shared with the lookup's callback, which may outlive the service when

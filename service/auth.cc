@@ -117,30 +117,4 @@ absl::StatusOr<std::string> ReadPemFile(absl::string_view flag,
   return content;
 }
 
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
-    const TlsFiles& files) {
-  if (files.cert.empty() && files.key.empty() && files.client_ca.empty()) {
-    return grpc::InsecureServerCredentials();
-  }
-  if (files.cert.empty() || files.key.empty()) {
-    return absl::InvalidArgumentError(
-        "TLS needs both --tls-cert and --tls-key");
-  }
-  auto cert = ReadPemFile("--tls-cert", files.cert);
-  if (!cert.ok()) return cert.status();
-  auto key = ReadPemFile("--tls-key", files.key);
-  if (!key.ok()) return key.status();
-  grpc::SslServerCredentialsOptions options(
-      GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE);
-  if (!files.client_ca.empty()) {
-    auto ca = ReadPemFile("--tls-client-ca", files.client_ca);
-    if (!ca.ok()) return ca.status();
-    options.pem_root_certs = *std::move(ca);
-    options.client_certificate_request =
-        GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY;
-  }
-  options.pem_key_cert_pairs.push_back({*std::move(key), *std::move(cert)});
-  return grpc::SslServerCredentials(options);
-}
-
 }  // namespace sockagent

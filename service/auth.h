@@ -1,6 +1,7 @@
 // Who may drive the agent: the bearer token check run at the entry of every
 // SocketAgent handler (unary and streaming), the token file it comes from,
-// and the TLS / mutual TLS server credentials of the control API.
+// and the PEM files of the control API's TLS (terminated by the daemon:
+// service/control_tls.h).
 //
 // The health service and server reflection are not checked: health says
 // only SERVING or not (load balancers and Docker's HEALTHCHECK probe it
@@ -10,12 +11,12 @@
 //
 //   absl::Status s = CheckBearerToken(*context, options.bearer_token);
 //   if (!s.ok()) return FinishNow(context, s);  // UNAUTHENTICATED, no effect
+// (AgentService::Admit runs it for every SocketAgent call.)
 #ifndef SOCKAGENT_SERVICE_AUTH_H_
 #define SOCKAGENT_SERVICE_AUTH_H_
 
 #include <grpcpp/grpcpp.h>
 
-#include <memory>
 #include <string>
 
 #include "absl/status/status.h"
@@ -51,19 +52,12 @@ absl::StatusOr<std::string> LoadTokenFile(const std::string& path,
 absl::StatusOr<std::string> ReadPemFile(absl::string_view flag,
                                         const std::string& path);
 
+// The --tls-* flags (ControlTls::Create reads them).
 struct TlsFiles {
   std::string cert;       // --tls-cert: the agent's certificate chain (PEM).
   std::string key;        // --tls-key: its private key (PEM).
   std::string client_ca;  // --tls-client-ca: set = mutual TLS.
 };
-
-// Insecure credentials when no TLS file is given; TLS with the agent's
-// certificate otherwise, and with `client_ca` set, clients must present a
-// certificate signed by that CA or the handshake fails. INVALID_ARGUMENT
-// for an incomplete set (cert without key, client CA without cert) or an
-// unreadable file.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ServerCredentials(
-    const TlsFiles& files);
 
 // A streaming reactor that ends its RPC at once with `status`: what a
 // streaming handler returns when the call is refused before it starts.

@@ -259,6 +259,20 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   return spec;
 }
 
+namespace {
+
+v1::ServerState ServerStateToProto(ServerState state) {
+  switch (state) {
+    case ServerState::kListening:
+      return v1::SERVER_STATE_LISTENING;
+    case ServerState::kStopped:
+      return v1::SERVER_STATE_STOPPED;
+  }
+  return v1::SERVER_STATE_UNSPECIFIED;
+}
+
+}  // namespace
+
 void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   out->set_id(in.id);
   out->set_transport(TransportToProto(in.transport));
@@ -282,9 +296,7 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
       behavior->mutable_discard();
       break;
   }
-  out->set_state(in.state == ServerState::kListening
-                     ? v1::SERVER_STATE_LISTENING
-                     : v1::SERVER_STATE_STOPPED);
+  out->set_state(ServerStateToProto(in.state));
   v1::ServerCounters* c = out->mutable_counters();
   c->set_connections_accepted(in.counters.connections_accepted);
   c->set_connections_active(in.counters.connections_active);
@@ -532,18 +544,87 @@ absl::StatusOr<CloseMode> CloseModeFromProto(v1::CloseMode mode) {
   }
 }
 
+absl::StatusOr<EngineEventKind> EventKindFromProto(int kind) {
+  switch (kind) {
+    case v1::EVENT_KIND_SERVER_STARTED:
+      return EngineEventKind::kServerStarted;
+    case v1::EVENT_KIND_SERVER_STOPPED:
+      return EngineEventKind::kServerStopped;
+    case v1::EVENT_KIND_CONNECTION_ACCEPTED:
+      return EngineEventKind::kConnectionAccepted;
+    case v1::EVENT_KIND_CONNECTION_CONNECTED:
+      return EngineEventKind::kConnectionConnected;
+    case v1::EVENT_KIND_CONNECTION_CLOSED:
+      return EngineEventKind::kConnectionClosed;
+    case v1::EVENT_KIND_DATA_RECEIVED:
+      return EngineEventKind::kDataReceived;
+    case v1::EVENT_KIND_DATA_SENT:
+      return EngineEventKind::kDataSent;
+    case v1::EVENT_KIND_DATAGRAM_DROPPED:
+      return EngineEventKind::kDatagramDropped;
+    case v1::EVENT_KIND_ERROR:
+      return EngineEventKind::kError;
+    case v1::EVENT_KIND_EVENTS_LOST:
+      return EngineEventKind::kEventsLost;
+    case v1::EVENT_KIND_SNAPSHOT_SERVER:
+      return EngineEventKind::kSnapshotServer;
+    case v1::EVENT_KIND_SNAPSHOT_CONNECTION:
+      return EngineEventKind::kSnapshotConnection;
+    case v1::EVENT_KIND_SNAPSHOT_END:
+      return EngineEventKind::kSnapshotEnd;
+    case v1::EVENT_KIND_CONNECTION_PEER_CLOSED:
+      return EngineEventKind::kConnectionPeerClosed;
+    default:  // EVENT_KIND_UNSPECIFIED filters nothing: refused too.
+      return absl::InvalidArgumentError(
+          absl::StrCat("watch: unknown event kind ", kind));
+  }
+}
+
+v1::EventKind EventKindToProto(EngineEventKind kind) {
+  switch (kind) {
+    case EngineEventKind::kUnspecified:
+      break;
+    case EngineEventKind::kServerStarted:
+      return v1::EVENT_KIND_SERVER_STARTED;
+    case EngineEventKind::kServerStopped:
+      return v1::EVENT_KIND_SERVER_STOPPED;
+    case EngineEventKind::kConnectionAccepted:
+      return v1::EVENT_KIND_CONNECTION_ACCEPTED;
+    case EngineEventKind::kConnectionConnected:
+      return v1::EVENT_KIND_CONNECTION_CONNECTED;
+    case EngineEventKind::kConnectionClosed:
+      return v1::EVENT_KIND_CONNECTION_CLOSED;
+    case EngineEventKind::kDataReceived:
+      return v1::EVENT_KIND_DATA_RECEIVED;
+    case EngineEventKind::kDataSent:
+      return v1::EVENT_KIND_DATA_SENT;
+    case EngineEventKind::kDatagramDropped:
+      return v1::EVENT_KIND_DATAGRAM_DROPPED;
+    case EngineEventKind::kError:
+      return v1::EVENT_KIND_ERROR;
+    case EngineEventKind::kEventsLost:
+      return v1::EVENT_KIND_EVENTS_LOST;
+    case EngineEventKind::kSnapshotServer:
+      return v1::EVENT_KIND_SNAPSHOT_SERVER;
+    case EngineEventKind::kSnapshotConnection:
+      return v1::EVENT_KIND_SNAPSHOT_CONNECTION;
+    case EngineEventKind::kSnapshotEnd:
+      return v1::EVENT_KIND_SNAPSHOT_END;
+    case EngineEventKind::kConnectionPeerClosed:
+      return v1::EVENT_KIND_CONNECTION_PEER_CLOSED;
+  }
+  return v1::EVENT_KIND_UNSPECIFIED;
+}
+
 absl::StatusOr<WatchFilter> WatchFilterFromProto(
     const v1::WatchRequest& request) {
   WatchFilter filter;
   filter.server_id = request.server_id();
   filter.connection_id = request.connection_id();
   for (int kind : request.kinds()) {
-    if (kind <= v1::EVENT_KIND_UNSPECIFIED || !v1::EventKind_IsValid(kind) ||
-        kind > kMaxEngineEventKind) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("watch: unknown event kind ", kind));
-    }
-    filter.kinds.push_back(static_cast<EngineEventKind>(kind));
+    auto engine_kind = EventKindFromProto(kind);
+    if (!engine_kind.ok()) return engine_kind.status();
+    filter.kinds.push_back(*engine_kind);
   }
   filter.include_data_bytes =
       std::min<size_t>(request.include_data_bytes(), kMaxWatchDataBytes);
@@ -557,7 +638,7 @@ absl::StatusOr<WatchFilter> WatchFilterFromProto(
 void EngineEventToProto(const EngineEvent& in, v1::Event* out) {
   out->set_seq(in.seq);
   TimeToProto(in.time, out->mutable_time());
-  out->set_kind(static_cast<v1::EventKind>(in.kind));
+  out->set_kind(EventKindToProto(in.kind));
   out->set_server_id(in.server_id);
   out->set_connection_id(in.connection_id);
   if (in.server) ServerInfoToProto(*in.server, out->mutable_server());

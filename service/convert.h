@@ -54,6 +54,10 @@ absl::StatusOr<ServerFilter> ServerFilterFromProto(
     const v1::ListServersRequest& request);
 absl::StatusOr<CloseMode> CloseModeFromProto(v1::CloseMode mode);
 v1::CloseReason CloseReasonToProto(CloseReason reason);
+// Every event kind but EVENT_KIND_UNSPECIFIED (or a number the API does not
+// define): INVALID_ARGUMENT "watch: unknown event kind N".
+absl::StatusOr<EngineEventKind> EventKindFromProto(int kind);
+v1::EventKind EventKindToProto(EngineEventKind kind);
 // Unknown or UNSPECIFIED kinds are InvalidArgument; include_data_bytes is
 // capped at kMaxWatchDataBytes.
 absl::StatusOr<WatchFilter> WatchFilterFromProto(

@@ -45,12 +45,16 @@ size_t Utf8SequenceLength(absl::string_view s, size_t i) {
   return 0;
 }
 
-// A JSON string literal of `value`.
-void AppendJsonString(std::string* out, absl::string_view value) {
+// `value` in double quotes with '"', '\\' and control characters escaped,
+// as a JSON string (control characters as \u00XX, bytes that are not
+// UTF-8 replaced by U+FFFD) or as a logfmt value (control characters as
+// \xXX, other bytes kept).
+void AppendQuoted(std::string* out, absl::string_view value, LogFormat format) {
+  const bool json = format == LogFormat::kJson;
   out->push_back('"');
   for (size_t i = 0; i < value.size();) {
     const unsigned char c = static_cast<unsigned char>(value[i]);
-    if (c >= 0x80) {
+    if (json && c >= 0x80) {
       const size_t n = Utf8SequenceLength(value, i);
       if (n == 0) {
         out->append("\\ufffd");
@@ -78,15 +82,21 @@ void AppendJsonString(std::string* out, absl::string_view value) {
         out->append("\\t");
         break;
       default:
-        if (c < ' ' || c == 0x7f) {
+        if (c >= ' ' && c != 0x7f) {
+          out->push_back(static_cast<char>(c));
+        } else if (json) {
           absl::StrAppendFormat(out, "\\u%04x", c);
         } else {
-          out->push_back(static_cast<char>(c));
+          absl::StrAppendFormat(out, "\\x%02x", c);
         }
     }
     ++i;
   }
   out->push_back('"');
+}
+
+void AppendJsonString(std::string* out, absl::string_view value) {
+  AppendQuoted(out, value, LogFormat::kJson);
 }
 
 bool NeedsQuotes(absl::string_view value) {
@@ -99,38 +109,13 @@ bool NeedsQuotes(absl::string_view value) {
   return false;
 }
 
+// A logfmt value: bare when it can be, quoted otherwise.
 void AppendValue(std::string* out, absl::string_view value) {
-  if (!NeedsQuotes(value)) {
+  if (NeedsQuotes(value)) {
+    AppendQuoted(out, value, LogFormat::kLogfmt);
+  } else {
     out->append(value.data(), value.size());
-    return;
   }
-  out->push_back('"');
-  for (unsigned char c : value) {
-    switch (c) {
-      case '"':
-        out->append("\\\"");
-        break;
-      case '\\':
-        out->append("\\\\");
-        break;
-      case '\n':
-        out->append("\\n");
-        break;
-      case '\r':
-        out->append("\\r");
-        break;
-      case '\t':
-        out->append("\\t");
-        break;
-      default:
-        if (c < ' ' || c == 0x7f) {
-          absl::StrAppendFormat(out, "\\x%02x", c);
-        } else {
-          out->push_back(static_cast<char>(c));
-        }
-    }
-  }
-  out->push_back('"');
 }
 
 // Lines go to stderr from one writer thread, so that a reader of stderr

@@ -52,11 +52,19 @@
 #include "service/daemon_cli.h"
 #include "service/daemon_options.h"
 #include "service/fd_budget.h"
+#include "service/h2_guard.h"
 #include "service/inflight_calls.h"
 #include "service/log.h"
+#include "service/log_limiter.h"
 #include "service/malloc_tuning.h"
 #include "service/metrics_server.h"
 #include "service/rpc_log.h"
+
+// Where a flag fills a field of an option struct (EngineOptions,
+// AgentServiceOptions, ResolverPool::Options, ControlListenerOptions, ...),
+// its default is that field's default: each number lives in one place, and
+// the README's flag table is checked against --help
+// (tests/docs/readme_flags.py).
 
 // Access control, logging and keepalive (see README "Security").
 ABSL_FLAG(std::string, listen, "",
@@ -84,7 +92,8 @@ ABSL_FLAG(std::string, log_level, "info",
 ABSL_FLAG(std::string, log_format, "logfmt",
           "Log line format: logfmt (key=value) or json (one object per "
           "line, every value a string).");
-ABSL_FLAG(absl::Duration, log_refusal_interval, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, log_refusal_interval,
+          sockagent::LogLimiterOptions{}.interval,
           "auth_failure and policy_refusal log lines: at most one per kind "
           "and peer IP per interval, each with suppressed=N (those not "
           "written since). Only the log is limited: every call is checked.");
@@ -95,88 +104,104 @@ ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(20),
           "this (its calls end CANCELLED/UNAVAILABLE).");
 ABSL_FLAG(absl::Duration, max_connection_idle, absl::Minutes(30),
           "Close (GOAWAY) a client connection with no call for this long.");
-ABSL_FLAG(int32_t, resolver_threads, 4, "Threads running name lookups.");
-ABSL_FLAG(int32_t, resolver_queue, 256,
+ABSL_FLAG(int32_t, resolver_threads, sockagent::ResolverPool::Options{}.threads,
+          "Threads running name lookups.");
+ABSL_FLAG(int32_t, resolver_queue,
+          static_cast<int32_t>(sockagent::ResolverPool::Options{}.max_queued),
           "Lookups that may wait for a resolver thread; beyond it Resolve "
           "answers RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int32_t, max_message_bytes, 4 << 20,
-          "Largest gRPC message accepted or sent.");
-ABSL_FLAG(uint32_t, max_servers, 1024,
+ABSL_FLAG(
+    int32_t, max_message_bytes,
+    static_cast<int32_t>(sockagent::AgentServiceOptions{}.max_message_bytes),
+    "Largest gRPC message accepted or sent.");
+ABSL_FLAG(uint32_t, max_servers, sockagent::EngineOptions{}.max_servers,
           "Servers (listeners) at once; beyond it StartServer answers "
           "RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint32_t, max_connections, 16384,
+ABSL_FLAG(uint32_t, max_connections, sockagent::EngineOptions{}.max_connections,
           "Open connections and UDP peer sessions at once; an accept beyond "
           "it is closed and counted, OpenClient answers RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint64_t, recv_buffer_bytes, 4 << 20,
+ABSL_FLAG(uint64_t, recv_buffer_bytes,
+          sockagent::EngineOptions{}.recv_buffer_bytes,
           "Per-connection receive buffer; when full the agent stops reading "
           "the socket (TCP) or drops and counts datagrams (UDP).");
-ABSL_FLAG(uint64_t, send_buffer_bytes, 4 << 20,
+ABSL_FLAG(uint64_t, send_buffer_bytes,
+          sockagent::EngineOptions{}.send_buffer_bytes,
           "Per-connection send buffer; a Send that does not fit answers "
           "RESOURCE_EXHAUSTED and queues nothing.");
-ABSL_FLAG(uint64_t, max_total_buffered_bytes, uint64_t{1} << 30,
+ABSL_FLAG(uint64_t, max_total_buffered_bytes,
+          sockagent::EngineOptions{}.max_total_buffered_bytes,
           "All connections' buffered bytes together (receive and send, "
           "including closed connections' unread bytes, which keep at most a "
           "quarter). At the cap the agent pauses TCP reading, drops and "
           "counts datagrams, and Send answers RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint64_t, max_send_bytes, 1 << 20,
+ABSL_FLAG(uint64_t, max_send_bytes, sockagent::EngineOptions{}.max_send_bytes,
           "Largest payload of one Send (INVALID_ARGUMENT above).");
-ABSL_FLAG(uint32_t, max_udp_sessions, 1024,
+ABSL_FLAG(uint32_t, max_udp_sessions,
+          sockagent::EngineOptions{}.max_udp_sessions_per_server,
           "UDP peer sessions per server; datagrams from further peers are "
           "dropped and counted.");
-ABSL_FLAG(absl::Duration, udp_session_idle_timeout, absl::Seconds(60),
+ABSL_FLAG(absl::Duration, udp_session_idle_timeout,
+          sockagent::EngineOptions{}.udp_session_idle_timeout,
           "A UDP peer session with no datagram for this long expires.");
 ABSL_FLAG(uint32_t, udp_reply_rate,
-          sockagent::kDefaultUdpReplyLimits.datagrams_per_sec,
+          sockagent::EngineOptions{}.udp_reply.datagrams_per_sec,
           "Replies per second a UDP echo or greeting server may send (a UDP "
           "source can be forged: unbounded replies make an amplifier); "
           "replies beyond it are dropped and counted (replies_dropped). "
           "0: no limit.");
 ABSL_FLAG(uint64_t, udp_reply_bytes_rate,
-          sockagent::kDefaultUdpReplyLimits.bytes_per_sec,
+          sockagent::EngineOptions{}.udp_reply.bytes_per_sec,
           "Reply bytes per second a UDP echo or greeting server may send. 0: "
           "no limit.");
 ABSL_FLAG(uint32_t, udp_reply_peer_ratio,
-          sockagent::kDefaultUdpReplyLimits.peer_ratio,
+          sockagent::EngineOptions{}.udp_reply.peer_ratio,
           "A UDP echo or greeting server sends a peer IP at most this many "
           "times the bytes it received from it, plus --udp-reply-peer-grant. "
           "0: no per-peer limit.");
 ABSL_FLAG(uint32_t, udp_reply_peer_grant,
-          sockagent::kDefaultUdpReplyLimits.peer_grant_bytes,
+          sockagent::EngineOptions{}.udp_reply.peer_grant_bytes,
           "Reply bytes a UDP peer IP may get beyond --udp-reply-peer-ratio "
           "times what it sent (so a greeting answers a first empty "
           "datagram).");
-ABSL_FLAG(uint32_t, closed_connections_kept, 1000,
+ABSL_FLAG(uint32_t, closed_connections_kept,
+          sockagent::EngineOptions{}.closed_connections_kept,
           "Closed connections and stopped servers kept for listing.");
-ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(10),
+ABSL_FLAG(absl::Duration, connect_timeout,
+          sockagent::EngineOptions{}.default_connect_timeout,
           "Default OpenClient connect timeout.");
-ABSL_FLAG(uint32_t, watch_queue_events, 1024,
+ABSL_FLAG(uint32_t, watch_queue_events,
+          sockagent::AgentServiceOptions{}.watch_queue_events,
           "Events queued per Watch stream (1..65536); a watcher that falls "
           "behind loses further events and is told how many.");
-ABSL_FLAG(uint32_t, max_watchers, 64,
+ABSL_FLAG(uint32_t, max_watchers, sockagent::AgentServiceOptions{}.max_watchers,
           "Watch streams at once; one more is RESOURCE_EXHAUSTED.");
-ABSL_FLAG(uint64_t, max_watch_bytes, 32 << 20,
+ABSL_FLAG(uint64_t, max_watch_bytes, sockagent::EngineOptions{}.max_watch_bytes,
           "Bytes queued for all Watch streams together (events with their "
           "data and snapshots); beyond it events are dropped and counted "
           "as lost for the watcher that missed them.");
-ABSL_FLAG(uint32_t, max_control_connections, 256,
+ABSL_FLAG(uint32_t, max_control_connections,
+          sockagent::ControlListenerOptions{}.max_connections,
           "Control API connections at once (TCP and TLS; a TLS handshake "
           "counts from accept). At the cap a new "
           "connection closes the oldest one that has not made an "
           "authenticated call yet, or is itself closed when all have. Each "
           "costs four file descriptors (TCP: the client's socket, a "
           "socketpair to gRPC, a watch), reserved from RLIMIT_NOFILE.");
-ABSL_FLAG(uint32_t, max_control_cancels_per_second, 100,
+ABSL_FLAG(uint32_t, max_control_cancels_per_second,
+          sockagent::ControlListenerOptions{}.max_cancels_per_second,
           "A control connection whose calls end cancelled more often than "
           "this within one second is closed (HTTP/2 rapid reset). A second "
           "line: TCP and TLS connections are first held to 50 RST_STREAM "
           "frames a second (burst 100) before gRPC sees them.");
-ABSL_FLAG(uint32_t, max_control_unauthenticated_streams, 16,
+ABSL_FLAG(uint32_t, max_control_unauthenticated_streams,
+          sockagent::H2StreamBudget{}.per_connection,
           "Open HTTP/2 streams (calls: Health/Watch, reflection, anything "
           "left open) a TCP or TLS control connection may hold before one "
           "of its calls passed the token check (under mutual TLS: before its "
           "certificate verified). One more waits up to 2 s for an "
           "authenticated call, then the connection is closed.");
-ABSL_FLAG(uint32_t, max_control_unauthenticated_streams_total, 256,
+ABSL_FLAG(uint32_t, max_control_unauthenticated_streams_total,
+          sockagent::H2StreamBudget{}.total,
           "Open HTTP/2 streams of all such connections together; past it "
           "the connection holding the most is closed.");
 ABSL_FLAG(absl::Duration, shutdown_grace, absl::Seconds(5),
@@ -542,7 +567,7 @@ int Run(int argc, char** argv) {
       service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
     return Fail("--watch_queue_events must be between 1 and 65536");
   }
-  AgentService service(engine->get(), &resolver, service_options);
+  AgentService service(**engine, &resolver, service_options);
   std::unique_ptr<MetricsServer> metrics;
   if (!metrics_options->listen.host.empty()) {
     metrics_options->render =

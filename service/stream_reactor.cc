@@ -10,10 +10,10 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "service/call_registry.h"
 #include "service/convert.h"
 #include "service/log.h"
 #include "service/malloc_tuning.h"
@@ -53,11 +53,7 @@ struct EngineOps {
 
 }  // namespace
 
-struct StreamRegistry {
-  absl::Mutex mu;
-  bool ended ABSL_GUARDED_BY(mu) = false;
-  absl::flat_hash_set<std::shared_ptr<StreamShared>> live ABSL_GUARDED_BY(mu);
-};
+struct StreamRegistry final : CallRegistry<StreamShared> {};
 
 namespace {
 
@@ -143,12 +139,7 @@ class StreamReactor final : public StreamBidiReactor {
       TakeDetach(&ops);
     }
     Run(engine_, shared_, std::move(ops));
-    bool last = false;
-    {
-      absl::MutexLock lock(&registry_->mu);
-      registry_->live.erase(shared_);
-      last = registry_->live.empty();
-    }
+    const bool last = registry_->Remove(shared_);
     // What the relay's buffers left in the heap goes back (malloc_tuning.h).
     if (last) ReleaseFreedMemory();
     delete this;
@@ -224,7 +215,6 @@ class StreamReactor final : public StreamBidiReactor {
   // through `shared` (or not, once it is done).
   static void Run(Engine* engine, const std::shared_ptr<StreamShared>& shared,
                   EngineOps ops) {
-    if (engine == nullptr) return;
     if (ops.start.has_value()) Attach(engine, shared, *ops.start, ops.deadline);
     if (ops.send.has_value()) {
       engine->StreamSend(
@@ -533,13 +523,7 @@ std::shared_ptr<StreamRegistry> NewStreamRegistry() {
 }
 
 void EndStreams(StreamRegistry& registry) {
-  std::vector<std::shared_ptr<StreamShared>> live;
-  {
-    absl::MutexLock lock(&registry.mu);
-    registry.ended = true;
-    live.assign(registry.live.begin(), registry.live.end());
-  }
-  for (const auto& shared : live) {
+  for (const auto& shared : registry.EndAll()) {
     EngineOps ops;
     Engine* engine = nullptr;
     {
@@ -552,22 +536,12 @@ void EndStreams(StreamRegistry& registry) {
   }
 }
 
-StreamBidiReactor* NewStreamReactor(Engine* engine,
+StreamBidiReactor* NewStreamReactor(Engine& engine,
                                     std::shared_ptr<StreamRegistry> registry,
                                     grpc::CallbackServerContext* context) {
   auto shared = std::make_shared<StreamShared>();
-  absl::Status refused;
-  if (engine == nullptr) {
-    refused = absl::UnavailableError("the socket engine is not running");
-  } else {
-    absl::MutexLock lock(&registry->mu);
-    if (registry->ended) {
-      refused = absl::UnavailableError("agent shutting down");
-    } else {
-      registry->live.insert(shared);
-    }
-  }
-  auto* reactor = new StreamReactor(engine, registry, shared, context);
+  const absl::Status refused = registry->Add(shared);
+  auto* reactor = new StreamReactor(&engine, registry, shared, context);
   reactor->Begin(refused);
   return reactor;
 }

@@ -38,8 +38,8 @@ void EndStreams(StreamRegistry& registry);
 using StreamBidiReactor =
     grpc::ServerBidiReactor<grpc::ByteBuffer, grpc::ByteBuffer>;
 
-// `engine` may be null (the call then ends UNAVAILABLE).
-StreamBidiReactor* NewStreamReactor(Engine* engine,
+// `engine` must outlive the call.
+StreamBidiReactor* NewStreamReactor(Engine& engine,
                                     std::shared_ptr<StreamRegistry> registry,
                                     grpc::CallbackServerContext* context);
 

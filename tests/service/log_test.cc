@@ -64,6 +64,14 @@ TEST(Log, JsonLineKeepsOrderAndEveryValueIsAString) {
       "\"peer\":\"ipv4:127.0.0.1:5\",\"suppressed\":\"0\"}");
 }
 
+TEST(Log, LogfmtQuotesBytesAboveAsciiAndKeepsThem) {
+  // One escaper serves both formats: logfmt escapes control characters its
+  // own way (\x7f) and passes every other byte, valid UTF-8 or not.
+  EXPECT_EQ(
+      FormatLogLine("T", LogLevel::kInfo, "e", {{"msg", "\xc3\xa9|\x80\x7f"}}),
+      "ts=T level=info event=e msg=\"\xc3\xa9|\x80\\x7f\"");
+}
+
 TEST(Log, JsonEscapesWhatCouldForgeALineOrBreakTheObject) {
   EXPECT_EQ(FormatLogLine(LogFormat::kJson, "T", LogLevel::kInfo, "e",
                           {{"msg", "a\"b\\c\n\x01\x7f}"}}),

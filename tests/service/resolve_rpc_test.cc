@@ -1,7 +1,8 @@
 // The Resolve and GetHostInfo RPCs served in-process over real gRPC on
-// loopback (no socket engine). Names come from this machine's /etc/hosts
-// (localhost -> 127.0.0.1) or are numeric; the one negative lookup that may
-// reach the machine's DNS server uses a name under .invalid, once.
+// loopback, by a service on a real engine. Names come from this machine's
+// /etc/hosts (localhost -> 127.0.0.1) or are numeric; the one negative
+// lookup that may reach the machine's DNS server uses a name under
+// .invalid, once.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -10,6 +11,7 @@
 #include <memory>
 
 #include "service/agent_service.h"
+#include "tests/service/in_process_agent.h"
 
 namespace sockagent {
 namespace {
@@ -20,21 +22,13 @@ using ::testing::HasSubstr;
 class ResolveRpcTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(),
-                             &port);
-    builder.RegisterService(&service_);
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(server_, nullptr);
-    ASSERT_NE(port, 0);
-    auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
-                                       grpc::InsecureChannelCredentials());
-    stub_ = v1::SocketAgent::NewStub(channel);
-  }
-
-  void TearDown() override {
-    if (server_) server_->Shutdown();
+    EngineOptions engine_options;
+    engine_options.max_servers = 7;
+    engine_options.closed_connections_kept = 9;
+    AgentServiceOptions options;
+    options.max_watchers = 5;
+    ASSERT_TRUE(agent_.Start(options, engine_options).ok());
+    stub_ = &agent_.stub();
   }
 
   grpc::Status Resolve(const v1::ResolveRequest& request,
@@ -45,10 +39,8 @@ class ResolveRpcTest : public ::testing::Test {
     return stub_->Resolve(&context, request, response);
   }
 
-  ResolverPool pool_{{.threads = 2, .max_queued = 16}};
-  AgentService service_{nullptr, &pool_, AgentServiceOptions{}};
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::SocketAgent::Stub> stub_;
+  InProcessAgent agent_;
+  v1::SocketAgent::Stub* stub_ = nullptr;
 };
 
 TEST_F(ResolveRpcTest, LocalhostWwwIsLoopbackPort80) {
@@ -196,12 +188,19 @@ TEST_F(ResolveRpcTest, HostInfoHasLoopbackAndAgentFacts) {
   EXPECT_TRUE(found_lo);
 }
 
-TEST_F(ResolveRpcTest, SocketRpcsWithoutEngineAreUnavailable) {
+TEST_F(ResolveRpcTest, HostInfoReportsTheEngineLimits) {
   grpc::ClientContext context;
-  v1::ListServersResponse response;
-  grpc::Status status =
-      stub_->ListServers(&context, v1::ListServersRequest(), &response);
-  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+  v1::HostInfo info;
+  ASSERT_TRUE(
+      stub_->GetHostInfo(&context, v1::GetHostInfoRequest(), &info).ok());
+  const EngineOptions defaults;
+  EXPECT_EQ(info.limits().max_servers(), 7u);
+  EXPECT_EQ(info.limits().closed_connections_kept(), 9u);
+  EXPECT_EQ(info.limits().max_watchers(), 5u);
+  EXPECT_EQ(info.limits().max_connections(), defaults.max_connections);
+  EXPECT_EQ(info.limits().recv_buffer_bytes(), defaults.recv_buffer_bytes);
+  EXPECT_EQ(info.limits().max_total_buffered_bytes(),
+            defaults.max_total_buffered_bytes);
 }
 
 }  // namespace
