@@ -786,10 +786,7 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
   Recharge(c);
   // From here on its bytes belong to the closed history.
   c.finalized = true;
-  history_bytes_ += c.charged;
-  --conns_live_;
-  closed_conns_.push_back(c.num);
-  ScheduleTrim();
+  FileInHistory(c);
 }
 
 void EngineImpl::OnConnTimer(uint64_t num, int which) {

@@ -81,11 +81,14 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/address.h"
+#include "agent/buffer_budget.h"
 #include "agent/byte_queue.h"
 #include "agent/engine.h"
 #include "agent/fifo.h"
+#include "agent/registry.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
+#include "agent/watch_hub.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -297,24 +300,6 @@ struct Attachment {
 
 using EventKind = EngineEventKind;
 
-// One watcher of live events (see Engine::Subscribe).
-struct Watcher {
-  WatchFilter filter;
-  std::optional<uint64_t> server_num;  // Parsed filter ids.
-  std::optional<uint64_t> conn_num;
-  uint32_t kinds = ~0u;  // Bit per EngineEventKind.
-  size_t limit = kDefaultWatchQueueEvents;
-  bool active = false;  // Snapshot taken (or none asked): live events flow.
-  std::deque<EngineEvent> queue;
-  uint64_t lost = 0;
-  uint64_t last_lost_seq = 0;
-  uint64_t bytes = 0;  // EventBytes of what `queue` holds.
-  std::shared_ptr<const std::function<void()>> wake;
-};
-
-// What a queued event costs against EngineOptions::max_watch_bytes.
-uint64_t EventBytes(const EngineEvent& e);
-
 class EngineImpl final : public Engine {
  public:
   explicit EngineImpl(const EngineOptions& options);
@@ -403,59 +388,84 @@ class EngineImpl final : public Engine {
   }
   void ShutdownOnLoop();
 
-  Conn* FindConn(uint64_t num);
-  Server* FindServer(uint64_t num);
-  // By id; NotFound names the id.
-  absl::StatusOr<Conn*> LookupConn(absl::string_view id);
-  ConnectionInfo Snapshot(const Conn& c) const;
-  ServerInfo Snapshot(const Server& s) const;
-  uint64_t NewConnNum() { return next_conn_num_++; }
-  Conn& AddConn(std::unique_ptr<Conn> conn);
+  // ---- The Registry (registry.h), as the I/O files call it.
+  Conn* FindConn(uint64_t num) { return registry_.FindConn(num); }
+  Server* FindServer(uint64_t num) { return registry_.FindServer(num); }
+  absl::StatusOr<Conn*> LookupConn(absl::string_view id) {
+    return registry_.LookupConn(id);
+  }
+  uint64_t NewConnNum() { return registry_.NewConnNum(); }
+  Conn& AddConn(std::unique_ptr<Conn> conn) {
+    return registry_.AddConn(std::move(conn));
+  }
   // The one admission check for a new socket (accept, UDP session,
   // OpenClient): sockets held (open or in a closing tail) plus connects in
   // progress against max_connections.
   bool AtConnectionLimit() const {
-    return conns_live_ + attempts_.size() >= options_.max_connections;
+    return registry_.live_conns() + attempts_.size() >=
+           options_.max_connections;
   }
+  // Finalize's last step: c's socket is closed, its record (and its bytes)
+  // join the closed history, and trimming is scheduled.
+  void FileInHistory(Conn& c);
 
-  // ---- Byte accounting (engine_impl.cc).
+  // ---- Byte accounting: the BufferBudget (buffer_budget.h) and what a
+  // connection is charged.
   // What `c` holds now: buffered payload plus kDatagramOverheadBytes per
   // queued datagram.
   static uint64_t RecvCharge(const Conn& c);
   static uint64_t SendCharge(const Conn& c);
-  // Brings total_buffered_ (and history_bytes_) up to date after c's
-  // buffers changed; call after every change.
-  void Recharge(Conn& c);
-  // Bytes the agent-wide bound still admits.
-  uint64_t TotalRoom() const {
-    const uint64_t cap = options_.max_total_buffered_bytes;
-    return total_buffered_ >= cap ? 0 : cap - total_buffered_;
+  // Brings c.charged (and the budget) up to date after c's buffers
+  // changed; call after every change.
+  void Recharge(Conn& c) {
+    const uint64_t now = RecvCharge(c) + SendCharge(c);
+    if (now == c.charged) return;
+    const uint64_t was = c.charged;
+    c.charged = now;
+    budget_.Recharge(was, now, c.finalized);
+    // Buffers of a closed connection going away (discarded, or its history
+    // trimmed) are memory to hand back; a live one's Receive is not.
+    if (now < was && c.state == ConnectionState::kClosed) {
+      NoteReleased(was - now);
+    }
   }
-  // ResourceExhausted naming max_total_buffered_bytes if `more` bytes do
-  // not fit; `what` starts the message ("send conn-4").
-  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const;
-  // Reading of `c` stopped for the agent-wide bound: resumed (posted) once
-  // the total falls to three quarters of it.
-  void PauseForTotal(Conn& c);
-  void ResumeTotalPaused();
+  uint64_t TotalRoom() const { return budget_.Room(); }
+  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const {
+    return budget_.CheckRoom(what, more);
+  }
+  // Reading of `c` stopped at the agent-wide bound: the budget resumes it
+  // (posted) once the total falls to three quarters of it.
+  void PauseForTotal(Conn& c) {
+    if (c.total_paused) return;
+    c.total_paused = true;
+    budget_.Pause(c.num);
+  }
+  // The budget's resume hook.
+  void ResumeTotalPaused(uint64_t num);
   // Discards the unreceived bytes of a history record (history bound).
   void DiscardHistoryBytes(Conn& c);
+  void NoteReleased(uint64_t bytes) const {
+    if (options_.on_memory_released && bytes > 0) {
+      options_.on_memory_released(bytes);
+    }
+  }
 
-  void DoListServers(const ServerFilter& filter,
-                     Done<absl::StatusOr<Page<ServerInfo>>> done);
-  void DoListConnections(const ConnectionFilter& filter,
-                         Done<absl::StatusOr<Page<ConnectionInfo>>> done);
   void DoSend(absl::string_view id, std::string data,
               Done<absl::StatusOr<SendResult>> done);
+  void DoCloseConnections(const Selector& selector, CloseMode mode,
+                          Done<absl::StatusOr<CloseResult>> done);
+  // History bounds: trimming is posted, so no caller ever sees the object
+  // it is working on disappear.
+  void ScheduleTrim();
+  void TrimHistory();
+
+  // ---- engine_receive.cc: Receive, parked Receives, give-way.
   // `attachment`: the Stream receiving (0: a Receive call, refused while
   // a Stream is attached).
   void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
                  Done<absl::StatusOr<ReceiveResult>> done,
                  uint64_t attachment = 0);
   void DoCancelReceive(uint64_t token);
-  void DoCloseConnections(const Selector& selector, CloseMode mode,
-                          Done<absl::StatusOr<CloseResult>> done);
-
   // Takes what a Receive may take now (data, end of stream or the closed
   // connection's status).
   absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec);
@@ -484,30 +494,16 @@ class EngineImpl final : public Engine {
   }
   void OnReceiveTimer(uint64_t num, uint64_t token);
 
-  // History bounds: trimming is posted, so no caller ever sees the object
-  // it is working on disappear.
-  void ScheduleTrim();
-  void TrimHistory();
-
-  // ---- engine_watch.cc: live events. Fans an event out to the bounded
-  // queues of matching watchers. Loop thread; never blocks on a watcher;
-  // costs one atomic load when nobody watches. `data`: received bytes.
+  // ---- engine_watch.cc: live events, built here and queued by watch_.
+  // Under the engine lock: from the loop thread's handlers and from control
+  // calls running inline on gRPC threads (a Send emits kDataSent from
+  // QueueSend). Never blocks on a watcher; costs one atomic load when nobody
+  // watches. `data`: received bytes.
   void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
             uint64_t size = 0, absl::string_view data = {},
             absl::string_view message = {});
   // Pushes the snapshot events of watcher `id` and activates it.
   void TakeSnapshot(uint64_t id);
-  // Queues `e` for `w` if the agent-wide watch bytes allow; false (and the
-  // event counted lost for `w`) otherwise. Caller holds watch_mu_.
-  bool QueueEvent(Watcher& w, EngineEvent e, uint64_t seq)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
-  void NoteReleased(uint64_t bytes) const {
-    if (options_.on_memory_released && bytes > 0) {
-      options_.on_memory_released(bytes);
-    }
-  }
-  bool WatcherMatches(const Watcher& w, EventKind kind, uint64_t server_num,
-                      uint64_t conn_num, const Labels* labels) const;
 
   // ---- engine_stream.cc: Stream attachments.
   absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach);
@@ -661,7 +657,7 @@ class EngineImpl final : public Engine {
   const EngineOptions options_;
 
   // The engine lock (see the top of this file). Taken before post_mu_ and
-  // watch_mu_, never after them.
+  // the WatchHub's lock, never after them.
   absl::Mutex loop_mu_;
   // The engine whose lock this thread holds (innermost), if any.
   static thread_local EngineImpl* holder_;
@@ -682,41 +678,20 @@ class EngineImpl final : public Engine {
   // for lookups still running in libc). Its callbacks only post to io_.
   std::unique_ptr<ResolverPool> resolver_;
 
-  // Watchers: the loop pushes, gRPC threads drain.
-  absl::Mutex watch_mu_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Watcher>> watchers_
-      ABSL_GUARDED_BY(watch_mu_);
-  uint64_t next_watcher_id_ ABSL_GUARDED_BY(watch_mu_) = 1;
-  // watchers_.size(), read by Emit without the lock.
-  std::atomic<size_t> watcher_count_{0};
-  // Sum of every Watcher::bytes; bounded by max_watch_bytes.
-  uint64_t watch_bytes_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  // Watchers and their queues: the engine pushes, gRPC threads drain. Its
+  // own lock.
+  WatchHub watch_;
 
   // ---- Under loop_mu_ only below (loop thread or an inline call).
   bool shutting_down_ = false;
   std::vector<char> scratch_;  // The one read buffer of the loop.
-  uint64_t next_server_num_ = 1;
-  uint64_t next_conn_num_ = 1;
   uint64_t next_attempt_id_ = 1;
   uint64_t next_resolve_id_ = 1;
-  uint64_t event_seq_ = 0;
-  // B-trees: ordered for listings and ~20 bytes per entry where std::map
-  // spends 48. Iterators are invalidated by insertion and erasure; no loop
-  // over them inserts or erases (AddConn runs from handlers only, history
-  // trimming is posted).
-  absl::btree_map<uint64_t, std::unique_ptr<Server>> servers_;
-  absl::btree_map<uint64_t, std::unique_ptr<Conn>> conns_;
-  std::deque<uint64_t> stopped_servers_;  // Oldest first.
-  std::deque<uint64_t> closed_conns_;     // Oldest first.
+  // Servers and connections, live and history (destroyed before io_).
+  Registry registry_;
+  // The agent-wide byte bound; fires ResumeTotalPaused and ScheduleTrim.
+  BufferBudget budget_;
   bool trim_posted_ = false;
-  size_t servers_listening_ = 0;
-  // Connections holding a socket (not finalized: open, or in a closing
-  // tail); with attempts_, what max_connections bounds.
-  size_t conns_live_ = 0;
-  // Sum of every Conn::charged; bounded by max_total_buffered_bytes.
-  uint64_t total_buffered_ = 0;
-  // The part of it held by finalized records (the closed history).
-  uint64_t history_bytes_ = 0;
   struct QuickTail {
     uint64_t conn_num = 0;
     int64_t since_ns = 0;  // Steady clock.
@@ -724,9 +699,6 @@ class EngineImpl final : public Engine {
   std::deque<QuickTail> quick_tails_;  // Oldest first.
   std::unique_ptr<Timer> quick_tail_timer_;
   bool quick_tail_armed_ = false;
-  // Connections paused by the agent-wide bound (Conn::total_paused).
-  std::vector<uint64_t> total_paused_;
-  bool resume_posted_ = false;
   absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
@@ -736,17 +708,10 @@ class EngineImpl final : public Engine {
 // Helpers shared by the engine_*.cc files.
 // Datagrams read per readiness wakeup before yielding to other sockets.
 inline constexpr int kDatagramsPerWakeup = 64;
-// Either an id or a non-empty label selector: InvalidArgument otherwise.
-absl::Status CheckSelector(const Selector& selector);
+// (Ids, selectors and Snapshot are in registry.h.)
 int64_t SteadyNowNs();
-std::string ServerId(uint64_t num);
-std::string ConnId(uint64_t num);
-// "srv-12" -> 12 for prefix "srv-"; nullopt if malformed.
-std::optional<uint64_t> ParseId(absl::string_view id, absl::string_view prefix);
 absl::Status ShuttingDownError();
 const char* CloseReasonText(CloseReason reason);
-bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
-                 const Labels& selector);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
 // close() of a socket descriptor Asio does not own; `abort`: SO_LINGER 0
 // first, so the peer gets RST.
