@@ -310,6 +310,19 @@ uint64_t EngineImpl::SendCharge(const Conn& c) {
   return n;
 }
 
+void EngineImpl::Recharge(Conn& c) {
+  const uint64_t now = RecvCharge(c) + SendCharge(c);
+  if (now == c.charged) return;
+  const uint64_t was = c.charged;
+  c.charged = now;
+  budget_.Recharge(was, now, c.finalized);
+  // Buffers of a closed connection going away (discarded, or its history
+  // trimmed) are memory to hand back; a live one's Receive is not.
+  if (now < was && c.state == ConnectionState::kClosed) {
+    NoteReleased(was - now);
+  }
+}
+
 void EngineImpl::ResumeTotalPaused(uint64_t num) {
   Conn* c = FindConn(num);
   if (c == nullptr || !c->total_paused) return;

@@ -11,15 +11,24 @@
 // The loop thread is the only one that waits in epoll and runs handlers;
 // Asio lets any thread start an async operation. Shutdown() posts and joins.
 //
+// EngineImpl is the coordinator over components, each with its own header
+// saying what it owns and which lock guards it:
+//   registry_  (registry.h)       ids, the servers and connections below,
+//                                 their history, listings, trimming;
+//   budget_    (buffer_budget.h)  the agent-wide buffered bytes and its
+//                                 watermarks (pause/resume reading, trim);
+//   watch_     (watch_hub.h)      watchers and their bounded event queues
+//                                 (its own lock, taken after the engine's).
+//
 // Objects, all owned here and keyed by number; completion handlers capture
 // `this` (safe: the loop thread is joined before destruction) plus a number,
 // and look the object up again, so a handler that outlives its object finds
 // nothing (or a finalized record) and returns:
 //
-//   servers_   srv-N  -> Server: TCP/UNIX listeners or UDP sockets, TTL
+//   servers    srv-N  -> Server: TCP/UNIX listeners or UDP sockets, TTL
 //                        timer, UDP peer sessions (peer address -> conn-N).
 //                        Stopped servers stay listable (bounded history).
-//   conns_     conn-N -> Conn: its socket (or, for a UDP peer session, its
+//   conns      conn-N -> Conn: its socket (or, for a UDP peer session, its
 //                        server's socket), buffers, timers, parked Receive.
 //                        A closed connection keeps its record (and, after a
 //                        peer FIN/reset, the bytes nobody received yet) in a
@@ -32,8 +41,8 @@
 //              runs and the posted result is dropped unrun).
 //
 // Bytes: every connection's buffered bytes are charged (Conn::charged) to
-// total_buffered_, which max_total_buffered_bytes bounds; those of finalized
-// records also to history_bytes_ (at most a quarter of it).
+// budget_'s total, which max_total_buffered_bytes bounds; those of finalized
+// records also to its history share (at most a quarter of it).
 //
 // Reading never uses a per-connection read buffer: a connection waits for
 // readability (async_wait) and reads into one loop-wide scratch buffer, then
@@ -417,18 +426,7 @@ class EngineImpl final : public Engine {
   static uint64_t SendCharge(const Conn& c);
   // Brings c.charged (and the budget) up to date after c's buffers
   // changed; call after every change.
-  void Recharge(Conn& c) {
-    const uint64_t now = RecvCharge(c) + SendCharge(c);
-    if (now == c.charged) return;
-    const uint64_t was = c.charged;
-    c.charged = now;
-    budget_.Recharge(was, now, c.finalized);
-    // Buffers of a closed connection going away (discarded, or its history
-    // trimmed) are memory to hand back; a live one's Receive is not.
-    if (now < was && c.state == ConnectionState::kClosed) {
-      NoteReleased(was - now);
-    }
-  }
+  void Recharge(Conn& c);
   uint64_t TotalRoom() const { return budget_.Room(); }
   absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const {
     return budget_.CheckRoom(what, more);
