@@ -132,11 +132,22 @@ EngineImpl::EngineImpl(const EngineOptions& options)
               BufferBudget::Hooks{
                   .post_resume =
                       [this] {
-                        asio::post(io_,
-                                   Locked([this] { budget_.ResumePaused(); }));
+                        asio::post(io_, Locked([this] {
+                                     AssertEngineLock();
+                                     budget_.ResumePaused();
+                                   }));
                       },
-                  .resume = [this](uint64_t num) { ResumeTotalPaused(num); },
-                  .history_full = [this] { ScheduleTrim(); },
+                  // The budget calls these under the engine lock.
+                  .resume =
+                      [this](uint64_t num) {
+                        AssertEngineLock();
+                        ResumeTotalPaused(num);
+                      },
+                  .history_full =
+                      [this] {
+                        AssertEngineLock();
+                        ScheduleTrim();
+                      },
               }) {}
 
 EngineImpl::~EngineImpl() {
@@ -168,7 +179,10 @@ void EngineImpl::Shutdown() {
     absl::MutexLock lock(&post_mu_);
     if (accepting_) {
       accepting_ = false;
-      asio::post(io_, Locked([this] { ShutdownOnLoop(); }));
+      asio::post(io_, Locked([this] {
+                   AssertEngineLock();
+                   ShutdownOnLoop();
+                 }));
     }
   }
   absl::MutexLock lock(&join_mu_);
@@ -204,6 +218,7 @@ void EngineImpl::ListServers(ServerFilter filter,
                              Done<absl::StatusOr<Page<ServerInfo>>> done) {
   PostWork(std::move(done), [this, filter = std::move(filter)](
                                 Done<absl::StatusOr<Page<ServerInfo>>> d) {
+    AssertEngineLock();
     d(registry_.ListServers(filter));
   });
 }
@@ -221,6 +236,7 @@ void EngineImpl::ListConnections(
     ConnectionFilter filter, Done<absl::StatusOr<Page<ConnectionInfo>>> done) {
   PostWork(std::move(done), [this, filter = std::move(filter)](
                                 Done<absl::StatusOr<Page<ConnectionInfo>>> d) {
+    AssertEngineLock();
     d(registry_.ListConnections(filter));
   });
 }
@@ -230,6 +246,7 @@ void EngineImpl::Send(std::string connection_id, std::string data,
   PostWork(std::move(done),
            [this, id = std::move(connection_id), data = std::move(data)](
                Done<absl::StatusOr<SendResult>> d) mutable {
+             AssertEngineLock();
              DoSend(id, std::move(data), std::move(d));
            });
 }
@@ -239,6 +256,7 @@ uint64_t EngineImpl::Receive(std::string connection_id, ReceiveSpec spec,
   const uint64_t token = next_token_.fetch_add(1);
   PostWork(std::move(done), [this, id = std::move(connection_id), spec,
                              token](Done<absl::StatusOr<ReceiveResult>> d) {
+    AssertEngineLock();
     DoReceive(id, spec, token, std::move(d));
   });
   return token;
@@ -246,13 +264,17 @@ uint64_t EngineImpl::Receive(std::string connection_id, ReceiveSpec spec,
 
 void EngineImpl::CancelReceive(uint64_t token) {
   // Once Shutdown began it completes every parked receive itself.
-  RunOrPost([this, token] { DoCancelReceive(token); });
+  RunOrPost([this, token] {
+    AssertEngineLock();
+    DoCancelReceive(token);
+  });
 }
 
 void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
                                   Done<absl::StatusOr<CloseResult>> done) {
   PostWork(std::move(done), [this, selector = std::move(selector),
                              mode](Done<absl::StatusOr<CloseResult>> d) {
+    AssertEngineLock();
     DoCloseConnections(selector, mode, std::move(d));
   });
 }
@@ -422,12 +444,16 @@ void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
 void EngineImpl::ScheduleTrim() {
   if (trim_posted_) return;
   trim_posted_ = true;
-  asio::post(io_, Locked([this] { TrimHistory(); }));
+  asio::post(io_, Locked([this] {
+               AssertEngineLock();
+               TrimHistory();
+             }));
 }
 
 void EngineImpl::TrimHistory() {
   trim_posted_ = false;
   registry_.TrimClosed(options_.closed_connections_kept, [this](Conn& c) {
+    AssertEngineLock();
     budget_.Forget(c.charged);
     uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c.charged;
     if (c.labels != nullptr && c.labels.use_count() == 1) {
@@ -437,6 +463,7 @@ void EngineImpl::TrimHistory() {
   });
   // The bytes nobody received yet: oldest records give theirs up first.
   registry_.VisitClosed([this](Conn& c) {
+    AssertEngineLock();
     if (budget_.history() <= budget_.history_cap()) return false;
     DiscardHistoryBytes(c);
     return true;

@@ -1,7 +1,7 @@
 // EngineImpl: the socket engine behind engine.h. Internal header, included
 // only by the engine_*.cc files (it pulls in Asio).
 //
-// Threads: one engine lock (loop_mu_) guards every object below. The loop
+// Threads: one engine lock (engine_mu_) guards every object below. The loop
 // thread takes it around each completion handler (Locked); a public Engine
 // method takes it on the caller's thread and does its work there, inline
 // (PostWork), so a control call costs no hop to the loop and back: a Send
@@ -70,6 +70,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -368,55 +369,72 @@ class EngineImpl final : public Engine {
   template <typename Fn>
   void RunOrPost(Fn fn);
 
-  // Holds the engine lock and marks this thread as its holder.
-  class LoopLock {
+  // Holds the engine lock and marks this thread as its holder. Scoped, so
+  // clang's -Wthread-safety knows what it holds.
+  class ABSL_SCOPED_LOCKABLE EngineLock {
    public:
-    explicit LoopLock(EngineImpl* engine) : engine_(engine), prev_(holder_) {
-      engine_->loop_mu_.Lock();
+    explicit EngineLock(EngineImpl* engine)
+        ABSL_EXCLUSIVE_LOCK_FUNCTION(engine->engine_mu_)
+        : engine_(engine), prev_(holder_) {
+      engine_->engine_mu_.Lock();
       holder_ = engine_;
     }
-    ~LoopLock() {
+    ~EngineLock() ABSL_UNLOCK_FUNCTION() {
       holder_ = prev_;
-      engine_->loop_mu_.Unlock();
+      engine_->engine_mu_.Unlock();
     }
-    LoopLock(const LoopLock&) = delete;
-    LoopLock& operator=(const LoopLock&) = delete;
+    EngineLock(const EngineLock&) = delete;
+    EngineLock& operator=(const EngineLock&) = delete;
 
    private:
     EngineImpl* const engine_;
     EngineImpl* const prev_;
   };
   bool HeldByThisThread() const { return holder_ == this; }
+  // For the bodies of Asio handlers wrapped by Locked, of work run by
+  // PostWork/RunOrPost, and of hooks and callbacks called under the lock:
+  // the analysis sees a lambda as holding nothing. Checked in debug builds.
+  void AssertEngineLock() const ABSL_ASSERT_EXCLUSIVE_LOCK(engine_mu_) {
+    assert(HeldByThisThread());
+  }
   // Wraps an Asio completion handler so it runs under the engine lock.
   template <typename F>
   auto Locked(F f) {
     return [this, f = std::move(f)](auto&&... args) mutable {
-      LoopLock lock(this);
+      EngineLock lock(this);
       f(std::forward<decltype(args)>(args)...);
     };
   }
-  void ShutdownOnLoop();
+  void ShutdownOnLoop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- The Registry (registry.h), as the I/O files call it.
-  Conn* FindConn(uint64_t num) { return registry_.FindConn(num); }
-  Server* FindServer(uint64_t num) { return registry_.FindServer(num); }
-  absl::StatusOr<Conn*> LookupConn(absl::string_view id) {
+  Conn* FindConn(uint64_t num) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.FindConn(num);
+  }
+  Server* FindServer(uint64_t num) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.FindServer(num);
+  }
+  absl::StatusOr<Conn*> LookupConn(absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     return registry_.LookupConn(id);
   }
-  uint64_t NewConnNum() { return registry_.NewConnNum(); }
-  Conn& AddConn(std::unique_ptr<Conn> conn) {
+  uint64_t NewConnNum() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.NewConnNum();
+  }
+  Conn& AddConn(std::unique_ptr<Conn> conn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     return registry_.AddConn(std::move(conn));
   }
   // The one admission check for a new socket (accept, UDP session,
   // OpenClient): sockets held (open or in a closing tail) plus connects in
   // progress against max_connections.
-  bool AtConnectionLimit() const {
+  bool AtConnectionLimit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     return registry_.live_conns() + attempts_.size() >=
            options_.max_connections;
   }
   // Finalize's last step: c's socket is closed, its record (and its bytes)
   // join the closed history, and trimming is scheduled.
-  void FileInHistory(Conn& c);
+  void FileInHistory(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- Byte accounting: the BufferBudget (buffer_budget.h) and what a
   // connection is charged.
@@ -426,22 +444,26 @@ class EngineImpl final : public Engine {
   static uint64_t SendCharge(const Conn& c);
   // Brings c.charged (and the budget) up to date after c's buffers
   // changed; call after every change.
-  void Recharge(Conn& c);
-  uint64_t TotalRoom() const { return budget_.Room(); }
-  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const {
+  void Recharge(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  uint64_t TotalRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return budget_.Room();
+  }
+  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     return budget_.CheckRoom(what, more);
   }
   // Reading of `c` stopped at the agent-wide bound: the budget resumes it
   // (posted) once the total falls to three quarters of it.
-  void PauseForTotal(Conn& c) {
+  void PauseForTotal(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     if (c.total_paused) return;
     c.total_paused = true;
     budget_.Pause(c.num);
   }
   // The budget's resume hook.
-  void ResumeTotalPaused(uint64_t num);
+  void ResumeTotalPaused(uint64_t num)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Discards the unreceived bytes of a history record (history bound).
-  void DiscardHistoryBytes(Conn& c);
+  void DiscardHistoryBytes(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void NoteReleased(uint64_t bytes) const {
     if (options_.on_memory_released && bytes > 0) {
       options_.on_memory_released(bytes);
@@ -449,48 +471,58 @@ class EngineImpl final : public Engine {
   }
 
   void DoSend(absl::string_view id, std::string data,
-              Done<absl::StatusOr<SendResult>> done);
+              Done<absl::StatusOr<SendResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void DoCloseConnections(const Selector& selector, CloseMode mode,
-                          Done<absl::StatusOr<CloseResult>> done);
+                          Done<absl::StatusOr<CloseResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // History bounds: trimming is posted, so no caller ever sees the object
   // it is working on disappear.
-  void ScheduleTrim();
-  void TrimHistory();
+  void ScheduleTrim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_receive.cc: Receive, parked Receives, give-way.
   // `attachment`: the Stream receiving (0: a Receive call, refused while
   // a Stream is attached).
   void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
                  Done<absl::StatusOr<ReceiveResult>> done,
-                 uint64_t attachment = 0);
-  void DoCancelReceive(uint64_t token);
+                 uint64_t attachment = 0)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DoCancelReceive(uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Takes what a Receive may take now (data, end of stream or the closed
   // connection's status).
-  absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec);
+  absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // True when a parked Receive on `c` can complete.
   bool ReceiveReady(const Conn& c, const ReceiveSpec& spec,
-                    size_t* scanned) const;
+                    size_t* scanned) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Stream transports: how many bytes a Receive with `spec` takes now; 0
   // while its condition (min_bytes, delimiter) is unmet and the peer has
   // not closed. `scanned` (optional) carries the delimiter search forward.
   size_t ReadyBytes(const Conn& c, const ReceiveSpec& spec,
-                    size_t* scanned) const;
+                    size_t* scanned) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Completes the parked Receive of `c`, if any, with TakeReceive (or
   // Cancelled, taking nothing, when its caller is gone).
-  void CompleteReceive(Conn& c);
+  void CompleteReceive(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   static bool CallerGone(const PendingReceive& pending);
   // A second Receive on `c` (whose receive is parked, caller alive):
   // waits as c.receive->next, or fails at once when one waits already.
   void ContendReceive(Conn& c, const ReceiveSpec& spec, uint64_t token,
-                      Done<absl::StatusOr<ReceiveResult>> done);
-  void OnGiveWayTimer(uint64_t num, uint64_t token);
-  void NotifyReceiver(Conn& c) {
+                      Done<absl::StatusOr<ReceiveResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnGiveWayTimer(uint64_t num, uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void NotifyReceiver(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
     if (c.receive != nullptr &&
         ReceiveReady(c, c.receive->spec, &c.receive->scanned)) {
       CompleteReceive(c);
     }
   }
-  void OnReceiveTimer(uint64_t num, uint64_t token);
+  void OnReceiveTimer(uint64_t num, uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_watch.cc: live events, built here and queued by watch_.
   // Under the engine lock: from the loop thread's handlers and from control
@@ -499,9 +531,10 @@ class EngineImpl final : public Engine {
   // watches. `data`: received bytes.
   void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
             uint64_t size = 0, absl::string_view data = {},
-            absl::string_view message = {});
+            absl::string_view message = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Pushes the snapshot events of watcher `id` and activates it.
-  void TakeSnapshot(uint64_t id);
+  void TakeSnapshot(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_stream.cc: Stream attachments.
   absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach);
@@ -654,9 +687,10 @@ class EngineImpl final : public Engine {
   asio::io_context io_;
   const EngineOptions options_;
 
-  // The engine lock (see the top of this file). Taken before post_mu_ and
-  // the WatchHub's lock, never after them.
-  absl::Mutex loop_mu_;
+  // The engine lock (see the top of this file): held by the loop thread
+  // around each handler and by gRPC threads in inline control calls. Taken
+  // before post_mu_ and the WatchHub's lock, never after them.
+  absl::Mutex engine_mu_;
   // The engine whose lock this thread holds (innermost), if any.
   static thread_local EngineImpl* holder_;
   // Guards the hand-over from callers to the loop: once accepting_ is false
@@ -680,16 +714,16 @@ class EngineImpl final : public Engine {
   // own lock.
   WatchHub watch_;
 
-  // ---- Under loop_mu_ only below (loop thread or an inline call).
-  bool shutting_down_ = false;
+  // ---- Under engine_mu_ only below (loop thread or an inline call).
+  bool shutting_down_ ABSL_GUARDED_BY(engine_mu_) = false;
   std::vector<char> scratch_;  // The one read buffer of the loop.
   uint64_t next_attempt_id_ = 1;
   uint64_t next_resolve_id_ = 1;
   // Servers and connections, live and history (destroyed before io_).
-  Registry registry_;
+  Registry registry_ ABSL_GUARDED_BY(engine_mu_);
   // The agent-wide byte bound; fires ResumeTotalPaused and ScheduleTrim.
-  BufferBudget budget_;
-  bool trim_posted_ = false;
+  BufferBudget budget_ ABSL_GUARDED_BY(engine_mu_);
+  bool trim_posted_ ABSL_GUARDED_BY(engine_mu_) = false;
   struct QuickTail {
     uint64_t conn_num = 0;
     int64_t since_ns = 0;  // Steady clock.
@@ -697,7 +731,8 @@ class EngineImpl final : public Engine {
   std::deque<QuickTail> quick_tails_;  // Oldest first.
   std::unique_ptr<Timer> quick_tail_timer_;
   bool quick_tail_armed_ = false;
-  absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
+  absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_  // -> conn num.
+      ABSL_GUARDED_BY(engine_mu_);
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
@@ -719,7 +754,7 @@ void CloseDescriptor(int fd, bool abort);
 template <typename T, typename Fn>
 void EngineImpl::PostWork(Done<T> done, Fn fn) {
   if (!HeldByThisThread()) {
-    LoopLock lock(this);
+    EngineLock lock(this);
     bool accepting = false;
     {
       absl::MutexLock post_lock(&post_mu_);
@@ -737,6 +772,7 @@ void EngineImpl::PostWork(Done<T> done, Fn fn) {
     if (accepting_) {
       asio::post(io_, Locked([this, fn = std::move(fn),
                               done = std::move(done)]() mutable {
+                   AssertEngineLock();
                    if (shutting_down_) {
                      done(ShuttingDownError());
                      return;
@@ -752,7 +788,7 @@ void EngineImpl::PostWork(Done<T> done, Fn fn) {
 template <typename Fn>
 void EngineImpl::RunOrPost(Fn fn) {
   if (!HeldByThisThread()) {
-    LoopLock lock(this);
+    EngineLock lock(this);
     {
       absl::MutexLock post_lock(&post_mu_);
       if (!accepting_) return;
@@ -763,6 +799,7 @@ void EngineImpl::RunOrPost(Fn fn) {
   absl::MutexLock lock(&post_mu_);
   if (!accepting_) return;
   asio::post(io_, Locked([this, fn = std::move(fn)]() mutable {
+               AssertEngineLock();
                if (!shutting_down_) fn();
              }));
 }

@@ -60,6 +60,7 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   pending->timer = std::make_unique<Timer>(io_, ToSteady(wait));
   pending->timer->async_wait(
       Locked([this, num = c.num, token](const asio::error_code& ec) {
+        AssertEngineLock();
         if (!ec) OnReceiveTimer(num, token);
       }));
   c.receive = std::move(pending);
@@ -209,6 +210,7 @@ void EngineImpl::ContendReceive(Conn& c, const ReceiveSpec& spec,
   next->timer = std::make_unique<Timer>(io_, ToSteady(give_way));
   next->timer->async_wait(
       Locked([this, num = c.num, token](const asio::error_code& ec) {
+        AssertEngineLock();
         if (!ec) OnGiveWayTimer(num, token);
       }));
   parked.next = std::move(next);

@@ -15,6 +15,7 @@ void EngineImpl::CheckWatchFilter(const WatchFilter& filter,
   PostWork(std::move(done),
            [this, server_id = filter.server_id,
             conn_id = filter.connection_id](Done<absl::Status> d) {
+             AssertEngineLock();
              if (!server_id.empty()) {
                std::optional<uint64_t> num = ParseId(server_id, "srv-");
                if (!num.has_value()) {
@@ -53,7 +54,12 @@ absl::StatusOr<uint64_t> EngineImpl::Subscribe(WatchFilter filter,
   absl::MutexLock post_lock(&post_mu_);
   if (!accepting_) return ShuttingDownError();
   const uint64_t id = watch_.Add(*std::move(w));
-  if (snapshot) asio::post(io_, Locked([this, id] { TakeSnapshot(id); }));
+  if (snapshot) {
+    asio::post(io_, Locked([this, id] {
+                 AssertEngineLock();
+                 TakeSnapshot(id);
+               }));
+  }
   return id;
 }
 
@@ -115,6 +121,7 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
 
 void EngineImpl::TakeSnapshot(uint64_t id) {
   watch_.Snapshot(id, [this](WatchHub::SnapshotSink& sink) {
+    AssertEngineLock();
     for (const auto& [num, sp] : registry_.servers()) {
       const Server& s = *sp;
       if (s.stopped() ||
