@@ -224,6 +224,7 @@ class Line:
              "ours_command": self.ours_cmd,
              "target": (f"ratio {self.target[0]} {self.target[1]}"
                         if self.target else None),
+             "higher_is_better": self.higher_is_better,
              "ours": self.ours, "ref": self.ref, "ratios": self.ratios(),
              "verdict": self.verdict(), "notes": self.notes}
         if self.skipped:

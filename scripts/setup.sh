@@ -44,6 +44,7 @@ fi
 # Fuzzing: clang with its libFuzzer/sanitizer runtime.
 # Benchmarks (scripts/bench.sh): iperf3 as an absolute TCP reference.
 # python3-yaml: tests/e2e/cli_output_test.cc reads sockctl -o yaml back.
+# libyaml-cpp-dev: proto/yaml_proto.cc (config files onto the API's messages).
 packages=(
   cmake ninja-build g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -51,7 +52,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-h2 python3-grpcio python3-protobuf socat iproute2 nftables util-linux docker-compose openssl help2man
   clang libclang-rt-14-dev iperf3
-  python3-yaml
+  python3-yaml libyaml-cpp-dev
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -205,9 +205,11 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
     if (!LogEnabled(LogLevel::kInfo)) return;
     grpc::ServerContextBase* context = info_->server_context();
     std::string peer;
+    std::string client_cn;
     std::string token = "none";
     if (context != nullptr) {
       peer = DisplayPeer(context->peer());
+      client_cn = DisplayClientCn(context->peer());
       const auto& metadata = context->client_metadata();
       auto it = metadata.find("authorization");
       if (it != metadata.end()) {
@@ -224,6 +226,7 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
     LogEvent(LogLevel::kInfo, "audit",
              {{"method", std::string(method)},
               {"peer", peer},
+              {"client_cn", client_cn},
               {"token", token},
               {"request", request_},
               {"code", absl::StatusCodeToString(

@@ -4,11 +4,13 @@
 // the result and how long it took:
 //
 //   ts=... level=info event=audit method=StartServer
-//       peer=ipv4:127.0.0.1:40312 token=sha256:1f2e3d4c
+//       peer=ipv4:127.0.0.1:40312 client_cn="" token=sha256:1f2e3d4c
 //       request="transport: TRANSPORT_TCP bind { host: \"127.0.0.1\" } ..."
 //       code=OK ids=srv-3 took=1.2ms
 //
 // - peer: the control connection's address (unix: for the UNIX socket).
+// - client_cn: under mutual TLS (--tls-client-ca), the subject CN of the
+//   client certificate that verified (at most 64 bytes); "" otherwise.
 // - token: the first 8 hex digits of SHA-256 of the bearer token the call
 //   carried ("none" without one). Enough to tell tokens apart after a
 //   rotation; never the token.

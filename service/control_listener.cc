@@ -199,6 +199,9 @@ absl::StatusOr<std::unique_ptr<ControlListener>> ControlListener::Bind(
         },
         [self](int key, uint64_t seq, absl::string_view what) {
           self->OnTlsFailure(key, seq, what);
+        },
+        [self](int key, uint64_t seq, absl::string_view client_cn) {
+          self->OnTlsClient(key, seq, client_cn);
         });
   }
   if (listener->epoll_fd_ < 0 || listener->wake_fd_ < 0) {
@@ -523,6 +526,26 @@ void ControlListener::OnTlsFailure(int key, uint64_t seq,
             {"suppressed", absl::StrCat(d.suppressed)}});
 }
 
+void ControlListener::OnTlsClient(int key, uint64_t seq,
+                                  absl::string_view client_cn) {
+  absl::MutexLock lock(&mu_);
+  auto it = conns_.find(key);
+  if (it != conns_.end() && it->second.seq == seq) {
+    it->second.client_cn = std::string(client_cn);
+  }
+}
+
+std::string ControlListener::PeerClientCn(absl::string_view peer) {
+  absl::string_view rest = peer;
+  int key = -1;
+  if (absl::ConsumePrefix(&rest, "fd:") && absl::SimpleAtoi(rest, &key)) {
+    absl::MutexLock lock(&mu_);
+    auto it = conns_.find(key);
+    if (it != conns_.end()) return it->second.client_cn;
+  }
+  return "";
+}
+
 std::string ControlListener::PeerAddress(absl::string_view peer) {
   absl::string_view rest = peer;
   int key = -1;
@@ -538,6 +561,11 @@ std::string DisplayPeer(absl::string_view grpc_peer) {
   ControlListener* active = g_active.load();
   return active != nullptr ? active->PeerAddress(grpc_peer)
                            : std::string(grpc_peer);
+}
+
+std::string DisplayClientCn(absl::string_view grpc_peer) {
+  ControlListener* active = g_active.load();
+  return active != nullptr ? active->PeerClientCn(grpc_peer) : "";
 }
 
 }  // namespace sockagent

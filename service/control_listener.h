@@ -114,6 +114,9 @@ class ControlListener {
   // "fd:N" -> the connection's address as gRPC would name it
   // ("ipv4:127.0.0.1:40312", "unix:"); other strings unchanged. Any thread.
   std::string PeerAddress(absl::string_view peer);
+  // "fd:N" -> the subject CN of the connection's verified mutual-TLS client
+  // certificate; "" when there is none. Any thread.
+  std::string PeerClientCn(absl::string_view peer);
 
   // Open control connections (for tests and logs). Any thread.
   size_t connections();
@@ -122,7 +125,8 @@ class ControlListener {
   struct Conn {
     int watch_fd = -1;  // Our duplicate: watched for hang-up, shut down to cut.
     std::string address;
-    uint64_t seq = 0;  // Accept order.
+    std::string client_cn;  // Mutual TLS: the verified certificate's CN.
+    uint64_t seq = 0;       // Accept order.
     // Set once a call passed the token check (or, under mutual TLS, by the
     // relay once the client certificate verified). Shared with the relay.
     std::shared_ptr<std::atomic<bool>> authenticated;
@@ -144,6 +148,9 @@ class ControlListener {
   // Connection (key, seq) failed its TLS handshake: log it (rate-limited
   // per peer IP). Relay thread.
   void OnTlsFailure(int key, uint64_t seq, absl::string_view what);
+  // Connection (key, seq)'s client certificate verified: remember its CN
+  // for the audit log. Relay thread.
+  void OnTlsClient(int key, uint64_t seq, absl::string_view client_cn);
 
   const ControlListenerOptions options_;
   int listen_fd_ = -1;
@@ -173,6 +180,9 @@ class ControlListener {
 // listener mapped to "ipv4:127.0.0.1:40312"; anything else unchanged. Any
 // thread.
 std::string DisplayPeer(absl::string_view grpc_peer);
+// The verified mutual-TLS client CN of gRPC's peer "fd:N" on the running
+// control listener; "" otherwise. Any thread.
+std::string DisplayClientCn(absl::string_view grpc_peer);
 
 }  // namespace sockagent
 

@@ -23,10 +23,11 @@ class Pipe;
 class ControlRelay::Impl {
  public:
   Impl(const ControlRelayOptions& options, CutCallback on_cut,
-       TlsFailureCallback on_tls_failure)
+       TlsFailureCallback on_tls_failure, TlsClientCallback on_tls_client)
       : options_(options),
         on_cut_(std::move(on_cut)),
         on_tls_failure_(std::move(on_tls_failure)),
+        on_tls_client_(std::move(on_tls_client)),
         agent_(options.agent_rst_per_second, options.agent_rst_burst),
         streams_(options.streams),
         work_(asio::make_work_guard(io_)) {
@@ -56,6 +57,7 @@ class ControlRelay::Impl {
   const ControlRelayOptions options_;
   const CutCallback on_cut_;
   const TlsFailureCallback on_tls_failure_;
+  const TlsClientCallback on_tls_client_;
   TokenBucket agent_;                      // Relay thread only.
   H2StreamBudget streams_;                 // Relay thread only.
   std::atomic<uint32_t> streams_open_{0};  // A copy for other threads.
@@ -153,6 +155,11 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
           // A verified client certificate is a credential of its own.
           if (self->relay_->options_.tls->mutual()) {
             self->authenticated_->store(true);
+            if (self->relay_->on_tls_client_) {
+              self->relay_->on_tls_client_(
+                  self->key_, self->seq_,
+                  ClientCommonName(self->tls_->native_handle()));
+            }
           }
           self->ReadUp();
           self->ReadDown();
@@ -411,9 +418,11 @@ void ControlRelay::Impl::Add(int client_fd, int grpc_side_fd, int key,
 
 ControlRelay::ControlRelay(const ControlRelayOptions& options,
                            CutCallback on_cut,
-                           TlsFailureCallback on_tls_failure)
+                           TlsFailureCallback on_tls_failure,
+                           TlsClientCallback on_tls_client)
     : impl_(std::make_unique<Impl>(options, std::move(on_cut),
-                                   std::move(on_tls_failure))) {}
+                                   std::move(on_tls_failure),
+                                   std::move(on_tls_client))) {}
 
 ControlRelay::~ControlRelay() { Stop(); }
 

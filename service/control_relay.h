@@ -74,8 +74,15 @@ class ControlRelay {
   using TlsFailureCallback =
       std::function<void(int key, uint64_t seq, absl::string_view what)>;
 
+  // (key, seq, client_cn): that connection's mutual-TLS client certificate
+  // verified and names this subject CN (ClientCommonName). Called before
+  // any of the connection's bytes reach gRPC.
+  using TlsClientCallback =
+      std::function<void(int key, uint64_t seq, absl::string_view client_cn)>;
+
   ControlRelay(const ControlRelayOptions& options, CutCallback on_cut,
-               TlsFailureCallback on_tls_failure = nullptr);
+               TlsFailureCallback on_tls_failure = nullptr,
+               TlsClientCallback on_tls_client = nullptr);
   ~ControlRelay();  // Stop(); every relayed connection is closed.
 
   ControlRelay(const ControlRelay&) = delete;

@@ -2,7 +2,9 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
+#include <algorithm>
 #include <asio.hpp>
 #include <asio/ssl.hpp>
 #include <utility>
@@ -141,6 +143,25 @@ absl::Status CheckHandshake(SSL* ssl, bool mutual) {
   if (len == 2 && proto[0] == 'h' && proto[1] == '2') return absl::OkStatus();
   return absl::FailedPreconditionError(
       "the client did not offer ALPN \"h2\" (gRPC needs HTTP/2)");
+}
+
+std::string ClientCommonName(SSL* ssl) {
+  X509* cert = SSL_get0_peer_certificate(ssl);
+  if (cert == nullptr || SSL_get_verify_result(ssl) != X509_V_OK) return "";
+  X509_NAME* subject = X509_get_subject_name(cert);
+  if (subject == nullptr) return "";
+  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  if (index < 0) return "";
+  ASN1_STRING* data =
+      X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index));
+  unsigned char* utf8 = nullptr;
+  const int len = ASN1_STRING_to_UTF8(&utf8, data);
+  if (len < 0 || utf8 == nullptr) return "";
+  constexpr int kMaxCommonName = 64;
+  std::string cn(reinterpret_cast<const char*>(utf8),
+                 static_cast<size_t>(std::min(len, kMaxCommonName)));
+  OPENSSL_free(utf8);
+  return cn;
 }
 
 std::string TlsErrorText(const std::error_code& ec) {

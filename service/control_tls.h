@@ -67,6 +67,12 @@ class ControlTls {
 // is then closed without an alert, as gRPC's own TLS server did.
 absl::Status CheckHandshake(SSL* ssl, bool mutual);
 
+// The subject common name of the client certificate that verified under
+// mutual TLS, as UTF-8, cut to 64 bytes (X.520's bound for a CN); "" when
+// there is none (no certificate, no CN). For the audit log: never a
+// credential on its own (the certificate's verification is).
+std::string ClientCommonName(SSL* ssl);
+
 // A failed handshake's error in words for the log (OpenSSL's reason, e.g.
 // "peer did not return a certificate").
 std::string TlsErrorText(const std::error_code& ec);

@@ -90,7 +90,7 @@ TEST_F(AuditLog, EveryCreateAndCloseIsOneLineSayingWhoWhatResultAndTook) {
   ASSERT_EQ(lines.size(), 5u) << log_;
   const std::regex who(
       "level=info event=audit method=\\w+ peer=ipv4:127\\.0\\.0\\.1:\\d+ "
-      "token=sha256:[0-9a-f]{8} request=");
+      "client_cn=\"\" token=sha256:[0-9a-f]{8} request=");
   for (const std::string& line : lines) {
     EXPECT_TRUE(std::regex_search(line, who)) << line;
     EXPECT_TRUE(std::regex_search(line, std::regex(" took=[0-9.]+[mun]?s$")))

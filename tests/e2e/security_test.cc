@@ -499,6 +499,14 @@ TEST_F(TlsTest, MutualTlsRefusesClientsWithoutTheRightCertificate) {
   context = ContextWithDeadline();
   status = stub->GetHostInfo(context.get(), v1::GetHostInfoRequest(), &info);
   EXPECT_TRUE(status.ok()) << status.error_message();
+
+  // The audit line names the verified certificate's subject CN.
+  r = RunSockctl(address, {"--tls-ca", ca, "--tls-cert",
+                           certs_.Path("client.crt"), "--tls-key",
+                           certs_.Path("client.key"), "server", "start", "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(WaitForLog(**agent, "event=audit method=StartServer"),
+              HasSubstr("client_cn=client token=none"));
 }
 
 TEST_F(TlsTest, InventoryCarriesTlsPerAgent) {

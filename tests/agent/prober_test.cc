@@ -1,0 +1,393 @@
+// agent/prober.h on a real loop against plain POSIX peers on loopback: an
+// echo server (TCP, IPv4 and IPv6), a UDP echo, a server that accepts and
+// never answers, closed ports, missing UNIX sockets, the policy.
+#include "agent/prober.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "tests/support/agent_process.h"
+#include "tests/support/posix_peer.h"
+
+namespace sockagent {
+namespace {
+
+using testing::Fd;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+// A poll loop in its own thread: echoes every TCP connection (when `echo`)
+// or holds it silent, and echoes UDP datagrams on `udp`.
+class Peer {
+ public:
+  explicit Peer(bool echo, const std::string& ip = "127.0.0.1") : echo_(echo) {
+    const SocketAddress any = testing::Ip(ip, 0);
+    sockaddr_storage ss;
+    const socklen_t len = testing::ToSockaddr(any, &ss);
+    listen_ = Fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+    EXPECT_EQ(::listen(listen_.get(), 128), 0);
+    port_ = testing::LocalPort(listen_.get());
+    udp_ = testing::UdpBound(any.family);
+    udp_port_ = testing::LocalPort(udp_.get());
+    thread_ = std::thread([this] { Loop(); });
+  }
+  ~Peer() {
+    stop_ = true;
+    thread_.join();
+  }
+  uint16_t port() const { return port_; }
+  uint16_t udp_port() const { return udp_port_; }
+  size_t max_open() const { return max_open_.load(); }
+
+ private:
+  void Loop() {
+    std::vector<Fd> conns;
+    while (!stop_) {
+      std::vector<pollfd> fds = {{listen_.get(), POLLIN, 0},
+                                 {udp_.get(), POLLIN, 0}};
+      for (const Fd& c : conns) fds.push_back({c.get(), POLLIN, 0});
+      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
+      if (fds[1].revents & POLLIN) {
+        char buf[65536];
+        sockaddr_storage from;
+        socklen_t from_len = sizeof(from);
+        const ssize_t n =
+            ::recvfrom(udp_.get(), buf, sizeof(buf), 0,
+                       reinterpret_cast<sockaddr*>(&from), &from_len);
+        if (n >= 0 && echo_) {
+          ::sendto(udp_.get(), buf, n, 0, reinterpret_cast<sockaddr*>(&from),
+                   from_len);
+        }
+      }
+      for (size_t i = 2; i < fds.size(); ++i) {
+        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+        char buf[65536];
+        const ssize_t n = ::recv(fds[i].fd, buf, sizeof(buf), 0);
+        if (n <= 0) {
+          for (Fd& c : conns) {
+            if (c.get() == fds[i].fd) c.Reset();
+          }
+          continue;
+        }
+        if (echo_) testing::WriteAll(fds[i].fd, absl::string_view(buf, n));
+      }
+      std::erase_if(conns, [](const Fd& c) { return !c.valid(); });
+      // Accepts last: a connection the prober closed before opening this
+      // one is seen closed first (its FIN arrived before the new SYN).
+      if (fds[0].revents & POLLIN) {
+        conns.emplace_back(
+            ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+        max_open_ = std::max(max_open_.load(), conns.size());
+      }
+    }
+  }
+
+  const bool echo_;
+  Fd listen_, udp_;
+  uint16_t port_ = 0, udp_port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> max_open_{0};
+  std::thread thread_;
+};
+
+// A port nobody listens on: bound and closed again.
+uint16_t ClosedPort(int type) {
+  Fd fd(::socket(AF_INET, type | SOCK_CLOEXEC, 0));
+  sockaddr_storage ss;
+  const socklen_t len = testing::ToSockaddr(testing::Ip("127.0.0.1", 0), &ss);
+  EXPECT_EQ(::bind(fd.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
+  return testing::LocalPort(fd.get());
+}
+
+ProbeTarget Tcp(const std::string& host, uint16_t port,
+                std::string payload = "", bool echo = false) {
+  ProbeTarget t;
+  t.endpoint.host = host;
+  t.endpoint.port = absl::StrCat(port);
+  t.payload = std::move(payload);
+  t.expect_echo = echo;
+  return t;
+}
+
+ProbeTarget Udp(const std::string& host, uint16_t port, std::string payload) {
+  ProbeTarget t = Tcp(host, port, std::move(payload), true);
+  t.transport = Transport::kUdp;
+  return t;
+}
+
+class ProberTest : public ::testing::Test {
+ protected:
+  void SetUp() override { Make({}); }
+  void TearDown() override { Stop(); }
+
+  void Make(ProberOptions options) {
+    Stop();
+    io_ = std::make_unique<asio::io_context>();
+    work_.emplace(asio::make_work_guard(*io_));
+    prober_ = std::make_unique<Prober>(*io_, options);
+    loop_ = std::thread([this] { io_->run(); });
+  }
+  void Stop() {
+    if (prober_ == nullptr) return;
+    // The prober is the loop's: shut it down there, then stop the loop.
+    absl::Notification shut;
+    asio::post(*io_, [&] {
+      prober_->Shutdown();
+      shut.Notify();
+    });
+    shut.WaitForNotificationWithTimeout(absl::Seconds(30));
+    work_.reset();
+    io_->stop();
+    loop_.join();
+    prober_.reset();
+    io_.reset();
+  }
+
+  absl::StatusOr<ProbeReport> Run(ProbeSpec spec) {
+    absl::Notification done;
+    std::optional<absl::StatusOr<ProbeReport>> result;
+    prober_->Start(std::move(spec), [&](absl::StatusOr<ProbeReport> r) {
+      result = std::move(r);
+      done.Notify();
+    });
+    EXPECT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(60)));
+    return result.value_or(absl::InternalError("no answer"));
+  }
+
+  std::unique_ptr<asio::io_context> io_;
+  std::optional<asio::executor_work_guard<asio::io_context::executor_type>>
+      work_;
+  std::unique_ptr<Prober> prober_;
+  std::thread loop_;
+};
+
+TEST_F(ProberTest, ClassesFromTheSocketsOwnErrors) {
+  Peer echo(/*echo=*/true);
+  Peer silent(/*echo=*/false);
+  testing::TempDir dir;
+  ProbeSpec spec;
+  // Generous for the probes that succeed on a loaded machine; the silent
+  // ones take all of it.
+  spec.timeout = absl::Seconds(2);
+  spec.targets = {
+      Tcp("127.0.0.1", echo.port(), "ping\n", true),         // 0 OK
+      Tcp("127.0.0.1", echo.port()),                         // 1 OK, connect
+      Tcp("127.0.0.1", ClosedPort(SOCK_STREAM), "x", true),  // 2 REFUSED
+      Tcp("127.0.0.1", silent.port(), "hello", true),        // 3 TIMEOUT
+      Udp("127.0.0.1", echo.udp_port(), "dgram"),            // 4 OK
+      Udp("127.0.0.1", ClosedPort(SOCK_DGRAM), "dgram"),     // 5 REFUSED
+      Udp("127.0.0.1", silent.udp_port(), "dgram"),          // 6 TIMEOUT
+  };
+  ProbeTarget missing;
+  missing.transport = Transport::kUnix;
+  missing.endpoint.unix_path = dir.path() + "/nobody.sock";
+  spec.targets.push_back(missing);  // 7 REFUSED
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  ASSERT_EQ(report->outcomes.size(), spec.targets.size());
+  const auto& o = report->outcomes;
+  const ProbeClass want[] = {ProbeClass::kOk,      ProbeClass::kOk,
+                             ProbeClass::kRefused, ProbeClass::kTimeout,
+                             ProbeClass::kOk,      ProbeClass::kRefused,
+                             ProbeClass::kTimeout, ProbeClass::kRefused};
+  for (size_t i = 0; i < o.size(); ++i) {
+    EXPECT_EQ(o[i].result, want[i])
+        << i << ": " << ProbeClassName(o[i].result) << " " << o[i].error;
+  }
+  EXPECT_EQ(o[0].bytes_sent, 5u);
+  EXPECT_EQ(o[0].bytes_received, 5u);
+  EXPECT_GT(o[0].connect_time, absl::ZeroDuration());
+  EXPECT_GT(o[0].round_trip, absl::ZeroDuration());
+  EXPECT_EQ(o[0].remote, absl::StrCat("127.0.0.1:", echo.port()));
+  EXPECT_EQ(o[0].error, "");
+  EXPECT_THAT(o[2].error, HasSubstr("connection refused"));
+  EXPECT_THAT(o[3].error, HasSubstr("echo 127.0.0.1:"));
+  EXPECT_THAT(o[3].error, HasSubstr("(0 of 5 bytes back)"));
+  EXPECT_EQ(o[4].bytes_received, 5u);
+  EXPECT_THAT(o[7].error, HasSubstr("no such file"));
+  EXPECT_GE(report->took, absl::Milliseconds(1900));
+}
+
+TEST_F(ProberTest, Ipv6AndNamesFromTheHostsFile) {
+  Peer echo6(/*echo=*/true, "::1");
+  Peer echo4(/*echo=*/true);
+  ResolverPool pool({.threads = 1, .max_queued = 4});
+  Make({.resolver = &pool});
+  ProbeSpec spec;
+  spec.targets = {Tcp("::1", echo6.port(), "six", true)};
+  // "localhost" comes from /etc/hosts (no DNS server is asked); it may
+  // name ::1 too, where echo4's port is closed: the prober tries each
+  // address until one connects.
+  spec.targets.push_back(Tcp("localhost", echo4.port(), "name", true));
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcomes[0].result, ProbeClass::kOk)
+      << report->outcomes[0].error;
+  EXPECT_EQ(report->outcomes[0].remote, absl::StrCat("[::1]:", echo6.port()));
+  const ProbeOutcome named = report->outcomes[1];
+  Stop();  // Before the pool goes.
+  EXPECT_EQ(named.result, ProbeClass::kOk) << named.error;
+  EXPECT_EQ(named.remote, absl::StrCat("127.0.0.1:", echo4.port()));
+}
+
+TEST_F(ProberTest, ConcurrencyBoundsTheSocketsInFlight) {
+  Peer silent(/*echo=*/false);
+  ProbeSpec spec;
+  spec.concurrency = 3;
+  spec.timeout = absl::Milliseconds(200);
+  for (int i = 0; i < 9; ++i) {
+    spec.targets.push_back(Tcp("127.0.0.1", silent.port(), "x", true));
+  }
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  for (const ProbeOutcome& o : report->outcomes) {
+    EXPECT_EQ(o.result, ProbeClass::kTimeout) << o.error;
+  }
+  EXPECT_LE(silent.max_open(), 3u);
+  // Three waves of 200 ms each.
+  EXPECT_GE(report->took, absl::Milliseconds(550));
+}
+
+TEST_F(ProberTest, TheCallsDeadlineEndsRunningAndUnstartedProbes) {
+  Peer silent(/*echo=*/false);
+  ProbeSpec spec;
+  spec.concurrency = 2;
+  spec.timeout = absl::Seconds(30);
+  spec.deadline = absl::Now() + absl::Milliseconds(300);
+  for (int i = 0; i < 5; ++i) {
+    spec.targets.push_back(Tcp("127.0.0.1", silent.port(), "x", true));
+  }
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_LT(report->took, absl::Seconds(10));
+  int not_started = 0;
+  for (const ProbeOutcome& o : report->outcomes) {
+    EXPECT_EQ(o.result, ProbeClass::kTimeout);
+    if (o.error == "not started: the call's deadline passed") ++not_started;
+  }
+  EXPECT_EQ(not_started, 3);
+}
+
+TEST_F(ProberTest, PolicyRefusalIsAnErrorInWords) {
+  Peer echo(/*echo=*/true);
+  Policy policy;
+  policy.destinations.emplace();  // Nothing is allowed.
+  Make({.policy = &policy});
+  ProbeSpec spec;
+  spec.targets = {Tcp("127.0.0.1", echo.port())};
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(report->outcomes[0].result, ProbeClass::kError);
+  EXPECT_THAT(report->outcomes[0].error,
+              StartsWith(absl::StrCat("connect 127.0.0.1:", echo.port())));
+  EXPECT_EQ(echo.max_open(), 0u);
+}
+
+TEST_F(ProberTest, CancelEndsTheCallAndClosesItsSockets) {
+  Peer silent(/*echo=*/false);
+  ProbeSpec spec;
+  spec.timeout = absl::Seconds(30);
+  spec.targets = {Tcp("127.0.0.1", silent.port(), "x", true)};
+  absl::Notification done;
+  absl::Status status;
+  const uint64_t token =
+      prober_->Start(spec, [&](absl::StatusOr<ProbeReport> r) {
+        status = r.status();
+        done.Notify();
+      });
+  prober_->Cancel(token);
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(ProberTest, BadSpecsAreRefusedNamingTheField) {
+  struct Case {
+    std::function<void(ProbeSpec&)> edit;
+    const char* want;
+  } cases[] = {
+      {[](ProbeSpec& s) { s.targets.clear(); }, "targets: at least one"},
+      {[](ProbeSpec& s) { s.targets.resize(1025, s.targets[0]); },
+       "targets: 1025 targets; at most 1024"},
+      {[](ProbeSpec& s) { s.timeout = absl::Minutes(2); }, "timeout: 2m"},
+      {[](ProbeSpec& s) { s.targets[0].endpoint.port = "0"; },
+       "targets[0].endpoint.port: '0' is not a port"},
+      {[](ProbeSpec& s) { s.targets[0].endpoint.host = ""; },
+       "targets[0].endpoint.host"},
+      {[](ProbeSpec& s) { s.targets[0].payload.assign(65537, 'x'); },
+       "targets[0].payload: 65537 bytes; at most 65536"},
+      {[](ProbeSpec& s) {
+         s.targets[0].transport = Transport::kUdp;
+         s.targets[0].payload = "";
+       },
+       "targets[0].payload: a UDP probe needs a payload"},
+      {[](ProbeSpec& s) { s.targets[0].expect_echo = true; },
+       "targets[0].expect_echo: needs a payload"},
+      {[](ProbeSpec& s) { s.targets[0].transport = Transport::kUnix; },
+       "targets[0].endpoint.unix_path: a UNIX probe needs a path"},
+      {[](ProbeSpec& s) {
+         s.targets.assign(20, s.targets[0]);
+         for (auto& t : s.targets) t.payload.assign(60000, 'x');
+       },
+       "payload: 1200000 bytes in all targets; at most 1048576"},
+  };
+  for (const Case& c : cases) {
+    ProbeSpec spec;
+    spec.targets = {Tcp("127.0.0.1", 9)};
+    c.edit(spec);
+    absl::StatusOr<ProbeReport> report = Run(spec);
+    EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument)
+        << c.want;
+    EXPECT_THAT(report.status().message(), HasSubstr(c.want));
+  }
+}
+
+TEST_F(ProberTest, CallsBeyondTheBoundAreResourceExhausted) {
+  Peer silent(/*echo=*/false);
+  Make({.max_calls = 1});
+  ProbeSpec slow;
+  slow.timeout = absl::Seconds(30);
+  slow.targets = {Tcp("127.0.0.1", silent.port(), "x", true)};
+  absl::Notification first_done;
+  const uint64_t first = prober_->Start(
+      slow, [&](absl::StatusOr<ProbeReport>) { first_done.Notify(); });
+  absl::StatusOr<ProbeReport> second = Run(slow);
+  EXPECT_EQ(second.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(second.status().message(),
+              HasSubstr("1 Probe calls are running"));
+  prober_->Cancel(first);
+  ASSERT_TRUE(first_done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  // The slot is free again.
+  ProbeSpec quick;
+  quick.targets = {Tcp("127.0.0.1", silent.port())};
+  EXPECT_TRUE(Run(quick).ok());
+}
+
+TEST_F(ProberTest, ShutdownAnswersEveryCall) {
+  Peer silent(/*echo=*/false);
+  ProbeSpec spec;
+  spec.timeout = absl::Seconds(30);
+  spec.targets = {Tcp("127.0.0.1", silent.port(), "x", true)};
+  absl::Notification done;
+  absl::Status status;
+  prober_->Start(spec, [&](absl::StatusOr<ProbeReport> r) {
+    status = r.status();
+    done.Notify();
+  });
+  Stop();
+  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace sockagent
