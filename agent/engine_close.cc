@@ -263,10 +263,7 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
   Recharge(c);
   // From here on its bytes belong to the closed history.
   c.finalized = true;
-  history_bytes_ += c.charged;
-  --conns_live_;
-  closed_conns_.push_back(c.num);
-  ScheduleTrim();
+  FileInHistory(c);
 }
 
 }  // namespace engine_internal

@@ -1,7 +1,7 @@
 // EngineImpl: the socket engine behind engine.h. Internal header, included
 // only by the engine_*.cc files (it pulls in Asio).
 //
-// Threads: one engine lock (loop_mu_) guards every object below. The loop
+// Threads: one engine lock (engine_mu_) guards every object below. The loop
 // thread takes it around each completion handler (Locked); a public Engine
 // method takes it on the caller's thread and does its work there, inline
 // (PostWork), so a control call costs no hop to the loop and back: a Send
@@ -11,15 +11,24 @@
 // The loop thread is the only one that waits in epoll and runs handlers;
 // Asio lets any thread start an async operation. Shutdown() posts and joins.
 //
+// EngineImpl is the coordinator over components, each with its own header
+// saying what it owns and which lock guards it:
+//   registry_  (registry.h)       ids, the servers and connections below,
+//                                 their history, listings, trimming;
+//   budget_    (buffer_budget.h)  the agent-wide buffered bytes and its
+//                                 watermarks (pause/resume reading, trim);
+//   watch_     (watch_hub.h)      watchers and their bounded event queues
+//                                 (its own lock, taken after the engine's).
+//
 // Objects, all owned here and keyed by number; completion handlers capture
 // `this` (safe: the loop thread is joined before destruction) plus a number,
 // and look the object up again, so a handler that outlives its object finds
 // nothing (or a finalized record) and returns:
 //
-//   servers_   srv-N  -> Server: TCP/UNIX listeners or UDP sockets, TTL
+//   servers    srv-N  -> Server: TCP/UNIX listeners or UDP sockets, TTL
 //                        timer, UDP peer sessions (peer address -> conn-N).
 //                        Stopped servers stay listable (bounded history).
-//   conns_     conn-N -> Conn: its socket (or, for a UDP peer session, its
+//   conns      conn-N -> Conn: its socket (or, for a UDP peer session, its
 //                        server's socket), buffers, timers, parked Receive.
 //                        A closed connection keeps its record (and, after a
 //                        peer FIN/reset, the bytes nobody received yet) in a
@@ -32,8 +41,8 @@
 //              is dropped unrun).
 //
 // Bytes: every connection's buffered bytes are charged (Conn::charged) to
-// total_buffered_, which max_total_buffered_bytes bounds; those of finalized
-// records also to history_bytes_ (at most a quarter of it).
+// budget_'s total, which max_total_buffered_bytes bounds; those of finalized
+// records also to its history share (at most a quarter of it).
 //
 // Reading never uses a per-connection read buffer: a connection waits for
 // readability (async_wait) and reads into one loop-wide scratch buffer, then
@@ -61,6 +70,7 @@
 
 #include <asio.hpp>
 #include <atomic>
+#include <cassert>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -81,13 +91,16 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "agent/address.h"
+#include "agent/buffer_budget.h"
 #include "agent/byte_queue.h"
 #include "agent/connector.h"
 #include "agent/engine.h"
 #include "agent/engine_sockets.h"
 #include "agent/fifo.h"
+#include "agent/registry.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
+#include "agent/watch_hub.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -153,7 +166,7 @@ struct ConnReading {
   bool armed = false;         // A wait_read is pending.
   bool paused = false;        // Buffer bound reached; see ResumeReading.
   bool total_paused = false;  // Paused by the agent-wide bound too; also
-                              // listed in EngineImpl::total_paused_.
+                              // listed in the BufferBudget's paused list.
   bool error_armed = false;   // A wait_error is pending (while not reading).
   bool hangup = false;        // Hung up without an error: watch no more.
   bool eof = false;           // Peer FIN seen.
@@ -184,7 +197,8 @@ struct Conn {
   // A socket not (yet) handed to the reactor: just accepted, or a quick
   // tail (see EngineImpl::GreetAndClose); -1 otherwise.
   int raw_fd = -1;
-  uint64_t charged = 0;  // What this connection adds to total_buffered_.
+  uint64_t charged =
+      0;  // What this connection adds to the BufferBudget's total.
   std::shared_ptr<const Labels> labels;  // Null: none. Shared with server.
   PackedAddress local;
   PackedAddress remote;
@@ -267,24 +281,6 @@ struct Attachment {
 
 using EventKind = EngineEventKind;
 
-// One watcher of live events (see Engine::Subscribe).
-struct Watcher {
-  WatchFilter filter;
-  std::optional<uint64_t> server_num;  // Parsed filter ids.
-  std::optional<uint64_t> conn_num;
-  uint32_t kinds = ~0u;  // Bit per EngineEventKind.
-  size_t limit = kDefaultWatchQueueEvents;
-  bool active = false;  // Snapshot taken (or none asked): live events flow.
-  std::deque<EngineEvent> queue;
-  uint64_t lost = 0;
-  uint64_t last_lost_seq = 0;
-  uint64_t bytes = 0;  // EventBytes of what `queue` holds.
-  std::shared_ptr<const std::function<void()>> wake;
-};
-
-// What a queued event costs against EngineOptions::max_watch_bytes.
-uint64_t EventBytes(const EngineEvent& e);
-
 class EngineImpl final : public Engine {
  public:
   // `resolver` runs the engine's name lookups and outlives it.
@@ -346,124 +342,102 @@ class EngineImpl final : public Engine {
   template <typename Fn>
   void RunOrPost(Fn fn);
 
-  // Holds the engine lock and marks this thread as its holder.
-  class LoopLock {
+  // Holds the engine lock and marks this thread as its holder. Scoped, so
+  // clang's -Wthread-safety knows what it holds.
+  class ABSL_SCOPED_LOCKABLE EngineLock {
    public:
-    explicit LoopLock(EngineImpl* engine) : engine_(engine), prev_(holder_) {
-      engine_->loop_mu_.Lock();
+    explicit EngineLock(EngineImpl* engine)
+        ABSL_EXCLUSIVE_LOCK_FUNCTION(engine->engine_mu_)
+        : engine_(engine), prev_(holder_) {
+      engine_->engine_mu_.Lock();
       holder_ = engine_;
     }
-    ~LoopLock() {
+    ~EngineLock() ABSL_UNLOCK_FUNCTION() {
       holder_ = prev_;
-      engine_->loop_mu_.Unlock();
+      engine_->engine_mu_.Unlock();
     }
-    LoopLock(const LoopLock&) = delete;
-    LoopLock& operator=(const LoopLock&) = delete;
+    EngineLock(const EngineLock&) = delete;
+    EngineLock& operator=(const EngineLock&) = delete;
 
    private:
     EngineImpl* const engine_;
     EngineImpl* const prev_;
   };
   bool HeldByThisThread() const { return holder_ == this; }
+  // For the bodies of Asio handlers wrapped by Locked, of work run by
+  // PostWork/RunOrPost, and of hooks and callbacks called under the lock:
+  // the analysis sees a lambda as holding nothing. Checked in debug builds.
+  void AssertEngineLock() const ABSL_ASSERT_EXCLUSIVE_LOCK(engine_mu_) {
+    assert(HeldByThisThread());
+  }
   // Wraps an Asio completion handler so it runs under the engine lock.
   template <typename F>
   auto Locked(F f) {
     return [this, f = std::move(f)](auto&&... args) mutable {
-      LoopLock lock(this);
+      EngineLock lock(this);
       f(std::forward<decltype(args)>(args)...);
     };
   }
-  void ShutdownOnLoop();
+  void ShutdownOnLoop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
-  Conn* FindConn(uint64_t num);
-  Server* FindServer(uint64_t num);
-  // By id; NotFound names the id.
-  absl::StatusOr<Conn*> LookupConn(absl::string_view id);
-  ConnectionInfo Snapshot(const Conn& c) const;
-  ServerInfo Snapshot(const Server& s) const;
-  uint64_t NewConnNum() { return next_conn_num_++; }
-  Conn& AddConn(std::unique_ptr<Conn> conn);
+  // ---- The Registry (registry.h), as the I/O files call it.
+  Conn* FindConn(uint64_t num) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.FindConn(num);
+  }
+  Server* FindServer(uint64_t num) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.FindServer(num);
+  }
+  absl::StatusOr<Conn*> LookupConn(absl::string_view id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.LookupConn(id);
+  }
+  uint64_t NewConnNum() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.NewConnNum();
+  }
+  Conn& AddConn(std::unique_ptr<Conn> conn)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.AddConn(std::move(conn));
+  }
   // The one admission check for a new socket (accept, UDP session,
   // OpenClient): sockets held (open or in a closing tail) plus connects in
   // progress against max_connections.
-  bool AtConnectionLimit() const {
-    return conns_live_ + connector_.attempts() >= options_.max_connections;
+  bool AtConnectionLimit() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return registry_.live_conns() + connector_.attempts() >=
+           options_.max_connections;
   }
+  // Finalize's last step: c's socket is closed, its record (and its bytes)
+  // join the closed history, and trimming is scheduled.
+  void FileInHistory(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
-  // ---- Byte accounting (engine_impl.cc).
+  // ---- Byte accounting: the BufferBudget (buffer_budget.h) and what a
+  // connection is charged.
   // What `c` holds now: buffered payload plus kDatagramOverheadBytes per
   // queued datagram.
   static uint64_t RecvCharge(const Conn& c);
   static uint64_t SendCharge(const Conn& c);
-  // Brings total_buffered_ (and history_bytes_) up to date after c's
-  // buffers changed; call after every change.
-  void Recharge(Conn& c);
-  // Bytes the agent-wide bound still admits.
-  uint64_t TotalRoom() const {
-    const uint64_t cap = options_.max_total_buffered_bytes;
-    return total_buffered_ >= cap ? 0 : cap - total_buffered_;
+  // Brings c.charged (and the budget) up to date after c's buffers
+  // changed; call after every change.
+  void Recharge(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  uint64_t TotalRoom() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return budget_.Room();
   }
-  // ResourceExhausted naming max_total_buffered_bytes if `more` bytes do
-  // not fit; `what` starts the message ("send conn-4").
-  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const;
-  // Reading of `c` stopped for the agent-wide bound: resumed (posted) once
-  // the total falls to three quarters of it.
-  void PauseForTotal(Conn& c);
-  void ResumeTotalPaused();
+  absl::Status CheckTotalRoom(absl::string_view what, uint64_t more) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    return budget_.CheckRoom(what, more);
+  }
+  // Reading of `c` stopped at the agent-wide bound: the budget resumes it
+  // (posted) once the total falls to three quarters of it.
+  void PauseForTotal(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    if (c.reading.total_paused) return;
+    c.reading.total_paused = true;
+    budget_.Pause(c.num);
+  }
+  // The budget's resume hook.
+  void ResumeTotalPaused(uint64_t num)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Discards the unreceived bytes of a history record (history bound).
-  void DiscardHistoryBytes(Conn& c);
+  void DiscardHistoryBytes(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
-  void DoListServers(const ServerFilter& filter,
-                     Done<absl::StatusOr<Page<ServerInfo>>> done);
-  void DoListConnections(const ConnectionFilter& filter,
-                         Done<absl::StatusOr<Page<ConnectionInfo>>> done);
-  void DoSend(absl::string_view id, std::string data,
-              Done<absl::StatusOr<SendResult>> done);
-  // `attachment`: the Stream receiving (0: a Receive call, refused while
-  // a Stream is attached).
-  void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
-                 Done<absl::StatusOr<ReceiveResult>> done,
-                 uint64_t attachment = 0);
-  void DoCancelReceive(uint64_t token);
-  void DoCloseConnections(const Selector& selector, CloseMode mode,
-                          Done<absl::StatusOr<CloseResult>> done);
-
-  // Takes what a Receive may take now (data, end of stream or the closed
-  // connection's status).
-  absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec);
-  // True when a parked Receive on `c` can complete.
-  bool ReceiveReady(const Conn& c, const ReceiveSpec& spec,
-                    size_t* scanned) const;
-  // Stream transports: how many bytes a Receive with `spec` takes now; 0
-  // while its condition (min_bytes, delimiter) is unmet and the peer has
-  // not closed. `scanned` (optional) carries the delimiter search forward.
-  size_t ReadyBytes(const Conn& c, const ReceiveSpec& spec,
-                    size_t* scanned) const;
-  // Completes the parked Receive of `c`, if any, with TakeReceive (or
-  // Cancelled, taking nothing, when its caller is gone).
-  void CompleteReceive(Conn& c);
-  static bool CallerGone(const PendingReceive& pending);
-  // A second Receive on `c` (whose receive is parked, caller alive):
-  // waits as c.receive->next, or fails at once when one waits already.
-  void ContendReceive(Conn& c, const ReceiveSpec& spec, uint64_t token,
-                      Done<absl::StatusOr<ReceiveResult>> done);
-  void OnGiveWayTimer(uint64_t num, uint64_t token);
-  void NotifyReceiver(Conn& c) {
-    if (c.receive != nullptr &&
-        ReceiveReady(c, c.receive->spec, &c.receive->scanned)) {
-      CompleteReceive(c);
-    }
-  }
-  void OnReceiveTimer(uint64_t num, uint64_t token);
-
-  // History bounds: trimming is posted, so no caller ever sees the object
-  // it is working on disappear.
-  void ScheduleTrim();
-  void TrimHistory();
-
-  // ---- engine_watch.cc: live events. Fans an event out to the bounded
-  // queues of matching watchers. Loop thread; never blocks on a watcher;
-  // costs one atomic load when nobody watches. `data`: received bytes.
   // engine_counters.cc: counts an event in counters_ (every event, watched
   // or not).
   void CountEvent(EventKind kind, uint64_t server_num, uint64_t conn_num,
@@ -473,22 +447,77 @@ class EngineImpl final : public Engine {
   void CountNewPeerDrop(DropReason reason, uint64_t size);
   // A peer session's datagram sent from its server's queue (no event).
   void CountQueuedDatagramSent(uint64_t size);
-  void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
-            uint64_t size = 0, absl::string_view data = {},
-            absl::string_view message = {});
-  // Pushes the snapshot events of watcher `id` and activates it.
-  void TakeSnapshot(uint64_t id);
-  // Queues `e` for `w` if the agent-wide watch bytes allow; false (and the
-  // event counted lost for `w`) otherwise. Caller holds watch_mu_.
-  bool QueueEvent(Watcher& w, EngineEvent e, uint64_t seq)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(watch_mu_);
   void NoteReleased(uint64_t bytes) const {
     if (options_.on_memory_released && bytes > 0) {
       options_.on_memory_released(bytes);
     }
   }
-  bool WatcherMatches(const Watcher& w, EventKind kind, uint64_t server_num,
-                      uint64_t conn_num, const Labels* labels) const;
+
+  void DoSend(absl::string_view id, std::string data,
+              Done<absl::StatusOr<SendResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DoCloseConnections(const Selector& selector, CloseMode mode,
+                          Done<absl::StatusOr<CloseResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // History bounds: trimming is posted, so no caller ever sees the object
+  // it is working on disappear.
+  void ScheduleTrim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+
+  // ---- engine_receive.cc: Receive, parked Receives, give-way.
+  // `attachment`: the Stream receiving (0: a Receive call, refused while
+  // a Stream is attached).
+  void DoReceive(absl::string_view id, const ReceiveSpec& spec, uint64_t token,
+                 Done<absl::StatusOr<ReceiveResult>> done,
+                 uint64_t attachment = 0)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DoCancelReceive(uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Takes what a Receive may take now (data, end of stream or the closed
+  // connection's status).
+  absl::StatusOr<ReceiveResult> TakeReceive(Conn& c, const ReceiveSpec& spec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // True when a parked Receive on `c` can complete.
+  bool ReceiveReady(const Conn& c, const ReceiveSpec& spec,
+                    size_t* scanned) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Stream transports: how many bytes a Receive with `spec` takes now; 0
+  // while its condition (min_bytes, delimiter) is unmet and the peer has
+  // not closed. `scanned` (optional) carries the delimiter search forward.
+  size_t ReadyBytes(const Conn& c, const ReceiveSpec& spec,
+                    size_t* scanned) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Completes the parked Receive of `c`, if any, with TakeReceive (or
+  // Cancelled, taking nothing, when its caller is gone).
+  void CompleteReceive(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  static bool CallerGone(const PendingReceive& pending);
+  // A second Receive on `c` (whose receive is parked, caller alive):
+  // waits as c.receive->next, or fails at once when one waits already.
+  void ContendReceive(Conn& c, const ReceiveSpec& spec, uint64_t token,
+                      Done<absl::StatusOr<ReceiveResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnGiveWayTimer(uint64_t num, uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void NotifyReceiver(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
+    if (c.receive != nullptr &&
+        ReceiveReady(c, c.receive->spec, &c.receive->scanned)) {
+      CompleteReceive(c);
+    }
+  }
+  void OnReceiveTimer(uint64_t num, uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+
+  // ---- engine_watch.cc: live events, built here and queued by watch_.
+  // Under the engine lock: from the loop thread's handlers and from control
+  // calls running inline on gRPC threads (a Send emits kDataSent from
+  // QueueSend). Never blocks on a watcher; costs one atomic load when nobody
+  // watches. `data`: received bytes.
+  void Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
+            uint64_t size = 0, absl::string_view data = {},
+            absl::string_view message = {})
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Pushes the snapshot events of watcher `id` and activates it.
+  void TakeSnapshot(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_stream.cc: Stream attachments.
   absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach);
@@ -636,9 +665,10 @@ class EngineImpl final : public Engine {
   asio::io_context io_;
   const EngineOptions options_;
 
-  // The engine lock (see the top of this file). Taken before post_mu_ and
-  // watch_mu_, never after them.
-  absl::Mutex loop_mu_;
+  // The engine lock (see the top of this file): held by the loop thread
+  // around each handler and by gRPC threads in inline control calls. Taken
+  // before post_mu_ and the WatchHub's lock, never after them.
+  absl::Mutex engine_mu_;
   // The engine whose lock this thread holds (innermost), if any.
   static thread_local EngineImpl* holder_;
   // Guards the hand-over from callers to the loop: once accepting_ is false
@@ -654,40 +684,19 @@ class EngineImpl final : public Engine {
   std::atomic<std::thread::id> loop_thread_id_{};
   std::atomic<uint64_t> next_token_{1};
 
-  // Watchers: the loop pushes, gRPC threads drain.
-  absl::Mutex watch_mu_;
-  absl::flat_hash_map<uint64_t, std::unique_ptr<Watcher>> watchers_
-      ABSL_GUARDED_BY(watch_mu_);
-  uint64_t next_watcher_id_ ABSL_GUARDED_BY(watch_mu_) = 1;
-  // watchers_.size(), read by Emit without the lock.
-  std::atomic<size_t> watcher_count_{0};
   EngineCounters counters_;  // Relaxed atomics; see engine_counters.h.
-  // Sum of every Watcher::bytes; bounded by max_watch_bytes.
-  uint64_t watch_bytes_ ABSL_GUARDED_BY(watch_mu_) = 0;
+  // Watchers and their queues: the engine pushes, gRPC threads drain. Its
+  // own lock.
+  WatchHub watch_;
 
-  // ---- Under loop_mu_ only below (loop thread or an inline call).
-  bool shutting_down_ = false;
+  // ---- Under engine_mu_ only below (loop thread or an inline call).
+  bool shutting_down_ ABSL_GUARDED_BY(engine_mu_) = false;
   std::vector<char> scratch_;  // The one read buffer of the loop.
-  uint64_t next_server_num_ = 1;
-  uint64_t next_conn_num_ = 1;
-  uint64_t event_seq_ = 0;
-  // B-trees: ordered for listings and ~20 bytes per entry where std::map
-  // spends 48. Iterators are invalidated by insertion and erasure; no loop
-  // over them inserts or erases (AddConn runs from handlers only, history
-  // trimming is posted).
-  absl::btree_map<uint64_t, std::unique_ptr<Server>> servers_;
-  absl::btree_map<uint64_t, std::unique_ptr<Conn>> conns_;
-  std::deque<uint64_t> stopped_servers_;  // Oldest first.
-  std::deque<uint64_t> closed_conns_;     // Oldest first.
-  bool trim_posted_ = false;
-  size_t servers_listening_ = 0;
-  // Connections holding a socket (not finalized: open, or in a closing
-  // tail); with attempts_, what max_connections bounds.
-  size_t conns_live_ = 0;
-  // Sum of every Conn::charged; bounded by max_total_buffered_bytes.
-  uint64_t total_buffered_ = 0;
-  // The part of it held by finalized records (the closed history).
-  uint64_t history_bytes_ = 0;
+  // Servers and connections, live and history (destroyed before io_).
+  Registry registry_ ABSL_GUARDED_BY(engine_mu_);
+  // The agent-wide byte bound; fires ResumeTotalPaused and ScheduleTrim.
+  BufferBudget budget_ ABSL_GUARDED_BY(engine_mu_);
+  bool trim_posted_ ABSL_GUARDED_BY(engine_mu_) = false;
   struct QuickTail {
     uint64_t conn_num = 0;
     int64_t since_ns = 0;  // Steady clock.
@@ -695,10 +704,8 @@ class EngineImpl final : public Engine {
   std::deque<QuickTail> quick_tails_;  // Oldest first.
   std::unique_ptr<Timer> quick_tail_timer_;
   bool quick_tail_armed_ = false;
-  // Connections paused by the agent-wide bound (Conn::total_paused).
-  std::vector<uint64_t> total_paused_;
-  bool resume_posted_ = false;
-  absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_;  // -> conn num.
+  absl::flat_hash_map<uint64_t, uint64_t> receive_tokens_  // -> conn num.
+      ABSL_GUARDED_BY(engine_mu_);
   // OpenClient attempts and name lookups; after io_, so destroyed first.
   Connector connector_;
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
@@ -709,17 +716,10 @@ class EngineImpl final : public Engine {
 inline constexpr int kDatagramsPerWakeup = 64;
 // Largest UDP payload over IPv4.
 inline constexpr size_t kMaxDatagram = 65507;
-// Either an id or a non-empty label selector: InvalidArgument otherwise.
-absl::Status CheckSelector(const Selector& selector);
+// (Ids, selectors and Snapshot are in registry.h.)
 int64_t SteadyNowNs();
-std::string ServerId(uint64_t num);
-std::string ConnId(uint64_t num);
-// "srv-12" -> 12 for prefix "srv-"; nullopt if malformed.
-std::optional<uint64_t> ParseId(absl::string_view id, absl::string_view prefix);
 absl::Status ShuttingDownError();
 const char* CloseReasonText(CloseReason reason);
-bool LabelsMatch(const std::shared_ptr<const Labels>& labels,
-                 const Labels& selector);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
 // close() of a socket descriptor Asio does not own; `abort`: SO_LINGER 0
 // first, so the peer gets RST.
@@ -729,7 +729,7 @@ void CloseDescriptor(int fd, bool abort);
 template <typename T, typename Fn>
 void EngineImpl::PostWork(Done<T> done, Fn fn) {
   if (!HeldByThisThread()) {
-    LoopLock lock(this);
+    EngineLock lock(this);
     bool accepting = false;
     {
       absl::MutexLock post_lock(&post_mu_);
@@ -747,6 +747,7 @@ void EngineImpl::PostWork(Done<T> done, Fn fn) {
     if (accepting_) {
       asio::post(io_, Locked([this, fn = std::move(fn),
                               done = std::move(done)]() mutable {
+                   AssertEngineLock();
                    if (shutting_down_) {
                      done(ShuttingDownError());
                      return;
@@ -762,7 +763,7 @@ void EngineImpl::PostWork(Done<T> done, Fn fn) {
 template <typename Fn>
 void EngineImpl::RunOrPost(Fn fn) {
   if (!HeldByThisThread()) {
-    LoopLock lock(this);
+    EngineLock lock(this);
     {
       absl::MutexLock post_lock(&post_mu_);
       if (!accepting_) return;
@@ -773,6 +774,7 @@ void EngineImpl::RunOrPost(Fn fn) {
   absl::MutexLock lock(&post_mu_);
   if (!accepting_) return;
   asio::post(io_, Locked([this, fn = std::move(fn)]() mutable {
+               AssertEngineLock();
                if (!shutting_down_) fn();
              }));
 }

@@ -128,7 +128,7 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     done(s);
     return;
   }
-  if (servers_listening_ >= options_.max_servers) {
+  if (registry_.listening_servers() >= options_.max_servers) {
     done(absl::ResourceExhaustedError(
         absl::StrCat("max_servers (", options_.max_servers,
                      ") reached: stop a server first")));
@@ -182,7 +182,7 @@ void EngineImpl::BindIpServer(
     }
   }
   // Checked again: other servers may have started during the lookup.
-  if (servers_listening_ >= options_.max_servers) {
+  if (registry_.listening_servers() >= options_.max_servers) {
     done(absl::ResourceExhaustedError(
         absl::StrCat("max_servers (", options_.max_servers,
                      ") reached: stop a server first")));
@@ -330,13 +330,10 @@ absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
 
 void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
                                 Done<absl::StatusOr<ServerInfo>> done) {
-  Server& s = *server;
-  s.num = next_server_num_++;
+  Server& s = registry_.AddServer(std::move(server));
   s.info.id = ServerId(s.num);
   s.info.state = ServerState::kListening;
   s.info.created_at = absl::Now();
-  servers_.emplace(s.num, std::move(server));
-  ++servers_listening_;
   for (size_t i = 0; i < s.listeners.size(); ++i) ArmAccept(s, i);
   for (size_t i = 0; i < s.udp_sockets.size(); ++i) ArmUdpRead(s, i);
   if (s.info.ttl > absl::ZeroDuration()) {
@@ -359,7 +356,7 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
   s.info.state = ServerState::kStopped;
   s.info.stopped_at = absl::Now();
   s.info.stop_reason = std::string(reason);
-  --servers_listening_;
+  registry_.ServerStopped(s.num);
   asio::error_code ec;
   // Handlers still queued for these sockets see stopped() and return before
   // touching the (now empty) vectors.
@@ -392,7 +389,6 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
     s.unix_file.reset();
   }
   s.ttl_timer.reset();
-  stopped_servers_.push_back(s.num);
   ScheduleTrim();
   Emit(EventKind::kServerStopped, s.num, 0);
 }
@@ -414,7 +410,7 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     }
     targets.push_back(s);
   } else {
-    for (auto& [num, s] : servers_) {
+    for (auto& [num, s] : registry_.servers()) {
       if (!s->stopped() && LabelsMatch(s->labels, selector.labels)) {
         targets.push_back(s.get());
       }
@@ -429,7 +425,7 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
   }
   if (close_connections && !stopped.empty()) {
     // One pass over the connections for all the servers.
-    for (auto& [num, c] : conns_) {
+    for (auto& [num, c] : registry_.conns()) {
       if (c->state != ConnectionState::kClosed &&
           stopped.contains(c->server_num)) {
         StartClose(*c, CloseReason::kServerStopped, "", /*abort=*/false);
