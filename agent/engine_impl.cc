@@ -181,7 +181,11 @@ std::chrono::steady_clock::duration ToSteady(absl::Duration d) {
 thread_local EngineImpl* EngineImpl::holder_ = nullptr;
 
 EngineImpl::EngineImpl(const EngineOptions& options)
-    : io_(1), options_(options), scratch_(kScratchBytes) {}
+    : io_(1),
+      options_(options),
+      prober_(std::make_unique<Prober>(
+          io_, ProberOptions{.policy = &options_.policy})),
+      scratch_(kScratchBytes) {}
 
 EngineImpl::~EngineImpl() {
   Shutdown();
@@ -293,6 +297,20 @@ void EngineImpl::CancelReceive(uint64_t token) {
   RunOrPost([this, token] { DoCancelReceive(token); });
 }
 
+uint64_t EngineImpl::Probe(ProbeSpec spec,
+                           Done<absl::StatusOr<ProbeReport>> done) {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (!accepting_) {
+      done(ShuttingDownError());
+      return 0;
+    }
+  }
+  return prober_->Start(std::move(spec), std::move(done));
+}
+
+void EngineImpl::CancelProbe(uint64_t token) { prober_->Cancel(token); }
+
 void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
                                   Done<absl::StatusOr<CloseResult>> done) {
   PostWork(std::move(done), [this, selector = std::move(selector),
@@ -303,6 +321,7 @@ void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
 
 void EngineImpl::ShutdownOnLoop() {
   shutting_down_ = true;
+  prober_->Shutdown();
   // OpenClient calls in flight: their lookups and sockets die with them.
   auto attempts = std::move(attempts_);
   attempts_.clear();

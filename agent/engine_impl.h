@@ -84,6 +84,7 @@
 #include "agent/byte_queue.h"
 #include "agent/engine.h"
 #include "agent/fifo.h"
+#include "agent/prober.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
 
@@ -349,6 +350,9 @@ class EngineImpl final : public Engine {
   std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
   void Unsubscribe(uint64_t watcher) override;
   size_t QueuedEvents(uint64_t watcher) override;
+  uint64_t Probe(ProbeSpec spec,
+                 Done<absl::StatusOr<ProbeReport>> done) override;
+  void CancelProbe(uint64_t token) override;
   void AttachStream(std::string connection_id, bool close_on_detach,
                     Done<absl::StatusOr<StreamAttachment>> done) override;
   void OpenStream(ClientSpec spec, absl::Time deadline,
@@ -681,6 +685,9 @@ class EngineImpl final : public Engine {
   // destroyed by the destructor after the loop thread is joined (waiting
   // for lookups still running in libc). Its callbacks only post to io_.
   std::unique_ptr<ResolverPool> resolver_;
+  // Probe calls (agent/prober.h): their own state, on the loop thread
+  // without the engine lock. Destroyed before io_.
+  std::unique_ptr<Prober> prober_;
 
   // Watchers: the loop pushes, gRPC threads drain.
   absl::Mutex watch_mu_;

@@ -17,6 +17,7 @@
 #include "agent/host_info.h"
 #include "service/auth.h"
 #include "service/convert.h"
+#include "service/probe_rpc.h"
 #include "service/status_mapping.h"
 
 namespace sockagent {
@@ -667,6 +668,17 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
         [](v1::ResolveResponse*) {});
   }
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Probe(
+    grpc::CallbackServerContext* context, const v1::ProbeRequest* request,
+    v1::ProbeResponse* response) {
+  if (auto s = CheckBearerToken(*context, options_.bearer_token); !s.ok())
+    return FinishNow(context, s);
+  if (engine_ == nullptr) return FinishNow(context, NoEngine());
+  auto spec = ProbeSpecFromProto(*request, context->deadline());
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  return StartProbe(*engine_, *std::move(spec), response);
 }
 
 grpc::ServerUnaryReactor* AgentService::GetHostInfo(
