@@ -409,6 +409,45 @@ struct EngineEvent {
   std::optional<ConnectionInfo> connection;
 };
 
+// Probes (Engine::Probe; agent/prober.h runs them).
+struct ProbeTarget {
+  Transport transport = Transport::kTcp;
+  // host + port (decimal or a service name), or unix_path for kUnix.
+  Endpoint endpoint;
+  // Sent once connected. UDP needs one (there is no handshake to observe).
+  std::string payload;
+  // Wait until `payload` came back byte for byte (UDP: as one datagram).
+  bool expect_echo = false;
+};
+
+struct ProbeSpec {
+  std::vector<ProbeTarget> targets;
+  absl::Duration timeout = absl::Seconds(2);     // Per probe; 0: 2 s.
+  size_t concurrency = 0;                        // In flight; 0: 64.
+  absl::Time deadline = absl::InfiniteFuture();  // The whole call.
+};
+
+enum class ProbeClass { kOk, kRefused, kTimeout, kUnreachable, kDns, kError };
+
+// "OK", "REFUSED", ...
+const char* ProbeClassName(ProbeClass c);
+
+struct ProbeOutcome {
+  ProbeClass result = ProbeClass::kError;
+  std::string remote;  // The address dialled: "127.0.0.1:80", "unix:/p".
+  absl::Duration connect_time = absl::ZeroDuration();  // TCP/UNIX.
+  // From the first payload byte written to the last echo byte read.
+  absl::Duration round_trip = absl::ZeroDuration();
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  std::string error;  // In words; "" for OK.
+};
+
+struct ProbeReport {
+  std::vector<ProbeOutcome> outcomes;  // In the order of spec.targets.
+  absl::Duration took = absl::ZeroDuration();
+};
+
 struct WatchFilter {
   std::string server_id;      // Its events and its connections'.
   std::string connection_id;  // This connection's events only.
@@ -651,6 +690,15 @@ class Engine {
   virtual void Unsubscribe(uint64_t watcher) = 0;
   // Events queued for `watcher` now (tests and limits). Any thread.
   virtual size_t QueuedEvents(uint64_t watcher) = 0;
+
+  // Dials every target of `spec` concurrently on the loop (agent/prober.h:
+  // bounds, classes, what a bad spec is answered). `done` runs once: on the
+  // loop thread, or at once on this thread for a bad spec, a full agent
+  // (ResourceExhausted) or a stopped engine (Unavailable). Returns a token
+  // for CancelProbe (ends the call with Cancelled). Any thread.
+  virtual uint64_t Probe(ProbeSpec spec,
+                         Done<absl::StatusOr<ProbeReport>> done) = 0;
+  virtual void CancelProbe(uint64_t token) = 0;
 
   // Closes everything (reason kAgentShutdown; sockets closed at once, no
   // linger), completes every pending callback (parked receives, OpenClient

@@ -159,7 +159,10 @@ EngineImpl::EngineImpl(const EngineOptions& options, ResolverPool& resolver)
                         ScheduleTrim();
                       },
               }),
-      connector_(*this, resolver) {}
+      connector_(*this, resolver),
+      prober_(std::make_unique<Prober>(
+          io_,
+          ProberOptions{.policy = &options_.policy, .resolver = &resolver})) {}
 
 EngineImpl::~EngineImpl() {
   // Joins the loop; then the members go, the Connector among them: lookups
@@ -279,6 +282,20 @@ void EngineImpl::CancelReceive(uint64_t token) {
   });
 }
 
+uint64_t EngineImpl::Probe(ProbeSpec spec,
+                           Done<absl::StatusOr<ProbeReport>> done) {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (!accepting_) {
+      done(ShuttingDownError());
+      return 0;
+    }
+  }
+  return prober_->Start(std::move(spec), std::move(done));
+}
+
+void EngineImpl::CancelProbe(uint64_t token) { prober_->Cancel(token); }
+
 void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
                                   Done<absl::StatusOr<CloseResult>> done) {
   PostWork(std::move(done), [this, selector = std::move(selector),
@@ -290,6 +307,7 @@ void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
 
 void EngineImpl::ShutdownOnLoop() {
   shutting_down_ = true;
+  prober_->Shutdown();
   // OpenClient calls in flight and StartServer calls waiting for a name
   // lookup.
   connector_.Shutdown();

@@ -97,6 +97,7 @@
 #include "agent/engine.h"
 #include "agent/engine_sockets.h"
 #include "agent/fifo.h"
+#include "agent/prober.h"
 #include "agent/registry.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
@@ -317,6 +318,9 @@ class EngineImpl final : public Engine {
   std::vector<EngineEvent> Drain(uint64_t watcher, size_t max) override;
   void Unsubscribe(uint64_t watcher) override;
   size_t QueuedEvents(uint64_t watcher) override;
+  uint64_t Probe(ProbeSpec spec,
+                 Done<absl::StatusOr<ProbeReport>> done) override;
+  void CancelProbe(uint64_t token) override;
   void AttachStream(std::string connection_id, bool close_on_detach,
                     Done<absl::StatusOr<StreamAttachment>> done) override;
   void OpenStream(ClientSpec spec, absl::Time deadline,
@@ -708,6 +712,10 @@ class EngineImpl final : public Engine {
       ABSL_GUARDED_BY(engine_mu_);
   // OpenClient attempts and name lookups; after io_, so destroyed first.
   Connector connector_;
+  // Probe calls (agent/prober.h): their own state, on the loop thread
+  // without the engine lock; names on the engine's resolver pool.
+  // Destroyed before io_.
+  std::unique_ptr<Prober> prober_;
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 

@@ -49,44 +49,6 @@
 
 namespace sockagent {
 
-struct ProbeTarget {
-  Transport transport = Transport::kTcp;
-  // host + port (decimal or a service name), or unix_path for kUnix.
-  Endpoint endpoint;
-  // Sent once connected. UDP needs one (there is no handshake to observe).
-  std::string payload;
-  // Wait until `payload` came back byte for byte (UDP: as one datagram).
-  bool expect_echo = false;
-};
-
-struct ProbeSpec {
-  std::vector<ProbeTarget> targets;
-  absl::Duration timeout = absl::Seconds(2);     // Per probe; 0: 2 s.
-  size_t concurrency = 0;                        // In flight; 0: 64.
-  absl::Time deadline = absl::InfiniteFuture();  // The whole call.
-};
-
-enum class ProbeClass { kOk, kRefused, kTimeout, kUnreachable, kDns, kError };
-
-// "OK", "REFUSED", ...
-const char* ProbeClassName(ProbeClass c);
-
-struct ProbeOutcome {
-  ProbeClass result = ProbeClass::kError;
-  std::string remote;  // The address dialled: "127.0.0.1:80", "unix:/p".
-  absl::Duration connect_time = absl::ZeroDuration();  // TCP/UNIX.
-  // From the first payload byte written to the last echo byte read.
-  absl::Duration round_trip = absl::ZeroDuration();
-  uint64_t bytes_sent = 0;
-  uint64_t bytes_received = 0;
-  std::string error;  // In words; "" for OK.
-};
-
-struct ProbeReport {
-  std::vector<ProbeOutcome> outcomes;  // In the order of spec.targets.
-  absl::Duration took = absl::ZeroDuration();
-};
-
 struct ProberOptions {
   const Policy* policy = nullptr;    // Not owned; null: allow all.
   ResolverPool* resolver = nullptr;  // Not owned; null: numeric only.

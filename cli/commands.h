@@ -66,6 +66,8 @@ void AddStreamCommands(CLI::App& app, Commands& commands);
 void AddInventoryCommands(CLI::App& app, Commands& commands);
 // cmd_listen.cc: listen.
 void AddListenCommands(CLI::App& app, Commands& commands);
+// cmd_probe.cc: probe.
+void AddProbeCommands(CLI::App& app, Commands& commands);
 // completion.cc: completion (hidden; walks `app`, so add it last).
 void AddCompletionCommands(CLI::App& app, Commands& commands);
 

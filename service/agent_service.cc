@@ -16,6 +16,7 @@
 #include "agent/host_info.h"
 #include "service/auth.h"
 #include "service/convert.h"
+#include "service/probe_rpc.h"
 #include "service/status_mapping.h"
 #include "service/watch_reactor.h"
 
@@ -497,6 +498,16 @@ grpc::ServerUnaryReactor* AgentService::Resolve(
         [](v1::ResolveResponse*) {});
   }
   return reactor;
+}
+
+grpc::ServerUnaryReactor* AgentService::Probe(
+    grpc::CallbackServerContext* context, const v1::ProbeRequest* request,
+    v1::ProbeResponse* response) {
+  auto spec = Admit(*context, [&] {
+    return ProbeSpecFromProto(*request, context->deadline());
+  });
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  return StartProbe(engine_, *std::move(spec), response);
 }
 
 grpc::ServerUnaryReactor* AgentService::GetHostInfo(

@@ -52,12 +52,13 @@ using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
                             v1::SocketAgent::WithCallbackMethod_CloseConnection<
                                 v1::SocketAgent::WithCallbackMethod_Watch<
                                     v1::SocketAgent::WithRawCallbackMethod_Stream<
-                                        v1::SocketAgent::
-                                            WithCallbackMethod_Resolve<
-                                                v1::SocketAgent::
-                                                    WithCallbackMethod_GetHostInfo<
-                                                        v1::SocketAgent::
-                                                            Service>>>>>>>>>>>>;
+                                        v1::SocketAgent::WithCallbackMethod_Resolve<
+                                            v1::SocketAgent::
+                                                WithCallbackMethod_GetHostInfo<
+                                                    v1::SocketAgent::
+                                                        WithCallbackMethod_Probe<
+                                                            v1::SocketAgent::
+                                                                Service>>>>>>>>>>>>>;
 
 class AgentService final : public AgentServiceBase {
  public:
@@ -116,6 +117,9 @@ class AgentService final : public AgentServiceBase {
   grpc::ServerUnaryReactor* GetHostInfo(grpc::CallbackServerContext* context,
                                         const v1::GetHostInfoRequest* request,
                                         v1::HostInfo* response) override;
+  grpc::ServerUnaryReactor* Probe(grpc::CallbackServerContext* context,
+                                  const v1::ProbeRequest* request,
+                                  v1::ProbeResponse* response) override;
 
  private:
   // The bearer token check every SocketAgent call starts with

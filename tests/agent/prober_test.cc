@@ -17,89 +17,16 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
 #include "tests/support/agent_process.h"
+#include "tests/support/echo_peer.h"
 #include "tests/support/posix_peer.h"
 
 namespace sockagent {
 namespace {
 
+using testing::EchoPeer;
 using testing::Fd;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
-
-// A poll loop in its own thread: echoes every TCP connection (when `echo`)
-// or holds it silent, and echoes UDP datagrams on `udp`.
-class Peer {
- public:
-  explicit Peer(bool echo, const std::string& ip = "127.0.0.1") : echo_(echo) {
-    const SocketAddress any = testing::Ip(ip, 0);
-    sockaddr_storage ss;
-    const socklen_t len = testing::ToSockaddr(any, &ss);
-    listen_ = Fd(::socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0));
-    EXPECT_EQ(::bind(listen_.get(), reinterpret_cast<sockaddr*>(&ss), len), 0);
-    EXPECT_EQ(::listen(listen_.get(), 128), 0);
-    port_ = testing::LocalPort(listen_.get());
-    udp_ = testing::UdpBound(any.family);
-    udp_port_ = testing::LocalPort(udp_.get());
-    thread_ = std::thread([this] { Loop(); });
-  }
-  ~Peer() {
-    stop_ = true;
-    thread_.join();
-  }
-  uint16_t port() const { return port_; }
-  uint16_t udp_port() const { return udp_port_; }
-  size_t max_open() const { return max_open_.load(); }
-
- private:
-  void Loop() {
-    std::vector<Fd> conns;
-    while (!stop_) {
-      std::vector<pollfd> fds = {{listen_.get(), POLLIN, 0},
-                                 {udp_.get(), POLLIN, 0}};
-      for (const Fd& c : conns) fds.push_back({c.get(), POLLIN, 0});
-      if (::poll(fds.data(), fds.size(), 20) <= 0) continue;
-      if (fds[1].revents & POLLIN) {
-        char buf[65536];
-        sockaddr_storage from;
-        socklen_t from_len = sizeof(from);
-        const ssize_t n =
-            ::recvfrom(udp_.get(), buf, sizeof(buf), 0,
-                       reinterpret_cast<sockaddr*>(&from), &from_len);
-        if (n >= 0 && echo_) {
-          ::sendto(udp_.get(), buf, n, 0, reinterpret_cast<sockaddr*>(&from),
-                   from_len);
-        }
-      }
-      for (size_t i = 2; i < fds.size(); ++i) {
-        if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-        char buf[65536];
-        const ssize_t n = ::recv(fds[i].fd, buf, sizeof(buf), 0);
-        if (n <= 0) {
-          for (Fd& c : conns) {
-            if (c.get() == fds[i].fd) c.Reset();
-          }
-          continue;
-        }
-        if (echo_) testing::WriteAll(fds[i].fd, absl::string_view(buf, n));
-      }
-      std::erase_if(conns, [](const Fd& c) { return !c.valid(); });
-      // Accepts last: a connection the prober closed before opening this
-      // one is seen closed first (its FIN arrived before the new SYN).
-      if (fds[0].revents & POLLIN) {
-        conns.emplace_back(
-            ::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
-        max_open_ = std::max(max_open_.load(), conns.size());
-      }
-    }
-  }
-
-  const bool echo_;
-  Fd listen_, udp_;
-  uint16_t port_ = 0, udp_port_ = 0;
-  std::atomic<bool> stop_{false};
-  std::atomic<size_t> max_open_{0};
-  std::thread thread_;
-};
 
 // A port nobody listens on: bound and closed again.
 uint16_t ClosedPort(int type) {
@@ -173,8 +100,8 @@ class ProberTest : public ::testing::Test {
 };
 
 TEST_F(ProberTest, ClassesFromTheSocketsOwnErrors) {
-  Peer echo(/*echo=*/true);
-  Peer silent(/*echo=*/false);
+  EchoPeer echo(/*echo=*/true);
+  EchoPeer silent(/*echo=*/false);
   testing::TempDir dir;
   ProbeSpec spec;
   // Generous for the probes that succeed on a loaded machine; the silent
@@ -220,8 +147,8 @@ TEST_F(ProberTest, ClassesFromTheSocketsOwnErrors) {
 }
 
 TEST_F(ProberTest, Ipv6AndNamesFromTheHostsFile) {
-  Peer echo6(/*echo=*/true, "::1");
-  Peer echo4(/*echo=*/true);
+  EchoPeer echo6(/*echo=*/true, "::1");
+  EchoPeer echo4(/*echo=*/true);
   ResolverPool pool({.threads = 1, .max_queued = 4});
   Make({.resolver = &pool});
   ProbeSpec spec;
@@ -242,7 +169,7 @@ TEST_F(ProberTest, Ipv6AndNamesFromTheHostsFile) {
 }
 
 TEST_F(ProberTest, ConcurrencyBoundsTheSocketsInFlight) {
-  Peer silent(/*echo=*/false);
+  EchoPeer silent(/*echo=*/false);
   ProbeSpec spec;
   spec.concurrency = 3;
   spec.timeout = absl::Milliseconds(200);
@@ -260,7 +187,7 @@ TEST_F(ProberTest, ConcurrencyBoundsTheSocketsInFlight) {
 }
 
 TEST_F(ProberTest, TheCallsDeadlineEndsRunningAndUnstartedProbes) {
-  Peer silent(/*echo=*/false);
+  EchoPeer silent(/*echo=*/false);
   ProbeSpec spec;
   spec.concurrency = 2;
   spec.timeout = absl::Seconds(30);
@@ -280,7 +207,7 @@ TEST_F(ProberTest, TheCallsDeadlineEndsRunningAndUnstartedProbes) {
 }
 
 TEST_F(ProberTest, PolicyRefusalIsAnErrorInWords) {
-  Peer echo(/*echo=*/true);
+  EchoPeer echo(/*echo=*/true);
   Policy policy;
   policy.destinations.emplace();  // Nothing is allowed.
   Make({.policy = &policy});
@@ -295,7 +222,7 @@ TEST_F(ProberTest, PolicyRefusalIsAnErrorInWords) {
 }
 
 TEST_F(ProberTest, CancelEndsTheCallAndClosesItsSockets) {
-  Peer silent(/*echo=*/false);
+  EchoPeer silent(/*echo=*/false);
   ProbeSpec spec;
   spec.timeout = absl::Seconds(30);
   spec.targets = {Tcp("127.0.0.1", silent.port(), "x", true)};
@@ -353,7 +280,7 @@ TEST_F(ProberTest, BadSpecsAreRefusedNamingTheField) {
 }
 
 TEST_F(ProberTest, CallsBeyondTheBoundAreResourceExhausted) {
-  Peer silent(/*echo=*/false);
+  EchoPeer silent(/*echo=*/false);
   Make({.max_calls = 1});
   ProbeSpec slow;
   slow.timeout = absl::Seconds(30);
@@ -374,7 +301,7 @@ TEST_F(ProberTest, CallsBeyondTheBoundAreResourceExhausted) {
 }
 
 TEST_F(ProberTest, ShutdownAnswersEveryCall) {
-  Peer silent(/*echo=*/false);
+  EchoPeer silent(/*echo=*/false);
   ProbeSpec spec;
   spec.timeout = absl::Seconds(30);
   spec.targets = {Tcp("127.0.0.1", silent.port(), "x", true)};
