@@ -181,7 +181,8 @@ struct ConnWriting {
 };
 
 // One connection: TCP or UNIX stream, UDP client, or UDP peer session. Kept
-// small on purpose (DESIGN.md: an idle connection costs well under 1 KiB):
+// small on purpose (an idle connection costs well under 1 KiB: BENCHMARKS.md,
+// "Memory", line 5b; docs/ARCHITECTURE.md):
 // rare parts live in ConnExtra, buffers own no memory while empty.
 struct Conn {
   uint64_t num = 0;

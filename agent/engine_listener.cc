@@ -25,8 +25,8 @@ namespace engine_internal {
 namespace {
 
 // Accepts per readiness wakeup before yielding to other sockets. The loop
-// drains the listen queue (TOOLCHAIN.md: one accept per wakeup overflowed it
-// under a burst of connects).
+// drains the listen queue (one accept per wakeup overflowed it under a burst
+// of connects: BENCHMARKS.md, "Profiles", accept cost).
 constexpr int kAcceptsPerWakeup = 256;
 // Back-off when accept fails for lack of descriptors or memory (the pending
 // connection stays queued, so re-arming at once would spin).

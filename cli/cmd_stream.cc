@@ -38,8 +38,9 @@ using sockagent::v1::StreamRequest;
 using sockagent::v1::StreamResponse;
 
 // Bytes read from stdin per message at most. Large enough that a file or a
-// fast pipe moves in few messages (TOOLCHAIN.md: ~1 MiB messages are
-// gRPC's fastest), well under gRPC's default 4 MiB.
+// fast pipe moves in few messages (~1 MiB messages are gRPC's fastest:
+// BENCHMARKS.md, "Profiles", the Stream relay), well under gRPC's default
+// 4 MiB.
 constexpr size_t kStdinChunk = 1024 * 1024;
 
 // stdout is the bytes: json means events on stderr, and nothing else fits.
