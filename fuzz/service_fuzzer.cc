@@ -200,8 +200,8 @@ struct Stack {
     stub.reset();
     server.reset();
     service.reset();
+    engine.reset();  // Before the pool it was given (Engine::Create).
     resolver.reset();
-    engine.reset();
   }
 };
 
