@@ -306,6 +306,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"connect", {{{"connect", "127.0.0.1", port}, true}}},
       {"attach", {{{"attach", to_attach}, true}}},
       {"matrix", {{{"matrix", "--self", "--timeout-per-probe", "5s"}}}},
+      {"probe", {{{"probe", "127.0.0.1:" + port}}}},
   };
   // The fleet form of the verbs that run on several agents: the same agent
   // under two names, and one that refuses (an error line).
@@ -317,6 +318,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"server", "list"},
       {"conn", "list"},
       {"matrix", "--timeout-per-probe", "5s"},
+      {"probe", "127.0.0.1:" + port},
   };
 
   auto check_lines = [](const std::string& what, const std::string& text,
