@@ -188,7 +188,8 @@ void Connector::Deliver(uint64_t resolve_id,
 }
 
 void Connector::Open(ClientSpec spec, absl::Time deadline,
-                     Done<absl::StatusOr<ConnectionInfo>> done) {
+                     Done<absl::StatusOr<ConnectionInfo>> done,
+                     uint64_t proxy_for) {
   if (absl::Status s = ValidateClientSpec(spec); !s.ok()) {
     done(s);
     return;
@@ -231,6 +232,7 @@ void Connector::Open(ClientSpec spec, absl::Time deadline,
   a.done = std::move(done);
   a.timeout = timeout;
   a.target = target;
+  a.proxy_for = proxy_for;
   if (!a.spec.source.host.empty()) {
     a.source_address = ParseIpLiteral(a.spec.source.host);
   }

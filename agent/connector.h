@@ -79,6 +79,9 @@ struct ClientAttempt {
   std::unique_ptr<StreamSocket> stream;
   std::unique_ptr<UdpSocket> udp;
   UniqueFd unix_target;  // UNIX: the O_PATH file connect() goes through.
+  // A proxy's upstream dial: the downstream connection's number (0: an
+  // OpenClient). The connection is filed as its upstream half.
+  uint64_t proxy_for = 0;
 };
 
 class Connector final {
@@ -93,8 +96,9 @@ class Connector final {
 
   // OpenClient: validates, resolves, connects; `done` gets the new
   // connection (EngineImpl::AddOpenedConn) or why not. May answer inline.
+  // `proxy_for`: see ClientAttempt.
   void Open(ClientSpec spec, absl::Time deadline,
-            Done<absl::StatusOr<ConnectionInfo>> done);
+            Done<absl::StatusOr<ConnectionInfo>> done, uint64_t proxy_for = 0);
 
   // Completes inline (returning 0) when host and port are numeric, or when
   // the lookup cannot be queued (RESOURCE_EXHAUSTED, see above); otherwise

@@ -78,12 +78,17 @@ struct Endpoint {
   std::string unix_path;
 };
 
-enum class BehaviorKind { kHold, kEcho, kGreeting, kDiscard };
+enum class BehaviorKind { kHold, kEcho, kGreeting, kDiscard, kProxy };
 
 struct Behavior {
   BehaviorKind kind = BehaviorKind::kHold;
   std::string greeting;  // kGreeting: sent on accept (UDP: per datagram).
   bool close_after_greeting = false;
+  // kProxy (agent/proxy.h): where each accepted connection (UDP: each peer
+  // session) is relayed, dialled when it arrives. No transport: the
+  // server's own.
+  Endpoint proxy_upstream;
+  std::optional<Transport> proxy_transport;
 };
 
 struct ServerSpec {
@@ -170,7 +175,9 @@ enum class CloseReason {
   kAgentShutdown,
 };
 
-enum class Origin { kOpened, kAccepted, kUdpPeer };
+// kProxyUpstream: the half of a proxied connection the agent dialled for a
+// proxy server (its server_id); the accepted half stays kAccepted.
+enum class Origin { kOpened, kAccepted, kUdpPeer, kProxyUpstream };
 
 struct ConnectionCounters {
   uint64_t bytes_received = 0;
@@ -202,6 +209,8 @@ struct ConnectionInfo {
   absl::Duration ttl;
   absl::Duration idle_timeout;
   bool stream_attached = false;
+  // A proxied half: the other half's id ("" when none).
+  std::string peer_connection_id;
 };
 
 struct ClientSpec {

@@ -211,7 +211,9 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
   x.ttl_timer.reset();
   x.idle_timer.reset();
   if (Server* s = FindServer(c.server_num)) {
-    --s->info.counters.connections_active;
+    // A proxy's upstream half is not one of its accepted connections.
+    if (c.origin != Origin::kProxyUpstream)
+      --s->info.counters.connections_active;
     if (c.is_udp_session()) {
       s->sessions.erase({c.udp_socket_index, c.remote.udp()});
     }
@@ -225,6 +227,7 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
   Emit(EventKind::kConnectionClosed, c.server_num, c.num);
   NotifyReceiver(c);
   PumpStreamSend(c);  // A waiting StreamSend fails now.
+  if (c.behavior == BehaviorKind::kProxy) proxy_.OnClosed(c);
 }
 
 void EngineImpl::Finalize(Conn& c, bool abort) {

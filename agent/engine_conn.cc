@@ -49,6 +49,15 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   conn->num = NewConnNum();
   conn->transport = a.spec.transport;
   conn->origin = Origin::kOpened;
+  if (a.proxy_for != 0) {  // A proxy's upstream half (agent/proxy.h).
+    conn->origin = Origin::kProxyUpstream;
+    conn->behavior = BehaviorKind::kProxy;
+    conn->Extra().proxy_peer = a.proxy_for;
+    if (const Conn* down = FindConn(a.proxy_for)) {
+      conn->server_num = down->server_num;
+      conn->labels = down->labels;
+    }
+  }
   if (!a.spec.labels.empty()) {
     conn->labels = std::make_shared<const Labels>(std::move(a.spec.labels));
   }
@@ -76,8 +85,9 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
     conn->udp = std::move(a.udp);
   }
   Conn& c = AddConn(std::move(conn));
-  Emit(EventKind::kConnectionConnected, 0, c.num);
+  Emit(EventKind::kConnectionConnected, c.server_num, c.num);
   StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  if (a.proxy_for != 0) proxy_.OnUpstreamConnected(a.proxy_for, c);
   return Snapshot(c);
 }
 
@@ -164,6 +174,9 @@ size_t EngineImpl::ReadRoom(const Conn& c) const {
       break;
     case BehaviorKind::kDiscard:
       return scratch;
+    case BehaviorKind::kProxy:
+      own = proxy_.FeedRoom(c);
+      break;
     case BehaviorKind::kHold:
     case BehaviorKind::kGreeting:
       own = room(c.counters.recv_buffered, options_.recv_buffer_bytes);
@@ -227,6 +240,9 @@ void EngineImpl::DeliverStream(Conn& c, const char* data, size_t n) {
       return;
     case BehaviorKind::kDiscard:
       return;
+    case BehaviorKind::kProxy:
+      if (proxy_.Relay(c, data, n)) return;
+      break;  // No upstream yet: held below until it connects.
     case BehaviorKind::kHold:
     case BehaviorKind::kGreeting:
       break;
@@ -244,7 +260,9 @@ void EngineImpl::ResumeReading(Conn& c) {
   // Hysteresis: resume at half the bound, so a reader taking small pieces
   // does not toggle reading for every piece.
   if (c.state != ConnectionState::kClosed) {
-    if (c.behavior == BehaviorKind::kEcho) {
+    if (c.behavior == BehaviorKind::kProxy) {
+      if (!proxy_.MayResume(c)) return;
+    } else if (c.behavior == BehaviorKind::kEcho) {
       if (c.counters.send_buffered > options_.send_buffer_bytes / 2) return;
     } else if (c.counters.recv_buffered > options_.recv_buffer_bytes / 2) {
       return;
@@ -322,6 +340,10 @@ void EngineImpl::OnPeerFin(Conn& c) {
     return;
   }
   Emit(EventKind::kConnectionPeerClosed, c.server_num, c.num);
+  if (c.behavior == BehaviorKind::kProxy) {
+    proxy_.OnFin(c);  // FIN to the other half once its queue drained.
+    if (c.finalized) return;
+  }
   if (c.writing.fin_sent) {
     MarkClosed(c, CloseReason::kPeerClosed, "");
     Finalize(c, /*abort=*/false);
@@ -401,7 +423,7 @@ absl::StatusOr<SendResult> EngineImpl::QueueSend(Conn& c, std::string data,
         ++c.counters.datagrams_sent;
         c.counters.bytes_sent += size;
         Touch(c);
-        Emit(EventKind::kDataSent, 0, c.num, size);
+        Emit(EventKind::kDataSent, c.server_num, c.num, size);
         return SendResult{size, c.counters.send_buffered};
       }
       if (!IsWouldBlock(ec)) {
@@ -474,6 +496,7 @@ void EngineImpl::Flush(Conn& c) {
     if (ec) {
       if (IsWouldBlock(ec)) {
         ResumeReading(c);  // An echo may have drained below its mark.
+        if (c.behavior == BehaviorKind::kProxy) proxy_.Drained(c);
         ArmWrite(c);
         PumpStreamSend(c);
         return;
@@ -492,6 +515,7 @@ void EngineImpl::Flush(Conn& c) {
     Emit(EventKind::kDataSent, c.server_num, c.num, written);
   }
   ResumeReading(c);
+  if (c.behavior == BehaviorKind::kProxy) proxy_.Drained(c);
   if (c.writing.fin_wanted && !c.writing.fin_sent) SendFin(c);
   PumpStreamSend(c);
 }

@@ -39,7 +39,7 @@ enum class DropReason {
 struct EngineCounters {
   // Indexed by Transport, Origin, CloseReason (agent/types.h, engine.h).
   static constexpr size_t kTransports = 3;
-  static constexpr size_t kOrigins = 3;
+  static constexpr size_t kOrigins = 4;
   static constexpr size_t kCloseReasons = 11;
   using Counter = std::atomic<uint64_t>;
 

@@ -398,6 +398,10 @@ void EngineImpl::DoSend(absl::string_view id, std::string data,
     done(c.status());
     return;
   }
+  if ((*c)->behavior == BehaviorKind::kProxy) {
+    done(ProxiedRefusal(**c, "send"));
+    return;
+  }
   done(QueueSend(**c, std::move(data)));
 }
 
@@ -431,6 +435,10 @@ void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
             "close ", ConnId(c->num),
             ": shutdown-write is for stream sockets (TCP, UNIX); UDP has "
             "no half-close")));
+        return;
+      }
+      if (c->behavior == BehaviorKind::kProxy) {
+        done(ProxiedRefusal(*c, "shutdown-write"));
         return;
       }
     }

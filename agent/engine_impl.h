@@ -56,6 +56,7 @@
 #include "agent/engine_sockets.h"
 #include "agent/fifo.h"
 #include "agent/prober.h"
+#include "agent/proxy.h"
 #include "agent/registry.h"
 #include "agent/resolver.h"
 #include "agent/unix_path.h"
@@ -441,6 +442,8 @@ class EngineImpl final : public Engine {
   // reaches into the engine for io_, options_, Locked, AtConnectionLimit
   // and AddOpenedConn, nothing else.
   friend class Connector;
+  // ---- proxy.h: the proxy behaviour's relay, on the same I/O paths.
+  friend class ProxyRelay;
   void DoOpenClient(ClientSpec spec, absl::Time deadline,
                     Done<absl::StatusOr<ConnectionInfo>> done) {
     connector_.Open(std::move(spec), deadline, std::move(done));
@@ -500,6 +503,7 @@ class EngineImpl final : public Engine {
   // without the engine lock; names on the engine's resolver pool.
   // Destroyed before io_.
   std::unique_ptr<Prober> prober_;
+  ProxyRelay proxy_{*this};
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 

@@ -157,6 +157,7 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   }
   if (!AdoptSocket(c)) return;
   StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
+  if (b.kind == BehaviorKind::kProxy) proxy_.Dial(s, c);
   if (b.kind == BehaviorKind::kGreeting) {
     if (s.greeting != nullptr) {
       c.send_bytes.Append(absl::string_view(*s.greeting).substr(greeted));

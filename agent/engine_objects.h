@@ -137,6 +137,11 @@ struct ConnExtra {
   // Unreceived bytes discarded to keep the closed history's bytes bounded.
   uint64_t history_discarded = 0;
   uint64_t attachment = 0;  // The attached Stream's token; 0: none.
+  // Proxied halves (agent/proxy.h): the other half's number (0: none
+  // yet), and for a UDP peer session the bytes it had received when its
+  // last upstream reply was admitted (the reply budget's credit).
+  uint64_t proxy_peer = 0;
+  uint64_t proxy_credited = 0;
 };
 
 // The read side of a connection's state (stream or UDP client socket).

@@ -28,6 +28,8 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
     return;
   }
   Conn& c = **found;
+  if (c.behavior == BehaviorKind::kProxy)
+    return done(ProxiedRefusal(c, "receive"));
   if (c.extra != nullptr && c.extra->attachment != attachment) {
     done(absl::FailedPreconditionError(
         absl::StrCat("receive ", id,

@@ -70,6 +70,9 @@ absl::Status ValidateServerSpec(const ServerSpec& spec,
       spec.udp_session_idle_timeout < absl::ZeroDuration()) {
     return absl::InvalidArgumentError("durations must not be negative");
   }
+  if (spec.behavior.kind == BehaviorKind::kProxy) {
+    if (absl::Status s = CheckProxySpec(spec); !s.ok()) return s;
+  }
   if (spec.behavior.kind == BehaviorKind::kGreeting) {
     const size_t limit = spec.transport == Transport::kUdp
                              ? kMaxDatagram
@@ -110,7 +113,8 @@ std::unique_ptr<Server> NewServer(
             : options.udp_session_idle_timeout;
     info.udp_reply = EffectiveUdpReplyLimits(options.udp_reply, spec.udp_reply);
     if (spec.behavior.kind == BehaviorKind::kEcho ||
-        spec.behavior.kind == BehaviorKind::kGreeting) {
+        spec.behavior.kind == BehaviorKind::kGreeting ||
+        spec.behavior.kind == BehaviorKind::kProxy) {
       s->reply_budget = std::make_unique<UdpReplyBudget>(info.udp_reply);
     }
   }

@@ -58,6 +58,7 @@ void EngineImpl::OpenStream(ClientSpec spec, absl::Time deadline,
 absl::StatusOr<StreamAttachment> EngineImpl::DoAttach(Conn& c,
                                                       bool close_on_detach) {
   const std::string id = ConnId(c.num);
+  if (c.behavior == BehaviorKind::kProxy) return ProxiedRefusal(c, "stream");
   if (c.state == ConnectionState::kClosed) {
     return absl::FailedPreconditionError(
         absl::StrCat("stream ", id, ": connection is closed (",

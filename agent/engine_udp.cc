@@ -82,9 +82,13 @@ void EngineImpl::ReadUdpClient(Conn& c) {
     ++c.counters.datagrams_received;
     c.counters.bytes_received += n;
     Touch(c);
-    Emit(EventKind::kDataReceived, 0, c.num, n,
+    Emit(EventKind::kDataReceived, c.server_num, c.num, n,
          absl::string_view(scratch_.data(), n));
-    BufferDatagram(c, scratch_.data(), n);
+    if (c.behavior == BehaviorKind::kProxy) {
+      proxy_.OnUpstreamDatagram(c, scratch_.data(), n);
+    } else {
+      BufferDatagram(c, scratch_.data(), n);
+    }
     if (c.finalized) return;
   }
   ArmRead(c);
@@ -246,6 +250,9 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
       break;
     case BehaviorKind::kDiscard:
       break;
+    case BehaviorKind::kProxy:
+      proxy_.OnSessionDatagram(s, *c, data, n);
+      break;
   }
 }
 
@@ -267,6 +274,7 @@ Conn* EngineImpl::NewUdpSession(Server& s, size_t index,
   ++s.info.counters.connections_active;
   Emit(EventKind::kConnectionAccepted, s.num, c.num);
   StartConnection(c, absl::ZeroDuration(), s.info.udp_session_idle_timeout);
+  if (c.behavior == BehaviorKind::kProxy) proxy_.Dial(s, c);
   return &c;
 }
 

@@ -97,6 +97,9 @@ ConnectionInfo Snapshot(const Conn& c) {
     info.ttl = c.extra->ttl;
     info.idle_timeout = c.extra->idle_timeout;
     info.stream_attached = c.extra->attachment != 0;
+    if (c.extra->proxy_peer != 0) {
+      info.peer_connection_id = ConnId(c.extra->proxy_peer);
+    }
   }
   return info;
 }

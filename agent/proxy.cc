@@ -1,0 +1,270 @@
+// ProxyRelay: see agent/proxy.h. Every method runs under the engine lock;
+// each one says so to clang's -Wthread-safety with AssertEngineLock().
+#include "agent/proxy.h"
+
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "agent/engine_impl.h"
+#include "agent/registry.h"
+#include "agent/unix_path.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+namespace {
+
+uint64_t Room(uint64_t used, uint64_t bound) {
+  return used >= bound ? 0 : bound - used;
+}
+
+bool IsAbortReason(CloseReason reason) {
+  return reason == CloseReason::kPeerReset || reason == CloseReason::kError ||
+         reason == CloseReason::kLocalAbort;
+}
+
+Transport UpstreamTransport(const ServerSpec& spec) {
+  return spec.behavior.proxy_transport.value_or(spec.transport);
+}
+
+}  // namespace
+
+absl::Status CheckProxySpec(const ServerSpec& spec) {
+  const Endpoint& up = spec.behavior.proxy_upstream;
+  const Transport t = UpstreamTransport(spec);
+  if ((spec.transport == Transport::kUdp) != (t == Transport::kUdp)) {
+    return absl::InvalidArgumentError(
+        "behavior.proxy.transport: a UDP server relays to a UDP upstream, a "
+        "TCP or UNIX server to a TCP or UNIX upstream");
+  }
+  if (t == Transport::kUnix) {
+    if (!up.host.empty() || !up.port.empty()) {
+      return absl::InvalidArgumentError(
+          "behavior.proxy.upstream: a UNIX upstream takes unix_path only, not "
+          "host or port");
+    }
+    if (absl::Status s = CheckUnixPathSyntax(up.unix_path); !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("behavior.proxy.upstream.unix_path: ", s.message()));
+    }
+    return absl::OkStatus();
+  }
+  if (!up.unix_path.empty()) {
+    return absl::InvalidArgumentError(
+        "behavior.proxy.upstream.unix_path is for a UNIX upstream (set "
+        "behavior.proxy.transport to UNIX)");
+  }
+  if (up.host.empty()) {
+    return absl::InvalidArgumentError(
+        "behavior.proxy.upstream.host is empty: the proxy needs an upstream "
+        "host and port");
+  }
+  if (up.port.empty() || up.port == "0") {
+    return absl::InvalidArgumentError(
+        "behavior.proxy.upstream.port is missing or 0: the proxy needs an "
+        "upstream port");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ProxiedRefusal(const Conn& c, absl::string_view op) {
+  return absl::FailedPreconditionError(absl::StrCat(
+      op, " ", ConnId(c.num),
+      ": the proxy relays this connection's bytes (close it, or stop its "
+      "server ",
+      ServerId(c.server_num), ")"));
+}
+
+void ProxyRelay::Dial(Server& s, Conn& down) {
+  engine_.AssertEngineLock();
+  ClientSpec spec;
+  spec.transport = s.info.behavior.proxy_transport.value_or(s.info.transport);
+  spec.remote = s.info.behavior.proxy_upstream;
+  // The upstream half shares the server's labels (set when it is filed).
+  engine_.connector_.Open(
+      std::move(spec), absl::InfiniteFuture(),
+      [this, down_num = down.num](absl::StatusOr<ConnectionInfo> result) {
+        if (!result.ok()) OnDialFailed(down_num, result.status());
+      },
+      /*proxy_for=*/down.num);
+}
+
+void ProxyRelay::OnDialFailed(uint64_t down_num, const absl::Status& status) {
+  engine_.AssertEngineLock();
+  Conn* down = engine_.FindConn(down_num);
+  if (down == nullptr || down->state == ConnectionState::kClosed) return;
+  // FIN, as toxiproxy closes the client when its upstream cannot be
+  // reached; the reason and detail say why.
+  engine_.StartClose(*down, CloseReason::kError,
+                     absl::StrCat("proxy upstream: ", status.message()),
+                     /*abort=*/false);
+}
+
+void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
+  engine_.AssertEngineLock();
+  Conn* down = engine_.FindConn(down_num);
+  if (down == nullptr || down->state == ConnectionState::kClosed) {
+    const bool abort = down != nullptr && IsAbortReason(down->close_reason);
+    engine_.StartClose(
+        up, abort ? CloseReason::kLocalAbort : CloseReason::kLocalClose,
+        absl::StrCat("proxy: ", ConnId(down_num),
+                     " closed before the upstream connected"),
+        abort);
+    return;
+  }
+  down->Extra().proxy_peer = up.num;
+  if (down->is_udp_session()) {
+    // Datagrams held while dialling go out in order.
+    Fifo<ReceivedDatagram> held = std::move(down->Extra().recv_datagrams);
+    down->Extra().recv_datagrams.clear();
+    down->counters.recv_buffered = 0;
+    engine_.Recharge(*down);
+    while (!held.empty()) {
+      std::string data = std::move(held.front().data);
+      held.pop_front();
+      if (!engine_.QueueSend(up, std::move(data)).ok()) {
+        ++down->counters.datagrams_dropped;
+      }
+    }
+    return;
+  }
+  if (!down->recv_bytes.empty()) {
+    // Bytes held while dialling: the upstream's send queue takes them.
+    const size_t held = down->recv_bytes.size();
+    std::string data = down->recv_bytes.Take(held);
+    down->counters.recv_buffered = 0;
+    engine_.Recharge(*down);
+    up.send_bytes.AppendOwned(std::move(data));
+    up.counters.send_buffered = up.send_bytes.size();
+    up.counters.send_buffered_peak =
+        std::max(up.counters.send_buffered_peak, up.counters.send_buffered);
+    engine_.Recharge(up);
+    engine_.Flush(up);
+    if (up.finalized) return;
+  }
+  engine_.ResumeReading(*down);
+  if (down->reading.eof) engine_.ShutdownWrite(up);
+}
+
+Conn* ProxyRelay::Peer(const Conn& c) const {
+  engine_.AssertEngineLock();
+  if (c.extra == nullptr || c.extra->proxy_peer == 0) return nullptr;
+  Conn* p = engine_.FindConn(c.extra->proxy_peer);
+  if (p == nullptr || p->finalized) return nullptr;
+  return p;
+}
+
+uint64_t ProxyRelay::FeedRoom(const Conn& reader) const {
+  engine_.AssertEngineLock();
+  const EngineOptions& o = engine_.options_;
+  if (const Conn* p = Peer(reader)) {
+    return Room(p->counters.send_buffered, o.send_buffer_bytes);
+  }
+  return Room(reader.counters.recv_buffered, o.recv_buffer_bytes);
+}
+
+bool ProxyRelay::MayResume(const Conn& reader) const {
+  engine_.AssertEngineLock();
+  const EngineOptions& o = engine_.options_;
+  if (const Conn* p = Peer(reader)) {
+    return p->counters.send_buffered <= o.send_buffer_bytes / 2;
+  }
+  return reader.counters.recv_buffered <= o.recv_buffer_bytes / 2;
+}
+
+bool ProxyRelay::Relay(Conn& from, const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  Conn* to = Peer(from);
+  if (to == nullptr) return false;
+  // The other half is closing: it closes `from` too (OnClosed), so these
+  // bytes have nowhere to go.
+  if (to->state == ConnectionState::kClosed || to->writing.fin_wanted) {
+    return true;
+  }
+  to->send_bytes.Append(absl::string_view(data, n));
+  to->counters.send_buffered = to->send_bytes.size();
+  to->counters.send_buffered_peak =
+      std::max(to->counters.send_buffered_peak, to->counters.send_buffered);
+  engine_.Recharge(*to);
+  engine_.Flush(*to);
+  return true;
+}
+
+void ProxyRelay::Drained(Conn& c) {
+  engine_.AssertEngineLock();
+  if (Conn* feeder = Peer(c)) engine_.ResumeReading(*feeder);
+}
+
+void ProxyRelay::OnFin(Conn& c) {
+  engine_.AssertEngineLock();
+  // Not linked yet: OnUpstreamConnected sends the FIN after the held bytes.
+  if (Conn* p = Peer(c)) engine_.ShutdownWrite(*p);
+}
+
+void ProxyRelay::OnClosed(Conn& c) {
+  engine_.AssertEngineLock();
+  Conn* p = Peer(c);
+  if (p == nullptr || p->state == ConnectionState::kClosed) return;
+  // Both FINs went through `c`: the other half finishes its own FIN
+  // exchange (it has the FIN relayed from `c` queued) and closes by itself.
+  if (c.close_reason == CloseReason::kPeerClosed) return;
+  const bool abort = IsAbortReason(c.close_reason);
+  const std::string detail =
+      c.extra != nullptr && !c.extra->close_detail.empty()
+          ? absl::StrCat(" (", c.extra->close_detail, ")")
+          : std::string();
+  engine_.StartClose(
+      *p, abort ? CloseReason::kLocalAbort : CloseReason::kLocalClose,
+      absl::StrCat("proxy: the other half ", ConnId(c.num),
+                   " closed: ", CloseReasonText(c.close_reason), detail),
+      abort);
+}
+
+void ProxyRelay::OnSessionDatagram(Server& s, Conn& session, const char* data,
+                                   size_t n) {
+  engine_.AssertEngineLock();
+  Conn* up = Peer(session);
+  if (up == nullptr) {
+    // Dialling: held in the session's receive queue (bounded, drops
+    // counted) until the upstream socket is connected.
+    engine_.BufferDatagram(session, data, n);
+    return;
+  }
+  absl::StatusOr<SendResult> sent =
+      engine_.QueueSend(*up, std::string(data, n));
+  if (!sent.ok()) {
+    ++session.counters.datagrams_dropped;
+    ++s.info.counters.datagrams_dropped;
+    engine_.Emit(EngineEventKind::kDatagramDropped, s.num, session.num, n, {},
+                 sent.status().message());
+  }
+}
+
+void ProxyRelay::OnUpstreamDatagram(Conn& up, const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  Conn* session = Peer(up);
+  Server* s =
+      session != nullptr ? engine_.FindServer(session->server_num) : nullptr;
+  if (session == nullptr || s == nullptr || s->stopped() ||
+      session->state == ConnectionState::kClosed) {
+    ++up.counters.datagrams_dropped;
+    return;
+  }
+  // The peer's bytes since the last reply earn it its reply allowance.
+  ConnExtra& x = session->Extra();
+  const uint64_t received = session->counters.bytes_received - x.proxy_credited;
+  x.proxy_credited = session->counters.bytes_received;
+  if (!engine_.AdmitUdpReply(*s, *session, session->remote.udp(), received,
+                             n)) {
+    return;
+  }
+  if (!engine_.SendSessionDatagram(*session, std::string(data, n)).ok()) {
+    ++session->counters.datagrams_dropped;
+    ++s->info.counters.datagrams_dropped;
+  }
+}
+
+}  // namespace engine_internal
+}  // namespace sockagent
