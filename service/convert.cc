@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 
 namespace sockagent {
@@ -242,6 +243,19 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
     case v1::Behavior::kDiscard:
       spec.behavior.kind = BehaviorKind::kDiscard;
       break;
+    case v1::Behavior::kProxy: {
+      spec.behavior.kind = BehaviorKind::kProxy;
+      auto upstream = EndpointFromProto(behavior.proxy().upstream(),
+                                        "behavior.proxy.upstream");
+      if (!upstream.ok()) return upstream.status();
+      spec.behavior.proxy_upstream = *std::move(upstream);
+      if (behavior.proxy().transport() != v1::TRANSPORT_UNSPECIFIED) {
+        auto up_transport = TransportFromProto(behavior.proxy().transport());
+        if (!up_transport.ok()) return up_transport.status();
+        spec.behavior.proxy_transport = *up_transport;
+      }
+      break;
+    }
     case v1::Behavior::kHold:
     case v1::Behavior::KIND_NOT_SET:
       spec.behavior.kind = BehaviorKind::kHold;
@@ -295,6 +309,24 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
     case BehaviorKind::kDiscard:
       behavior->mutable_discard();
       break;
+    case BehaviorKind::kProxy: {
+      v1::ProxyBehavior* proxy = behavior->mutable_proxy();
+      const Endpoint& up = in.behavior.proxy_upstream;
+      proxy->mutable_upstream()->set_host(up.host);
+      proxy->mutable_upstream()->set_unix_path(up.unix_path);
+      if (!up.port.empty()) {
+        uint32_t port = 0;
+        if (absl::SimpleAtoi(up.port, &port)) {
+          proxy->mutable_upstream()->set_port(port);
+        } else {
+          proxy->mutable_upstream()->set_service(up.port);
+        }
+      }
+      if (in.behavior.proxy_transport.has_value()) {
+        proxy->set_transport(TransportToProto(*in.behavior.proxy_transport));
+      }
+      break;
+    }
   }
   out->set_state(ServerStateToProto(in.state));
   v1::ServerCounters* c = out->mutable_counters();
@@ -440,6 +472,8 @@ v1::Origin OriginToProto(Origin origin) {
       return v1::ORIGIN_ACCEPTED;
     case Origin::kUdpPeer:
       return v1::ORIGIN_UDP_PEER;
+    case Origin::kProxyUpstream:
+      return v1::ORIGIN_PROXY_UPSTREAM;
   }
   return v1::ORIGIN_UNSPECIFIED;
 }
@@ -453,6 +487,7 @@ void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
   SocketAddressToProto(in.remote, out->mutable_remote());
   out->set_origin(OriginToProto(in.origin));
   out->set_server_id(in.server_id);
+  out->set_peer_connection_id(in.peer_connection_id);
   out->set_state(ConnectionStateToProto(in.state));
   out->set_close_reason(CloseReasonToProto(in.close_reason));
   out->set_close_detail(in.close_detail);

@@ -29,7 +29,7 @@ namespace {
 constexpr std::array<const char*, EngineCounters::kTransports> kTransport = {
     "tcp", "udp", "unix"};
 constexpr std::array<const char*, EngineCounters::kOrigins> kOrigin = {
-    "opened", "accepted", "udp_peer"};
+    "opened", "accepted", "udp_peer", "proxy_upstream"};
 // CloseReason, in its order (kNone first: never counted).
 constexpr std::array<const char*, EngineCounters::kCloseReasons> kReason = {
     "none",         "local_close",  "local_abort",   "peer_closed",
@@ -60,7 +60,10 @@ constexpr std::array<const char*, RpcMetrics::kCodes> kCode = {
 // Origins a transport's connections can have.
 bool Valid(size_t transport, size_t origin) {
   const bool udp = transport == static_cast<size_t>(Transport::kUdp);
-  if (origin == static_cast<size_t>(Origin::kOpened)) return true;
+  if (origin == static_cast<size_t>(Origin::kOpened) ||
+      origin == static_cast<size_t>(Origin::kProxyUpstream)) {
+    return true;
+  }
   return udp == (origin == static_cast<size_t>(Origin::kUdpPeer));
 }
 
