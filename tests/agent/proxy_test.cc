@@ -1,0 +1,132 @@
+// Engine tests of the proxy behaviour (agent/proxy.h) with plain POSIX
+// peers as client and upstream: a named upstream resolved when the
+// connection arrives (the client's first bytes held meanwhile), the relay
+// stalling a writer within send_buffer_bytes when the upstream does not
+// read, and stopping the server closing both halves.
+#include <sys/socket.h>
+
+#include <atomic>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/agent/engine_test_util.h"
+
+namespace sockagent::testing {
+namespace {
+
+class EngineProxy : public EngineTest {
+ protected:
+  ServerSpec ProxyTo(const std::string& host, uint16_t port) {
+    ServerSpec spec = LoopbackServer(BehaviorKind::kProxy);
+    spec.behavior.proxy_upstream.host = host;
+    spec.behavior.proxy_upstream.port = absl::StrCat(port);
+    spec.labels = {{"team", "qa"}};
+    return spec;
+  }
+  std::optional<ConnectionInfo> Half(const std::string& server_id,
+                                     Origin origin) {
+    ConnectionFilter filter;
+    filter.server_id = server_id;
+    filter.include_closed = true;
+    absl::StatusOr<Page<ConnectionInfo>> page = sync_->ListConnections(filter);
+    if (!page.ok()) return std::nullopt;
+    for (const ConnectionInfo& c : page->items) {
+      if (c.origin == origin) return c;
+    }
+    return std::nullopt;
+  }
+};
+
+TEST_F(EngineProxy, NamedUpstreamResolvesPerConnectionAndHeldBytesArrive) {
+  uint16_t port = 0;
+  Fd listener = TcpListen(4, &port);
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, ProxyTo("localhost", port));
+  ASSERT_TRUE(server.ok());
+  // Written at once: the name lookup runs on the resolver pool meanwhile.
+  ASSERT_TRUE(WriteAll(client.get(), "early bytes"));
+  ASSERT_EQ(::shutdown(client.get(), SHUT_WR), 0);
+  Fd upstream = Accept(listener.get());
+  ASSERT_TRUE(upstream.valid());
+  EXPECT_EQ(ReadToEof(upstream.get()), "early bytes");
+  std::optional<ConnectionInfo> up = Half(server->id, Origin::kProxyUpstream);
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->labels.at("team"), "qa");
+  EXPECT_FALSE(up->peer_connection_id.empty());
+}
+
+TEST_F(EngineProxy, NonReadingUpstreamStallsTheWriterWithinTheBound) {
+  uint16_t port = 0;
+  Fd listener = TcpListen(4, &port);
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, ProxyTo("127.0.0.1", port));
+  ASSERT_TRUE(server.ok());
+  Fd upstream = Accept(listener.get());
+  ASSERT_TRUE(upstream.valid());
+  std::atomic<uint64_t> written{0};
+  std::thread writer([&] {
+    const std::string piece = Pattern(0, 1 << 16);
+    while (written.load() < (256ull << 20)) {
+      const ssize_t n =
+          ::send(client.get(), piece.data(), piece.size(), MSG_NOSIGNAL);
+      if (n <= 0) return;
+      written.fetch_add(static_cast<uint64_t>(n));
+    }
+  });
+  // The writer stops making progress: the agent stopped reading it.
+  uint64_t last = written.load();
+  absl::Time since = absl::Now();
+  EXPECT_TRUE(WaitFor([&] {
+    const uint64_t now = written.load();
+    if (now != last) {
+      last = now;
+      since = absl::Now();
+    }
+    return absl::Now() - since >= absl::Milliseconds(500);
+  }));
+  std::optional<ConnectionInfo> up = Half(server->id, Origin::kProxyUpstream);
+  ASSERT_TRUE(up.has_value());
+  EXPECT_LE(up->counters.send_buffered_peak,
+            engine_->options().send_buffer_bytes);
+  EXPECT_LT(written.load(), 256ull << 20);
+  // Reading everything releases the writer; nothing is lost or reordered.
+  ::shutdown(client.get(), SHUT_RDWR);  // Ends the writer's last send.
+  writer.join();
+  const uint64_t total = written.load();
+  const std::string got = ReadExactly(upstream.get(), total);
+  ASSERT_EQ(got.size(), total);
+  for (uint64_t i = 0; i < total; i += 4099) {
+    ASSERT_EQ(got[i], PatternByte(i % (1 << 16))) << i;
+  }
+}
+
+TEST_F(EngineProxy, StoppingTheServerClosesBothHalves) {
+  uint16_t port = 0;
+  Fd listener = TcpListen(4, &port);
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, ProxyTo("127.0.0.1", port));
+  ASSERT_TRUE(server.ok());
+  Fd upstream = Accept(listener.get());
+  ASSERT_TRUE(upstream.valid());
+  ASSERT_TRUE(WaitFor(
+      [&] { return Half(server->id, Origin::kProxyUpstream).has_value(); }));
+  Selector selector;
+  selector.id = server->id;
+  ASSERT_TRUE(sync_->StopServers(selector, /*close_connections=*/true).ok());
+  EXPECT_EQ(ReadToEof(client.get()), "");
+  EXPECT_EQ(ReadToEof(upstream.get()), "");
+  std::optional<ConnectionInfo> up = Half(server->id, Origin::kProxyUpstream);
+  ASSERT_TRUE(up.has_value());
+  EXPECT_EQ(up->state, ConnectionState::kClosed);
+  EXPECT_THAT(up->close_detail, ::testing::HasSubstr("proxy: the other half"));
+}
+
+}  // namespace
+}  // namespace sockagent::testing
