@@ -8,6 +8,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "cli/proto_text.h"
 
 namespace sockctl {
@@ -171,6 +172,31 @@ absl::Status ParsePort(absl::string_view text,
     endpoint->set_port(port);
   } else {
     endpoint->set_service(std::string(text));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ParseProxyUpstream(absl::string_view text,
+                                sockagent::v1::ProxyBehavior* proxy) {
+  if (absl::ConsumePrefix(&text, "unix:")) {
+    if (text.empty()) {
+      return absl::InvalidArgumentError("unix: needs a socket path");
+    }
+    proxy->set_transport(sockagent::v1::TRANSPORT_UNIX);
+    proxy->mutable_upstream()->set_unix_path(std::string(text));
+    return absl::OkStatus();
+  }
+  absl::StatusOr<bool> has_port =
+      ParseHostPort(text, proxy->mutable_upstream());
+  if (!has_port.ok()) return has_port.status();
+  const sockagent::v1::Endpoint& up = proxy->upstream();
+  if (!*has_port || up.host().empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "'", text, "': expected HOST:PORT, [IPV6]:PORT or unix:PATH"));
+  }
+  if (up.port_spec_case() == sockagent::v1::Endpoint::kPort && up.port() == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("'", text, "': the upstream port must not be 0"));
   }
   return absl::OkStatus();
 }

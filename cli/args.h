@@ -58,6 +58,12 @@ absl::StatusOr<std::string> AgentHost(absl::string_view address);
 absl::StatusOr<bool> ParseHostPort(absl::string_view text,
                                    sockagent::v1::Endpoint* endpoint);
 
+// A proxy's upstream (`--proxy-to`, `--upstream`, a toxiproxy "upstream"):
+// HOST:PORT, [IPV6]:PORT, or unix:PATH (then transport UNIX). The port is
+// required and not 0.
+absl::Status ParseProxyUpstream(absl::string_view text,
+                                sockagent::v1::ProxyBehavior* proxy);
+
 // A duration for `flag` such as 5s, 500ms, 1m30s or 0 (none); negative and
 // infinite durations are errors.
 absl::StatusOr<absl::Duration> ParseDurationFlag(absl::string_view flag,

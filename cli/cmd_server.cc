@@ -50,6 +50,7 @@ struct StartArgs {
   std::string greeting;
   std::string greeting_hex;
   bool close_after = false;
+  std::string proxy_to;
   std::vector<std::string> labels;
   std::string ttl;
   std::string idle_timeout;
@@ -114,6 +115,13 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
     }
     behavior->mutable_greeting()->set_data(*std::move(data));
     behavior->mutable_greeting()->set_close_after(args.close_after);
+  } else if (!args.proxy_to.empty()) {
+    if (absl::Status s =
+            ParseProxyUpstream(args.proxy_to, behavior->mutable_proxy());
+        !s.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("invalid --proxy-to: ", s.message()));
+    }
   } else if (args.echo) {
     behavior->mutable_echo();
   } else if (args.discard) {
@@ -338,8 +346,16 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->add_flag("--close-after", args->close_after,
                  "With a greeting: close once it is sent")
       ->group("Behaviour");
+  CLI::Option* proxy_to =
+      start
+          ->add_option("--proxy-to", args->proxy_to,
+                       "Relay each connection (UDP: each peer) to UPSTREAM, "
+                       "HOST:PORT or unix:PATH, dialled by the agent")
+          ->type_name("UPSTREAM")
+          ->group("Behaviour");
   const std::vector<CLI::Option*> behaviours = {
-      hold, echo, discard, args->greeting_opt, args->greeting_hex_opt};
+      hold,    echo, discard, args->greeting_opt, args->greeting_hex_opt,
+      proxy_to};
   for (size_t i = 0; i < behaviours.size(); ++i) {
     for (size_t j = i + 1; j < behaviours.size(); ++j) {
       behaviours[i]->excludes(behaviours[j]);

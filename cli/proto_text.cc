@@ -4,6 +4,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 
@@ -119,6 +120,21 @@ std::string BehaviorName(const Behavior& behavior) {
     case Behavior::kHold:
     case Behavior::KIND_NOT_SET:  // Unset means hold.
       return "hold";
+    case Behavior::kProxy: {
+      const sockagent::v1::Endpoint& up = behavior.proxy().upstream();
+      if (!up.unix_path().empty()) {
+        return absl::StrCat("proxy>unix:", up.unix_path());
+      }
+      const std::string port =
+          up.port_spec_case() == sockagent::v1::Endpoint::kService
+              ? up.service()
+              : absl::StrCat(up.port());
+      return absl::StrCat("proxy>",
+                          absl::StrContains(up.host(), ':')
+                              ? absl::StrCat("[", up.host(), "]")
+                              : up.host(),
+                          ":", port);
+    }
   }
   return "unknown";
 }
@@ -149,6 +165,14 @@ std::optional<ConnectionState> ParseConnectionState(const std::string& name) {
 }
 
 std::string OriginText(const Connection& connection) {
+  // A proxied half names the other half of its pair.
+  if (!connection.peer_connection_id().empty()) {
+    Connection half;
+    half.set_origin(connection.origin());
+    half.set_server_id(connection.server_id());
+    return absl::StrCat(OriginText(half), ", peer ",
+                        connection.peer_connection_id());
+  }
   switch (connection.origin()) {
     case sockagent::v1::ORIGIN_OPENED:
       return "opened";
@@ -156,6 +180,8 @@ std::string OriginText(const Connection& connection) {
       return absl::StrCat("accepted by ", connection.server_id());
     case sockagent::v1::ORIGIN_UDP_PEER:
       return absl::StrCat("udp peer of ", connection.server_id());
+    case sockagent::v1::ORIGIN_PROXY_UPSTREAM:
+      return absl::StrCat("proxy upstream of ", connection.server_id());
     case sockagent::v1::ORIGIN_UNSPECIFIED:
       return "";
     default:
