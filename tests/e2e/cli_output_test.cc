@@ -9,6 +9,7 @@
 #include <google/protobuf/util/json_util.h>
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <map>
 #include <memory>
 #include <regex>
@@ -280,6 +281,10 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       OneLine({"client", "open", "-q", "127.0.0.1", port});
   const std::string to_stop = OneLine({"server", "start", "-q"});
   Ok({"send", conn, "hello"});
+  TempDir dir;
+  const std::string toxiproxy = dir.path() + "/toxiproxy.json";
+  std::ofstream(toxiproxy) << R"([{"name":"a","listen":"127.0.0.1:0",)"
+                           << R"("upstream":"127.0.0.1:)" << port << R"("}])";
 
   // How to run each verb; where its JSON goes (connect/attach: stderr).
   struct Run {
@@ -307,6 +312,9 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"attach", {{{"attach", to_attach}, true}}},
       {"matrix", {{{"matrix", "--self", "--timeout-per-probe", "5s"}}}},
       {"probe", {{{"probe", "127.0.0.1:" + port}}}},
+      {"proxy start",
+       {{{"proxy", "start", "--upstream", "127.0.0.1:" + port}}}},
+      {"proxy import", {{{"proxy", "import", toxiproxy}}}},
   };
   // The fleet form of the verbs that run on several agents: the same agent
   // under two names, and one that refuses (an error line).
@@ -319,6 +327,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"conn", "list"},
       {"matrix", "--timeout-per-probe", "5s"},
       {"probe", "127.0.0.1:" + port},
+      {"proxy", "start", "--upstream", "127.0.0.1:" + port},
   };
 
   auto check_lines = [](const std::string& what, const std::string& text,
