@@ -105,6 +105,13 @@ class EngineImpl final : public Engine {
   uint64_t Probe(ProbeSpec spec,
                  Done<absl::StatusOr<ProbeReport>> done) override;
   void CancelProbe(uint64_t token) override;
+  void AddFault(FaultSpec spec, Done<absl::StatusOr<FaultInfo>> done) override;
+  void UpdateFault(FaultSpec spec,
+                   Done<absl::StatusOr<FaultInfo>> done) override;
+  void RemoveFaults(
+      std::string name, Labels selector, bool all,
+      Done<absl::StatusOr<std::vector<std::string>>> done) override;
+  void ListFaults(Done<absl::StatusOr<std::vector<FaultInfo>>> done) override;
   void AttachStream(std::string connection_id, bool close_on_detach,
                     Done<absl::StatusOr<StreamAttachment>> done) override;
   void OpenStream(ClientSpec spec, absl::Time deadline,
@@ -353,6 +360,20 @@ class EngineImpl final : public Engine {
   // Send's answer once writing found `c` broken (it is finalized).
   absl::Status SendFailure(const Conn& c, uint64_t lost) const;
   void Flush(Conn& c);
+  enum class WriteOutcome { kWrote, kBlocked, kFailed };
+  WriteOutcome WriteQueued(Conn& c, size_t limit);
+
+  // Faults (engine_faults.cc).
+  void FlushFaulted(Conn& c);
+  void ApplyMatchingFaults(Conn& c);
+  bool FaultMatches(const FaultSpec& spec, const Conn& c) const;
+  void ApplyFault(Conn& c, uint64_t id, FaultInfo& info);
+  void RemoveFaultFrom(Conn& c, uint64_t id);
+  void DropFaults(Conn& c);
+  void ArmFaultTimer(Conn& c, int64_t due_ns);
+  void OnFaultTimer(uint64_t num);
+  void DiscardQueued(Conn& c);
+  absl::Status CheckFaultTarget(const FaultTarget& target);
   void ArmWrite(Conn& c);
   void OnWritable(uint64_t num, const asio::error_code& ec);
   void SendFin(Conn& c);
@@ -500,6 +521,7 @@ class EngineImpl final : public Engine {
   // without the engine lock; names on the engine's resolver pool.
   // Destroyed before io_.
   std::unique_ptr<Prober> prober_;
+  FaultTable faults_;  // Under the engine lock.
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 

@@ -97,6 +97,11 @@ ConnectionInfo Snapshot(const Conn& c) {
     info.ttl = c.extra->ttl;
     info.idle_timeout = c.extra->idle_timeout;
     info.stream_attached = c.extra->attachment != 0;
+    if (c.extra->faults != nullptr) {
+      for (const ActiveFault& f : c.extra->faults->send.faults()) {
+        info.faults.push_back(f.spec.name);
+      }
+    }
   }
   return info;
 }
