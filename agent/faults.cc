@@ -426,8 +426,8 @@ bool SendStage::FinAllowed(int64_t now_ns, int64_t* wake_ns) {
   if (fin_due_ns_ == 0) fin_due_ns_ = now_ns;
   bool allowed = true;
   for (const ActiveFault& f : faults_) {
-    if (f.spec.type == FaultType::kTimeout) {
-      allowed = false;  // Nothing leaves, the FIN neither.
+    if (f.spec.type == FaultType::kTimeout && !f.acted) {
+      allowed = false;  // Nothing leaves, the FIN neither, until it closes.
     } else if (f.spec.type == FaultType::kSlowClose) {
       const int64_t due = fin_due_ns_ + Ns(f.spec.delay);
       if (now_ns < due) {

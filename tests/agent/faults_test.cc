@@ -296,6 +296,15 @@ TEST(SendStage, ResetPeerAndTimeoutActAtTheirTime) {
   EXPECT_EQ(d.wake_ns, 0);
   int64_t wake = 0;
   EXPECT_FALSE(blackhole.FinAllowed(0, &wake));
+
+  // With a timeout it closes once, and then lets the FIN out.
+  SendStage timed;
+  s.timeout = absl::Milliseconds(200);
+  timed.Add(Active(s, 3, 0), 0, 0);
+  EXPECT_FALSE(timed.FinAllowed(0, &wake));
+  EXPECT_EQ(timed.Decide(0, 100 * kMs).wake_ns, 200 * kMs);
+  EXPECT_EQ(timed.Decide(0, 200 * kMs).action, SendStage::Action::kClose);
+  EXPECT_TRUE(timed.FinAllowed(200 * kMs, &wake));
 }
 
 TEST(SendStage, SlowCloseDelaysTheFin) {

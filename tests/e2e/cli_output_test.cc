@@ -280,6 +280,10 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       OneLine({"client", "open", "-q", "127.0.0.1", port});
   const std::string to_stop = OneLine({"server", "start", "-q"});
   Ok({"send", conn, "hello"});
+  Ok({"fault", "add", server, "latency", "-p", "latency=1ms", "--name",
+      "json-u"});
+  Ok({"fault", "add", server, "latency", "-p", "latency=1ms", "--name",
+      "json-r"});
 
   // How to run each verb; where its JSON goes (connect/attach: stderr).
   struct Run {
@@ -307,6 +311,13 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"attach", {{{"attach", to_attach}, true}}},
       {"matrix", {{{"matrix", "--self", "--timeout-per-probe", "5s"}}}},
       {"probe", {{{"probe", "127.0.0.1:" + port}}}},
+      {"fault add",
+       {{{"fault", "add", server, "slicer", "-p", "average_size=10", "--name",
+          "json-a"}}}},
+      {"fault update",
+       {{{"fault", "update", "json-u", "latency", "-p", "latency=2ms"}}}},
+      {"fault list", {{{"fault", "list"}}}},
+      {"fault remove", {{{"fault", "remove", "json-r"}}}},
   };
   // The fleet form of the verbs that run on several agents: the same agent
   // under two names, and one that refuses (an error line).
@@ -319,6 +330,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"conn", "list"},
       {"matrix", "--timeout-per-probe", "5s"},
       {"probe", "127.0.0.1:" + port},
+      {"fault", "list"},
   };
 
   auto check_lines = [](const std::string& what, const std::string& text,
