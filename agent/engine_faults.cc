@@ -235,8 +235,16 @@ void EngineImpl::UpdateFault(FaultSpec spec,
     AssertEngineLock();
     uint64_t id = 0;
     // Validated with the stored target (an update does not move a fault).
+    bool known = false;
     for (const auto& [fid, info] : faults_.faults()) {
-      if (info.spec.name == spec.name) spec.target = info.spec.target;
+      if (info.spec.name != spec.name) continue;
+      spec.target = info.spec.target;
+      known = true;
+    }
+    if (!known) {
+      d(absl::NotFoundError(
+          absl::StrCat("fault ", QuoteInput(spec.name), " not found")));
+      return;
     }
     if (absl::Status s = ValidateFaultSpec(spec); !s.ok()) {
       d(s);

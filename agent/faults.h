@@ -48,7 +48,7 @@ namespace sockagent {
 // datagrams. The values match the proto's oneof field numbers' order.
 enum class FaultType {
   kLatency,    // latency (+ jitter): each byte leaves `latency` after queued.
-  kBandwidth,  // rate_bytes_per_second: a token bucket (20 ms of burst).
+  kBandwidth,  // rate_bytes_per_second: a token bucket (100 ms of burst).
   kSlicer,     // average_size +- size_variation bytes per write, `delay`
                // between them.
   kLimitData,  // bytes: after exactly this many bytes written, the rest is
