@@ -138,6 +138,7 @@ void EngineImpl::ArmFaultTimer(Conn& c, int64_t due_ns) {
   f.timer->expires_at(Timer::time_point(std::chrono::nanoseconds(due_ns)));
   f.timer_due_ns = due_ns;
   f.timer->async_wait(Locked([this, num = c.num](const asio::error_code& ec) {
+    AssertEngineLock();
     if (!ec) OnFaultTimer(num);
   }));
 }
