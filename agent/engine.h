@@ -42,6 +42,7 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/engine_counters.h"
+#include "agent/faults.h"
 #include "agent/labels.h"
 #include "agent/policy.h"
 #include "agent/types.h"
@@ -211,6 +212,9 @@ struct ConnectionInfo {
   bool stream_attached = false;
   // A proxied half: the other half's id ("" when none).
   std::string peer_connection_id;
+  // Names of the faults acting on it now (agent/faults.h), in the order
+  // they were applied. Empty once it closed.
+  std::vector<std::string> faults;
 };
 
 struct ClientSpec {
@@ -385,8 +389,13 @@ enum class EngineEventKind {
   kSnapshotConnection = 12,
   kSnapshotEnd = 13,
   kConnectionPeerClosed = 14,
+  // Faults (agent/faults.h): message names the fault. Added and removed
+  // carry no object; applied names the connection it now acts on.
+  kFaultAdded = 15,
+  kFaultRemoved = 16,
+  kFaultApplied = 17,
 };
-inline constexpr int kMaxEngineEventKind = 14;
+inline constexpr int kMaxEngineEventKind = 17;
 
 // How long a Receive that finds another one parked on its connection waits
 // for that one to end (its caller may have just cancelled) before failing
@@ -708,6 +717,28 @@ class Engine {
   virtual uint64_t Probe(ProbeSpec spec,
                          Done<absl::StatusOr<ProbeReport>> done) = 0;
   virtual void CancelProbe(uint64_t token) = 0;
+
+  // ---- Faults (agent/faults.h says what each type does and where).
+  //
+  // AddFault validates the spec (InvalidArgument naming the field), checks
+  // the target (a malformed id: InvalidArgument; an unknown server or
+  // connection: NotFound), refuses a taken name (AlreadyExists) and a
+  // table at kMaxFaults (ResourceExhausted), then applies the fault to
+  // every open connection it targets (each one rolls the toxicity once)
+  // and, later, to every new one. UpdateFault replaces everything but the
+  // name and target (NotFound for an unknown name); connections keep the
+  // state of a fault whose type stays. RemoveFaults takes a name (NotFound
+  // if unknown), a selector on the faults' own labels, or `all`; delayed
+  // bytes then leave in order, none lost. Answers the removed names.
+  virtual void AddFault(FaultSpec spec,
+                        Done<absl::StatusOr<FaultInfo>> done) = 0;
+  virtual void UpdateFault(FaultSpec spec,
+                           Done<absl::StatusOr<FaultInfo>> done) = 0;
+  virtual void RemoveFaults(
+      std::string name, Labels selector, bool all,
+      Done<absl::StatusOr<std::vector<std::string>>> done) = 0;
+  virtual void ListFaults(
+      Done<absl::StatusOr<std::vector<FaultInfo>>> done) = 0;
 
   // Closes everything (reason kAgentShutdown; sockets closed at once, no
   // linger), completes every pending callback (parked receives, OpenClient

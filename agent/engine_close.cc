@@ -261,6 +261,7 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
     c.extra->ttl_timer.reset();
     c.extra->idle_timer.reset();
     c.extra->linger_timer.reset();
+    DropFaults(c);
   }
   c.reading.armed = false;
   c.writing.armed = false;

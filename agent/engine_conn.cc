@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -87,6 +88,8 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   Conn& c = AddConn(std::move(conn));
   Emit(EventKind::kConnectionConnected, c.server_num, c.num);
   StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  // Faults first, so the client's early bytes the relay sends now pass them.
+  ApplyMatchingFaults(c);
   if (a.proxy_for != 0) proxy_.OnUpstreamConnected(a.proxy_for, c);
   return Snapshot(c);
 }
@@ -487,41 +490,59 @@ absl::Status EngineImpl::SendFailure(const Conn& c, uint64_t lost) const {
 
 void EngineImpl::Flush(Conn& c) {
   if (c.finalized || c.stream == nullptr) return;
+  // The SEND stage of faults (engine_faults.cc): every byte headed for a
+  // stream socket passes here. Without faults: one pointer test.
+  if (c.extra != nullptr && c.extra->faults != nullptr) {
+    FlushFaulted(c);
+    return;
+  }
   while (!c.send_bytes.empty()) {
-    std::array<absl::string_view, kMaxWriteSpans> spans;
-    const size_t count = c.send_bytes.Peek(spans.data(), spans.size());
-    std::array<asio::const_buffer, kMaxWriteSpans> buffers;
-    for (size_t i = 0; i < count; ++i) {
-      buffers[i] = asio::buffer(spans[i].data(), spans[i].size());
-    }
-    asio::error_code ec;
-    const size_t written =
-        c.stream->write_some(absl::MakeConstSpan(buffers.data(), count), ec);
-    if (ec) {
-      if (IsWouldBlock(ec)) {
-        ResumeReading(c);  // An echo may have drained below its mark.
-        if (c.behavior == BehaviorKind::kProxy) proxy_.Drained(c);
-        ArmWrite(c);
-        PumpStreamSend(c);
-        return;
-      }
-      OnStreamError(c, ec, "write");
-      return;
-    }
-    c.send_bytes.Consume(written);
-    c.counters.send_buffered = c.send_bytes.size();
-    Recharge(c);
-    c.counters.bytes_sent += written;
-    if (Server* s = FindServer(c.server_num)) {
-      s->info.counters.bytes_sent += written;
-    }
-    Touch(c);
-    Emit(EventKind::kDataSent, c.server_num, c.num, written);
+    if (WriteQueued(c, SIZE_MAX) != WriteOutcome::kWrote) return;
   }
   ResumeReading(c);
   if (c.behavior == BehaviorKind::kProxy) proxy_.Drained(c);
   if (c.writing.fin_wanted && !c.writing.fin_sent) SendFin(c);
   PumpStreamSend(c);
+}
+
+EngineImpl::WriteOutcome EngineImpl::WriteQueued(Conn& c, size_t limit) {
+  std::array<absl::string_view, kMaxWriteSpans> spans;
+  size_t count = c.send_bytes.Peek(spans.data(), spans.size());
+  std::array<asio::const_buffer, kMaxWriteSpans> buffers;
+  size_t left = limit;
+  for (size_t i = 0; i < count; ++i) {
+    const size_t take = std::min(spans[i].size(), left);
+    buffers[i] = asio::buffer(spans[i].data(), take);
+    left -= take;
+    if (left == 0) {
+      count = i + 1;
+      break;
+    }
+  }
+  asio::error_code ec;
+  const size_t written =
+      c.stream->write_some(absl::MakeConstSpan(buffers.data(), count), ec);
+  if (ec) {
+    if (IsWouldBlock(ec)) {
+      ResumeReading(c);  // An echo may have drained below its mark.
+      if (c.behavior == BehaviorKind::kProxy) proxy_.Drained(c);
+      ArmWrite(c);
+      PumpStreamSend(c);
+      return WriteOutcome::kBlocked;
+    }
+    OnStreamError(c, ec, "write");
+    return WriteOutcome::kFailed;
+  }
+  c.send_bytes.Consume(written);
+  c.counters.send_buffered = c.send_bytes.size();
+  Recharge(c);
+  c.counters.bytes_sent += written;
+  if (Server* s = FindServer(c.server_num)) {
+    s->info.counters.bytes_sent += written;
+  }
+  Touch(c);
+  Emit(EventKind::kDataSent, c.server_num, c.num, written);
+  return WriteOutcome::kWrote;
 }
 
 void EngineImpl::ArmWrite(Conn& c) {

@@ -106,6 +106,13 @@ class EngineImpl final : public Engine {
   uint64_t Probe(ProbeSpec spec,
                  Done<absl::StatusOr<ProbeReport>> done) override;
   void CancelProbe(uint64_t token) override;
+  void AddFault(FaultSpec spec, Done<absl::StatusOr<FaultInfo>> done) override;
+  void UpdateFault(FaultSpec spec,
+                   Done<absl::StatusOr<FaultInfo>> done) override;
+  void RemoveFaults(
+      std::string name, Labels selector, bool all,
+      Done<absl::StatusOr<std::vector<std::string>>> done) override;
+  void ListFaults(Done<absl::StatusOr<std::vector<FaultInfo>>> done) override;
   void AttachStream(std::string connection_id, bool close_on_detach,
                     Done<absl::StatusOr<StreamAttachment>> done) override;
   void OpenStream(ClientSpec spec, absl::Time deadline,
@@ -379,6 +386,26 @@ class EngineImpl final : public Engine {
   void Touch(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnConnTimer(uint64_t num, ConnTimer which)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  enum class WriteOutcome { kWrote, kBlocked, kFailed };
+  // One write of at most `limit` queued bytes (Flush's step).
+  WriteOutcome WriteQueued(Conn& c, size_t limit)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+
+  // ---- engine_faults.cc: the faults' SEND stage and their calls.
+  void FlushFaulted(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ApplyMatchingFaults(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  bool FaultMatches(const FaultSpec& spec, const Conn& c) const;
+  void ApplyFault(Conn& c, uint64_t id, FaultInfo& info)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void RemoveFaultFrom(Conn& c, uint64_t id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DropFaults(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmFaultTimer(Conn& c, int64_t due_ns)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnFaultTimer(uint64_t num) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DiscardQueued(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  absl::Status CheckFaultTarget(const FaultTarget& target)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_close.cc: closing, tails, and the closed record.
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
@@ -547,6 +574,7 @@ class EngineImpl final : public Engine {
   // Destroyed before io_.
   std::unique_ptr<Prober> prober_;
   ProxyRelay proxy_{*this};
+  FaultTable faults_ ABSL_GUARDED_BY(engine_mu_);
   absl::flat_hash_map<uint64_t, Attachment> attachments_;  // By token.
 };
 

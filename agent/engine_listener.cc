@@ -152,13 +152,16 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   c.opened_at = absl::Now();
   // Of the greeting, the bytes written before the reactor takes over.
   size_t greeted = 0;
+  // While any fault exists the greeting takes the reactor's path, where
+  // faults act on it.
   if (b.kind == BehaviorKind::kGreeting && b.close_after_greeting &&
-      options_.close_linger > absl::ZeroDuration() &&
+      options_.close_linger > absl::ZeroDuration() && faults_.size() == 0 &&
       GreetAndClose(s, c, &greeted)) {
     return;
   }
   if (!AdoptSocket(c)) return;
   StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
+  ApplyMatchingFaults(c);
   if (b.kind == BehaviorKind::kProxy) proxy_.Dial(s, c);
   if (b.kind == BehaviorKind::kGreeting) {
     if (s.greeting != nullptr) {

@@ -76,6 +76,7 @@
 #include "agent/byte_queue.h"
 #include "agent/engine.h"
 #include "agent/engine_sockets.h"
+#include "agent/faults.h"
 #include "agent/fifo.h"
 #include "agent/udp_budget.h"
 #include "agent/unix_path.h"
@@ -119,6 +120,14 @@ struct PendingReceive {
   std::unique_ptr<ContendingReceive> next;  // Takes over when this ends.
 };
 
+// The faults acting on one connection (agent/faults.h, engine_faults.cc):
+// its SEND stage and the one timer that wakes it.
+struct ConnFaults {
+  SendStage send;
+  std::unique_ptr<Timer> timer;
+  int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
+};
+
 // The rarely used parts of a connection, allocated on first use, so an idle
 // connection without timeouts carries one pointer for all of them.
 struct ConnExtra {
@@ -142,6 +151,7 @@ struct ConnExtra {
   // last upstream reply was admitted (the reply budget's credit).
   uint64_t proxy_peer = 0;
   uint64_t proxy_credited = 0;
+  std::unique_ptr<ConnFaults> faults;  // Null: no fault acts on it.
 };
 
 // The read side of a connection's state (stream or UDP client socket).

@@ -100,6 +100,11 @@ ConnectionInfo Snapshot(const Conn& c) {
     if (c.extra->proxy_peer != 0) {
       info.peer_connection_id = ConnId(c.extra->proxy_peer);
     }
+    if (c.extra->faults != nullptr) {
+      for (const ActiveFault& f : c.extra->faults->send.faults()) {
+        info.faults.push_back(f.spec.name);
+      }
+    }
   }
   return info;
 }

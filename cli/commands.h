@@ -70,6 +70,8 @@ void AddListenCommands(CLI::App& app, Commands& commands);
 void AddProbeCommands(CLI::App& app, Commands& commands);
 // cmd_proxy.cc: proxy start, proxy import.
 void AddProxyCommands(CLI::App& app, Commands& commands);
+// cmd_fault.cc: fault add, fault update, fault remove, fault list.
+void AddFaultCommands(CLI::App& app, Commands& commands);
 // completion.cc: completion (hidden; walks `app`, so add it last).
 void AddCompletionCommands(CLI::App& app, Commands& commands);
 

@@ -19,7 +19,7 @@ mkdir -p "$corpus/seeds" "$corpus/found" "$build_dir/fuzz-artifacts"
 types=(StartServerRequest StopServerRequest ListServersRequest
   OpenClientRequest ListConnectionsRequest SendRequest ReceiveRequest
   CloseConnectionRequest WatchRequest StreamRequest ResolveRequest
-  GetHostInfoRequest)
+  GetHostInfoRequest AddFaultRequest UpdateFaultRequest RemoveFaultRequest)
 for seed in fuzz/seeds/*.txtpb; do
   name=$(basename "$seed" .txtpb)
   method=$((10#${name:0:2}))

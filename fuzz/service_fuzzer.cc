@@ -289,7 +289,7 @@ void RunOne(const uint8_t* data, size_t size) {
   ++data;
   --size;
   v1::SocketAgent::Stub* s = g_stack->stub.get();
-  switch (which % 12) {
+  switch (which % 15) {
     case 0:
       return Unary<v1::StartServerRequest, v1::StartServerResponse>(
           data, size,
@@ -338,6 +338,18 @@ void RunOne(const uint8_t* data, size_t size) {
       return Unary<v1::ResolveRequest, v1::ResolveResponse>(
           data, size,
           [s](auto* c, auto& q, auto* r) { return s->Resolve(c, q, r); });
+    case 12:
+      return Unary<v1::AddFaultRequest, v1::AddFaultResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->AddFault(c, q, r); });
+    case 13:
+      return Unary<v1::UpdateFaultRequest, v1::UpdateFaultResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->UpdateFault(c, q, r); });
+    case 14:
+      return Unary<v1::RemoveFaultRequest, v1::RemoveFaultResponse>(
+          data, size,
+          [s](auto* c, auto& q, auto* r) { return s->RemoveFault(c, q, r); });
     default:
       return Unary<v1::GetHostInfoRequest, v1::HostInfo>(
           data, size,

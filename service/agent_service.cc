@@ -16,6 +16,7 @@
 #include "agent/host_info.h"
 #include "service/auth.h"
 #include "service/convert.h"
+#include "service/fault_rpc.h"
 #include "service/probe_rpc.h"
 #include "service/status_mapping.h"
 #include "service/watch_reactor.h"
@@ -508,6 +509,64 @@ grpc::ServerUnaryReactor* AgentService::Probe(
   });
   if (!spec.ok()) return FinishNow(context, spec.status());
   return StartProbe(engine_, *std::move(spec), response);
+}
+
+grpc::ServerUnaryReactor* AgentService::AddFault(
+    grpc::CallbackServerContext* context, const v1::AddFaultRequest* request,
+    v1::AddFaultResponse* response) {
+  return Unary<FaultInfo>(
+      context, [&] { return FaultSpecFromProto(request->fault()); },
+      [&](FaultSpec spec, auto done) {
+        engine_.AddFault(std::move(spec), std::move(done));
+      },
+      [response](auto& info) {
+        FaultInfoToProto(info, response->mutable_fault());
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::UpdateFault(
+    grpc::CallbackServerContext* context, const v1::UpdateFaultRequest* request,
+    v1::UpdateFaultResponse* response) {
+  return Unary<FaultInfo>(
+      context, [&] { return FaultSpecFromProto(request->fault()); },
+      [&](FaultSpec spec, auto done) {
+        engine_.UpdateFault(std::move(spec), std::move(done));
+      },
+      [response](auto& info) {
+        FaultInfoToProto(info, response->mutable_fault());
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::RemoveFault(
+    grpc::CallbackServerContext* context, const v1::RemoveFaultRequest* request,
+    v1::RemoveFaultResponse* response) {
+  return Unary<std::vector<std::string>>(
+      context,
+      [&]() -> absl::StatusOr<Labels> {
+        return Labels(request->label_selector().begin(),
+                      request->label_selector().end());
+      },
+      [&](Labels selector, auto done) {
+        engine_.RemoveFaults(request->name(), std::move(selector),
+                             request->all(), std::move(done));
+      },
+      [response](auto& names) {
+        for (const std::string& n : names) response->add_names(n);
+      });
+}
+
+grpc::ServerUnaryReactor* AgentService::ListFaults(
+    grpc::CallbackServerContext* context,
+    const v1::ListFaultsRequest* /*request*/,
+    v1::ListFaultsResponse* response) {
+  return Unary<std::vector<FaultInfo>>(
+      context, [&]() -> absl::StatusOr<bool> { return true; },
+      [&](bool, auto done) { engine_.ListFaults(std::move(done)); },
+      [response](auto& faults) {
+        for (const FaultInfo& f : faults) {
+          FaultInfoToProto(f, response->add_faults());
+        }
+      });
 }
 
 grpc::ServerUnaryReactor* AgentService::GetHostInfo(

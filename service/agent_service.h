@@ -43,22 +43,21 @@ struct AgentServiceOptions {
 // message that fails to parse exactly like the caller's half-close
 // (OnReadDone(false)), and the two must end differently (stream_reactor.h).
 using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
-    v1::SocketAgent::WithCallbackMethod_StopServer<
-        v1::SocketAgent::WithCallbackMethod_ListServers<
-            v1::SocketAgent::WithCallbackMethod_OpenClient<
-                v1::SocketAgent::WithCallbackMethod_ListConnections<
-                    v1::SocketAgent::WithCallbackMethod_Send<
-                        v1::SocketAgent::WithCallbackMethod_Receive<
-                            v1::SocketAgent::WithCallbackMethod_CloseConnection<
-                                v1::SocketAgent::WithCallbackMethod_Watch<
-                                    v1::SocketAgent::WithRawCallbackMethod_Stream<
-                                        v1::SocketAgent::WithCallbackMethod_Resolve<
-                                            v1::SocketAgent::
-                                                WithCallbackMethod_GetHostInfo<
-                                                    v1::SocketAgent::
-                                                        WithCallbackMethod_Probe<
-                                                            v1::SocketAgent::
-                                                                Service>>>>>>>>>>>>>;
+    v1::SocketAgent::WithCallbackMethod_StopServer<v1::SocketAgent::WithCallbackMethod_ListServers<
+        v1::SocketAgent::WithCallbackMethod_OpenClient<v1::SocketAgent::WithCallbackMethod_ListConnections<
+            v1::SocketAgent::WithCallbackMethod_Send<v1::SocketAgent::WithCallbackMethod_Receive<
+                v1::SocketAgent::WithCallbackMethod_CloseConnection<
+                    v1::SocketAgent::WithCallbackMethod_Watch<v1::SocketAgent::WithRawCallbackMethod_Stream<
+                        v1::SocketAgent::WithCallbackMethod_Resolve<
+                            v1::SocketAgent::WithCallbackMethod_GetHostInfo<
+                                v1::SocketAgent::WithCallbackMethod_Probe<
+                                    v1::SocketAgent::WithCallbackMethod_AddFault<
+                                        v1::SocketAgent::WithCallbackMethod_UpdateFault<
+                                            v1::SocketAgent::WithCallbackMethod_RemoveFault<
+                                                v1::SocketAgent::
+                                                    WithCallbackMethod_ListFaults<
+                                                        v1::SocketAgent::
+                                                            Service>>>>>>>>>>>>>>>>>;
 
 class AgentService final : public AgentServiceBase {
  public:
@@ -120,6 +119,22 @@ class AgentService final : public AgentServiceBase {
   grpc::ServerUnaryReactor* Probe(grpc::CallbackServerContext* context,
                                   const v1::ProbeRequest* request,
                                   v1::ProbeResponse* response) override;
+  // Faults (service/fault_rpc.h converts).
+  grpc::ServerUnaryReactor* AddFault(grpc::CallbackServerContext* context,
+                                     const v1::AddFaultRequest* request,
+                                     v1::AddFaultResponse* response) override;
+  grpc::ServerUnaryReactor* UpdateFault(
+      grpc::CallbackServerContext* context,
+      const v1::UpdateFaultRequest* request,
+      v1::UpdateFaultResponse* response) override;
+  grpc::ServerUnaryReactor* RemoveFault(
+      grpc::CallbackServerContext* context,
+      const v1::RemoveFaultRequest* request,
+      v1::RemoveFaultResponse* response) override;
+  grpc::ServerUnaryReactor* ListFaults(
+      grpc::CallbackServerContext* context,
+      const v1::ListFaultsRequest* request,
+      v1::ListFaultsResponse* response) override;
 
  private:
   // The bearer token check every SocketAgent call starts with

@@ -38,7 +38,10 @@ enum class Kind {
   kStopServer,
   kOpenClient,
   kCloseConnection,
-  kStream
+  kStream,
+  kAddFault,
+  kUpdateFault,
+  kRemoveFault
 };
 
 Kind KindOf(absl::string_view method) {
@@ -50,6 +53,9 @@ Kind KindOf(absl::string_view method) {
   if (method == "OpenClient") return Kind::kOpenClient;
   if (method == "CloseConnection") return Kind::kCloseConnection;
   if (method == "Stream") return Kind::kStream;
+  if (method == "AddFault") return Kind::kAddFault;
+  if (method == "UpdateFault") return Kind::kUpdateFault;
+  if (method == "RemoveFault") return Kind::kRemoveFault;
   return Kind::kNone;
 }
 
@@ -159,6 +165,12 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
         }
         return Summarize(request);
       }
+      case Kind::kAddFault:
+        return Summarize(*static_cast<v1::AddFaultRequest*>(message));
+      case Kind::kUpdateFault:
+        return Summarize(*static_cast<v1::UpdateFaultRequest*>(message));
+      case Kind::kRemoveFault:
+        return Summarize(*static_cast<v1::RemoveFaultRequest*>(message));
       case Kind::kNone:
         break;
     }
@@ -191,6 +203,9 @@ class AuditInterceptor final : public grpc::experimental::Interceptor {
         response = static_cast<const v1::CloseConnectionResponse*>(message);
         break;
       case Kind::kStream:
+      case Kind::kAddFault:  // Faults have names, not ids: in the request.
+      case Kind::kUpdateFault:
+      case Kind::kRemoveFault:
       case Kind::kNone:
         break;
     }

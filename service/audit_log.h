@@ -1,6 +1,8 @@
 // The audit log: one info-level line (event=audit) for every call that
 // creates or ends something on the host — StartServer, StopServer,
-// OpenClient, CloseConnection, and Stream opens — saying who asked, what,
+// OpenClient, CloseConnection, Stream opens, and AddFault, UpdateFault and
+// RemoveFault (faults change what the host's connections do) — saying who
+// asked, what,
 // the result and how long it took:
 //
 //   ts=... level=info event=audit method=StartServer

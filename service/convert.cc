@@ -513,6 +513,7 @@ void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
     DurationToProto(in.idle_timeout, out->mutable_idle_timeout());
   }
   out->set_stream_attached(in.stream_attached);
+  for (const std::string& f : in.faults) out->add_faults(f);
 }
 
 absl::StatusOr<Selector> SelectorFromProto(
@@ -609,6 +610,12 @@ absl::StatusOr<EngineEventKind> EventKindFromProto(int kind) {
       return EngineEventKind::kSnapshotEnd;
     case v1::EVENT_KIND_CONNECTION_PEER_CLOSED:
       return EngineEventKind::kConnectionPeerClosed;
+    case v1::EVENT_KIND_FAULT_ADDED:
+      return EngineEventKind::kFaultAdded;
+    case v1::EVENT_KIND_FAULT_REMOVED:
+      return EngineEventKind::kFaultRemoved;
+    case v1::EVENT_KIND_FAULT_APPLIED:
+      return EngineEventKind::kFaultApplied;
     default:  // EVENT_KIND_UNSPECIFIED filters nothing: refused too.
       return absl::InvalidArgumentError(
           absl::StrCat("watch: unknown event kind ", kind));
@@ -647,6 +654,12 @@ v1::EventKind EventKindToProto(EngineEventKind kind) {
       return v1::EVENT_KIND_SNAPSHOT_END;
     case EngineEventKind::kConnectionPeerClosed:
       return v1::EVENT_KIND_CONNECTION_PEER_CLOSED;
+    case EngineEventKind::kFaultAdded:
+      return v1::EVENT_KIND_FAULT_ADDED;
+    case EngineEventKind::kFaultRemoved:
+      return v1::EVENT_KIND_FAULT_REMOVED;
+    case EngineEventKind::kFaultApplied:
+      return v1::EVENT_KIND_FAULT_APPLIED;
   }
   return v1::EVENT_KIND_UNSPECIFIED;
 }

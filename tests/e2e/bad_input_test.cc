@@ -282,6 +282,84 @@ std::vector<Row> BadInput::Rows() {
                     return Of(OpenClient(r));
                   },
                   StatusCode::INVALID_ARGUMENT, "is relative"});
+  // Faults (AddFault): the parameter's field is named.
+  const auto add_fault = [this](std::function<void(v1::Fault&)> fill) {
+    v1::AddFaultRequest r;
+    r.mutable_fault()->set_name("bad");
+    r.mutable_fault()->mutable_target()->set_connection_id(opened_id_);
+    fill(*r.mutable_fault());
+    v1::AddFaultResponse response;
+    auto context = ContextWithDeadline();
+    return Of(stub_->AddFault(context.get(), r, &response));
+  };
+  rows.push_back({"AddFault latency jitter 2h",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.mutable_latency()->mutable_jitter()->set_seconds(7200);
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "fault.latency.jitter must be <= 1h"});
+  rows.push_back({"AddFault latency -1s",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.mutable_latency()->mutable_latency()->set_seconds(-1);
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "fault.latency.latency must not be negative"});
+  rows.push_back(
+      {"AddFault bandwidth rate 0",
+       [add_fault] {
+         return add_fault([](v1::Fault& f) { f.mutable_bandwidth(); });
+       },
+       StatusCode::INVALID_ARGUMENT, "fault.bandwidth.rate_bytes_per_second"});
+  rows.push_back({"AddFault slicer size_variation >= average_size",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.mutable_slicer()->set_average_size(10);
+                      f.mutable_slicer()->set_size_variation(10);
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT, "fault.slicer.size_variation"});
+  rows.push_back({"AddFault toxicity 1.5",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.set_toxicity(1.5);
+                      f.mutable_limit_data();
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "fault.toxicity must be between 0 and 1"});
+  rows.push_back({"AddFault name \"Bad Name\"",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.set_name("Bad Name");
+                      f.mutable_limit_data();
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "fault.name must be a DNS label"});
+  rows.push_back({"AddFault without a type",
+                  [add_fault] { return add_fault([](v1::Fault&) {}); },
+                  StatusCode::INVALID_ARGUMENT, "a type is required"});
+  rows.push_back({"AddFault direction 9 (unknown enum)",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.set_direction(static_cast<v1::FaultDirection>(9));
+                      f.mutable_limit_data();
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT, "fault.direction"});
+  rows.push_back({"AddFault on unknown server srv-999999",
+                  [add_fault] {
+                    return add_fault([](v1::Fault& f) {
+                      f.mutable_target()->set_server_id("srv-999999");
+                      f.mutable_target()->clear_connection_id();
+                      f.mutable_limit_data();
+                    });
+                  },
+                  StatusCode::NOT_FOUND, "not found"});
   rows.push_back(
       {"4 KiB of garbage bytes on the control port",
        [this] {

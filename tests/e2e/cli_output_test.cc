@@ -285,6 +285,10 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
   const std::string toxiproxy = dir.path() + "/toxiproxy.json";
   std::ofstream(toxiproxy) << R"([{"name":"a","listen":"127.0.0.1:0",)"
                            << R"("upstream":"127.0.0.1:)" << port << R"("}])";
+  Ok({"fault", "add", server, "latency", "-p", "latency=1ms", "--name",
+      "json-u"});
+  Ok({"fault", "add", server, "latency", "-p", "latency=1ms", "--name",
+      "json-r"});
 
   // How to run each verb; where its JSON goes (connect/attach: stderr).
   struct Run {
@@ -315,6 +319,13 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"proxy start",
        {{{"proxy", "start", "--upstream", "127.0.0.1:" + port}}}},
       {"proxy import", {{{"proxy", "import", toxiproxy}}}},
+      {"fault add",
+       {{{"fault", "add", server, "slicer", "-p", "average_size=10", "--name",
+          "json-a"}}}},
+      {"fault update",
+       {{{"fault", "update", "json-u", "latency", "-p", "latency=2ms"}}}},
+      {"fault list", {{{"fault", "list"}}}},
+      {"fault remove", {{{"fault", "remove", "json-r"}}}},
   };
   // The fleet form of the verbs that run on several agents: the same agent
   // under two names, and one that refuses (an error line).
@@ -328,6 +339,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"matrix", "--timeout-per-probe", "5s"},
       {"probe", "127.0.0.1:" + port},
       {"proxy", "start", "--upstream", "127.0.0.1:" + port},
+      {"fault", "list"},
   };
 
   auto check_lines = [](const std::string& what, const std::string& text,
