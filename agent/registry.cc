@@ -8,7 +8,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
-#include "agent/engine_impl.h"
+#include "agent/engine_objects.h"
 #include "agent/quote.h"
 #include "agent/server_name.h"
 

@@ -35,8 +35,8 @@
 namespace sockagent {
 namespace engine_internal {
 
-struct Conn;    // engine_impl.h
-struct Server;  // engine_impl.h
+struct Conn;    // engine_objects.h
+struct Server;  // engine_objects.h
 
 std::string ServerId(uint64_t num);
 std::string ConnId(uint64_t num);

@@ -2,8 +2,10 @@
 
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/wait.h>
 
 #include <filesystem>
+#include <iostream>
 #include <string_view>
 
 #include "absl/status/status.h"
@@ -77,7 +79,27 @@ absl::StatusOr<int> AgentProcess::Stop() {
 }
 
 AgentProcess::~AgentProcess() {
-  if (!stopped_ && child_) (void)Stop();
+  if (stopped_ || !child_) return;
+  absl::StatusOr<int> status = Stop();
+  // A daemon that did not end cleanly on SIGTERM crashed or refused to run
+  // earlier: show the end of what it said, which is where a sanitizer report
+  // or a fatal log line lands. (Tests that kill it on purpose Stop() it
+  // themselves or see SIGKILL here, which is not reported.)
+  const bool clean =
+      status.ok() && WIFEXITED(*status) && WEXITSTATUS(*status) == 0;
+  const bool killed =
+      status.ok() && WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL;
+  if (!clean && !killed) {
+    std::string err = child_->DrainStderr();
+    constexpr size_t kTail = 16 * 1024;
+    if (err.size() > kTail) err = "..." + err.substr(err.size() - kTail);
+    std::cerr << "sockagentd (pid " << child_->pid()
+              << ") did not exit cleanly ("
+              << (status.ok() ? absl::StrCat("wait status ", *status)
+                              : status.status().ToString())
+              << "); the end of its stderr:\n"
+              << err << std::endl;
+  }
 }
 
 CommandResult RunSockctl(const std::string& address,
