@@ -68,6 +68,8 @@ void AddInventoryCommands(CLI::App& app, Commands& commands);
 void AddListenCommands(CLI::App& app, Commands& commands);
 // cmd_probe.cc: probe.
 void AddProbeCommands(CLI::App& app, Commands& commands);
+// cmd_apply.cc: apply (one agent or a fleet).
+void AddApplyCommands(CLI::App& app, Commands& commands);
 // completion.cc: completion (hidden; walks `app`, so add it last).
 void AddCompletionCommands(CLI::App& app, Commands& commands);
 

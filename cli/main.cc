@@ -369,6 +369,7 @@ int Main(int argc, char** argv) {
   AddInventoryCommands(app, commands);
   AddListenCommands(app, commands);
   AddProbeCommands(app, commands);
+  AddApplyCommands(app, commands);
   AddCompletionCommands(app, commands);
   // Each verb shows (and takes after it) the output forms it prints; the
   // footer, set after the verbs were added, is the top level's alone.
