@@ -116,7 +116,20 @@ struct ServerSpec {
   // UDP echo and greeting replies (agent/udp_budget.h). Zeros: the agent's
   // limits; a server may only tighten them.
   UdpReplyLimits udp_reply;
+  // Named servers (agent/server_name.h). "" is unnamed. A name is unique
+  // among listening servers: StartServer with a name a listening server
+  // holds answers that server when the specs are the same (SameServerSpec),
+  // is AlreadyExists when they differ, unless `replace` (stop it, start
+  // this). A stopped server frees its name.
+  std::string name;
+  bool replace = false;
+  // Validate, resolve and decide only: nothing binds, nothing stops. The
+  // answer's start_outcome says what StartServer would do.
+  bool dry_run = false;
 };
+
+// What StartServer did (or, dry_run, would do) about the name.
+enum class StartOutcome { kCreated, kUnchanged, kReplaced };
 
 enum class ServerState { kListening, kStopped };
 
@@ -154,6 +167,16 @@ struct ServerInfo {
   absl::Duration udp_session_idle_timeout;
   std::string stop_reason;
   UdpReplyLimits udp_reply;  // UDP: the limits in force (zero: none).
+  std::string name;          // "" unnamed.
+  // Named servers: the spec as requested (its greeting empty: see behavior
+  // and greeting_bytes), for the "same spec" rule and for listings that a
+  // desired-state file can be written from. Null when unnamed.
+  std::shared_ptr<const ServerSpec> requested;
+  // Set in StartServer's answer only (listings: kCreated, ""): what it did,
+  // and for kReplaced (or a dry run that would replace) how the old
+  // server's spec differs from the request, e.g. "bind.port 9000 -> 9001".
+  StartOutcome start_outcome = StartOutcome::kCreated;
+  std::string start_difference;
 };
 
 // kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
@@ -239,6 +262,9 @@ struct ClientSpec {
 struct Selector {
   std::string id;
   Labels labels;
+  // StopServers only: the listening server of this name (NotFound if none).
+  // Exclusive with id and labels.
+  std::string name = "";  // A default: Selector{id, labels} stays valid.
 };
 
 // page_size 0 means 100; above 1000 is clamped to 1000. page_token is

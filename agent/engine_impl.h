@@ -449,8 +449,19 @@ class EngineImpl final : public Engine {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   absl::Status BindUnix(Server& s, const ServerSpec& spec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Named specs, with the engine lock held just before binding: answers
+  // `done` and returns true when nothing is to bind (the same server is
+  // there, its spec differs and no replace, or a dry run); otherwise sets
+  // *replacing to the server to stop first (or nullptr), *difference to
+  // how it differs, and returns false.
+  bool SettleName(const ServerSpec& spec, absl::string_view greeting,
+                  Done<absl::StatusOr<ServerInfo>>& done, Server** replacing,
+                  std::string* difference)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void ActivateServer(std::unique_ptr<Server> server,
-                      Done<absl::StatusOr<ServerInfo>> done)
+                      Done<absl::StatusOr<ServerInfo>> done,
+                      StartOutcome outcome = StartOutcome::kCreated,
+                      std::string difference = "")
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Closes the listeners and UDP sockets (ending UDP sessions with
   // `conn_reason`, counted in `closed`); accepted stream connections stay

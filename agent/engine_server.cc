@@ -24,6 +24,7 @@
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
 #include "agent/quote.h"
+#include "agent/server_name.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -121,7 +122,27 @@ std::unique_ptr<Server> NewServer(
   if (!spec.labels.empty()) {
     s->labels = std::make_shared<const Labels>(spec.labels);
   }
+  info.name = spec.name;
+  if (!spec.name.empty()) {
+    info.requested = std::make_shared<const ServerSpec>(spec);
+  }
   return s;
+}
+
+absl::Status ReplaceFailed(const Server* replaced, absl::Status status) {
+  if (replaced == nullptr) return status;
+  return absl::Status(
+      status.code(),
+      absl::StrCat("replace server ", QuoteInput(replaced->info.name),
+                   ": the old server ", replaced->info.id,
+                   " is stopped and its name is free; starting the new one "
+                   "failed: ",
+                   status.message()));
+}
+
+absl::Status MaxServersError(size_t max_servers) {
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "max_servers (", max_servers, ") reached: stop a server first"));
 }
 
 }  // namespace
@@ -132,10 +153,15 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     done(s);
     return;
   }
-  if (registry_.listening_servers() >= options_.max_servers) {
-    done(absl::ResourceExhaustedError(
-        absl::StrCat("max_servers (", options_.max_servers,
-                     ") reached: stop a server first")));
+  if (absl::Status s = CheckServerName(spec.name, "name"); !s.ok()) {
+    done(s);
+    return;
+  }
+  // A name held already answers that server or replaces it: no new slot.
+  if (registry_.listening_servers() >= options_.max_servers &&
+      (spec.name.empty() ||
+       registry_.FindListeningByName(spec.name) == nullptr)) {
+    done(MaxServersError(options_.max_servers));
     return;
   }
   // Kept once, shared by the server and its history record.
@@ -143,13 +169,23 @@ void EngineImpl::DoStartServer(ServerSpec spec,
       std::make_shared<const std::string>(std::move(spec.behavior.greeting));
   spec.behavior.greeting.clear();
   if (spec.transport == Transport::kUnix) {
+    Server* replacing = nullptr;
+    std::string difference;
+    if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
+    if (replacing != nullptr) {
+      StopServer(*replacing, "replaced by StartServer",
+                 CloseReason::kServerStopped, nullptr);
+    }
     // BindUnix checks the policy on the resolved path.
     std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
-      done(st);
+      done(ReplaceFailed(replacing, st));
       return;
     }
-    ActivateServer(std::move(s), std::move(done));
+    ActivateServer(
+        std::move(s), std::move(done),
+        replacing != nullptr ? StartOutcome::kReplaced : StartOutcome::kCreated,
+        std::move(difference));
     return;
   }
   LookupQuery query;
@@ -186,23 +222,34 @@ void EngineImpl::BindIpServer(
       return;
     }
   }
+  // Names are settled here, under the lock with the bind: a server of the
+  // same name may have started during the lookup.
+  Server* replacing = nullptr;
+  std::string difference;
+  if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
   // Checked again: other servers may have started during the lookup.
-  if (registry_.listening_servers() >= options_.max_servers) {
-    done(absl::ResourceExhaustedError(
-        absl::StrCat("max_servers (", options_.max_servers,
-                     ") reached: stop a server first")));
+  if (replacing == nullptr &&
+      registry_.listening_servers() >= options_.max_servers) {
+    done(MaxServersError(options_.max_servers));
     return;
   }
+  if (replacing != nullptr) {
+    StopServer(*replacing, "replaced by StartServer",
+               CloseReason::kServerStopped, nullptr);
+  }
+  const StartOutcome outcome =
+      replacing != nullptr ? StartOutcome::kReplaced : StartOutcome::kCreated;
   for (int attempt = 0;; ++attempt) {
     std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
     bool retry = false;
     absl::Status status = BindAll(*s, spec, endpoints, &retry);
     if (status.ok()) {
-      ActivateServer(std::move(s), std::move(done));
+      ActivateServer(std::move(s), std::move(done), outcome,
+                     std::move(difference));
       return;
     }
     if (!retry || attempt + 1 >= kMaxPortRetries) {
-      done(status);
+      done(ReplaceFailed(replacing, status));
       return;
     }
   }
@@ -333,8 +380,56 @@ absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
   return absl::OkStatus();
 }
 
+bool EngineImpl::SettleName(const ServerSpec& spec, absl::string_view greeting,
+                            Done<absl::StatusOr<ServerInfo>>& done,
+                            Server** replacing, std::string* difference) {
+  *replacing = nullptr;
+  Server* held =
+      spec.name.empty() ? nullptr : registry_.FindListeningByName(spec.name);
+  if (held != nullptr) {
+    const std::string empty;
+    *difference = SpecDifference(
+        *held->info.requested, held->info,
+        held->greeting != nullptr ? *held->greeting : empty, [&] {
+          ServerSpec s = spec;
+          s.behavior.greeting = std::string(greeting);
+          return s;
+        }());
+    if (difference->empty()) {
+      ServerInfo info = Snapshot(*held);
+      info.start_outcome = StartOutcome::kUnchanged;
+      done(std::move(info));
+      return true;
+    }
+    if (!spec.replace) {
+      done(absl::AlreadyExistsError(
+          absl::StrCat("server name ", QuoteInput(spec.name), " is taken by ",
+                       held->info.id, ", whose spec differs (", *difference,
+                       "): set replace to replace it, or stop it first")));
+      return true;
+    }
+    *replacing = held;
+  }
+  if (spec.dry_run) {
+    ServerInfo info;
+    if (held != nullptr) {
+      info = Snapshot(*held);
+      info.start_outcome = StartOutcome::kReplaced;
+      info.start_difference = *difference;
+    } else {
+      info.name = spec.name;
+      info.transport = spec.transport;
+      info.stopped_at = absl::InfinitePast();
+    }
+    done(std::move(info));
+    return true;
+  }
+  return false;
+}
+
 void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
-                                Done<absl::StatusOr<ServerInfo>> done) {
+                                Done<absl::StatusOr<ServerInfo>> done,
+                                StartOutcome outcome, std::string difference) {
   Server& s = registry_.AddServer(std::move(server));
   s.info.id = ServerId(s.num);
   s.info.state = ServerState::kListening;
@@ -353,7 +448,10 @@ void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
         }));
   }
   Emit(EventKind::kServerStarted, s.num, 0);
-  done(Snapshot(s));
+  ServerInfo info = Snapshot(s);
+  info.start_outcome = outcome;
+  info.start_difference = std::move(difference);
+  done(std::move(info));
 }
 
 void EngineImpl::StopServer(Server& s, absl::string_view reason,
@@ -406,7 +504,15 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     return;
   }
   std::vector<Server*> targets;
-  if (!selector.id.empty()) {
+  if (!selector.name.empty()) {
+    Server* s = registry_.FindListeningByName(selector.name);
+    if (s == nullptr) {
+      done(absl::NotFoundError(absl::StrCat("no listening server is named ",
+                                            QuoteInput(selector.name))));
+      return;
+    }
+    targets.push_back(s);
+  } else if (!selector.id.empty()) {
     std::optional<uint64_t> num = ParseId(selector.id, "srv-");
     Server* s = num.has_value() ? FindServer(*num) : nullptr;
     if (s == nullptr) {

@@ -10,6 +10,7 @@
 #include "absl/strings/strip.h"
 #include "agent/engine_objects.h"
 #include "agent/quote.h"
+#include "agent/server_name.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -53,6 +54,13 @@ std::optional<uint64_t> ParseId(absl::string_view id,
 }
 
 absl::Status CheckSelector(const Selector& selector) {
+  if (!selector.name.empty()) {
+    if (!selector.id.empty() || !selector.labels.empty()) {
+      return absl::InvalidArgumentError(
+          "give one of an id, a name or a label selector, not several");
+    }
+    return CheckServerName(selector.name, "name");
+  }
   if (!selector.id.empty() && !selector.labels.empty()) {
     return absl::InvalidArgumentError(
         "give either an id or a label selector, not both");
@@ -134,6 +142,7 @@ Server& Registry::AddServer(std::unique_ptr<Server> server) {
   s.num = next_server_num_++;
   servers_.emplace(s.num, std::move(server));
   ++servers_listening_;
+  if (!s.info.name.empty()) names_[s.info.name] = s.num;
   return s;
 }
 
@@ -145,6 +154,15 @@ void Registry::ConnFinalized(uint64_t num) {
 void Registry::ServerStopped(uint64_t num) {
   --servers_listening_;
   stopped_servers_.push_back(num);
+  if (Server* s = FindServer(num); s != nullptr && !s->info.name.empty()) {
+    auto it = names_.find(s->info.name);
+    if (it != names_.end() && it->second == num) names_.erase(it);
+  }
+}
+
+Server* Registry::FindListeningByName(absl::string_view name) {
+  auto it = names_.find(name);
+  return it == names_.end() ? nullptr : FindServer(it->second);
 }
 
 absl::StatusOr<Conn*> Registry::LookupConn(absl::string_view id) {

@@ -25,6 +25,7 @@
 #include <string>
 
 #include "absl/container/btree_map.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -68,8 +69,11 @@ class Registry final {
   // `num`'s socket is closed: it no longer counts as live and joins the
   // closed history (newest).
   void ConnFinalized(uint64_t num);
-  // Server `num` stopped listening: it joins the stopped history.
+  // Server `num` stopped listening: it joins the stopped history (and
+  // frees its name).
   void ServerStopped(uint64_t num);
+  // The listening server named `name` (ServerSpec::name), or nullptr.
+  Server* FindListeningByName(absl::string_view name);
 
   Conn* FindConn(uint64_t num) {
     auto it = conns_.find(num);
@@ -118,7 +122,9 @@ class Registry final {
   ServerMap servers_;
   ConnMap conns_;
   std::deque<uint64_t> stopped_servers_;  // Oldest first.
-  std::deque<uint64_t> closed_conns_;     // Oldest first.
+  // Names of listening servers (at most max_servers entries).
+  absl::flat_hash_map<std::string, uint64_t> names_;
+  std::deque<uint64_t> closed_conns_;  // Oldest first.
   size_t servers_listening_ = 0;
   size_t conns_live_ = 0;
 };

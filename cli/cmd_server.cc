@@ -56,6 +56,8 @@ struct StartArgs {
   std::string idle_timeout;
   uint32_t max_sessions = 0;
   std::string session_idle;
+  std::string name;
+  bool replace = false;
   // Whether an option was given, where its value alone cannot tell.
   CLI::Option* host_opt = nullptr;
   CLI::Option* unix_opt = nullptr;
@@ -146,6 +148,13 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
   }
   request.mutable_udp()->set_max_sessions(args.max_sessions);
   if (!args.udp) request.clear_udp();
+  request.set_name(args.name);
+  if (args.replace) {
+    if (args.name.empty()) {
+      return absl::InvalidArgumentError("--replace goes with --name");
+    }
+    request.set_replace(true);
+  }
   return request;
 }
 
@@ -157,6 +166,15 @@ int RunStart(AgentClient& client, const StartArgs& args) {
   grpc::Status status =
       client.agent().StartServer(ctx.get(), *request, &response);
   if (!status.ok()) return client.Fail(status);
+  // On stderr, so the listing stays parseable.
+  if (response.outcome() == sockagent::v1::START_OUTCOME_UNCHANGED) {
+    std::cerr << "unchanged: server '" << response.server().name()
+              << "' already runs this spec (" << response.server().id()
+              << ")\n";
+  } else if (response.outcome() == sockagent::v1::START_OUTCOME_REPLACED) {
+    std::cerr << "replaced: server '" << response.server().name()
+              << "' (was: " << response.difference() << ")\n";
+  }
   google::protobuf::RepeatedPtrField<sockagent::v1::Server> started;
   *started.Add() = response.server();
   return PrintServers(std::cout, response, started, client.options().output,
@@ -166,19 +184,37 @@ int RunStart(AgentClient& client, const StartArgs& args) {
 }
 
 struct StopArgs {
-  std::string id;
+  std::string id;  // Or a name: ids look like srv-N, names never do.
+  std::string name;
   std::vector<std::string> labels;
   bool close_connections = false;
 };
 
+// "srv-" and digits: what the agent's ids look like (names never do).
+bool LooksLikeServerId(const std::string& s) {
+  if (s.size() <= 4 || s.compare(0, 4, "srv-") != 0) return false;
+  for (size_t i = 4; i < s.size(); ++i) {
+    if (s[i] < '0' || s[i] > '9') return false;
+  }
+  return true;
+}
+
 int RunStop(AgentClient& client, const StopArgs& args) {
   StopServerRequest request;
-  if (args.id.empty() == args.labels.empty()) {
+  const int given =
+      !args.id.empty() + !args.name.empty() + !args.labels.empty();
+  if (given != 1) {
     return UsageError(
-        "server stop takes either a server ID or --label KEY=VALUE "
-        "selectors (exactly one of them)");
+        "server stop takes a server ID or NAME, --name NAME, or --label "
+        "KEY=VALUE selectors (exactly one of them)");
   }
-  request.set_id(args.id);
+  if (!args.name.empty()) {
+    request.set_name(args.name);
+  } else if (LooksLikeServerId(args.id)) {
+    request.set_id(args.id);
+  } else {
+    request.set_name(args.id);
+  }
   if (absl::Status s =
           ParseLabels(args.labels, request.mutable_label_selector());
       !s.ok()) {
@@ -257,7 +293,8 @@ void AddStart(CLI::App& server, Commands& commands) {
       "OK\\r\\n\\r\\nhi' --close-after\n"
       "  sockctl server start --udp --echo --label team=sre\n"
       "  sockctl server start --unix /tmp/x.sock --discard\n"
-      "  sockctl server start --unix /run/app/s.sock --replace-stale");
+      "  sockctl server start --unix /run/app/s.sock --replace-stale\n"
+      "  sockctl server start --name web --echo --port 8080 --replace");
   CLI::Option* tcp = start->add_flag("--tcp", args->tcp, "TCP (the default)")
                          ->group("Transport");
   CLI::Option* udp =
@@ -378,6 +415,17 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->type_name("D")
       ->group("Lifetime");
   start
+      ->add_option("--name", args->name,
+                   "Name the server (a DNS label, unique on the agent): the "
+                   "same name and spec again answers the running server")
+      ->type_name("NAME")
+      ->group("Lifetime");
+  start
+      ->add_flag("--replace", args->replace,
+                 "With --name: if a server of that name runs another spec, "
+                 "stop it and start this one")
+      ->group("Lifetime");
+  start
       ->add_option("--max-sessions", args->max_sessions,
                    "UDP: peer sessions at most (default: the agent's)")
       ->needs(udp)
@@ -397,9 +445,13 @@ void AddStop(CLI::App& server, Commands& commands) {
   auto args = std::make_shared<StopArgs>();
   CLI::App* stop = server.add_subcommand(
       "stop",
-      "Stop a server by ID, or every server matching --label selectors "
-      "(StopServer); prints the stopped servers");
-  stop->add_option("ID", args->id, "Server id, e.g. srv-1");
+      "Stop a server by ID or NAME, or every server matching --label "
+      "selectors (StopServer); prints the stopped servers");
+  stop->add_option("ID", args->id,
+                   "Server id (srv-1) or name (web: the listening server of "
+                   "that name)");
+  stop->add_option("--name", args->name, "The listening server of this name")
+      ->type_name("NAME");
   stop->add_option("--label", args->labels,
                    "KEY=VALUE the servers must carry; repeat for more")
       ->type_name("KEY=VALUE")

@@ -72,6 +72,8 @@ void AddProbeCommands(CLI::App& app, Commands& commands);
 void AddProxyCommands(CLI::App& app, Commands& commands);
 // cmd_fault.cc: fault add, fault update, fault remove, fault list.
 void AddFaultCommands(CLI::App& app, Commands& commands);
+// cmd_apply.cc: apply (one agent or a fleet).
+void AddApplyCommands(CLI::App& app, Commands& commands);
 // completion.cc: completion (hidden; walks `app`, so add it last).
 void AddCompletionCommands(CLI::App& app, Commands& commands);
 

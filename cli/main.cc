@@ -371,6 +371,7 @@ int Main(int argc, char** argv) {
   AddProbeCommands(app, commands);
   AddProxyCommands(app, commands);
   AddFaultCommands(app, commands);
+  AddApplyCommands(app, commands);
   AddCompletionCommands(app, commands);
   // Each verb shows (and takes after it) the output forms it prints; the
   // footer, set after the verbs were added, is the top level's alone.

@@ -12,8 +12,8 @@ using sockagent::v1::Connection;
 using sockagent::v1::Server;
 
 std::vector<std::string> ServerHeader(TableView view) {
-  std::vector<std::string> header = {"ID", "TRANSPORT", "ADDRESSES", "BEHAVIOR",
-                                     "STATE"};
+  std::vector<std::string> header = {"ID",        "NAME",     "TRANSPORT",
+                                     "ADDRESSES", "BEHAVIOR", "STATE"};
   if (view == TableView::kFull) {
     header.insert(header.end(),
                   {"ACCEPTED", "ACTIVE", "RX", "TX", "DROPPED", "LABELS"});
@@ -35,7 +35,9 @@ std::string DroppedText(const Server& s) {
 }  // namespace
 
 std::vector<std::string> ServerRow(const Server& s, TableView view) {
-  std::vector<std::string> row = {s.id(), TransportName(s.transport()),
+  std::vector<std::string> row = {s.id(),
+                                  s.name().empty() ? "-" : s.name(),
+                                  TransportName(s.transport()),
                                   FormatAddresses(s.local_addresses()),
                                   BehaviorName(s.behavior()),
                                   ServerStateName(s.state())};

@@ -435,4 +435,25 @@ absl::Status YamlToMessage(absl::string_view yaml,
   }
 }
 
+std::vector<std::string> YamlItemPositions(absl::string_view yaml,
+                                           absl::string_view key) {
+  std::vector<std::string> out;
+  try {
+    const YAML::Node root = YAML::Load(std::string(yaml));
+    if (!root.IsMap()) return out;
+    const YAML::Node list = root[std::string(key)];
+    if (!list.IsSequence()) return out;
+    for (const YAML::Node& item : list) {
+      const YAML::Mark mark = item.Mark();
+      out.push_back(mark.line < 0
+                        ? std::string()
+                        : absl::StrCat("line ", mark.line + 1, ", column ",
+                                       mark.column + 1, ": "));
+    }
+  } catch (const YAML::Exception&) {
+    out.clear();
+  }
+  return out;
+}
+
 }  // namespace sockagent

@@ -28,6 +28,8 @@
 #define SOCKAGENT_PROTO_YAML_PROTO_H_
 
 #include <cstddef>
+#include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -52,6 +54,12 @@ struct YamlToMessageOptions {
 absl::Status YamlToMessage(absl::string_view yaml,
                            google::protobuf::Message* message,
                            const YamlToMessageOptions& options = {});
+
+// "line L, column C: " of each item of the top-level sequence `key` (e.g.
+// "servers"), in order, for errors found after parsing (a repeated name);
+// empty when there is no such sequence. Bounded like the file it reads.
+std::vector<std::string> YamlItemPositions(absl::string_view yaml,
+                                           absl::string_view key);
 
 }  // namespace sockagent
 

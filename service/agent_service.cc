@@ -304,6 +304,8 @@ grpc::ServerUnaryReactor* AgentService::StartServer(
       },
       [response](auto& info) {
         ServerInfoToProto(info, response->mutable_server());
+        response->set_outcome(StartOutcomeToProto(info.start_outcome));
+        response->set_difference(info.start_difference);
       });
 }
 
@@ -311,10 +313,7 @@ grpc::ServerUnaryReactor* AgentService::StopServer(
     grpc::CallbackServerContext* context, const v1::StopServerRequest* request,
     v1::StopServerResponse* response) {
   return Unary<StopResult>(
-      context,
-      [&] {
-        return SelectorFromProto(request->id(), request->label_selector());
-      },
+      context, [&] { return ServerSelectorFromProto(*request); },
       [&](Selector selector, auto done) {
         engine_.StopServers(std::move(selector), request->close_connections(),
                             std::move(done));

@@ -270,7 +270,36 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.udp_reply.bytes_per_sec = request.udp().reply_bytes_per_sec();
   spec.udp_reply.peer_ratio = request.udp().reply_peer_ratio();
   spec.udp_reply.peer_grant_bytes = request.udp().reply_peer_grant_bytes();
+  spec.name = request.name();
+  spec.replace = request.replace();
+  spec.dry_run = request.dry_run();
   return spec;
+}
+
+v1::StartOutcome StartOutcomeToProto(StartOutcome outcome) {
+  switch (outcome) {
+    case StartOutcome::kCreated:
+      return v1::START_OUTCOME_CREATED;
+    case StartOutcome::kUnchanged:
+      return v1::START_OUTCOME_UNCHANGED;
+    case StartOutcome::kReplaced:
+      return v1::START_OUTCOME_REPLACED;
+  }
+  return v1::START_OUTCOME_UNSPECIFIED;
+}
+
+absl::StatusOr<Selector> ServerSelectorFromProto(
+    const v1::StopServerRequest& request) {
+  if (request.name().empty()) {
+    return SelectorFromProto(request.id(), request.label_selector());
+  }
+  if (!request.id().empty() || !request.label_selector().empty()) {
+    return absl::InvalidArgumentError(
+        "give one of id, name or label_selector, not several");
+  }
+  Selector selector;
+  selector.name = request.name();
+  return selector;
 }
 
 namespace {
@@ -287,8 +316,73 @@ v1::ServerState ServerStateToProto(ServerState state) {
 
 }  // namespace
 
+namespace {
+
+// The inverse of ServerSpecFromProto, for Server.spec. `greeting` is the
+// (bounded) greeting the listing carries: the spec's own is moved out.
+void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
+                       v1::StartServerRequest* out) {
+  out->set_transport(TransportToProto(in.transport));
+  v1::Endpoint* bind = out->mutable_bind();
+  if (!in.bind.unix_path.empty()) bind->set_unix_path(in.bind.unix_path);
+  if (!in.bind.host.empty()) bind->set_host(in.bind.host);
+  uint32_t port = 0;
+  if (absl::SimpleAtoi(in.bind.port, &port) && port <= 65535) {
+    if (port != 0) bind->set_port(port);
+  } else if (!in.bind.port.empty()) {
+    bind->set_service(in.bind.port);
+  }
+  if (in.family != Family::kUnspecified) {
+    out->set_family(FamilyToProto(in.family));
+  }
+  out->set_backlog(in.backlog);
+  if (!in.reuse_address) out->set_reuse_address(false);
+  v1::Behavior* behavior = out->mutable_behavior();
+  switch (in.behavior.kind) {
+    case BehaviorKind::kHold:
+      behavior->mutable_hold();
+      break;
+    case BehaviorKind::kEcho:
+      behavior->mutable_echo();
+      break;
+    case BehaviorKind::kGreeting:
+      behavior->mutable_greeting()->set_data(std::string(greeting));
+      behavior->mutable_greeting()->set_close_after(
+          in.behavior.close_after_greeting);
+      break;
+    case BehaviorKind::kDiscard:
+      behavior->mutable_discard();
+      break;
+  }
+  LabelsToProto(in.labels, out->mutable_labels());
+  if (in.ttl > absl::ZeroDuration())
+    DurationToProto(in.ttl, out->mutable_ttl());
+  if (in.idle_timeout > absl::ZeroDuration()) {
+    DurationToProto(in.idle_timeout, out->mutable_idle_timeout());
+  }
+  if (in.transport == Transport::kUdp) {
+    v1::UdpServerOptions* udp = out->mutable_udp();
+    udp->set_max_sessions(in.udp_max_sessions);
+    if (in.udp_session_idle_timeout > absl::ZeroDuration()) {
+      DurationToProto(in.udp_session_idle_timeout,
+                      udp->mutable_session_idle_timeout());
+    }
+    udp->set_reply_datagrams_per_sec(in.udp_reply.datagrams_per_sec);
+    udp->set_reply_bytes_per_sec(in.udp_reply.bytes_per_sec);
+    udp->set_reply_peer_ratio(in.udp_reply.peer_ratio);
+    udp->set_reply_peer_grant_bytes(in.udp_reply.peer_grant_bytes);
+  }
+  out->set_name(in.name);
+}
+
+}  // namespace
+
 void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   out->set_id(in.id);
+  out->set_name(in.name);
+  if (in.requested != nullptr) {
+    ServerSpecToProto(*in.requested, in.behavior.greeting, out->mutable_spec());
+  }
   out->set_transport(TransportToProto(in.transport));
   for (const auto& address : in.local_addresses) {
     SocketAddressToProto(address, out->add_local_addresses());

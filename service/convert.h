@@ -42,6 +42,10 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,
 absl::StatusOr<ServerSpec> ServerSpecFromProto(
     const v1::StartServerRequest& request);
 void ServerInfoToProto(const ServerInfo& in, v1::Server* out);
+v1::StartOutcome StartOutcomeToProto(StartOutcome outcome);
+// StopServerRequest: one of id, name or label_selector.
+absl::StatusOr<Selector> ServerSelectorFromProto(
+    const v1::StopServerRequest& request);
 absl::StatusOr<ClientSpec> ClientSpecFromProto(
     const v1::OpenClientRequest& request);
 void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out);

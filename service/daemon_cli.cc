@@ -80,7 +80,8 @@ std::string GroupOf(absl::string_view name) {
   if (absl::StartsWith(name, "log_")) return "4 Logging";
   if (absl::StartsWith(name, "metrics_"))
     return "6 Metrics (README \"Metrics\")";
-  if (absl::StartsWith(name, "shutdown_") || name == "flagfile") {
+  if (absl::StartsWith(name, "shutdown_") || name == "flagfile" ||
+      name == "config") {
     return "5 Lifecycle";
   }
   if (name == "listen" || name == "insecure" ||

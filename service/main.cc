@@ -5,7 +5,8 @@
 //   sockagentd serving on 127.0.0.1:7878
 // (tests and scripts read the real address from it when --listen has port
 // 0). Logs go to stderr, one logfmt line per event (service/log.h).
-// SIGINT/SIGTERM stop it cleanly with exit 0.
+// SIGINT/SIGTERM stop it cleanly with exit 0. SIGHUP re-applies --config
+// (service/config_apply.h).
 //
 // Access: by default it serves an owner-only UNIX socket (see
 // proto/local_agent_socket.h); a TCP --listen needs a bearer token
@@ -46,6 +47,7 @@
 #include "proto/local_agent_socket.h"
 #include "service/agent_service.h"
 #include "service/auth.h"
+#include "service/config_apply.h"
 #include "service/control_guard.h"
 #include "service/control_listener.h"
 #include "service/control_tls.h"
@@ -228,6 +230,11 @@ ABSL_FLAG(std::string, allow_unix_paths, "",
 ABSL_FLAG(bool, no_name_lookups, false,
           "Never resolve host names (Resolve, StartServer, OpenClient): "
           "numeric addresses only, names are PERMISSION_DENIED.");
+ABSL_FLAG(std::string, config, "",
+          "Desired-state file (YAML, a sockagent.v1.AgentConfig: named "
+          "servers to hold). Applied at start (a bad file refuses to start) "
+          "and again on SIGHUP (a bad file then keeps the running state). "
+          "Unset: none; SIGHUP is then logged and ignored.");
 ABSL_FLAG(std::string, metrics_listen, "",
           "Serve Prometheus metrics at http://HOST:PORT/metrics (an IP "
           "address or localhost; port 0 picks one). A non-loopback address "
@@ -449,6 +456,7 @@ int Run(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGHUP);  // Reload --config (never in a handler).
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   auto log_level = ParseLogLevel(absl::GetFlag(FLAGS_log_level));
   if (!log_level.ok()) return Fail(log_level.status().message());
@@ -487,6 +495,14 @@ int Run(int argc, char** argv) {
     if (!lock.ok()) return Fail(lock.status().message());
     absl::Status free = CheckUnixSocketFree(listen->unix_path);
     if (!free.ok()) return Fail(free.message());
+  }
+  // Read before anything binds: a bad file refuses to start at once.
+  const std::string config_path = absl::GetFlag(FLAGS_config);
+  std::optional<ConfigFile> config;
+  if (!config_path.empty()) {
+    auto loaded = LoadConfigFile(config_path);
+    if (!loaded.ok()) return Fail(loaded.status().message());
+    config = *std::move(loaded);
   }
   const int max_message = absl::GetFlag(FLAGS_max_message_bytes);
   if (max_message < 64 * 1024) {
@@ -568,6 +584,15 @@ int Run(int argc, char** argv) {
     return Fail("--watch_queue_events must be between 1 and 65536");
   }
   AgentService service(**engine, &resolver, service_options);
+  // The file's servers exist before the agent says it serves. Any server
+  // it cannot start is fatal here (on SIGHUP it is only logged).
+  if (config.has_value()) {
+    auto applied = ApplyConfig(**engine, *config);
+    if (!applied.ok()) return Fail(applied.status().message());
+    if (!applied->errors.empty()) {
+      return Fail(absl::StrCat(config_path, ": ", applied->errors.front()));
+    }
+  }
   std::unique_ptr<MetricsServer> metrics;
   if (!metrics_options->listen.host.empty()) {
     metrics_options->render =
@@ -660,7 +685,23 @@ int Run(int argc, char** argv) {
        {"name_lookups", engine_options->numeric_hosts_only ? "off" : "on"}});
 
   int sig = 0;
-  sigwait(&stop_signals, &sig);
+  while (sigwait(&stop_signals, &sig) == 0 && sig == SIGHUP) {
+    if (config_path.empty()) {
+      LogEvent(LogLevel::kInfo, "sighup",
+               {{"msg", "no --config: nothing to reload"}});
+      continue;
+    }
+    LogEvent(LogLevel::kInfo, "config_reload", {{"path", config_path}});
+    auto loaded = LoadConfigFile(config_path);
+    absl::Status status = loaded.status();
+    if (loaded.ok()) status = ApplyConfig(**engine, *loaded).status();
+    if (!status.ok()) {
+      LogEvent(LogLevel::kError, "config_rejected",
+               {{"path", config_path},
+                {"msg", absl::StrCat(status.message(),
+                                     " (the running servers are kept)")}});
+    }
+  }
   const absl::Time stop_start = absl::Now();
   control->Stop();
   const absl::Duration grace = absl::GetFlag(FLAGS_shutdown_grace);

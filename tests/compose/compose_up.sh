@@ -4,6 +4,8 @@
 # from 198.18.0.0/15 only), the image built from the Dockerfile, the three
 # agents up and healthy, then from the compose `sockctl` service:
 #   - `sockctl --inventory ... info` answers for agent-a, agent-b, agent-c;
+#   - every agent holds the named servers of its --config
+#     (examples/config/agent.yaml);
 #   - `sockctl matrix --tcp --udp --expect` (every cell OK) passes;
 #   - a greeting server started on agent-a is reached from agent-b, and the
 #     greeting arrives;
@@ -143,6 +145,16 @@ out="$(run sockctl "${inv[@]}" info)" || { echo "$out" >&2; fail "sockctl info";
 echo "$out"
 for a in agent-a agent-b agent-c; do
   grep -q "^$a " <<<"$out" || fail "sockctl info has no row for $a"
+done
+
+# Every agent holds the servers of its --config (examples/config/agent.yaml).
+out="$(run sockctl "${inv[@]}" server list)" || { echo "$out" >&2; fail "sockctl server list"; }
+echo "$out"
+for a in agent-a agent-b agent-c; do
+  for name in echo echo-udp hello; do
+    grep -qE "^$a +srv-[0-9]+ +$name " <<<"$out" ||
+      fail "$a does not hold the server '$name' of examples/config/agent.yaml"
+  done
 done
 
 printf '* * * OK\n' >"$work/expect"
