@@ -32,6 +32,8 @@ const char* KindName(BehaviorKind kind) {
       return "greeting";
     case BehaviorKind::kDiscard:
       return "discard";
+    case BehaviorKind::kProxy:
+      return "proxy";
   }
   return "?";
 }
@@ -99,6 +101,18 @@ std::string SpecDifference(const ServerSpec& old, const ServerInfo& old_info,
   Compare(out, "behavior.greeting.close_after",
           static_cast<int>(old.behavior.close_after_greeting),
           static_cast<int>(requested.behavior.close_after_greeting));
+  Compare(out, "behavior.proxy.upstream.host", old.behavior.proxy_upstream.host,
+          requested.behavior.proxy_upstream.host);
+  Compare(out, "behavior.proxy.upstream.port", old.behavior.proxy_upstream.port,
+          requested.behavior.proxy_upstream.port);
+  Compare(out, "behavior.proxy.upstream.unix_path",
+          old.behavior.proxy_upstream.unix_path,
+          requested.behavior.proxy_upstream.unix_path);
+  Compare(
+      out, "behavior.proxy.transport",
+      static_cast<int>(old.behavior.proxy_transport.value_or(old.transport)),
+      static_cast<int>(
+          requested.behavior.proxy_transport.value_or(requested.transport)));
   if (old.labels != requested.labels) out.push_back("labels");
   Compare(out, "ttl", absl::FormatDuration(old.ttl),
           absl::FormatDuration(requested.ttl));
