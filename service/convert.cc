@@ -318,6 +318,24 @@ v1::ServerState ServerStateToProto(ServerState state) {
 
 namespace {
 
+// A proxy behaviour's upstream and transport, for listings and specs.
+void ProxyToProto(const Behavior& in, v1::ProxyBehavior* proxy) {
+  const Endpoint& up = in.proxy_upstream;
+  proxy->mutable_upstream()->set_host(up.host);
+  proxy->mutable_upstream()->set_unix_path(up.unix_path);
+  if (!up.port.empty()) {
+    uint32_t port = 0;
+    if (absl::SimpleAtoi(up.port, &port)) {
+      proxy->mutable_upstream()->set_port(port);
+    } else {
+      proxy->mutable_upstream()->set_service(up.port);
+    }
+  }
+  if (in.proxy_transport.has_value()) {
+    proxy->set_transport(TransportToProto(*in.proxy_transport));
+  }
+}
+
 // The inverse of ServerSpecFromProto, for Server.spec. `greeting` is the
 // (bounded) greeting the listing carries: the spec's own is moved out.
 void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
@@ -352,6 +370,9 @@ void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
       break;
     case BehaviorKind::kDiscard:
       behavior->mutable_discard();
+      break;
+    case BehaviorKind::kProxy:
+      ProxyToProto(in.behavior, behavior->mutable_proxy());
       break;
   }
   LabelsToProto(in.labels, out->mutable_labels());
@@ -403,24 +424,9 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
     case BehaviorKind::kDiscard:
       behavior->mutable_discard();
       break;
-    case BehaviorKind::kProxy: {
-      v1::ProxyBehavior* proxy = behavior->mutable_proxy();
-      const Endpoint& up = in.behavior.proxy_upstream;
-      proxy->mutable_upstream()->set_host(up.host);
-      proxy->mutable_upstream()->set_unix_path(up.unix_path);
-      if (!up.port.empty()) {
-        uint32_t port = 0;
-        if (absl::SimpleAtoi(up.port, &port)) {
-          proxy->mutable_upstream()->set_port(port);
-        } else {
-          proxy->mutable_upstream()->set_service(up.port);
-        }
-      }
-      if (in.behavior.proxy_transport.has_value()) {
-        proxy->set_transport(TransportToProto(*in.behavior.proxy_transport));
-      }
+    case BehaviorKind::kProxy:
+      ProxyToProto(in.behavior, behavior->mutable_proxy());
       break;
-    }
   }
   out->set_state(ServerStateToProto(in.state));
   v1::ServerCounters* c = out->mutable_counters();
