@@ -324,8 +324,8 @@ SendStage::Decision SendStage::Decide(uint64_t queued_end, int64_t now_ns) {
         if (queued > whole) {
           // Wake when a useful amount (10 ms worth, or what is queued) is
           // there, not for every byte.
-          const double want = std::min(static_cast<double>(queued),
-                                       std::max(burst / 10, 1.0));
+          const double want =
+              std::min(static_cast<double>(queued), std::max(burst / 10, 1.0));
           const double missing = std::max(want - f.tokens, 1.0);
           Earliest(&d.wake_ns,
                    now_ns + static_cast<int64_t>(missing / rate * 1e9) + 1);
