@@ -34,10 +34,11 @@ TEST(ParseProxyUpstream, RejectsMissingPortHostOrPath) {
   }
 }
 
+// Parsing only: nothing here is dialled.
 TEST(ToxiproxyRequests, EnabledProxiesWithNameLabel) {
   auto requests = ToxiproxyRequests(
       R"([{"name":"redis","listen":"127.0.0.1:26379","upstream":"localhost:6379","enabled":true,"toxics":[]},
-          {"name":"pg","listen":"[::1]:25432","upstream":"10.0.0.5:5432"},
+          {"name":"pg","listen":"[::1]:25432","upstream":"198.18.0.5:5432"},
           {"name":"off","listen":":1","upstream":"a:1","enabled":false}])",
       {"env=ci"});
   ASSERT_TRUE(requests.ok()) << requests.status();
