@@ -455,6 +455,11 @@ void Connector::OnClientConnected(uint64_t attempt_id,
     return;
   }
   ConnectionInfo info = engine_.AddOpenedConn(a);
+  if (a.spec.tls != nullptr) {
+    // TLS: answered once the handshake ended (agent/engine_tls.cc).
+    engine_.AwaitTlsHandshake(info.id, ReleaseAttempt(attempt_id));
+    return;
+  }
   FinishAttempt(attempt_id, std::move(info));
 }
 
@@ -473,15 +478,21 @@ void Connector::OnClientTimeout(uint64_t attempt_id) {
 
 void Connector::FinishAttempt(uint64_t attempt_id,
                               absl::StatusOr<ConnectionInfo> result) {
+  Done<absl::StatusOr<ConnectionInfo>> done = ReleaseAttempt(attempt_id);
+  if (done) done(std::move(result));
+}
+
+Done<absl::StatusOr<ConnectionInfo>> Connector::ReleaseAttempt(
+    uint64_t attempt_id) {
   auto it = attempts_.find(attempt_id);
-  if (it == attempts_.end()) return;
+  if (it == attempts_.end()) return nullptr;
   std::unique_ptr<ClientAttempt> a = std::move(it->second);
   attempts_.erase(it);
   if (a->resolve_id != 0) CancelResolve(a->resolve_id);
   // Destroying the timer and any socket still connecting cancels their
   // handlers; they find no attempt and return.
   a->timer.reset();
-  a->done(std::move(result));
+  return std::move(a->done);
 }
 
 uint64_t Connector::Resolve(LookupQuery query, absl::Time deadline,

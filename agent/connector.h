@@ -136,6 +136,9 @@ class Connector final {
   void OnClientConnected(uint64_t attempt_id, const asio::error_code& ec);
   void OnClientTimeout(uint64_t attempt_id);
   void FinishAttempt(uint64_t attempt_id, absl::StatusOr<ConnectionInfo> r);
+  // Ends the attempt without answering: its `done`, for whoever answers
+  // later (a TLS handshake). Null when the attempt is gone.
+  Done<absl::StatusOr<ConnectionInfo>> ReleaseAttempt(uint64_t attempt_id);
   // Opens a socket for `to`, sets the options, binds the source. `*fatal`:
   // the error would repeat for every address (bad option or source).
   absl::Status OpenClientSocket(ClientAttempt& a,

@@ -44,6 +44,7 @@
 #include "agent/engine_counters.h"
 #include "agent/labels.h"
 #include "agent/policy.h"
+#include "agent/tls.h"
 #include "agent/types.h"
 #include "agent/udp_budget.h"
 
@@ -110,6 +111,9 @@ struct ServerSpec {
   // UDP echo and greeting replies (agent/udp_budget.h). Zeros: the agent's
   // limits; a server may only tighten them.
   UdpReplyLimits udp_reply;
+  // TLS on every accepted connection (TCP and UNIX; UDP: InvalidArgument).
+  // Made and validated by the caller (TlsServerContext::Create); null: none.
+  std::shared_ptr<const TlsServerContext> tls;
 };
 
 enum class ServerState { kListening, kStopped };
@@ -127,6 +131,9 @@ struct ServerCounters {
   // (agent/udp_budget.h), and their bytes. Not in datagrams_dropped.
   uint64_t replies_dropped = 0;
   uint64_t reply_bytes_dropped = 0;
+  // TLS servers: handshakes completed and failed (timeouts included).
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_handshake_failures = 0;
 };
 
 struct ServerInfo {
@@ -148,6 +155,7 @@ struct ServerInfo {
   absl::Duration udp_session_idle_timeout;
   std::string stop_reason;
   UdpReplyLimits udp_reply;  // UDP: the limits in force (zero: none).
+  std::shared_ptr<const TlsServerInfo> tls;  // Null: no TLS.
 };
 
 // kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
@@ -202,6 +210,10 @@ struct ConnectionInfo {
   absl::Duration ttl;
   absl::Duration idle_timeout;
   bool stream_attached = false;
+  // TLS connections: what the handshake saw (its failure, if it failed).
+  // Null: no TLS, or the handshake has not ended yet.
+  std::shared_ptr<const TlsInfo> tls;
+  bool tls_handshaking = false;  // A TLS handshake is in progress.
 };
 
 struct ClientSpec {
@@ -218,6 +230,11 @@ struct ClientSpec {
   Labels labels;
   absl::Duration ttl = absl::ZeroDuration();
   absl::Duration idle_timeout = absl::ZeroDuration();
+  // TLS over the connection (TCP and UNIX; UDP: InvalidArgument), made by
+  // the caller (TlsClientContext::Create). OpenClient (and OpenStream)
+  // answer once the handshake ended: its failure is Unavailable with
+  // OpenSSL's words. Null: none.
+  std::shared_ptr<const TlsClientContext> tls;
 };
 
 // Either an id or a non-empty label selector (not both, not neither). A
@@ -241,6 +258,7 @@ struct ServerFilter {
 };
 
 struct ConnectionFilter {
+  std::string id;  // One connection (open or in the history); "": all.
   std::string server_id;
   Labels selector;
   std::vector<ConnectionState> states;  // Empty: every state but kClosed.

@@ -77,7 +77,12 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   }
   Conn& c = AddConn(std::move(conn));
   Emit(EventKind::kConnectionConnected, 0, c.num);
+  if (a.spec.tls != nullptr && c.stream != nullptr &&
+      !StartTls(c, nullptr, a.spec.tls)) {
+    return Snapshot(c);  // Finalized with the reason.
+  }
   StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  if (TlsActive(c)) DriveTlsHandshake(c);  // The ClientHello.
   return Snapshot(c);
 }
 
@@ -121,6 +126,11 @@ void EngineImpl::ArmRead(Conn& c) {
   if (c.reading.armed || c.finalized) return;
   if (c.reading.paused || c.reading.eof) {
     ArmErrorWatch(c);
+    return;
+  }
+  // Bytes OpenSSL holds already: the socket will not announce them.
+  if (TlsActive(c) && c.extra->tls->session->HasPending()) {
+    PostTlsRead(c);
     return;
   }
   auto handler = Locked(
@@ -172,20 +182,28 @@ size_t EngineImpl::ReadRoom(const Conn& c) const {
   return std::min<uint64_t>({scratch, own, TotalRoom()});
 }
 
+void EngineImpl::PauseReading(Conn& c) {
+  // Buffer full: stop reading. TCP flow control now slows the peer;
+  // ResumeReading re-arms once the buffer drains to half (or, for the
+  // agent-wide bound, ResumeTotalPaused once the total falls). Errors
+  // are still watched for.
+  c.reading.paused = true;
+  if (TotalRoom() == 0) {
+    PauseForTotal(c);
+    NotifyReceiver(c);  // A condition waiting for more gives way.
+  }
+  ArmErrorWatch(c);
+}
+
 void EngineImpl::ReadStream(Conn& c) {
+  if (TlsActive(c)) {
+    ReadTls(c);
+    return;
+  }
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     const size_t room = ReadRoom(c);
     if (room == 0) {
-      // Buffer full: stop reading. TCP flow control now slows the peer;
-      // ResumeReading re-arms once the buffer drains to half (or, for the
-      // agent-wide bound, ResumeTotalPaused once the total falls). Errors
-      // are still watched for.
-      c.reading.paused = true;
-      if (TotalRoom() == 0) {
-        PauseForTotal(c);
-        NotifyReceiver(c);  // A condition waiting for more gives way.
-      }
-      ArmErrorWatch(c);
+      PauseReading(c);
       return;
     }
     asio::error_code ec;
@@ -461,6 +479,10 @@ absl::Status EngineImpl::SendFailure(const Conn& c, uint64_t lost) const {
 
 void EngineImpl::Flush(Conn& c) {
   if (c.finalized || c.stream == nullptr) return;
+  if (TlsActive(c)) {
+    FlushTls(c);
+    return;
+  }
   while (!c.send_bytes.empty()) {
     std::array<absl::string_view, kMaxWriteSpans> spans;
     const size_t count = c.send_bytes.Peek(spans.data(), spans.size());
@@ -481,19 +503,23 @@ void EngineImpl::Flush(Conn& c) {
       OnStreamError(c, ec, "write");
       return;
     }
-    c.send_bytes.Consume(written);
-    c.counters.send_buffered = c.send_bytes.size();
-    Recharge(c);
-    c.counters.bytes_sent += written;
-    if (Server* s = FindServer(c.server_num)) {
-      s->info.counters.bytes_sent += written;
-    }
-    Touch(c);
-    Emit(EventKind::kDataSent, c.server_num, c.num, written);
+    NoteWritten(c, written);
   }
   ResumeReading(c);
   if (c.writing.fin_wanted && !c.writing.fin_sent) SendFin(c);
   PumpStreamSend(c);
+}
+
+void EngineImpl::NoteWritten(Conn& c, size_t written) {
+  c.send_bytes.Consume(written);
+  c.counters.send_buffered = c.send_bytes.size();
+  Recharge(c);
+  c.counters.bytes_sent += written;
+  if (Server* s = FindServer(c.server_num)) {
+    s->info.counters.bytes_sent += written;
+  }
+  Touch(c);
+  Emit(EventKind::kDataSent, c.server_num, c.num, written);
 }
 
 void EngineImpl::ArmWrite(Conn& c) {
@@ -526,6 +552,8 @@ void EngineImpl::OnWritable(uint64_t num, const asio::error_code& ec) {
 }
 
 void EngineImpl::SendFin(Conn& c) {
+  // TLS: close_notify goes out before the FIN.
+  if (TlsActive(c)) c.extra->tls->session->SendCloseNotify();
   asio::error_code ec;
   c.stream->shutdown(asio::socket_base::shutdown_send, ec);
   if (ec == asio::error::not_connected) {

@@ -151,11 +151,14 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   // Of the greeting, the bytes written before the reactor takes over.
   size_t greeted = 0;
   if (b.kind == BehaviorKind::kGreeting && b.close_after_greeting &&
-      options_.close_linger > absl::ZeroDuration() &&
+      s.tls == nullptr && options_.close_linger > absl::ZeroDuration() &&
       GreetAndClose(s, c, &greeted)) {
     return;
   }
   if (!AdoptSocket(c)) return;
+  // TLS: the handshake starts with the first readable ClientHello; the
+  // greeting below waits in the send queue until it ends.
+  if (s.tls != nullptr && !StartTls(c, s.tls, nullptr)) return;
   StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
   if (b.kind == BehaviorKind::kGreeting) {
     if (s.greeting != nullptr) {

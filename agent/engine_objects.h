@@ -77,6 +77,7 @@
 #include "agent/engine.h"
 #include "agent/engine_sockets.h"
 #include "agent/fifo.h"
+#include "agent/tls.h"
 #include "agent/udp_budget.h"
 #include "agent/unix_path.h"
 
@@ -119,6 +120,17 @@ struct PendingReceive {
   std::unique_ptr<ContendingReceive> next;  // Takes over when this ends.
 };
 
+// A TLS connection's session and what its handshake saw (engine_tls.cc).
+struct ConnTls {
+  std::unique_ptr<TlsSession> session;  // Freed when the socket closes.
+  std::shared_ptr<const TlsInfo> info;  // Once the handshake ended.
+  std::unique_ptr<Timer> handshake_timer;
+  // OpenClient / OpenStream, answered once the handshake ends.
+  Done<absl::StatusOr<ConnectionInfo>> on_handshake;
+  bool read_wants_write = false;  // SSL_read asked for writability.
+  bool write_wants_read = false;  // SSL_write asked for readability.
+};
+
 // The rarely used parts of a connection, allocated on first use, so an idle
 // connection without timeouts carries one pointer for all of them.
 struct ConnExtra {
@@ -136,7 +148,8 @@ struct ConnExtra {
   uint64_t out_datagrams = 0;  // Peer session: queued on its server socket.
   // Unreceived bytes discarded to keep the closed history's bytes bounded.
   uint64_t history_discarded = 0;
-  uint64_t attachment = 0;  // The attached Stream's token; 0: none.
+  uint64_t attachment = 0;       // The attached Stream's token; 0: none.
+  std::unique_ptr<ConnTls> tls;  // TLS connections only.
 };
 
 // The read side of a connection's state (stream or UDP client socket).
@@ -241,6 +254,7 @@ struct Server {
   std::unique_ptr<Timer> ttl_timer;
   // UDP echo and greeting servers: what their replies may cost.
   std::unique_ptr<UdpReplyBudget> reply_budget;
+  std::shared_ptr<const TlsServerContext> tls;  // Null: no TLS.
 
   bool stopped() const { return info.state == ServerState::kStopped; }
 };

@@ -61,6 +61,10 @@ absl::Status ValidateServerSpec(const ServerSpec& spec,
       return absl::InvalidArgumentError("family UNIX needs transport UNIX");
     }
   }
+  if (spec.tls != nullptr && spec.transport == Transport::kUdp) {
+    return absl::InvalidArgumentError(
+        "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+  }
   if (spec.backlog < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("backlog ", spec.backlog, " is negative"));
@@ -116,6 +120,10 @@ std::unique_ptr<Server> NewServer(
   }
   if (!spec.labels.empty()) {
     s->labels = std::make_shared<const Labels>(spec.labels);
+  }
+  if (spec.tls != nullptr) {
+    s->tls = spec.tls;
+    info.tls = spec.tls->info();
   }
   return s;
 }

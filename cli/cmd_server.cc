@@ -18,6 +18,7 @@
 #include "cli/fleet.h"
 #include "cli/socket_list.h"
 #include "cli/socket_tables.h"
+#include "cli/tls_args.h"
 
 namespace sockctl {
 namespace {
@@ -55,6 +56,7 @@ struct StartArgs {
   std::string idle_timeout;
   uint32_t max_sessions = 0;
   std::string session_idle;
+  ServerTlsArgs tls;
   // Whether an option was given, where its value alone cannot tell.
   CLI::Option* host_opt = nullptr;
   CLI::Option* unix_opt = nullptr;
@@ -138,6 +140,7 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
   }
   request.mutable_udp()->set_max_sessions(args.max_sessions);
   if (!args.udp) request.clear_udp();
+  if (absl::Status s = ApplyServerTls(args.tls, &request); !s.ok()) return s;
   return request;
 }
 
@@ -338,6 +341,7 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->add_flag("--close-after", args->close_after,
                  "With a greeting: close once it is sent")
       ->group("Behaviour");
+  AddServerTlsOptions(start, args->tls);
   const std::vector<CLI::Option*> behaviours = {
       hold, echo, discard, args->greeting_opt, args->greeting_hex_opt};
   for (size_t i = 0; i < behaviours.size(); ++i) {

@@ -204,7 +204,8 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,
 }
 
 absl::StatusOr<ServerSpec> ServerSpecFromProto(
-    const v1::StartServerRequest& request) {
+    const v1::StartServerRequest& request,
+    const std::vector<std::string>& tls_path_dirs) {
   ServerSpec spec;
   auto transport = TransportFromProto(request.transport());
   if (!transport.ok()) return transport.status();
@@ -256,6 +257,15 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.udp_reply.bytes_per_sec = request.udp().reply_bytes_per_sec();
   spec.udp_reply.peer_ratio = request.udp().reply_peer_ratio();
   spec.udp_reply.peer_grant_bytes = request.udp().reply_peer_grant_bytes();
+  if (request.has_tls()) {
+    if (spec.transport == Transport::kUdp) {
+      return absl::InvalidArgumentError(
+          "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+    }
+    auto tls = TlsServerFromProto(request.tls(), tls_path_dirs);
+    if (!tls.ok()) return tls.status();
+    spec.tls = *std::move(tls);
+  }
   return spec;
 }
 
@@ -331,6 +341,9 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   }
   out->set_stop_reason(in.stop_reason);
   out->set_greeting_bytes(in.greeting_bytes);
+  c->set_tls_handshakes(in.counters.tls_handshakes);
+  c->set_tls_handshake_failures(in.counters.tls_handshake_failures);
+  if (in.tls != nullptr) TlsServerInfoToProto(*in.tls, out->mutable_tls());
 }
 
 absl::StatusOr<ClientSpec> ClientSpecFromProto(
@@ -370,6 +383,15 @@ absl::StatusOr<ClientSpec> ClientSpecFromProto(
   spec.labels = LabelsFromProto(request.labels());
   spec.ttl = *ttl;
   spec.idle_timeout = *idle;
+  if (request.has_tls()) {
+    if (spec.transport == Transport::kUdp) {
+      return absl::InvalidArgumentError(
+          "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+    }
+    auto tls = TlsClientFromProto(request.tls(), spec.remote.host);
+    if (!tls.ok()) return tls.status();
+    spec.tls = *std::move(tls);
+  }
   return spec;
 }
 
@@ -446,7 +468,10 @@ v1::Origin OriginToProto(Origin origin) {
 
 }  // namespace
 
-void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+namespace {
+
+void ConnectionToProto(const ConnectionInfo& in, bool full,
+                       v1::Connection* out) {
   out->set_id(in.id);
   out->set_transport(TransportToProto(in.transport));
   SocketAddressToProto(in.local, out->mutable_local());
@@ -478,6 +503,19 @@ void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
     DurationToProto(in.idle_timeout, out->mutable_idle_timeout());
   }
   out->set_stream_attached(in.stream_attached);
+  if (in.tls != nullptr || in.tls_handshaking) {
+    TlsInfoToProto(in.tls.get(), in.tls_handshaking, full, out->mutable_tls());
+  }
+}
+
+}  // namespace
+
+void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+  ConnectionToProto(in, /*full=*/false, out);
+}
+
+void FullConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+  ConnectionToProto(in, /*full=*/true, out);
 }
 
 absl::StatusOr<Selector> SelectorFromProto(
@@ -497,6 +535,7 @@ absl::StatusOr<Selector> SelectorFromProto(
 absl::StatusOr<ConnectionFilter> ConnectionFilterFromProto(
     const v1::ListConnectionsRequest& request) {
   ConnectionFilter filter;
+  filter.id = request.id();
   filter.server_id = request.server_id();
   filter.selector = LabelsFromProto(request.label_selector());
   for (int state : request.states()) {
