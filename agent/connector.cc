@@ -230,6 +230,7 @@ void Connector::Open(ClientSpec spec, absl::Time deadline,
   a.spec = std::move(spec);
   a.done = std::move(done);
   a.timeout = timeout;
+  a.deadline = deadline;
   a.target = target;
   if (!a.spec.source.host.empty()) {
     a.source_address = ParseIpLiteral(a.spec.source.host);

@@ -68,6 +68,7 @@ struct ClientAttempt {
   Done<absl::StatusOr<ConnectionInfo>> done;
   std::unique_ptr<Timer> timer;  // min(connect timeout, RPC deadline).
   absl::Duration timeout;
+  absl::Time deadline = absl::InfiniteFuture();  // The RPC's (TLS caps by it).
   uint64_t resolve_id = 0;  // Non-zero while the name lookup runs.
   std::string target;       // "host:port" or "unix:/path", for messages.
   std::vector<StreamProtocol::endpoint> endpoints;

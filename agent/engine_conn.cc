@@ -78,7 +78,7 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   Conn& c = AddConn(std::move(conn));
   Emit(EventKind::kConnectionConnected, 0, c.num);
   if (a.spec.tls != nullptr && c.stream != nullptr &&
-      !StartTls(c, nullptr, a.spec.tls)) {
+      !StartTls(c, nullptr, a.spec.tls, a.deadline)) {
     return Snapshot(c);  // Finalized with the reason.
   }
   StartConnection(c, a.spec.ttl, a.spec.idle_timeout);

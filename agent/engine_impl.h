@@ -372,9 +372,11 @@ class EngineImpl final : public Engine {
            c.extra->tls->session != nullptr;
   }
   // Makes c's session (server: `server`, client: `client`) on its socket
-  // and arms the handshake timer. False: it could not; c is finalized.
+  // and arms the handshake timer (its timeout, capped by `deadline`, the
+  // OpenClient call's). False: it could not; c is finalized.
   bool StartTls(Conn& c, const std::shared_ptr<const TlsServerContext>& server,
-                const std::shared_ptr<const TlsClientContext>& client);
+                const std::shared_ptr<const TlsClientContext>& client,
+                absl::Time deadline = absl::InfiniteFuture());
   // Runs the handshake as far as the socket allows. True once it is done
   // (then queued bytes are flushed); false while waiting (the wait is
   // armed) or when it failed (c is finalized).

@@ -125,6 +125,7 @@ struct ConnTls {
   std::unique_ptr<TlsSession> session;  // Freed when the socket closes.
   std::shared_ptr<const TlsInfo> info;  // Once the handshake ended.
   std::unique_ptr<Timer> handshake_timer;
+  absl::Duration handshake_timeout;  // As armed.
   // OpenClient / OpenStream, answered once the handshake ends.
   Done<absl::StatusOr<ConnectionInfo>> on_handshake;
   bool read_wants_write = false;  // SSL_read asked for writability.

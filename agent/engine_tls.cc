@@ -30,9 +30,10 @@ constexpr size_t kTlsWriteChunk = 1 << 20;
 
 }  // namespace
 
-bool EngineImpl::StartTls(
-    Conn& c, const std::shared_ptr<const TlsServerContext>& server,
-    const std::shared_ptr<const TlsClientContext>& client) {
+bool EngineImpl::StartTls(Conn& c,
+                          const std::shared_ptr<const TlsServerContext>& server,
+                          const std::shared_ptr<const TlsClientContext>& client,
+                          absl::Time deadline) {
   const int fd = c.stream->native_handle();
   absl::StatusOr<std::unique_ptr<TlsSession>> session =
       server != nullptr ? TlsSession::CreateServer(server, fd)
@@ -46,8 +47,14 @@ bool EngineImpl::StartTls(
     return false;
   }
   tls->session = *std::move(session);
+  tls->handshake_timeout = tls->session->handshake_timeout();
+  if (deadline != absl::InfiniteFuture()) {
+    tls->handshake_timeout =
+        std::max(std::min(deadline - absl::Now(), tls->handshake_timeout),
+                 absl::Milliseconds(1));
+  }
   tls->handshake_timer =
-      std::make_unique<Timer>(io_, ToSteady(tls->session->handshake_timeout()));
+      std::make_unique<Timer>(io_, ToSteady(tls->handshake_timeout));
   tls->handshake_timer->async_wait(
       Locked([this, num = c.num](const asio::error_code& ec) {
         if (!ec) OnTlsHandshakeTimer(num);
@@ -125,8 +132,7 @@ void EngineImpl::OnTlsHandshakeTimer(uint64_t num) {
   }
   FailTlsHandshake(
       *c, absl::StrCat("timed out after ",
-                       absl::FormatDuration(
-                           c->extra->tls->session->handshake_timeout())));
+                       absl::FormatDuration(c->extra->tls->handshake_timeout)));
 }
 
 void EngineImpl::FailTls(Conn& c, const TlsIo& r, absl::string_view op) {
