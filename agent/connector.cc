@@ -189,6 +189,9 @@ void Connector::Deliver(uint64_t resolve_id,
 
 void Connector::Open(ClientSpec spec, absl::Time deadline,
                      Done<absl::StatusOr<ConnectionInfo>> done) {
+  // Called by EngineImpl::DoOpenClient, under the engine lock. (The
+  // Connector's own state is its own; only engine calls need the lock.)
+  engine_.AssertEngineLock();
   if (absl::Status s = ValidateClientSpec(spec); !s.ok()) {
     done(s);
     return;
@@ -455,6 +458,7 @@ void Connector::OnClientConnected(uint64_t attempt_id,
     ConnectNext(a);
     return;
   }
+  engine_.AssertEngineLock();  // A Locked handler of the engine.
   ConnectionInfo info = engine_.AddOpenedConn(a);
   if (a.spec.tls != nullptr) {
     // TLS: answered once the handshake ended (agent/engine_tls.cc).

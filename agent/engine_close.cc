@@ -79,6 +79,7 @@ void EngineImpl::ArmLingerTimer(Conn& c, absl::Duration after) {
   x.linger_timer = std::make_unique<Timer>(io_, ToSteady(after));
   x.linger_timer->async_wait(
       Locked([this, num = c.num](const asio::error_code& ec) {
+        AssertEngineLock();
         if (!ec) OnConnTimer(num, ConnTimer::kLinger);
       }));
 }
@@ -148,6 +149,7 @@ void EngineImpl::ArmQuickTailTimer() {
   quick_tail_armed_ = true;
   quick_tail_timer_->expires_after(ToSteady(kQuickTailWait));
   quick_tail_timer_->async_wait(Locked([this](const asio::error_code& ec) {
+    AssertEngineLock();
     quick_tail_armed_ = false;
     if (!ec) CheckQuickTails();
   }));

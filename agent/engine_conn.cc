@@ -99,6 +99,7 @@ void EngineImpl::StartConnection(Conn& c, absl::Duration ttl,
     timer = std::make_unique<Timer>(io_, ToSteady(after));
     timer->async_wait(
         Locked([this, num = c.num, which](const asio::error_code& e) {
+          AssertEngineLock();
           if (!e) OnConnTimer(num, which);
         }));
   };
@@ -133,8 +134,10 @@ void EngineImpl::ArmRead(Conn& c) {
     PostTlsRead(c);
     return;
   }
-  auto handler = Locked(
-      [this, num = c.num](const asio::error_code& ec) { OnReadable(num, ec); });
+  auto handler = Locked([this, num = c.num](const asio::error_code& ec) {
+    AssertEngineLock();
+    OnReadable(num, ec);
+  });
   if (c.stream != nullptr) {
     c.stream->async_wait(asio::socket_base::wait_read, std::move(handler));
   } else if (c.udp != nullptr) {
@@ -282,6 +285,7 @@ void EngineImpl::ArmErrorWatch(Conn& c) {
     return;
   c.stream->async_wait(asio::socket_base::wait_error,
                        Locked([this, num = c.num](const asio::error_code& ec) {
+                         AssertEngineLock();
                          OnErrorWatch(num, ec);
                        }));
   c.reading.error_armed = true;
@@ -524,8 +528,10 @@ void EngineImpl::NoteWritten(Conn& c, size_t written) {
 
 void EngineImpl::ArmWrite(Conn& c) {
   if (c.writing.armed || c.finalized) return;
-  auto handler = Locked(
-      [this, num = c.num](const asio::error_code& ec) { OnWritable(num, ec); });
+  auto handler = Locked([this, num = c.num](const asio::error_code& ec) {
+    AssertEngineLock();
+    OnWritable(num, ec);
+  });
   if (c.stream != nullptr) {
     c.stream->async_wait(asio::socket_base::wait_write, std::move(handler));
   } else if (c.udp != nullptr) {
@@ -616,6 +622,7 @@ void EngineImpl::OnConnTimer(uint64_t num, ConnTimer which) {
       x.idle_timer->expires_at(
           Timer::time_point(std::chrono::nanoseconds(due)));
       x.idle_timer->async_wait(Locked([this, num](const asio::error_code& ec) {
+        AssertEngineLock();
         if (!ec) OnConnTimer(num, ConnTimer::kIdle);
       }));
       return;

@@ -209,6 +209,7 @@ void EngineImpl::StartServer(ServerSpec spec,
                              Done<absl::StatusOr<ServerInfo>> done) {
   PostWork(std::move(done), [this, spec = std::move(spec)](
                                 Done<absl::StatusOr<ServerInfo>> d) mutable {
+    AssertEngineLock();
     if (absl::Status s = CheckLabels(spec.labels, "labels"); !s.ok()) {
       d(s);
       return;
@@ -222,6 +223,7 @@ void EngineImpl::StopServers(Selector selector, bool close_connections,
   PostWork(std::move(done),
            [this, selector = std::move(selector),
             close_connections](Done<absl::StatusOr<StopResult>> d) {
+             AssertEngineLock();
              DoStopServers(selector, close_connections, std::move(d));
            });
 }

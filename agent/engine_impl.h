@@ -229,10 +229,12 @@ class EngineImpl final : public Engine {
   // engine_counters.cc: counts an event in counters_ (every event, watched
   // or not).
   void CountEvent(EventKind kind, uint64_t server_num, uint64_t conn_num,
-                  uint64_t size, absl::string_view message);
+                  uint64_t size, absl::string_view message)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // A new UDP peer's datagram dropped (no session made for it); at
   // kConnectionLimit also a rejected connection.
-  void CountNewPeerDrop(DropReason reason, uint64_t size);
+  void CountNewPeerDrop(DropReason reason, uint64_t size)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // A peer session's datagram sent from its server's queue (no event).
   void CountQueuedDatagramSent(uint64_t size);
   void NoteReleased(uint64_t bytes) const {
@@ -308,61 +310,79 @@ class EngineImpl final : public Engine {
   void TakeSnapshot(uint64_t id) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_stream.cc: Stream attachments.
-  absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach);
+  absl::StatusOr<StreamAttachment> DoAttach(Conn& c, bool close_on_detach)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void DoStreamReceive(uint64_t attachment, size_t max_bytes, uint64_t token,
-                       Done<absl::StatusOr<StreamChunk>> done);
+                       Done<absl::StatusOr<StreamChunk>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void DoStreamSend(uint64_t attachment, std::string data,
-                    Done<absl::Status> done);
-  void DoStreamShutdownWrite(uint64_t attachment, Done<absl::Status> done);
-  void DoDetachStream(uint64_t attachment);
+                    Done<absl::Status> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DoStreamShutdownWrite(uint64_t attachment, Done<absl::Status> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DoDetachStream(uint64_t attachment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Why `op` cannot proceed on closed `c`: Aborted after a reset,
   // Unavailable after an error or at shutdown, FailedPrecondition else.
-  absl::Status ClosedStatus(const Conn& c, absl::string_view op) const;
+  absl::Status ClosedStatus(const Conn& c, absl::string_view op) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Queues a waiting StreamSend once the send buffer has room for it, or
   // fails it once the connection closed. Called whenever c's send buffer
   // drains or c closes.
-  void PumpStreamSend(Conn& c);
+  void PumpStreamSend(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // The attachment of a live connection; null when detached or gone.
-  Attachment* FindAttachment(uint64_t token);
+  Attachment* FindAttachment(uint64_t token)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Its connection (and the attachment in `*attachment`); null when either
   // is gone.
-  Conn* AttachedConn(uint64_t token, Attachment** attachment);
+  Conn* AttachedConn(uint64_t token, Attachment** attachment)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_conn.cc: stream connection I/O and the connection timers.
   // Like everything below, called with the engine lock held: from a loop
   // handler, or inline from a public call on the caller's thread.
-  void StartConnection(Conn& c, absl::Duration ttl,
-                       absl::Duration idle_timeout);
-  void ArmRead(Conn& c);
-  void OnReadable(uint64_t num, const asio::error_code& ec);
-  void ReadStream(Conn& c);
+  void StartConnection(Conn& c, absl::Duration ttl, absl::Duration idle_timeout)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmRead(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnReadable(uint64_t num, const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ReadStream(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // The buffer bound is reached: stop reading, watch for errors.
-  void PauseReading(Conn& c);
+  void PauseReading(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Bytes the kernel took from c's send queue: consumed and counted.
-  void NoteWritten(Conn& c, size_t written);
+  void NoteWritten(Conn& c, size_t written)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // While a stream connection does not read (peer FIN, or paused), waits
   // for a socket error so a reset is still noticed.
-  void ArmErrorWatch(Conn& c);
-  void OnErrorWatch(uint64_t num, const asio::error_code& ec);
+  void ArmErrorWatch(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnErrorWatch(uint64_t num, const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Bytes the next read may take without exceeding a bound (0: pause).
-  size_t ReadRoom(const Conn& c) const;
-  void DeliverStream(Conn& c, const char* data, size_t n);
-  void ResumeReading(Conn& c);
-  void OnPeerFin(Conn& c);
-  void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
+  size_t ReadRoom(const Conn& c) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void DeliverStream(Conn& c, const char* data, size_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ResumeReading(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnPeerFin(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // `stream`: a StreamSend, which waited for room already and may take the
   // buffer past send_buffer_bytes by this one chunk.
   absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data,
-                                       bool stream = false);
+                                       bool stream = false)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Send's answer once writing found `c` broken (it is finalized).
-  absl::Status SendFailure(const Conn& c, uint64_t lost) const;
-  void Flush(Conn& c);
-  void ArmWrite(Conn& c);
-  void OnWritable(uint64_t num, const asio::error_code& ec);
-  void SendFin(Conn& c);
-  void ShutdownWrite(Conn& c);
-  void Touch(Conn& c);
-  void OnConnTimer(uint64_t num, ConnTimer which);
+  absl::Status SendFailure(const Conn& c, uint64_t lost) const
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void Flush(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmWrite(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnWritable(uint64_t num, const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void SendFin(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ShutdownWrite(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void Touch(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnConnTimer(uint64_t num, ConnTimer which)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_tls.cc: TLS on a stream connection (agent/tls.h). Hooks:
   // ReadStream, Flush, SendFin and ArmRead hand TLS connections here;
@@ -376,101 +396,129 @@ class EngineImpl final : public Engine {
   // OpenClient call's). False: it could not; c is finalized.
   bool StartTls(Conn& c, const std::shared_ptr<const TlsServerContext>& server,
                 const std::shared_ptr<const TlsClientContext>& client,
-                absl::Time deadline = absl::InfiniteFuture());
+                absl::Time deadline = absl::InfiniteFuture())
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Runs the handshake as far as the socket allows. True once it is done
   // (then queued bytes are flushed); false while waiting (the wait is
   // armed) or when it failed (c is finalized).
-  bool DriveTlsHandshake(Conn& c);
-  void ReadTls(Conn& c);
-  void FlushTls(Conn& c);
+  bool DriveTlsHandshake(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ReadTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FlushTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // A read without waiting for readability (OpenSSL holds bytes).
-  void PostTlsRead(Conn& c);
-  void FailTls(Conn& c, const TlsIo& r, absl::string_view op);
-  void FailTlsHandshake(Conn& c, absl::string_view words);
-  void OnTlsHandshakeTimer(uint64_t num);
+  void PostTlsRead(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FailTls(Conn& c, const TlsIo& r, absl::string_view op)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FailTlsHandshake(Conn& c, absl::string_view words)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnTlsHandshakeTimer(uint64_t num)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // OpenClient waiting for the handshake of conn `id`: answered now if it
   // has ended, else when it ends.
   void AwaitTlsHandshake(absl::string_view id,
-                         Done<absl::StatusOr<ConnectionInfo>> done);
+                         Done<absl::StatusOr<ConnectionInfo>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // From Finalize: answers a waiting OpenClient, frees the session.
-  void EndTls(Conn& c);
+  void EndTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_close.cc: closing, tails, and the closed record.
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
-  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
+  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Bookkeeping of "this connection is now closed" (state, counters,
   // timers, parked Receive, event) without touching the socket.
-  void MarkClosed(Conn& c, CloseReason reason, std::string detail);
+  void MarkClosed(Conn& c, CloseReason reason, std::string detail)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Closes the socket (abort: SO_LINGER 0, RST) and files the record.
-  void Finalize(Conn& c, bool abort);
-  void ArmLingerTimer(Conn& c, absl::Duration after);
+  void Finalize(Conn& c, bool abort) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmLingerTimer(Conn& c, absl::Duration after)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Hands c.raw_fd to the reactor (c.stream). False: it could not, and the
   // connection is finalized with the error.
-  bool AdoptSocket(Conn& c);
+  bool AdoptSocket(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Writes the greeting of a greeting-and-close server and its FIN straight
   // after accept and leaves a quick tail. False when the greeting did not
   // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
-  bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
+  bool GreetAndClose(Server& s, Conn& c, size_t* greeted)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Quick tails: greeting-and-close connections whose greeting and FIN
   // went out at accept wait outside the reactor; a loop-wide timer settles
   // each one once, with one recv: the peer's FIN or reset finalizes it,
   // anything else (silence, bytes) hands it to the reactor's tail.
-  void ArmQuickTailTimer();
-  void CheckQuickTails();
-  void SettleQuickTail(Conn& c, absl::Duration age);
+  void ArmQuickTailTimer() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void CheckQuickTails() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void SettleQuickTail(Conn& c, absl::Duration age)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_server.cc: starting (binding) and stopping servers.
-  void DoStartServer(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done);
+  void DoStartServer(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void BindIpServer(ServerSpec spec,
                     const std::shared_ptr<const std::string>& greeting,
                     const IpEndpoints& endpoints,
-                    Done<absl::StatusOr<ServerInfo>> done);
+                    Done<absl::StatusOr<ServerInfo>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   absl::Status BindAll(Server& s, const ServerSpec& spec,
-                       const IpEndpoints& endpoints, bool* retry);
-  absl::Status BindUnix(Server& s, const ServerSpec& spec);
+                       const IpEndpoints& endpoints, bool* retry)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  absl::Status BindUnix(Server& s, const ServerSpec& spec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void ActivateServer(std::unique_ptr<Server> server,
-                      Done<absl::StatusOr<ServerInfo>> done);
+                      Done<absl::StatusOr<ServerInfo>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Closes the listeners and UDP sockets (ending UDP sessions with
   // `conn_reason`, counted in `closed`); accepted stream connections stay
   // (DoStopServers closes them, in one pass for all stopped servers).
   void StopServer(Server& s, absl::string_view reason, CloseReason conn_reason,
-                  uint64_t* closed);
+                  uint64_t* closed) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void DoStopServers(const Selector& selector, bool close_connections,
-                     Done<absl::StatusOr<StopResult>> done);
+                     Done<absl::StatusOr<StopResult>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_listener.cc: accepting on TCP and UNIX listeners.
-  void ArmAccept(Server& s, size_t index);
+  void ArmAccept(Server& s, size_t index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnAcceptReady(uint64_t server_num, size_t index,
-                     const asio::error_code& ec);
+                     const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // `fd`: a socket from accept4 (non-blocking, close-on-exec), now ours;
   // `remote`/`remote_len`: the peer's address as accept4 reported it.
   void OnAccepted(Server& s, const Listener& listener, int fd,
-                  const sockaddr_storage& remote, socklen_t remote_len);
+                  const sockaddr_storage& remote, socklen_t remote_len)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_udp.cc: UDP clients, server sockets and peer sessions.
-  void ReadUdpClient(Conn& c);
-  void FlushUdpClient(Conn& c);
+  void ReadUdpClient(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FlushUdpClient(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Appends a datagram to c's receive queue, or drops and counts it.
-  void BufferDatagram(Conn& c, const char* data, size_t n);
-  void ArmUdpRead(Server& s, size_t index);
+  void BufferDatagram(Conn& c, const char* data, size_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmUdpRead(Server& s, size_t index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnUdpReadable(uint64_t server_num, size_t index,
-                     const asio::error_code& ec);
+                     const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnDatagram(Server& s, size_t index, const asio::ip::udp::endpoint& from,
-                  const char* data, size_t n);
+                  const char* data, size_t n)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   Conn* NewUdpSession(Server& s, size_t index,
-                      const asio::ip::udp::endpoint& from);
+                      const asio::ip::udp::endpoint& from)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // Before an echo or greeting reply of `reply_bytes` to a datagram of
   // `received` bytes from `from`: true if the server's reply budget lets it
   // go; otherwise counts the drop and emits kDatagramDropped saying why
   // (agent/engine_udp_reply.cc).
   bool AdmitUdpReply(Server& s, Conn& c, const asio::ip::udp::endpoint& from,
-                     size_t received, size_t reply_bytes);
+                     size_t received, size_t reply_bytes)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // One datagram from a server socket to a session's peer; queued while the
   // socket is not writable. Errors are the caller's to report.
-  absl::Status SendSessionDatagram(Conn& c, std::string data);
-  void ArmUdpWrite(Server& s, size_t index);
+  absl::Status SendSessionDatagram(Conn& c, std::string data)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ArmUdpWrite(Server& s, size_t index)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnUdpWritable(uint64_t server_num, size_t index,
-                     const asio::error_code& ec);
+                     const asio::error_code& ec)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- connector.h: OpenClient and name resolution. The Connector
   // reaches into the engine for io_, options_, Locked, AtConnectionLimit
@@ -482,7 +530,8 @@ class EngineImpl final : public Engine {
   }
   // Files the connection `a` opened (its socket moves to the record),
   // starts reading it, and describes it (engine_conn.cc).
-  ConnectionInfo AddOpenedConn(ClientAttempt& a);
+  ConnectionInfo AddOpenedConn(ClientAttempt& a)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // Declared first: destroyed last, after every socket and timer.
   asio::io_context io_;

@@ -46,6 +46,7 @@ void EngineImpl::ArmAccept(Server& s, size_t index) {
   s.listeners[index]->acceptor.async_wait(
       StreamAcceptor::wait_read,
       Locked([this, num = s.num, index](const asio::error_code& ec) {
+        AssertEngineLock();
         OnAcceptReady(num, index, ec);
       }));
 }
@@ -93,6 +94,7 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
   listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
   listener.retry->async_wait(
       Locked([this, server_num, index](const asio::error_code& e) {
+        AssertEngineLock();
         if (e) return;
         Server* found = FindServer(server_num);
         if (found != nullptr && !found->stopped()) ArmAccept(*found, index);

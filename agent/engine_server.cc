@@ -166,6 +166,7 @@ void EngineImpl::DoStartServer(ServerSpec spec,
       std::move(query), absl::InfiniteFuture(),
       [this, spec = std::move(spec), greeting = std::move(greeting),
        done = std::move(done)](absl::StatusOr<IpEndpoints> endpoints) mutable {
+        AssertEngineLock();
         if (shutting_down_) {
           done(ShuttingDownError());
         } else if (!endpoints.ok()) {
@@ -348,6 +349,7 @@ void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
     s.ttl_timer = std::make_unique<Timer>(io_, ToSteady(s.info.ttl));
     s.ttl_timer->async_wait(
         Locked([this, num = s.num](const asio::error_code& ec) {
+          AssertEngineLock();
           if (ec) return;
           Server* found = FindServer(num);
           if (found == nullptr || found->stopped()) return;

@@ -21,6 +21,7 @@ void EngineImpl::AttachStream(std::string connection_id, bool close_on_detach,
   PostWork(std::move(done),
            [this, id = std::move(connection_id),
             close_on_detach](Done<absl::StatusOr<StreamAttachment>> d) {
+             AssertEngineLock();
              absl::StatusOr<Conn*> c = LookupConn(id);
              if (!c.ok()) {
                d(c.status());
@@ -37,6 +38,7 @@ void EngineImpl::OpenStream(ClientSpec spec, absl::Time deadline,
     DoOpenClient(spec, deadline,
                  [this, d = std::move(d)](
                      absl::StatusOr<ConnectionInfo> opened) mutable {
+                   AssertEngineLock();
                    if (!opened.ok()) {
                      d(opened.status());
                      return;
@@ -117,6 +119,7 @@ uint64_t EngineImpl::StreamReceive(uint64_t attachment, size_t max_bytes,
   const uint64_t token = next_token_.fetch_add(1);
   PostWork(std::move(done), [this, attachment, max_bytes,
                              token](Done<absl::StatusOr<StreamChunk>> d) {
+    AssertEngineLock();
     DoStreamReceive(attachment, max_bytes, token, std::move(d));
   });
   return token;
@@ -139,6 +142,7 @@ void EngineImpl::DoStreamReceive(uint64_t attachment, size_t max_bytes,
       ConnId(num), spec, token,
       [this, attachment, num,
        done = std::move(done)](absl::StatusOr<ReceiveResult> r) mutable {
+        AssertEngineLock();
         if (Attachment* att = FindAttachment(attachment)) {
           att->receive_token = 0;
         }
@@ -175,6 +179,7 @@ void EngineImpl::StreamSend(uint64_t attachment, std::string data,
                             Done<absl::Status> done) {
   PostWork(std::move(done), [this, attachment, data = std::move(data)](
                                 Done<absl::Status> d) mutable {
+    AssertEngineLock();
     DoStreamSend(attachment, std::move(data), std::move(d));
   });
 }
@@ -247,6 +252,7 @@ void EngineImpl::PumpStreamSend(Conn& c) {
 void EngineImpl::StreamShutdownWrite(uint64_t attachment,
                                      Done<absl::Status> done) {
   PostWork(std::move(done), [this, attachment](Done<absl::Status> d) {
+    AssertEngineLock();
     DoStreamShutdownWrite(attachment, std::move(d));
   });
 }
@@ -279,7 +285,10 @@ void EngineImpl::DoStreamShutdownWrite(uint64_t attachment,
 
 void EngineImpl::DetachStream(uint64_t attachment) {
   // Once Shutdown began it closes the connection itself.
-  RunOrPost([this, attachment] { DoDetachStream(attachment); });
+  RunOrPost([this, attachment] {
+    AssertEngineLock();
+    DoDetachStream(attachment);
+  });
 }
 
 void EngineImpl::DoDetachStream(uint64_t attachment) {

@@ -57,6 +57,7 @@ bool EngineImpl::StartTls(Conn& c,
       std::make_unique<Timer>(io_, ToSteady(tls->handshake_timeout));
   tls->handshake_timer->async_wait(
       Locked([this, num = c.num](const asio::error_code& ec) {
+        AssertEngineLock();
         if (!ec) OnTlsHandshakeTimer(num);
       }));
   c.Extra().tls = std::move(tls);
@@ -157,6 +158,7 @@ void EngineImpl::PostTlsRead(Conn& c) {
   if (c.reading.armed) return;
   c.reading.armed = true;
   asio::post(io_, Locked([this, num = c.num] {
+               AssertEngineLock();
                OnReadable(num, asio::error_code());
              }));
 }

@@ -139,6 +139,7 @@ void EngineImpl::ArmUdpRead(Server& s, size_t index) {
   s.udp_sockets[index]->socket.async_wait(
       UdpSocket::wait_read,
       Locked([this, num = s.num, index](const asio::error_code& ec) {
+        AssertEngineLock();
         OnUdpReadable(num, index, ec);
       }));
 }
@@ -157,6 +158,7 @@ void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
     u.retry = std::make_unique<Timer>(io_, ToSteady(kUdpRetry));
     u.retry->async_wait(
         Locked([this, server_num, index](const asio::error_code& e) {
+          AssertEngineLock();
           if (e) return;
           Server* found = FindServer(server_num);
           if (found != nullptr && !found->stopped()) ArmUdpRead(*found, index);
@@ -220,6 +222,7 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
   Emit(EventKind::kDataReceived, s.num, c->num, n, absl::string_view(data, n));
   const Behavior& b = s.info.behavior;
   auto reply = [this, &s, c](std::string payload) {
+    AssertEngineLock();
     if (!SendSessionDatagram(*c, std::move(payload)).ok()) {
       ++c->counters.datagrams_dropped;
       ++s.info.counters.datagrams_dropped;
@@ -327,6 +330,7 @@ void EngineImpl::ArmUdpWrite(Server& s, size_t index) {
   u.socket.async_wait(
       UdpSocket::wait_write,
       Locked([this, num = s.num, index](const asio::error_code& ec) {
+        AssertEngineLock();
         OnUdpWritable(num, index, ec);
       }));
 }

@@ -26,8 +26,7 @@ class ControlGuardInterceptor final : public grpc::experimental::Interceptor {
       // connection counts as authenticated while its first call is still
       // running (a long Watch, a parked Receive).
       grpc::ServerContextBase* context = info_->server_context();
-      if (context != nullptr &&
-          absl::StartsWith(info_->method(), "/sockagent.v1.SocketAgent/") &&
+      if (context != nullptr && own_method() &&
           CheckBearerToken(*context, *token_).ok()) {
         listener_->OnCallAuthenticated(context->peer());
       }
@@ -36,21 +35,33 @@ class ControlGuardInterceptor final : public grpc::experimental::Interceptor {
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       const grpc::StatusCode code = methods->GetSendStatus().error_code();
       authenticated_ =
-          absl::StartsWith(info_->method(), "/sockagent.v1.SocketAgent/") &&
-          code != grpc::StatusCode::UNAUTHENTICATED;
+          own_method() && code != grpc::StatusCode::UNAUTHENTICATED;
     }
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::POST_RECV_CLOSE)) {
       grpc::ServerContextBase* context = info_->server_context();
       if (context != nullptr) {
-        listener_->OnCallEnded(context->peer(), context->IsCancelled(),
-                               authenticated_);
+        // IsCancelled() only for the agent's own methods, which all use
+        // gRPC's callback API, where it reads a flag. On a sync-API call
+        // (reflection) it plucks this very completion from the queue, which
+        // runs this hook again and again until the stack overflows
+        // (gRPC 1.51 ServerContextBase::CompletionOp::CheckCancelled). So
+        // cancels of reflection and health calls are not counted here; the
+        // relay's HTTP/2 guard (h2_guard.h) still bounds resets per
+        // connection.
+        const bool cancelled = own_method() && context->IsCancelled();
+        listener_->OnCallEnded(context->peer(), cancelled, authenticated_);
       }
     }
     methods->Proceed();
   }
 
  private:
+  bool own_method() const {
+    return info_->method() != nullptr &&
+           absl::StartsWith(info_->method(), "/sockagent.v1.SocketAgent/");
+  }
+
   grpc::experimental::ServerRpcInfo* info_;
   ControlListener* listener_;
   const std::string* token_;  // The factory's; it outlives every call.

@@ -42,8 +42,9 @@ void LogLimiter::SweepExpired(absl::Time now) {
   last_sweep_ = now;
   // An expired entry's suppressed lines are not reported: its count is
   // lost, as it would be if that peer never came back.
+  const absl::Duration interval = options_.interval;
   absl::erase_if(entries_, [&](const auto& kv) {
-    return now - kv.second.window_start >= options_.interval;
+    return now - kv.second.window_start >= interval;
   });
 }
 
