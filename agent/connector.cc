@@ -234,6 +234,7 @@ void Connector::Open(ClientSpec spec, absl::Time deadline,
   a.spec = std::move(spec);
   a.done = std::move(done);
   a.timeout = timeout;
+  a.deadline = deadline;
   a.target = target;
   a.proxy_for = proxy_for;
   if (!a.spec.source.host.empty()) {
@@ -461,6 +462,11 @@ void Connector::OnClientConnected(uint64_t attempt_id,
   }
   engine_.AssertEngineLock();  // A Locked handler of the engine.
   ConnectionInfo info = engine_.AddOpenedConn(a);
+  if (a.spec.tls != nullptr) {
+    // TLS: answered once the handshake ended (agent/engine_tls.cc).
+    engine_.AwaitTlsHandshake(info.id, ReleaseAttempt(attempt_id));
+    return;
+  }
   FinishAttempt(attempt_id, std::move(info));
 }
 
@@ -479,15 +485,21 @@ void Connector::OnClientTimeout(uint64_t attempt_id) {
 
 void Connector::FinishAttempt(uint64_t attempt_id,
                               absl::StatusOr<ConnectionInfo> result) {
+  Done<absl::StatusOr<ConnectionInfo>> done = ReleaseAttempt(attempt_id);
+  if (done) done(std::move(result));
+}
+
+Done<absl::StatusOr<ConnectionInfo>> Connector::ReleaseAttempt(
+    uint64_t attempt_id) {
   auto it = attempts_.find(attempt_id);
-  if (it == attempts_.end()) return;
+  if (it == attempts_.end()) return nullptr;
   std::unique_ptr<ClientAttempt> a = std::move(it->second);
   attempts_.erase(it);
   if (a->resolve_id != 0) CancelResolve(a->resolve_id);
   // Destroying the timer and any socket still connecting cancels their
   // handlers; they find no attempt and return.
   a->timer.reset();
-  a->done(std::move(result));
+  return std::move(a->done);
 }
 
 uint64_t Connector::Resolve(LookupQuery query, absl::Time deadline,

@@ -68,6 +68,7 @@ struct ClientAttempt {
   Done<absl::StatusOr<ConnectionInfo>> done;
   std::unique_ptr<Timer> timer;  // min(connect timeout, RPC deadline).
   absl::Duration timeout;
+  absl::Time deadline = absl::InfiniteFuture();  // The RPC's (TLS caps by it).
   uint64_t resolve_id = 0;  // Non-zero while the name lookup runs.
   std::string target;       // "host:port" or "unix:/path", for messages.
   std::vector<StreamProtocol::endpoint> endpoints;
@@ -140,6 +141,9 @@ class Connector final {
   void OnClientConnected(uint64_t attempt_id, const asio::error_code& ec);
   void OnClientTimeout(uint64_t attempt_id);
   void FinishAttempt(uint64_t attempt_id, absl::StatusOr<ConnectionInfo> r);
+  // Ends the attempt without answering: its `done`, for whoever answers
+  // later (a TLS handshake). Null when the attempt is gone.
+  Done<absl::StatusOr<ConnectionInfo>> ReleaseAttempt(uint64_t attempt_id);
   // Opens a socket for `to`, sets the options, binds the source. `*fatal`:
   // the error would repeat for every address (bad option or source).
   absl::Status OpenClientSocket(ClientAttempt& a,

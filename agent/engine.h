@@ -45,6 +45,7 @@
 #include "agent/faults.h"
 #include "agent/labels.h"
 #include "agent/policy.h"
+#include "agent/tls.h"
 #include "agent/types.h"
 #include "agent/udp_budget.h"
 
@@ -90,6 +91,9 @@ struct Behavior {
   // server's own.
   Endpoint proxy_upstream;
   std::optional<Transport> proxy_transport;
+  // kProxy: TLS toward the upstream (each upstream half a TLS client);
+  // null: plain.
+  std::shared_ptr<const TlsClientContext> proxy_tls;
 };
 
 struct ServerSpec {
@@ -126,6 +130,9 @@ struct ServerSpec {
   // Validate, resolve and decide only: nothing binds, nothing stops. The
   // answer's start_outcome says what StartServer would do.
   bool dry_run = false;
+  // TLS on every accepted connection (TCP and UNIX; UDP: InvalidArgument).
+  // Made and validated by the caller (TlsServerContext::Create); null: none.
+  std::shared_ptr<const TlsServerContext> tls;
 };
 
 // What StartServer did (or, dry_run, would do) about the name.
@@ -146,6 +153,9 @@ struct ServerCounters {
   // (agent/udp_budget.h), and their bytes. Not in datagrams_dropped.
   uint64_t replies_dropped = 0;
   uint64_t reply_bytes_dropped = 0;
+  // TLS servers: handshakes completed and failed (timeouts included).
+  uint64_t tls_handshakes = 0;
+  uint64_t tls_handshake_failures = 0;
 };
 
 struct ServerInfo {
@@ -177,6 +187,7 @@ struct ServerInfo {
   // server's spec differs from the request, e.g. "bind.port 9000 -> 9001".
   StartOutcome start_outcome = StartOutcome::kCreated;
   std::string start_difference;
+  std::shared_ptr<const TlsServerInfo> tls;  // Null: no TLS.
 };
 
 // kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
@@ -238,6 +249,10 @@ struct ConnectionInfo {
   // Names of the faults acting on it now (agent/faults.h), in the order
   // they were applied. Empty once it closed.
   std::vector<std::string> faults;
+  // TLS connections: what the handshake saw (its failure, if it failed).
+  // Null: no TLS, or the handshake has not ended yet.
+  std::shared_ptr<const TlsInfo> tls;
+  bool tls_handshaking = false;  // A TLS handshake is in progress.
 };
 
 struct ClientSpec {
@@ -254,6 +269,11 @@ struct ClientSpec {
   Labels labels;
   absl::Duration ttl = absl::ZeroDuration();
   absl::Duration idle_timeout = absl::ZeroDuration();
+  // TLS over the connection (TCP and UNIX; UDP: InvalidArgument), made by
+  // the caller (TlsClientContext::Create). OpenClient (and OpenStream)
+  // answer once the handshake ended: its failure is Unavailable with
+  // OpenSSL's words. Null: none.
+  std::shared_ptr<const TlsClientContext> tls;
 };
 
 // Either an id or a non-empty label selector (not both, not neither). A
@@ -280,6 +300,7 @@ struct ServerFilter {
 };
 
 struct ConnectionFilter {
+  std::string id;  // One connection (open or in the history); "": all.
   std::string server_id;
   Labels selector;
   std::vector<ConnectionState> states;  // Empty: every state but kClosed.

@@ -234,6 +234,7 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
 
 void EngineImpl::Finalize(Conn& c, bool abort) {
   if (c.finalized) return;
+  if (c.extra != nullptr && c.extra->tls != nullptr) EndTls(c);
   asio::error_code ec;
   if (c.raw_fd >= 0) {
     CloseDescriptor(c.raw_fd, abort);

@@ -87,7 +87,12 @@ ConnectionInfo EngineImpl::AddOpenedConn(ClientAttempt& a) {
   }
   Conn& c = AddConn(std::move(conn));
   Emit(EventKind::kConnectionConnected, c.server_num, c.num);
+  if (a.spec.tls != nullptr && c.stream != nullptr &&
+      !StartTls(c, nullptr, a.spec.tls, a.deadline)) {
+    return Snapshot(c);  // Finalized with the reason.
+  }
   StartConnection(c, a.spec.ttl, a.spec.idle_timeout);
+  if (TlsActive(c)) DriveTlsHandshake(c);  // The ClientHello.
   // Faults first, so the client's early bytes the relay sends now pass them.
   ApplyMatchingFaults(c);
   if (a.proxy_for != 0) proxy_.OnUpstreamConnected(a.proxy_for, c);
@@ -135,6 +140,11 @@ void EngineImpl::ArmRead(Conn& c) {
   if (c.reading.armed || c.finalized) return;
   if (c.reading.paused || c.reading.eof) {
     ArmErrorWatch(c);
+    return;
+  }
+  // Bytes OpenSSL holds already: the socket will not announce them.
+  if (TlsActive(c) && c.extra->tls->session->HasPending()) {
+    PostTlsRead(c);
     return;
   }
   auto handler = Locked([this, num = c.num](const asio::error_code& ec) {
@@ -191,20 +201,28 @@ size_t EngineImpl::ReadRoom(const Conn& c) const {
   return std::min<uint64_t>({scratch, own, TotalRoom()});
 }
 
+void EngineImpl::PauseReading(Conn& c) {
+  // Buffer full: stop reading. TCP flow control now slows the peer;
+  // ResumeReading re-arms once the buffer drains to half (or, for the
+  // agent-wide bound, ResumeTotalPaused once the total falls). Errors
+  // are still watched for.
+  c.reading.paused = true;
+  if (TotalRoom() == 0) {
+    PauseForTotal(c);
+    NotifyReceiver(c);  // A condition waiting for more gives way.
+  }
+  ArmErrorWatch(c);
+}
+
 void EngineImpl::ReadStream(Conn& c) {
+  if (TlsActive(c)) {
+    ReadTls(c);
+    return;
+  }
   for (int i = 0; i < kReadsPerWakeup; ++i) {
     const size_t room = ReadRoom(c);
     if (room == 0) {
-      // Buffer full: stop reading. TCP flow control now slows the peer;
-      // ResumeReading re-arms once the buffer drains to half (or, for the
-      // agent-wide bound, ResumeTotalPaused once the total falls). Errors
-      // are still watched for.
-      c.reading.paused = true;
-      if (TotalRoom() == 0) {
-        PauseForTotal(c);
-        NotifyReceiver(c);  // A condition waiting for more gives way.
-      }
-      ArmErrorWatch(c);
+      PauseReading(c);
       return;
     }
     asio::error_code ec;
@@ -490,6 +508,12 @@ absl::Status EngineImpl::SendFailure(const Conn& c, uint64_t lost) const {
 
 void EngineImpl::Flush(Conn& c) {
   if (c.finalized || c.stream == nullptr) return;
+  // TLS: SSL_write takes the queued bytes (engine_tls.cc). Faults do not act
+  // on TLS connections (ApplyMatchingFaults skips them).
+  if (TlsActive(c)) {
+    FlushTls(c);
+    return;
+  }
   // The SEND stage of faults (engine_faults.cc): every byte headed for a
   // stream socket passes here. Without faults: one pointer test.
   if (c.extra != nullptr && c.extra->faults != nullptr) {
@@ -533,6 +557,11 @@ EngineImpl::WriteOutcome EngineImpl::WriteQueued(Conn& c, size_t limit) {
     OnStreamError(c, ec, "write");
     return WriteOutcome::kFailed;
   }
+  NoteWritten(c, written);
+  return WriteOutcome::kWrote;
+}
+
+void EngineImpl::NoteWritten(Conn& c, size_t written) {
   c.send_bytes.Consume(written);
   c.counters.send_buffered = c.send_bytes.size();
   Recharge(c);
@@ -542,7 +571,6 @@ EngineImpl::WriteOutcome EngineImpl::WriteQueued(Conn& c, size_t limit) {
   }
   Touch(c);
   Emit(EventKind::kDataSent, c.server_num, c.num, written);
-  return WriteOutcome::kWrote;
 }
 
 void EngineImpl::ArmWrite(Conn& c) {
@@ -577,6 +605,8 @@ void EngineImpl::OnWritable(uint64_t num, const asio::error_code& ec) {
 }
 
 void EngineImpl::SendFin(Conn& c) {
+  // TLS: close_notify goes out before the FIN.
+  if (TlsActive(c)) c.extra->tls->session->SendCloseNotify();
   asio::error_code ec;
   c.stream->shutdown(asio::socket_base::shutdown_send, ec);
   if (ec == asio::error::not_connected) {

@@ -39,19 +39,28 @@ absl::Status EngineImpl::CheckFaultTarget(const FaultTarget& target) {
           absl::StrCat("fault.target.connection_id: malformed connection id ",
                        QuoteInput(target.connection_id), " (expected conn-N)"));
     }
-    if (FindConn(*num) == nullptr) {
+    const Conn* c = FindConn(*num);
+    if (c == nullptr) {
       return absl::NotFoundError(absl::StrCat("fault target: connection ",
                                               QuoteInput(target.connection_id),
                                               " not found"));
+    }
+    if (TlsActive(*c)) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("fault target: connection ", target.connection_id,
+                       " speaks TLS; faults act on plain TCP and UNIX "
+                       "connections only for now"));
     }
   }
   return absl::OkStatus();
 }
 
 bool EngineImpl::FaultMatches(const FaultSpec& spec, const Conn& c) const {
-  // Stream sockets only for now (UDP faults are refused by validation).
+  // Plain stream sockets only for now (UDP faults are refused by
+  // validation; TLS connections write through SSL_write, which the SEND
+  // stage does not reach).
   if (c.finalized || c.state == ConnectionState::kClosed ||
-      c.stream == nullptr) {
+      c.stream == nullptr || TlsActive(c)) {
     return false;
   }
   switch (spec.direction) {

@@ -355,6 +355,11 @@ class EngineImpl final : public Engine {
   void OnReadable(uint64_t num, const asio::error_code& ec)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void ReadStream(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // The buffer bound is reached: stop reading, watch for errors.
+  void PauseReading(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Bytes the kernel took from c's send queue: consumed and counted.
+  void NoteWritten(Conn& c, size_t written)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   // While a stream connection does not read (peer FIN, or paused), waits
   // for a socket error so a reset is still noticed.
   void ArmErrorWatch(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
@@ -406,6 +411,42 @@ class EngineImpl final : public Engine {
   void DiscardQueued(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   absl::Status CheckFaultTarget(const FaultTarget& target)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+
+  // ---- engine_tls.cc: TLS on a stream connection (agent/tls.h). Hooks:
+  // ReadStream, Flush, SendFin and ArmRead hand TLS connections here;
+  // Finalize calls EndTls.
+  static bool TlsActive(const Conn& c) {
+    return c.extra != nullptr && c.extra->tls != nullptr &&
+           c.extra->tls->session != nullptr;
+  }
+  // Makes c's session (server: `server`, client: `client`) on its socket
+  // and arms the handshake timer (its timeout, capped by `deadline`, the
+  // OpenClient call's). False: it could not; c is finalized.
+  bool StartTls(Conn& c, const std::shared_ptr<const TlsServerContext>& server,
+                const std::shared_ptr<const TlsClientContext>& client,
+                absl::Time deadline = absl::InfiniteFuture())
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // Runs the handshake as far as the socket allows. True once it is done
+  // (then queued bytes are flushed); false while waiting (the wait is
+  // armed) or when it failed (c is finalized).
+  bool DriveTlsHandshake(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void ReadTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FlushTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // A read without waiting for readability (OpenSSL holds bytes).
+  void PostTlsRead(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FailTls(Conn& c, const TlsIo& r, absl::string_view op)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void FailTlsHandshake(Conn& c, absl::string_view words)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void OnTlsHandshakeTimer(uint64_t num)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // OpenClient waiting for the handshake of conn `id`: answered now if it
+  // has ended, else when it ends.
+  void AwaitTlsHandshake(absl::string_view id,
+                         Done<absl::StatusOr<ConnectionInfo>> done)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  // From Finalize: answers a waiting OpenClient, frees the session.
+  void EndTls(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- engine_close.cc: closing, tails, and the closed record.
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
@@ -564,6 +605,8 @@ class EngineImpl final : public Engine {
   // ---- Under engine_mu_ only below (loop thread or an inline call).
   bool shutting_down_ ABSL_GUARDED_BY(engine_mu_) = false;
   std::vector<char> scratch_;  // The one read buffer of the loop.
+  // Client TLS sessions for resumption; destroyed after the connections.
+  TlsSessionCache tls_sessions_;
   // Servers and connections, live and history (destroyed before io_).
   Registry registry_ ABSL_GUARDED_BY(engine_mu_);
   // The agent-wide byte bound; fires ResumeTotalPaused and ScheduleTrim.

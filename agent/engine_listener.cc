@@ -155,11 +155,14 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
   // While any fault exists the greeting takes the reactor's path, where
   // faults act on it.
   if (b.kind == BehaviorKind::kGreeting && b.close_after_greeting &&
-      options_.close_linger > absl::ZeroDuration() && faults_.size() == 0 &&
-      GreetAndClose(s, c, &greeted)) {
+      s.tls == nullptr && options_.close_linger > absl::ZeroDuration() &&
+      faults_.size() == 0 && GreetAndClose(s, c, &greeted)) {
     return;
   }
   if (!AdoptSocket(c)) return;
+  // TLS: the handshake starts with the first readable ClientHello; the
+  // greeting below waits in the send queue until it ends.
+  if (s.tls != nullptr && !StartTls(c, s.tls, nullptr)) return;
   StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
   ApplyMatchingFaults(c);
   if (b.kind == BehaviorKind::kProxy) proxy_.Dial(s, c);

@@ -78,6 +78,7 @@
 #include "agent/engine_sockets.h"
 #include "agent/faults.h"
 #include "agent/fifo.h"
+#include "agent/tls.h"
 #include "agent/udp_budget.h"
 #include "agent/unix_path.h"
 
@@ -128,6 +129,18 @@ struct ConnFaults {
   int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
 };
 
+// A TLS connection's session and what its handshake saw (engine_tls.cc).
+struct ConnTls {
+  std::unique_ptr<TlsSession> session;  // Freed when the socket closes.
+  std::shared_ptr<const TlsInfo> info;  // Once the handshake ended.
+  std::unique_ptr<Timer> handshake_timer;
+  absl::Duration handshake_timeout;  // As armed.
+  // OpenClient / OpenStream, answered once the handshake ends.
+  Done<absl::StatusOr<ConnectionInfo>> on_handshake;
+  bool read_wants_write = false;  // SSL_read asked for writability.
+  bool write_wants_read = false;  // SSL_write asked for readability.
+};
+
 // The rarely used parts of a connection, allocated on first use, so an idle
 // connection without timeouts carries one pointer for all of them.
 struct ConnExtra {
@@ -152,6 +165,7 @@ struct ConnExtra {
   uint64_t proxy_peer = 0;
   uint64_t proxy_credited = 0;
   std::unique_ptr<ConnFaults> faults;  // Null: no fault acts on it.
+  std::unique_ptr<ConnTls> tls;        // TLS connections only.
 };
 
 // The read side of a connection's state (stream or UDP client socket).
@@ -256,6 +270,7 @@ struct Server {
   std::unique_ptr<Timer> ttl_timer;
   // UDP echo and greeting servers: what their replies may cost.
   std::unique_ptr<UdpReplyBudget> reply_budget;
+  std::shared_ptr<const TlsServerContext> tls;  // Null: no TLS.
 
   bool stopped() const { return info.state == ServerState::kStopped; }
 };

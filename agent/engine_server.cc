@@ -62,6 +62,10 @@ absl::Status ValidateServerSpec(const ServerSpec& spec,
       return absl::InvalidArgumentError("family UNIX needs transport UNIX");
     }
   }
+  if (spec.tls != nullptr && spec.transport == Transport::kUdp) {
+    return absl::InvalidArgumentError(
+        "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+  }
   if (spec.backlog < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("backlog ", spec.backlog, " is negative"));
@@ -125,6 +129,10 @@ std::unique_ptr<Server> NewServer(
   info.name = spec.name;
   if (!spec.name.empty()) {
     info.requested = std::make_shared<const ServerSpec>(spec);
+  }
+  if (spec.tls != nullptr) {
+    s->tls = spec.tls;
+    info.tls = spec.tls->info();
   }
   return s;
 }

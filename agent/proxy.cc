@@ -82,6 +82,7 @@ void ProxyRelay::Dial(Server& s, Conn& down) {
   ClientSpec spec;
   spec.transport = s.info.behavior.proxy_transport.value_or(s.info.transport);
   spec.remote = s.info.behavior.proxy_upstream;
+  spec.tls = s.info.behavior.proxy_tls;
   // The upstream half shares the server's labels (set when it is filed).
   engine_.connector_.Open(
       std::move(spec), absl::InfiniteFuture(),

@@ -113,6 +113,10 @@ ConnectionInfo Snapshot(const Conn& c) {
         info.faults.push_back(f.spec.name);
       }
     }
+    if (c.extra->tls != nullptr) {
+      info.tls = c.extra->tls->info;
+      info.tls_handshaking = info.tls == nullptr && !c.finalized;
+    }
   }
   return info;
 }
@@ -206,6 +210,14 @@ absl::StatusOr<Page<ConnectionInfo>> Registry::ListConnections(
   if (absl::Status s = CheckLabels(filter.selector, "label_selector");
       !s.ok()) {
     return s;
+  }
+  if (!filter.id.empty()) {
+    // One connection, whatever its state (open or in the history).
+    absl::StatusOr<Conn*> c = LookupConn(filter.id);
+    if (!c.ok()) return c.status();
+    Page<ConnectionInfo> one;
+    one.items.push_back(Snapshot(**c));
+    return one;
   }
   absl::StatusOr<uint64_t> start = PageStart(filter.page_token, "conn-");
   if (!start.ok()) return start.status();

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/time/time.h"
 #include "agent/quote.h"
+#include "agent/tls.h"
 
 namespace sockagent {
 
@@ -108,6 +109,14 @@ std::string SpecDifference(const ServerSpec& old, const ServerInfo& old_info,
   Compare(out, "behavior.proxy.upstream.unix_path",
           old.behavior.proxy_upstream.unix_path,
           requested.behavior.proxy_upstream.unix_path);
+  {
+    const TlsClientContext* a = old.behavior.proxy_tls.get();
+    const TlsClientContext* b = requested.behavior.proxy_tls.get();
+    if ((a == nullptr) != (b == nullptr) ||
+        (a != nullptr && !(a->spec() == b->spec()))) {
+      out.push_back("behavior.proxy.tls");
+    }
+  }
   Compare(
       out, "behavior.proxy.transport",
       static_cast<int>(old.behavior.proxy_transport.value_or(old.transport)),
@@ -124,6 +133,12 @@ std::string SpecDifference(const ServerSpec& old, const ServerInfo& old_info,
           absl::FormatDuration(old.udp_session_idle_timeout),
           absl::FormatDuration(requested.udp_session_idle_timeout));
   if (!(old.udp_reply == requested.udp_reply)) out.push_back("udp.reply_*");
+  if ((old.tls == nullptr) != (requested.tls == nullptr)) {
+    out.push_back(old.tls == nullptr ? "tls (none -> on)" : "tls (on -> none)");
+  } else if (old.tls != nullptr &&
+             !(old.tls->spec() == requested.tls->spec())) {
+    out.push_back("tls");
+  }
   return absl::StrJoin(out, "; ");
 }
 

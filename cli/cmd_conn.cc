@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -152,6 +153,8 @@ int RunClose(AgentClient& client, const CloseArgs& args) {
   return kExitOk;
 }
 
+void AddShow(CLI::App* conn, Commands& commands);
+
 void AddOpen(CLI::App& app, Commands& commands) {
   CLI::App* group = app.add_subcommand(
       "client", "Client connections from the agent's host: open");
@@ -216,6 +219,84 @@ void AddList(CLI::App& app, Commands& commands) {
                                                     BuildListRequest(*args));
                       },
                       kSocketOutputs});
+  AddShow(group, commands);
+}
+
+std::string FormatTimestamp(const google::protobuf::Timestamp& t) {
+  return absl::FormatTime("%Y-%m-%d %H:%M:%S UTC",
+                          absl::FromUnixSeconds(t.seconds()),
+                          absl::UTCTimeZone());
+}
+
+// `conn show ID`: one connection with every detail (ListConnections by
+// id): the counters and, for TLS, the handshake and the peer's chain.
+int RunShow(AgentClient& client, const std::string& id) {
+  ListConnectionsRequest request;
+  request.set_id(id);
+  ListConnectionsResponse response;
+  auto ctx = client.NewContext();
+  grpc::Status status =
+      client.agent().ListConnections(ctx.get(), request, &response);
+  if (!status.ok()) return client.Fail(status);
+  if (client.options().output != OutputFormat::kTable ||
+      response.connections_size() != 1) {
+    return PrintConnections(std::cout, response, response.connections(),
+                            client.options().output, TableView::kFull)
+               ? kExitOk
+               : kExitFailure;
+  }
+  const sockagent::v1::Connection& c = response.connections(0);
+  if (!PrintConnections(std::cout, response, response.connections(),
+                        OutputFormat::kTable, TableView::kFull)) {
+    return kExitFailure;
+  }
+  if (!c.close_detail().empty()) {
+    std::cout << "close detail: " << c.close_detail() << "\n";
+  }
+  if (!c.has_tls()) return kExitOk;
+  const auto& t = c.tls();
+  std::cout << "tls: " << (t.client() ? "client" : "server") << "\n";
+  auto line = [](absl::string_view key, absl::string_view value) {
+    if (!value.empty()) std::cout << "  " << key << ": " << value << "\n";
+  };
+  line("state", t.handshaking()      ? "handshaking"
+                : t.handshake_done() ? "established"
+                                     : "no handshake");
+  line("failure", t.failure());
+  line("version", t.version());
+  line("cipher", t.cipher());
+  line("alpn", t.alpn());
+  line("sni", t.sni());
+  line("resumed", t.resumed() ? "yes" : "no");
+  line("verification", t.verification());
+  line("truncated", t.truncated() ? "yes (no close_notify)" : "");
+  std::cout << "  peer chain: " << t.peer_chain_length() << " certificate(s)\n";
+  int i = 0;
+  for (const auto& cert : t.peer_chain()) {
+    std::cout << "  [" << i++ << "] subject: " << cert.subject() << "\n"
+              << "      issuer: " << cert.issuer() << "\n";
+    for (const std::string& san : cert.sans()) {
+      std::cout << "      san: " << san << "\n";
+    }
+    std::cout << "      not before: " << FormatTimestamp(cert.not_before())
+              << "\n      not after: " << FormatTimestamp(cert.not_after())
+              << "\n      sha256: " << cert.sha256_fingerprint() << "\n";
+    if (!cert.pem().empty()) std::cout << cert.pem();
+  }
+  return kExitOk;
+}
+
+void AddShow(CLI::App* conn, Commands& commands) {
+  auto id = std::make_shared<std::string>();
+  CLI::App* show = conn->add_subcommand(
+      "show",
+      "One connection with every detail: counters, close detail and, for "
+      "TLS, version, cipher, ALPN, SNI, resumption, verification and the "
+      "peer's certificate chain with PEM (-o json for all of it as JSON)");
+  show->add_option("ID", *id, "Connection id, e.g. conn-1")->required();
+  commands.push_back(
+      {show, [id](AgentClient& client) { return RunShow(client, *id); },
+       nullptr, kSocketOutputs});
 }
 
 void AddClose(CLI::App& app, Commands& commands) {

@@ -26,6 +26,7 @@
 #include "cli/fleet.h"
 #include "cli/proxy_import.h"
 #include "cli/socket_tables.h"
+#include "cli/tls_args.h"
 #include "cli/toxiproxy.pb.h"
 
 namespace sockctl {
@@ -47,6 +48,8 @@ struct StartArgs {
   std::string upstream;
   std::vector<std::string> labels;
   CLI::Option* unix_opt = nullptr;
+  ServerTlsArgs tls;           // TLS termination on the accepted side.
+  ClientTlsArgs upstream_tls;  // TLS origination toward the upstream.
 };
 
 // One proxy server's StartServer request: `listen` (HOST:PORT, ":PORT" for
@@ -99,13 +102,21 @@ absl::StatusOr<StartServerRequest> ProxyRequest(
 }
 
 absl::StatusOr<StartServerRequest> BuildStart(const StartArgs& args) {
-  if (args.unix_opt->count() > 0) {
-    return ProxyRequest(sockagent::v1::TRANSPORT_UNIX, args.unix_path,
-                        args.upstream, args.labels);
+  absl::StatusOr<StartServerRequest> request =
+      args.unix_opt->count() > 0
+          ? ProxyRequest(sockagent::v1::TRANSPORT_UNIX, args.unix_path,
+                         args.upstream, args.labels)
+          : ProxyRequest(args.udp ? sockagent::v1::TRANSPORT_UDP
+                                  : sockagent::v1::TRANSPORT_TCP,
+                         args.listen, args.upstream, args.labels);
+  if (!request.ok()) return request;
+  if (absl::Status s = ApplyServerTls(args.tls, &*request); !s.ok()) return s;
+  if (absl::Status s = ApplyUpstreamTls(
+          args.upstream_tls, request->mutable_behavior()->mutable_proxy());
+      !s.ok()) {
+    return s;
   }
-  return ProxyRequest(
-      args.udp ? sockagent::v1::TRANSPORT_UDP : sockagent::v1::TRANSPORT_TCP,
-      args.listen, args.upstream, args.labels);
+  return request;
 }
 
 // Starts every request on `client`, in order, into `started`; stops at the
@@ -264,7 +275,11 @@ void AddStart(CLI::App& proxy, Commands& commands) {
       "127.0.0.1:6379\n"
       "  sockctl proxy start --udp --listen 127.0.0.1:5353 --upstream "
       "10.0.0.2:53\n"
-      "  sockctl proxy start --unix /run/db.sock --upstream 127.0.0.1:5432");
+      "  sockctl proxy start --unix /run/db.sock --upstream 127.0.0.1:5432\n"
+      "  sockctl proxy start --ssl-self-signed --upstream 127.0.0.1:8080   "
+      "# terminate TLS\n"
+      "  sockctl proxy start --upstream example.test:443 --upstream-ssl      "
+      "# originate TLS");
   CLI::Option* tcp = start->add_flag("--tcp", args->tcp, "TCP (the default)");
   CLI::Option* udp =
       start->add_flag("--udp", args->udp, "UDP: one upstream socket per peer");
@@ -285,6 +300,8 @@ void AddStart(CLI::App& proxy, Commands& commands) {
       ->required();
   start->add_option("--label", args->labels,
                     "KEY=VALUE; repeat for more (both halves inherit them)");
+  AddServerTlsOptions(start, args->tls);
+  AddUpstreamTlsOptions(start, args->upstream_tls);
   commands.push_back({start,
                       [args](AgentClient& client) {
                         return RunStartAll(client, StartRequests(*args));

@@ -18,6 +18,7 @@
 #include "cli/fleet.h"
 #include "cli/socket_list.h"
 #include "cli/socket_tables.h"
+#include "cli/tls_args.h"
 
 namespace sockctl {
 namespace {
@@ -58,6 +59,7 @@ struct StartArgs {
   std::string session_idle;
   std::string name;
   bool replace = false;
+  ServerTlsArgs tls;
   // Whether an option was given, where its value alone cannot tell.
   CLI::Option* host_opt = nullptr;
   CLI::Option* unix_opt = nullptr;
@@ -155,6 +157,7 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
     }
     request.set_replace(true);
   }
+  if (absl::Status s = ApplyServerTls(args.tls, &request); !s.ok()) return s;
   return request;
 }
 
@@ -390,6 +393,7 @@ void AddStart(CLI::App& server, Commands& commands) {
                        "HOST:PORT or unix:PATH, dialled by the agent")
           ->type_name("UPSTREAM")
           ->group("Behaviour");
+  AddServerTlsOptions(start, args->tls);
   const std::vector<CLI::Option*> behaviours = {
       hold,    echo, discard, args->greeting_opt, args->greeting_hex_opt,
       proxy_to};

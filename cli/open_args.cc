@@ -95,6 +95,7 @@ absl::StatusOr<OpenClientRequest> BuildOpenRequest(const OpenArgs& args,
       !s.ok()) {
     return s;
   }
+  if (absl::Status s = ApplyClientTls(args.tls, &request); !s.ok()) return s;
   return request;
 }
 
@@ -153,6 +154,7 @@ void AddOpenOptions(CLI::App* app, OpenArgs& args) {
                   "Close after D without a byte either way")
       ->type_name("D")
       ->group("Lifetime");
+  AddClientTlsOptions(app, args.tls);
 }
 
 }  // namespace sockctl

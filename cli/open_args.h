@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "cli/tls_args.h"
 #include "sockagent/v1/agent.pb.h"
 
 namespace sockctl {
@@ -32,6 +33,7 @@ struct OpenArgs {
   std::vector<std::string> labels;
   std::string ttl;
   std::string idle_timeout;
+  ClientTlsArgs tls;
   CLI::Option* unix_opt = nullptr;
 };
 

@@ -54,8 +54,8 @@ std::vector<std::string> ServerRow(const Server& s, TableView view) {
 
 std::vector<std::string> ConnectionHeader(TableView view) {
   if (view == TableView::kFull) {
-    return {"ID", "TRANSPORT", "ORIGIN",   "LOCAL", "REMOTE", "STATE",
-            "RX", "TX",        "BUFFERED", "PEAK",  "REASON", "LABELS"};
+    return {"ID", "TRANSPORT", "ORIGIN", "LOCAL",  "REMOTE", "STATE", "RX",
+            "TX", "BUFFERED",  "PEAK",   "REASON", "LABELS", "TLS"};
   }
   return {"ID", "TRANSPORT", "LOCAL", "REMOTE", "STATE"};
 }
@@ -74,10 +74,23 @@ std::vector<std::string> ConnectionRow(const Connection& c, TableView view) {
             FormatByteCount(n.recv_buffered()),
             FormatByteCount(n.recv_buffered_peak()),
             CloseReasonText(c),
-            FormatLabels(c.labels())};
+            FormatLabels(c.labels()),
+            TlsSummary(c)};
   }
   return {c.id(), TransportName(c.transport()), FormatAddress(c.local()),
           FormatAddress(c.remote()), ConnectionStateName(c.state())};
+}
+
+std::string TlsSummary(const Connection& c) {
+  if (!c.has_tls()) return "-";
+  const auto& t = c.tls();
+  if (t.handshaking()) return "handshaking";
+  if (!t.failure().empty()) return "failed: " + t.failure();
+  std::string out = t.version();
+  if (!t.alpn().empty()) out += " " + t.alpn();
+  if (t.resumed()) out += " resumed";
+  if (!t.verification().empty()) out += " (" + t.verification() + ")";
+  return out;
 }
 
 std::vector<std::string> ServerAddrLines(const Server& server) {

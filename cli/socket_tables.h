@@ -39,6 +39,10 @@ bool PrintServers(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<sockagent::v1::Server>& servers,
     OutputFormat format, TableView view);
+// The TLS column: "TLSv1.3 h2 (ok)", "handshaking", "failed: unknown ca",
+// "-" for a plain connection.
+std::string TlsSummary(const sockagent::v1::Connection& c);
+
 bool PrintConnections(
     std::ostream& out, const google::protobuf::Message& response,
     const google::protobuf::RepeatedPtrField<sockagent::v1::Connection>&

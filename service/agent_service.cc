@@ -298,7 +298,8 @@ grpc::ServerUnaryReactor* AgentService::StartServer(
     grpc::CallbackServerContext* context, const v1::StartServerRequest* request,
     v1::StartServerResponse* response) {
   return Unary<ServerInfo>(
-      context, [&] { return ServerSpecFromProto(*request); },
+      context,
+      [&] { return ServerSpecFromProto(*request, options_.tls_path_dirs); },
       [&](ServerSpec spec, auto done) {
         engine_.StartServer(std::move(spec), std::move(done));
       },
@@ -366,10 +367,10 @@ grpc::ServerUnaryReactor* AgentService::ListConnections(
       [&](ConnectionFilter filter, auto done) {
         engine_.ListConnections(std::move(filter), std::move(done));
       },
-      [this, response](auto& page) {
-        response->set_next_page_token(
-            AppendPage(page, response->mutable_connections(),
-                       options_.max_message_bytes, ConnectionInfoToProto));
+      [this, response, full = !request->id().empty()](auto& page) {
+        response->set_next_page_token(AppendPage(
+            page, response->mutable_connections(), options_.max_message_bytes,
+            full ? FullConnectionInfoToProto : ConnectionInfoToProto));
       });
 }
 

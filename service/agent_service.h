@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -36,6 +37,9 @@ struct AgentServiceOptions {
   // Every SocketAgent call must carry `authorization: Bearer <token>`
   // with this token (see service/auth.h); empty: no token needed.
   std::string bearer_token;
+  // Canonical directories StartServer's TLS file paths may name
+  // (--allow-tls-paths); empty: none (PERMISSION_DENIED).
+  std::vector<std::string> tls_path_dirs;
 };
 
 // The generated CallbackService, except that Stream takes raw messages

@@ -205,7 +205,8 @@ absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,
 }
 
 absl::StatusOr<ServerSpec> ServerSpecFromProto(
-    const v1::StartServerRequest& request) {
+    const v1::StartServerRequest& request,
+    const std::vector<std::string>& tls_path_dirs) {
   ServerSpec spec;
   auto transport = TransportFromProto(request.transport());
   if (!transport.ok()) return transport.status();
@@ -254,6 +255,16 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
         if (!up_transport.ok()) return up_transport.status();
         spec.behavior.proxy_transport = *up_transport;
       }
+      if (behavior.proxy().has_tls()) {
+        auto tls = TlsClientFromProto(behavior.proxy().tls(),
+                                      spec.behavior.proxy_upstream.host);
+        if (!tls.ok()) {
+          return absl::Status(
+              tls.status().code(),
+              absl::StrCat("behavior.proxy.", tls.status().message()));
+        }
+        spec.behavior.proxy_tls = *std::move(tls);
+      }
       break;
     }
     case v1::Behavior::kHold:
@@ -273,6 +284,21 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.name = request.name();
   spec.replace = request.replace();
   spec.dry_run = request.dry_run();
+  if (spec.behavior.proxy_tls != nullptr &&
+      spec.behavior.proxy_transport.value_or(spec.transport) ==
+          Transport::kUdp) {
+    return absl::InvalidArgumentError(
+        "behavior.proxy.tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+  }
+  if (request.has_tls()) {
+    if (spec.transport == Transport::kUdp) {
+      return absl::InvalidArgumentError(
+          "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+    }
+    auto tls = TlsServerFromProto(request.tls(), tls_path_dirs);
+    if (!tls.ok()) return tls.status();
+    spec.tls = *std::move(tls);
+  }
   return spec;
 }
 
@@ -330,6 +356,9 @@ void ProxyToProto(const Behavior& in, v1::ProxyBehavior* proxy) {
     } else {
       proxy->mutable_upstream()->set_service(up.port);
     }
+  }
+  if (in.proxy_tls != nullptr) {
+    TlsClientSpecToProto(in.proxy_tls->spec(), proxy->mutable_tls());
   }
   if (in.proxy_transport.has_value()) {
     proxy->set_transport(TransportToProto(*in.proxy_transport));
@@ -393,6 +422,8 @@ void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
     udp->set_reply_peer_ratio(in.udp_reply.peer_ratio);
     udp->set_reply_peer_grant_bytes(in.udp_reply.peer_grant_bytes);
   }
+  if (in.tls != nullptr)
+    TlsServerSpecToProto(in.tls->spec(), out->mutable_tls());
   out->set_name(in.name);
 }
 
@@ -463,6 +494,9 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   }
   out->set_stop_reason(in.stop_reason);
   out->set_greeting_bytes(in.greeting_bytes);
+  c->set_tls_handshakes(in.counters.tls_handshakes);
+  c->set_tls_handshake_failures(in.counters.tls_handshake_failures);
+  if (in.tls != nullptr) TlsServerInfoToProto(*in.tls, out->mutable_tls());
 }
 
 absl::StatusOr<ClientSpec> ClientSpecFromProto(
@@ -502,6 +536,15 @@ absl::StatusOr<ClientSpec> ClientSpecFromProto(
   spec.labels = LabelsFromProto(request.labels());
   spec.ttl = *ttl;
   spec.idle_timeout = *idle;
+  if (request.has_tls()) {
+    if (spec.transport == Transport::kUdp) {
+      return absl::InvalidArgumentError(
+          "tls: UDP has no TLS here (no DTLS); use TCP or UNIX");
+    }
+    auto tls = TlsClientFromProto(request.tls(), spec.remote.host);
+    if (!tls.ok()) return tls.status();
+    spec.tls = *std::move(tls);
+  }
   return spec;
 }
 
@@ -580,7 +623,10 @@ v1::Origin OriginToProto(Origin origin) {
 
 }  // namespace
 
-void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+namespace {
+
+void ConnectionToProto(const ConnectionInfo& in, bool full,
+                       v1::Connection* out) {
   out->set_id(in.id);
   out->set_transport(TransportToProto(in.transport));
   SocketAddressToProto(in.local, out->mutable_local());
@@ -614,6 +660,19 @@ void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
   }
   out->set_stream_attached(in.stream_attached);
   for (const std::string& f : in.faults) out->add_faults(f);
+  if (in.tls != nullptr || in.tls_handshaking) {
+    TlsInfoToProto(in.tls.get(), in.tls_handshaking, full, out->mutable_tls());
+  }
+}
+
+}  // namespace
+
+void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+  ConnectionToProto(in, /*full=*/false, out);
+}
+
+void FullConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out) {
+  ConnectionToProto(in, /*full=*/true, out);
 }
 
 absl::StatusOr<Selector> SelectorFromProto(
@@ -633,6 +692,7 @@ absl::StatusOr<Selector> SelectorFromProto(
 absl::StatusOr<ConnectionFilter> ConnectionFilterFromProto(
     const v1::ListConnectionsRequest& request) {
   ConnectionFilter filter;
+  filter.id = request.id();
   filter.server_id = request.server_id();
   filter.selector = LabelsFromProto(request.label_selector());
   for (int state : request.states()) {

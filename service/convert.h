@@ -39,8 +39,11 @@ absl::StatusOr<Transport> TransportFromProto(v1::Transport transport);
 v1::Transport TransportToProto(Transport transport);
 absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,
                                            absl::string_view field);
+// `tls_path_dirs`: canonical directories TLS file paths may name (the
+// daemon's --allow-tls-paths); empty: none.
 absl::StatusOr<ServerSpec> ServerSpecFromProto(
-    const v1::StartServerRequest& request);
+    const v1::StartServerRequest& request,
+    const std::vector<std::string>& tls_path_dirs = {});
 void ServerInfoToProto(const ServerInfo& in, v1::Server* out);
 v1::StartOutcome StartOutcomeToProto(StartOutcome outcome);
 // StopServerRequest: one of id, name or label_selector.
@@ -48,7 +51,24 @@ absl::StatusOr<Selector> ServerSelectorFromProto(
     const v1::StopServerRequest& request);
 absl::StatusOr<ClientSpec> ClientSpecFromProto(
     const v1::OpenClientRequest& request);
+// List pages: TLS peer certificates without their PEM.
 void ConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out);
+// One connection (ListConnectionsRequest.id): everything.
+void FullConnectionInfoToProto(const ConnectionInfo& in, v1::Connection* out);
+
+// TLS (service/convert_tls.cc).
+absl::StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerFromProto(
+    const v1::TlsServerOptions& in,
+    const std::vector<std::string>& tls_path_dirs);
+absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
+    const v1::TlsClientOptions& in, absl::string_view host);
+void TlsServerInfoToProto(const TlsServerInfo& in, v1::TlsServerInfo* out);
+// A named server's TLS options as requested, for listings (never the key).
+void TlsServerSpecToProto(const TlsServerSpec& in, v1::TlsServerOptions* out);
+// A proxy's upstream TLS options as requested, for listings (never the key).
+void TlsClientSpecToProto(const TlsClientSpec& in, v1::TlsClientOptions* out);
+void TlsInfoToProto(const TlsInfo* in, bool handshaking, bool with_pem,
+                    v1::TlsConnectionInfo* out);
 absl::StatusOr<Selector> SelectorFromProto(
     const std::string& id,
     const google::protobuf::Map<std::string, std::string>& labels);

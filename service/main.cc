@@ -16,12 +16,15 @@
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/server_posix.h>
+#include <limits.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cstdio>
 #include <cstring>
 #include <memory>
@@ -36,6 +39,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -227,6 +231,10 @@ ABSL_FLAG(std::string, allow_dest, "",
 ABSL_FLAG(std::string, allow_unix_paths, "",
           "UNIX socket path prefixes servers may bind and clients may "
           "connect to, e.g. \"/run/sockagent/,@sockagent-\". Unset: any.");
+ABSL_FLAG(std::string, allow_tls_paths, "",
+          "Directories (comma-separated) under which StartServer's "
+          "tls.certificate_chain_path and tls.private_key_path may name "
+          "files on this host. Unset: none (send the PEM in the request).");
 ABSL_FLAG(bool, no_name_lookups, false,
           "Never resolve host names (Resolve, StartServer, OpenClient): "
           "numeric addresses only, names are PERMISSION_DENIED.");
@@ -579,6 +587,16 @@ int Run(int argc, char** argv) {
   service_options.watch_queue_events = absl::GetFlag(FLAGS_watch_queue_events);
   service_options.max_watchers = absl::GetFlag(FLAGS_max_watchers);
   service_options.bearer_token = access->token;
+  for (absl::string_view dir : absl::StrSplit(
+           absl::GetFlag(FLAGS_allow_tls_paths), ',', absl::SkipEmpty())) {
+    char real[PATH_MAX];
+    const std::string d(dir);
+    if (::realpath(d.c_str(), real) == nullptr) {
+      return Fail(
+          absl::StrCat("--allow-tls-paths: ", d, ": ", std::strerror(errno)));
+    }
+    service_options.tls_path_dirs.emplace_back(real);
+  }
   if (service_options.watch_queue_events < 1 ||
       service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
     return Fail("--watch_queue_events must be between 1 and 65536");

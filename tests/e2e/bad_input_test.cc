@@ -57,6 +57,28 @@ Fd RawControlConnection(const std::string& address) {
   return TcpConnect(Ip("127.0.0.1", static_cast<uint16_t>(port)));
 }
 
+// PEM made by Debian's openssl for the TLS rows (never committed keys).
+std::string OpensslOut(const std::vector<std::string>& argv) {
+  CommandResult r = RunCommand(argv);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return r.out;
+}
+std::string FreshKeyPem() {
+  return OpensslOut({"openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                     "ec_paramgen_curve:P-256"});
+}
+std::string SelfSignedPem() {
+  TempDir dir;
+  const std::string key = dir.path() + "/k.pem";
+  const std::string cert = dir.path() + "/c.pem";
+  CommandResult r =
+      RunCommand({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out",
+                  cert, "-days", "1", "-subj", "/CN=bad-input"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return OpensslOut({"cat", cert});
+}
+
 class BadInput : public AgentTestBase {
  protected:
   void SetUp() override {
@@ -432,6 +454,92 @@ std::vector<Row> BadInput::Rows() {
                           " ms")};
        },
        StatusCode::OK, absl::StrCat("all ", kConcurrentRpcs, " OK")});
+  // TLS on data sockets (agent/tls.h): each field named in the answer.
+  auto tls_server = [this](std::function<void(v1::TlsServerOptions*)> fill) {
+    v1::StartServerRequest r = TcpServer(0);
+    fill(r.mutable_tls());
+    return Of(StartServer(r));
+  };
+  rows.push_back({"StartServer tls with malformed PEM",
+                  [tls_server] {
+                    return tls_server([](v1::TlsServerOptions* t) {
+                      t->set_certificate_chain_pem(
+                          "-----BEGIN CERTIFICATE-----\nnot base64!\n"
+                          "-----END CERTIFICATE-----\n");
+                      t->set_private_key_pem("x");
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "tls.certificate_chain_pem: malformed PEM certificate"});
+  rows.push_back({"StartServer tls key not matching the certificate",
+                  [tls_server] {
+                    // A certificate and someone else's fresh key.
+                    const std::string cert = SelfSignedPem();
+                    const std::string key = FreshKeyPem();
+                    return tls_server([&](v1::TlsServerOptions* t) {
+                      t->set_certificate_chain_pem(cert);
+                      t->set_private_key_pem(key);
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "tls.private_key_pem: does not match the certificate"});
+  rows.push_back({"StartServer tls ALPN name with a space or empty",
+                  [tls_server] {
+                    return tls_server([](v1::TlsServerOptions* t) {
+                      t->mutable_self_signed();
+                      t->add_alpn("h2 x");
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT, "tls.alpn: name"});
+  rows.push_back({"StartServer tls PEM of 100 KiB",
+                  [tls_server] {
+                    return tls_server([](v1::TlsServerOptions* t) {
+                      t->set_certificate_chain_pem(std::string(100 << 10, 'A'));
+                      t->set_private_key_pem("x");
+                    });
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "tls.certificate_chain_pem: 102400 bytes is above the "
+                  "65536-byte bound"});
+  rows.push_back({"StartServer tls with UDP",
+                  [this] {
+                    v1::StartServerRequest r = TcpServer(0);
+                    r.set_transport(v1::TRANSPORT_UDP);
+                    r.mutable_tls()->mutable_self_signed();
+                    return Of(StartServer(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "UDP has no TLS"});
+  rows.push_back({"StartServer tls certificate path without --allow-tls-paths",
+                  [tls_server] {
+                    return tls_server([](v1::TlsServerOptions* t) {
+                      t->set_certificate_chain_path("/etc/passwd");
+                      t->set_private_key_path("/etc/shadow");
+                    });
+                  },
+                  StatusCode::PERMISSION_DENIED, "--allow-tls-paths is unset"});
+  rows.push_back({"OpenClient tls with 17 ALPN names",
+                  [this] {
+                    v1::OpenClientRequest r = ClientTo("127.0.0.1", 9);
+                    for (int i = 0; i < 17; ++i) r.mutable_tls()->add_alpn("x");
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "tls.alpn: 17 names"});
+  rows.push_back({"OpenClient tls server_name \"a b\"",
+                  [this] {
+                    v1::OpenClientRequest r = ClientTo("127.0.0.1", 9);
+                    r.mutable_tls()->set_server_name("a b");
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT, "tls.server_name"});
+  rows.push_back({"OpenClient tls min_version 1.3 above max_version 1.2",
+                  [this] {
+                    v1::OpenClientRequest r = ClientTo("127.0.0.1", 9);
+                    r.mutable_tls()->set_min_version(v1::TLS_VERSION_1_3);
+                    r.mutable_tls()->set_max_version(v1::TLS_VERSION_1_2);
+                    return Of(OpenClient(r));
+                  },
+                  StatusCode::INVALID_ARGUMENT,
+                  "tls.min_version: is above max_version"});
   return rows;
 }
 

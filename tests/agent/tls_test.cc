@@ -1,0 +1,210 @@
+// TLS contexts, certificate facts, the session cache (agent/tls.h), and TLS
+// through the engine end to end on loopback: an engine TLS client to an
+// engine TLS server, echo, the facts on both sides, and the close with
+// close_notify.
+#include "agent/tls.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "tests/agent/engine_test_util.h"
+
+namespace sockagent::testing {
+namespace {
+
+// OpenSSL writes with write(2), so a peer's reset raises SIGPIPE; the
+// engine's users ignore it (sockagentd does, service/main.cc), and so does
+// this test binary.
+const bool kSigpipeIgnored = [] {
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
+
+using ::testing::HasSubstr;
+
+TEST(TlsServerContext, SelfSignedReportsItsCertificate) {
+  TlsServerSpec spec;
+  spec.self_signed = true;
+  spec.self_signed_names = {"example.test", "127.0.0.1", "::1"};
+  auto ctx = TlsServerContext::Create(spec);
+  ASSERT_TRUE(ctx.ok()) << ctx.status();
+  const TlsCertificateInfo& cert = (*ctx)->info()->certificate;
+  EXPECT_THAT(cert.subject, HasSubstr("CN=example.test"));
+  EXPECT_EQ(cert.subject, cert.issuer);
+  EXPECT_THAT(cert.sans, ::testing::ElementsAre("DNS:example.test",
+                                                "IP:127.0.0.1", "IP:::1"));
+  EXPECT_EQ(cert.sha256_fingerprint.size(), 95u);  // 32 bytes "AB:".
+  EXPECT_LT(cert.not_before, absl::Now());
+  EXPECT_GT(cert.not_after, absl::Now() + absl::Hours(24));
+  auto again = DescribePemCertificate(cert.pem);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->sha256_fingerprint, cert.sha256_fingerprint);
+}
+
+TEST(TlsServerContext, BadFieldsAreInvalidArgumentNamingTheField) {
+  struct Case {
+    std::function<void(TlsServerSpec&)> fill;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](TlsServerSpec&) {}, "tls.certificate_chain_pem: required"},
+      {[](TlsServerSpec& s) {
+         s.certificate_chain_pem = "garbage";
+         s.private_key_pem = "garbage";
+       },
+       "tls.certificate_chain_pem: no PEM certificate found"},
+      {[](TlsServerSpec& s) {
+         s.certificate_chain_pem = std::string(kMaxTlsPemBytes + 1, 'x');
+         s.private_key_pem = "x";
+       },
+       "tls.certificate_chain_pem: 65537 bytes is above the 65536-byte bound"},
+      {[](TlsServerSpec& s) {
+         s.self_signed = true;
+         s.self_signed_names = {"a,DNS:evil"};
+       },
+       "tls.self_signed.names"},
+      {[](TlsServerSpec& s) {
+         s.self_signed = true;
+         s.alpn = {""};
+       },
+       "tls.alpn: a name must have 1 to 255 bytes"},
+      {[](TlsServerSpec& s) {
+         s.self_signed = true;
+         s.client_auth = TlsClientAuth::kRequire;
+       },
+       "tls.client_ca_pem: required when client_auth is REQUIRE"},
+      {[](TlsServerSpec& s) {
+         s.self_signed = true;
+         s.min_version = TlsVersion::kTls13;
+         s.max_version = TlsVersion::kTls12;
+       },
+       "tls.min_version: is above max_version"},
+      {[](TlsServerSpec& s) {
+         s.self_signed = true;
+         s.handshake_timeout = absl::Hours(1);
+       },
+       "tls.handshake_timeout"},
+  };
+  for (const Case& c : cases) {
+    TlsServerSpec spec;
+    c.fill(spec);
+    auto ctx = TlsServerContext::Create(spec);
+    ASSERT_FALSE(ctx.ok()) << c.message;
+    EXPECT_EQ(ctx.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(ctx.status().message(), HasSubstr(c.message));
+  }
+}
+
+TEST(TlsServerContext, KeyOfAnotherCertificateIsRefused) {
+  TlsServerSpec a;
+  a.self_signed = true;
+  auto ctx = TlsServerContext::Create(a);
+  ASSERT_TRUE(ctx.ok());
+  // The certificate with a key PEM that is not its key (not a key at all:
+  // the key-mismatch case with a real key is in tests/e2e/bad_input_test).
+  TlsServerSpec b;
+  b.certificate_chain_pem = (*ctx)->info()->certificate.pem;
+  b.private_key_pem =
+      "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+  auto refused = TlsServerContext::Create(b);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_THAT(refused.status().message(), HasSubstr("tls.private_key_pem"));
+}
+
+class EngineTls : public EngineTest {};
+
+TEST_F(EngineTls, ClientAndServerEchoOverTlsAndReportTheHandshake) {
+  TlsServerSpec server_tls;
+  server_tls.self_signed = true;
+  server_tls.alpn = {"sockagent-test"};
+  auto server_ctx = TlsServerContext::Create(server_tls);
+  ASSERT_TRUE(server_ctx.ok()) << server_ctx.status();
+  ServerSpec spec = LoopbackServer(BehaviorKind::kEcho);
+  spec.tls = *server_ctx;
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ASSERT_NE(server->tls, nullptr);
+
+  TlsClientSpec client_tls;
+  client_tls.trust = TlsTrust::kCaPem;
+  client_tls.ca_pem = (*server_ctx)->info()->certificate.pem;
+  client_tls.server_name = "localhost";
+  client_tls.alpn = {"other", "sockagent-test"};
+  auto client_ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
+  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
+  ClientSpec client;
+  client.remote.host = "127.0.0.1";
+  client.remote.port = std::to_string(server->local_addresses[0].port);
+  client.tls = *client_ctx;
+  absl::StatusOr<ConnectionInfo> opened = sync_->OpenClient(client);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  ASSERT_NE(opened->tls, nullptr);
+  EXPECT_TRUE(opened->tls->handshake_done);
+  EXPECT_EQ(opened->tls->version, "TLSv1.3");
+  EXPECT_EQ(opened->tls->alpn, "sockagent-test");
+  EXPECT_EQ(opened->tls->sni, "localhost");
+  EXPECT_EQ(opened->tls->verification, "ok");
+  ASSERT_EQ(opened->tls->peer_chain.size(), 1u);
+
+  const std::string payload(300000, 'q');
+  ASSERT_TRUE(sync_->Send(opened->id, payload).ok());
+  absl::StatusOr<std::string> echoed =
+      sync_->ReceiveExactly(opened->id, payload.size());
+  ASSERT_TRUE(echoed.ok()) << echoed.status();
+  EXPECT_EQ(*echoed, payload);
+
+  // The server side saw the same handshake.
+  std::vector<ConnectionInfo> accepted = sync_->ConnectionsOf(server->id);
+  ASSERT_EQ(accepted.size(), 1u);
+  ASSERT_NE(accepted[0].tls, nullptr);
+  EXPECT_EQ(accepted[0].tls->sni, "localhost");
+  EXPECT_EQ(accepted[0].tls->alpn, "sockagent-test");
+  EXPECT_FALSE(accepted[0].tls->client);
+
+  // A graceful close sends close_notify: the echo side sees an orderly
+  // end, not a truncation.
+  ASSERT_TRUE(sync_->Close(opened->id, CloseMode::kGraceful).ok());
+  std::optional<ConnectionInfo> done =
+      sync_->ConnectionWhen(accepted[0].id, [](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->close_reason, CloseReason::kPeerClosed);
+  ASSERT_NE(done->tls, nullptr);
+  EXPECT_FALSE(done->tls->truncated);
+}
+
+TEST_F(EngineTls, PeerFinDuringTheHandshakeFailsItAndIsCounted) {
+  TlsServerSpec server_tls;
+  server_tls.self_signed = true;
+  auto server_ctx = TlsServerContext::Create(server_tls);
+  ASSERT_TRUE(server_ctx.ok());
+  ServerSpec spec = LoopbackServer(BehaviorKind::kEcho);
+  spec.tls = *server_ctx;
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  ASSERT_TRUE(server.ok());
+  // A plain TCP peer that sends FIN instead of a ClientHello.
+  Fd peer = TcpConnect(server->local_addresses[0]);
+  ASSERT_TRUE(peer.valid());
+  ::shutdown(peer.get(), SHUT_WR);
+  std::optional<ConnectionInfo> closed =
+      sync_->ConnectionWhen("conn-1", [](const ConnectionInfo& c) {
+        return c.state == ConnectionState::kClosed;
+      });
+  ASSERT_TRUE(closed.has_value());
+  EXPECT_THAT(closed->close_detail,
+              HasSubstr("TLS handshake failed: the peer closed the "
+                        "connection during the handshake"));
+  std::optional<ServerInfo> s = sync_->Server(server->id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->counters.tls_handshake_failures, 1u);
+}
+
+}  // namespace
+}  // namespace sockagent::testing

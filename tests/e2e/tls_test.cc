@@ -1,0 +1,805 @@
+// TLS on data sockets, against independent peers only: Debian's `openssl
+// s_client` / `s_server` and Python's ssl module (/usr/bin/python3), with a
+// real sockagentd and the real sockctl. Certificates are made at test time
+// with openssl (a CA, a leaf for localhost/127.0.0.1, a client certificate,
+// an expired leaf, a second CA nobody trusts); no key is committed.
+#include <gmock/gmock.h>
+#include <grpcpp/grpcpp.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "sockagent/v1/agent.grpc.pb.h"
+#include "tests/support/agent_process.h"
+#include "tests/support/agent_rpc.h"
+#include "tests/support/grpc_client.h"
+#include "tests/support/posix_peer.h"
+#include "tests/support/subprocess.h"
+#include "tests/support/wait.h"
+
+namespace sockagent::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+constexpr char kGreeting[] = "Thank you for connecting\n";
+
+std::string ReadFileText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+void WriteFileText(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// The test PKI, made once per test by openssl.
+class Pki {
+ public:
+  Pki() {
+    const std::string d = dir_.path();
+    WriteFileText(d + "/leaf.ext",
+                  "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+    WriteFileText(d + "/client.ext", "extendedKeyUsage=clientAuth\n");
+    Run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/ca.key", "-out",
+         d + "/ca.pem", "-days", "2", "-subj", "/CN=sockagent test CA"});
+    Run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/other.key",
+         "-out", d + "/other.pem", "-days", "2", "-subj", "/CN=other CA"});
+    Issue("leaf", "/CN=localhost", "leaf.ext", "2");
+    Issue("expired", "/CN=localhost", "leaf.ext", "-1");
+    Issue("client", "/CN=test client", "client.ext", "2");
+    // SAN types that hold no string (otherName, dirName) beside a DNS name.
+    WriteFileText(d + "/odd.ext",
+                  "subjectAltName=DNS:localhost,"
+                  "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test,"
+                  "dirName:dir_sect\n[dir_sect]\nCN=dir\n");
+    Issue("odd", "/CN=localhost", "odd.ext", "2");
+  }
+  std::string Path(const std::string& name) const {
+    return dir_.path() + "/" + name;
+  }
+  std::string Pem(const std::string& name) const {
+    return ReadFileText(Path(name));
+  }
+
+ private:
+  void Run(const std::vector<std::string>& argv) {
+    CommandResult r = RunCommand(argv);
+    ASSERT_EQ(r.exit_code, 0) << argv[1] << ": " << r.err;
+  }
+  void Issue(const std::string& name, const std::string& subject,
+             const std::string& ext, const std::string& days) {
+    const std::string d = dir_.path();
+    Run({"openssl", "req", "-newkey", "ec", "-pkeyopt",
+         "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+         d + "/" + name + ".key", "-out", d + "/" + name + ".csr", "-subj",
+         subject});
+    Run({"openssl", "x509", "-req", "-in", d + "/" + name + ".csr", "-CA",
+         d + "/ca.pem", "-CAkey", d + "/ca.key", "-CAcreateserial", "-out",
+         d + "/" + name + ".pem", "-days", days, "-extfile", d + "/" + ext});
+  }
+  TempDir dir_;
+};
+
+// `openssl s_server` on 127.0.0.1, port 0, in -rev mode (it echoes lines
+// reversed and never reads stdin: on stdin's EOF a plain s_server quits);
+// reads its ACCEPT line. It serves one connection at a time.
+class SServer {
+ public:
+  explicit SServer(std::vector<std::string> extra) {
+    std::vector<std::string> argv = {"openssl", "s_server", "-rev", "-accept",
+                                     "127.0.0.1:0"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto child = ChildProcess::Start(argv);
+    EXPECT_TRUE(child.ok()) << child.status();
+    if (!child.ok()) return;
+    child_ = *std::move(child);
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (port_ == 0) {
+      auto line = child_->ReadLine(deadline);
+      if (!line.ok()) {
+        ADD_FAILURE() << "s_server: " << line.status() << " "
+                      << child_->DrainStderr();
+        return;
+      }
+      if (absl::StartsWith(*line, "ACCEPT ")) {
+        uint32_t port = 0;
+        EXPECT_TRUE(
+            absl::SimpleAtoi(line->substr(line->rfind(':') + 1), &port));
+        port_ = static_cast<uint16_t>(port);
+      }
+    }
+  }
+  ~SServer() {
+    if (child_ != nullptr) {
+      (void)child_->Stop(SIGTERM, absl::Now() + absl::Seconds(10));
+    }
+  }
+  uint16_t port() const { return port_; }
+  // Waits for a stdout line containing `text` (everything before it is
+  // dropped); stderr is searched too.
+  bool Saw(const std::string& text) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(20);
+    while (true) {
+      err_ += child_->DrainStderr();
+      if (absl::StrContains(err_, text)) return true;
+      auto line = child_->ReadLine(
+          std::min(deadline, absl::Now() + absl::Milliseconds(200)));
+      if (line.ok()) {
+        out_ += *line + "\n";
+        if (absl::StrContains(*line, text)) return true;
+      } else if (absl::Now() > deadline) {
+        return false;
+      }
+    }
+  }
+  std::string output() const { return out_ + err_; }
+
+ private:
+  std::unique_ptr<ChildProcess> child_;
+  uint16_t port_ = 0;
+  std::string out_;
+  std::string err_;
+};
+
+class DataTlsTest : public AgentTestBase {
+ protected:
+  void SetUp() override { StartAgent(); }
+
+  v1::Server StartTls(std::function<void(v1::StartServerRequest&)> fill) {
+    return StartLoopbackServer(*stub_, std::move(fill));
+  }
+  uint16_t PortOf(const v1::Server& s) {
+    return static_cast<uint16_t>(s.local_addresses(0).port());
+  }
+  grpc::Status Open(uint16_t port,
+                    std::function<void(v1::TlsClientOptions*)> fill,
+                    v1::Connection* out = nullptr) {
+    v1::OpenClientRequest request;
+    request.mutable_remote()->set_host("127.0.0.1");
+    request.mutable_remote()->set_port(port);
+    fill(request.mutable_tls());
+    v1::OpenClientResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->OpenClient(context.get(), request, &response);
+    if (out != nullptr) *out = response.connection();
+    return s;
+  }
+  v1::Connection Get(const std::string& id) {
+    v1::ListConnectionsRequest request;
+    request.set_id(id);
+    v1::ListConnectionsResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->ListConnections(context.get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return response.connections_size() == 1 ? response.connections(0)
+                                            : v1::Connection();
+  }
+  std::vector<v1::Connection> ClosedOf(const std::string& server_id) {
+    v1::ListConnectionsRequest request;
+    request.set_server_id(server_id);
+    request.set_include_closed(true);
+    v1::ListConnectionsResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->ListConnections(context.get(), request, &response);
+    EXPECT_TRUE(s.ok()) << s.error_message();
+    return {response.connections().begin(), response.connections().end()};
+  }
+  v1::Server Server(const std::string& id) {
+    v1::ListServersRequest request;
+    request.set_include_stopped(true);
+    v1::ListServersResponse response;
+    auto context = ContextWithDeadline();
+    EXPECT_TRUE(stub_->ListServers(context.get(), request, &response).ok());
+    for (const auto& s : response.servers()) {
+      if (s.id() == id) return s;
+    }
+    return v1::Server();
+  }
+
+  Pki pki_;
+};
+
+TEST_F(DataTlsTest, GreetingOverTlsIsReadByOpensslSClient) {
+  v1::Server server = StartTls([](v1::StartServerRequest& r) {
+    r.mutable_behavior()->mutable_greeting()->set_data(kGreeting);
+    r.mutable_behavior()->mutable_greeting()->set_close_after(true);
+    r.mutable_tls()->mutable_self_signed()->add_names("localhost");
+    r.mutable_tls()->mutable_self_signed()->add_names("127.0.0.1");
+  });
+  ASSERT_TRUE(server.has_tls());
+  EXPECT_TRUE(server.tls().self_signed());
+  EXPECT_THAT(server.tls().certificate().pem(), HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_THAT(server.tls().certificate().sans(),
+              ::testing::ElementsAre("DNS:localhost", "IP:127.0.0.1"));
+  // The client trusts exactly the certificate the agent reported.
+  TempDir dir;
+  WriteFileText(dir.path() + "/server.pem", server.tls().certificate().pem());
+  CommandResult r = RunCommand(
+      {"openssl", "s_client", "-connect",
+       absl::StrCat("127.0.0.1:", PortOf(server)), "-servername", "localhost",
+       "-verify_hostname", "localhost", "-CAfile", dir.path() + "/server.pem",
+       "-verify_return_error", "-quiet"});
+  EXPECT_EQ(r.out, kGreeting) << r.err;
+  ASSERT_TRUE(WaitFor(
+      [&] { return Server(server.id()).counters().tls_handshakes() == 1; },
+      absl::Seconds(20)));
+  std::vector<v1::Connection> conns = ClosedOf(server.id());
+  ASSERT_EQ(conns.size(), 1u);
+  EXPECT_EQ(conns[0].tls().sni(), "localhost");
+  EXPECT_EQ(conns[0].tls().version(), "TLSv1.3");
+  EXPECT_EQ(conns[0].tls().verification(), "not requested");
+}
+
+TEST_F(DataTlsTest, EchoOf64MiBIsByteExactWithPythonSsl) {
+  v1::Server server = StartTls([this](v1::StartServerRequest& r) {
+    r.mutable_behavior()->mutable_echo();
+    r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
+    r.mutable_tls()->set_private_key_pem(pki_.Pem("leaf.key"));
+  });
+  // One thread, non-blocking: an SSL object must not be read and written
+  // from two threads at once.
+  const std::string script = R"PY(
+import hashlib, os, select, socket, ssl, sys
+port, ca = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile=ca)
+raw = socket.create_connection(("127.0.0.1", port), timeout=120)
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.setblocking(False)
+total = 64 << 20
+data = memoryview(os.urandom(total))
+off, got, h = 0, 0, hashlib.sha256()
+while got < total:
+    want_w = [s] if off < total else []
+    r, w, _ = select.select([s], want_w, [], 60)
+    if not r and not w and not s.pending():
+        break
+    if w:
+        try:
+            off += s.send(data[off:off + (256 << 10)])
+        except (ssl.SSLWantWriteError, ssl.SSLWantReadError):
+            pass
+    while True:
+        try:
+            chunk = s.recv(1 << 20)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            break
+        if not chunk:
+            got = total + 1
+            break
+        got += len(chunk)
+        h.update(chunk)
+same = h.digest() == hashlib.sha256(data).digest()
+print(s.version(), got, "same" if same else "DIFFERENT")
+)PY";
+  CommandResult r =
+      RunCommand({"/usr/bin/python3", "-c", script,
+                  absl::StrCat(PortOf(server)), pki_.Path("ca.pem")},
+                 "", absl::Seconds(300));
+  EXPECT_EQ(r.out, absl::StrCat("TLSv1.3 ", 64 << 20, " same\n")) << r.err;
+}
+
+TEST_F(DataTlsTest, ClientSniAndAlpnAreSeenByOpensslSServer) {
+  // -tlsextdebug: s_server prints every extension the client sent.
+  SServer peer({"-cert", pki_.Path("leaf.pem"), "-key", pki_.Path("leaf.key"),
+                "-tlsextdebug", "-alpn", "h2,http/1.1"});
+  ASSERT_NE(peer.port(), 0);
+  v1::Connection c;
+  grpc::Status s = Open(
+      peer.port(),
+      [this](v1::TlsClientOptions* t) {
+        t->set_server_name("localhost");
+        t->set_ca_pem(pki_.Pem("ca.pem"));
+        t->add_alpn("h2");
+        t->add_alpn("http/1.1");
+      },
+      &c);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  // The server name extension's dump ends with the name's bytes; s_server
+  // chose h2 from the ALPN list the agent offered.
+  EXPECT_TRUE(peer.Saw("TLS client extension \"server name\""))
+      << peer.output();
+  EXPECT_TRUE(peer.Saw(".....localhost")) << peer.output();
+  EXPECT_TRUE(peer.Saw("application layer protocol negotiation"))
+      << peer.output();
+  EXPECT_EQ(c.tls().alpn(), "h2");
+  EXPECT_EQ(c.tls().sni(), "localhost");
+  EXPECT_EQ(c.tls().verification(), "ok");
+  EXPECT_TRUE(c.tls().verified());
+  ASSERT_EQ(c.tls().peer_chain_size(), 1);
+  EXPECT_EQ(c.tls().peer_chain(0).subject(), "CN=localhost");
+  EXPECT_EQ(c.tls().peer_chain(0).issuer(), "CN=sockagent test CA");
+  // A list page carries no PEM; the single-connection read does.
+  EXPECT_TRUE(c.tls().peer_chain(0).pem().empty());
+  v1::Connection full = Get(c.id());
+  EXPECT_THAT(full.tls().peer_chain(0).pem(), HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_EQ(full.tls().peer_chain(0).sha256_fingerprint().size(), 95u);
+}
+
+TEST_F(DataTlsTest, OpenClientReportsExpiredWrongNameAndUnknownCaInWords) {
+  SServer expired(
+      {"-cert", pki_.Path("expired.pem"), "-key", pki_.Path("expired.key")});
+  SServer good({"-cert", pki_.Path("leaf.pem"), "-key", pki_.Path("leaf.key")});
+  ASSERT_NE(expired.port(), 0);
+  ASSERT_NE(good.port(), 0);
+  const std::string ca = pki_.Pem("ca.pem");
+  grpc::Status s = Open(expired.port(), [&](v1::TlsClientOptions* t) {
+    t->set_server_name("localhost");
+    t->set_ca_pem(ca);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("certificate verify failed: certificate has expired"));
+  s = Open(good.port(), [&](v1::TlsClientOptions* t) {
+    t->set_server_name("wrong.test");
+    t->set_ca_pem(ca);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("certificate verify failed: hostname mismatch"));
+  s = Open(good.port(), [&](v1::TlsClientOptions* t) {
+    t->set_server_name("localhost");
+    t->set_ca_pem(pki_.Pem("other.pem"));
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("certificate verify failed: unable to get local "
+                        "issuer certificate"));
+  // Verification off connects, and says so.
+  v1::Connection c;
+  s = Open(
+      good.port(), [](v1::TlsClientOptions* t) { t->set_verify_off(true); },
+      &c);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(c.tls().verification(), "verification off");
+  EXPECT_FALSE(c.tls().verified());
+}
+
+TEST_F(DataTlsTest, MutualTlsAcceptsTheRightClientAndRefusesOneWithout) {
+  v1::Server server = StartTls([this](v1::StartServerRequest& r) {
+    r.mutable_behavior()->mutable_greeting()->set_data(kGreeting);
+    r.mutable_behavior()->mutable_greeting()->set_close_after(true);
+    r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
+    r.mutable_tls()->set_private_key_pem(pki_.Pem("leaf.key"));
+    r.mutable_tls()->set_client_ca_pem(pki_.Pem("ca.pem"));
+    r.mutable_tls()->set_client_auth(v1::TLS_CLIENT_AUTH_REQUIRE);
+  });
+  const std::string target = absl::StrCat("127.0.0.1:", PortOf(server));
+  auto watch = ChildProcess::Start(
+      {SOCKCTL_PATH, "--agent", agent_->address(), "watch", "--snapshot"});
+  ASSERT_TRUE(watch.ok()) << watch.status();
+  // The snapshot's line for the server: the watch is live from here on.
+  ASSERT_TRUE((*watch)->ReadLine(absl::Now() + absl::Seconds(20)).ok());
+  CommandResult good =
+      RunCommand({"openssl", "s_client", "-connect", target, "-CAfile",
+                  pki_.Path("ca.pem"), "-cert", pki_.Path("client.pem"), "-key",
+                  pki_.Path("client.key"), "-verify_return_error", "-quiet"});
+  EXPECT_EQ(good.out, kGreeting) << good.err;
+  CommandResult bad = RunCommand({"openssl", "s_client", "-connect", target,
+                                  "-CAfile", pki_.Path("ca.pem"), "-quiet"});
+  EXPECT_NE(bad.out, kGreeting);
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return Server(server.id()).counters().tls_handshake_failures() == 1;
+      },
+      absl::Seconds(20)));
+  EXPECT_EQ(Server(server.id()).counters().tls_handshakes(), 1u);
+  std::vector<v1::Connection> conns = ClosedOf(server.id());
+  ASSERT_EQ(conns.size(), 2u);
+  EXPECT_EQ(conns[0].tls().verification(), "ok");
+  ASSERT_GE(conns[0].tls().peer_chain_size(), 1);
+  EXPECT_EQ(conns[0].tls().peer_chain(0).subject(), "CN=test client");
+  EXPECT_THAT(conns[1].close_detail(),
+              HasSubstr("TLS handshake failed: peer did not return a "
+                        "certificate"));
+  // Watch shows the refusal too.
+  bool seen = false;
+  const absl::Time deadline = absl::Now() + absl::Seconds(20);
+  while (!seen && absl::Now() < deadline) {
+    auto line = (*watch)->ReadLine(deadline);
+    if (!line.ok()) break;
+    seen = absl::StrContains(*line, "peer did not return a certificate");
+  }
+  EXPECT_TRUE(seen);
+}
+
+TEST_F(DataTlsTest, Tls12OnlyAgainstTls13OnlyIsReported) {
+  SServer peer({"-cert", pki_.Path("leaf.pem"), "-key", pki_.Path("leaf.key"),
+                "-tls1_3"});
+  ASSERT_NE(peer.port(), 0);
+  grpc::Status s = Open(peer.port(), [](v1::TlsClientOptions* t) {
+    t->set_verify_off(true);
+    t->set_max_version(v1::TLS_VERSION_1_2);
+  });
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(), HasSubstr("TLS handshake failed: "));
+  EXPECT_THAT(s.error_message(), HasSubstr("protocol version"));
+}
+
+TEST_F(DataTlsTest, HandshakeTimesOutAgainstASilentPeer) {
+  uint16_t port = 0;
+  Fd listener = TcpListen(4, &port);
+  ASSERT_TRUE(listener.valid());
+  const absl::Time start = absl::Now();
+  grpc::Status s = Open(port, [](v1::TlsClientOptions* t) {
+    t->set_verify_off(true);
+    t->mutable_handshake_timeout()->set_seconds(1);
+  });
+  const absl::Duration took = absl::Now() - start;
+  Fd silent = Accept(listener.get());  // Accepted, never speaks.
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("TLS handshake failed: timed out after 1s"));
+  EXPECT_GE(took, absl::Milliseconds(900));
+  EXPECT_LT(took, absl::Seconds(15));
+}
+
+TEST_F(DataTlsTest, SessionsAreResumedAndReported) {
+  v1::Server server = StartTls([](v1::StartServerRequest& r) {
+    r.mutable_tls()->mutable_self_signed();
+  });
+  v1::Connection first, second;
+  auto fill = [&](v1::TlsClientOptions* t) {
+    t->set_ca_pem(server.tls().certificate().pem());
+    t->set_server_name("localhost");
+  };
+  ASSERT_TRUE(Open(PortOf(server), fill, &first).ok());
+  EXPECT_FALSE(first.tls().resumed());
+  // TLS 1.3 tickets arrive after the handshake: the first connection
+  // must read once for its ticket to be kept.
+  ASSERT_TRUE(Send(first.id(), "x").ok());
+  ASSERT_TRUE(WaitFor(
+      [&] { return Server(server.id()).counters().bytes_received() >= 1; },
+      absl::Seconds(20)));
+  grpc::Status s;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        s = Open(PortOf(server), fill, &second);
+        return s.ok() && second.tls().resumed();
+      },
+      absl::Seconds(20)))
+      << s.error_message();
+}
+
+TEST_F(DataTlsTest, SockctlOpensListsAndShowsATlsConnection) {
+  CommandResult started = RunSockctl(
+      agent_->address(),
+      {"server", "start", "--ssl-self-signed", "--echo", "-o", "addr"});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  const std::string addr(absl::StripAsciiWhitespace(started.out));
+  const std::string port = addr.substr(addr.rfind(':') + 1);
+  CommandResult opened = RunSockctl(
+      agent_->address(), {"client", "open", "-q", "--ssl", "--ssl-verify-off",
+                          "--alpn", "h2,http/1.1", "127.0.0.1", port});
+  ASSERT_EQ(opened.exit_code, 0) << opened.err;
+  const std::string id(absl::StripAsciiWhitespace(opened.out));
+  CommandResult list = RunSockctl(agent_->address(), {"conn", "list"});
+  EXPECT_THAT(list.out, HasSubstr("TLSv1.3 (verification off)")) << list.out;
+  CommandResult show = RunSockctl(agent_->address(), {"conn", "show", id});
+  EXPECT_EQ(show.exit_code, 0) << show.err;
+  EXPECT_THAT(show.out, HasSubstr("verification: verification off"));
+  EXPECT_THAT(show.out, HasSubstr("BEGIN CERTIFICATE"));
+  EXPECT_THAT(show.out, HasSubstr("san: DNS:localhost"));
+  // netcat with TLS: sockctl connect --ssl through the agent to its echo.
+  CommandResult nc = RunSockctl(
+      agent_->address(),
+      {"connect", "--ssl", "--ssl-verify-off", "127.0.0.1", port}, "hello\n");
+  EXPECT_EQ(nc.out, "hello\n") << nc.err;
+}
+
+// Faults write through the SEND stage, which SSL_write bypasses: a fault
+// skips TLS connections, and one aimed at a TLS connection by id is refused.
+TEST_F(DataTlsTest, FaultsSkipTlsConnectionsAndRefuseOneById) {
+  v1::Server server = StartTls([](v1::StartServerRequest& r) {
+    r.mutable_behavior()->mutable_echo();
+    r.mutable_tls()->mutable_self_signed();
+  });
+  v1::Connection conn;
+  ASSERT_TRUE(Open(
+                  PortOf(server),
+                  [](v1::TlsClientOptions* t) { t->set_verify_off(true); },
+                  &conn)
+                  .ok());
+  auto add = [&](std::function<void(v1::Fault&)> fill, v1::Fault* out) {
+    v1::AddFaultRequest request;
+    request.mutable_fault()->mutable_latency()->mutable_latency()->set_seconds(
+        1);
+    fill(*request.mutable_fault());
+    v1::AddFaultResponse response;
+    auto context = ContextWithDeadline();
+    grpc::Status s = stub_->AddFault(context.get(), request, &response);
+    *out = response.fault();
+    return s;
+  };
+  v1::Fault fault;
+  grpc::Status s = add(
+      [&](v1::Fault& f) {
+        f.set_name("by-id");
+        f.mutable_target()->set_connection_id(conn.id());
+      },
+      &fault);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  EXPECT_THAT(s.error_message(), HasSubstr("speaks TLS"));
+  s = add(
+      [&](v1::Fault& f) {
+        f.set_name("by-server");
+        f.mutable_target()->set_server_id(server.id());
+      },
+      &fault);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(fault.applied(), 0u);
+  EXPECT_EQ(fault.connections(), 0u);
+  EXPECT_THAT(Get(conn.id()).faults(), ::testing::IsEmpty());
+}
+
+// Named servers with TLS: the same TLS options are the same server, other
+// options are a difference named "tls", and a listing never carries the key.
+TEST_F(DataTlsTest, NamedTlsServersCompareTheirOptionsAndListNoKey) {
+  auto start = [&](std::function<void(v1::TlsServerOptions*)> fill,
+                   v1::StartServerResponse* response) {
+    v1::StartServerRequest request;
+    request.set_transport(v1::TRANSPORT_TCP);
+    request.mutable_bind()->set_host("127.0.0.1");
+    request.mutable_behavior()->mutable_echo();
+    request.set_name("tls-named");
+    fill(request.mutable_tls());
+    auto context = ContextWithDeadline();
+    return stub_->StartServer(context.get(), request, response);
+  };
+  auto pem = [&](v1::TlsServerOptions* t) {
+    t->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
+    t->set_private_key_pem(pki_.Pem("leaf.key"));
+    t->add_alpn("h2");
+  };
+  v1::StartServerResponse first, again, other;
+  ASSERT_TRUE(start(pem, &first).ok());
+  EXPECT_EQ(first.outcome(), v1::START_OUTCOME_CREATED);
+  ASSERT_TRUE(start(pem, &again).ok());
+  EXPECT_EQ(again.outcome(), v1::START_OUTCOME_UNCHANGED);
+  EXPECT_EQ(again.server().id(), first.server().id());
+  grpc::Status s = start(
+      [&](v1::TlsServerOptions* t) {
+        pem(t);
+        t->set_alpn(0, "http/1.1");
+      },
+      &other);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::ALREADY_EXISTS);
+  EXPECT_THAT(s.error_message(), HasSubstr("tls"));
+  const v1::StartServerRequest spec = Server(first.server().id()).spec();
+  ASSERT_TRUE(spec.has_tls());
+  EXPECT_EQ(spec.tls().certificate_chain_pem(), pki_.Pem("leaf.pem"));
+  EXPECT_THAT(spec.tls().alpn(), ::testing::ElementsAre("h2"));
+  EXPECT_TRUE(spec.tls().private_key_pem().empty());
+}
+
+// A proxy terminating TLS: Python's ssl client on the accepted side, the
+// upstream a plain POSIX echo peer that sees only plaintext.
+TEST_F(DataTlsTest, ProxyTerminatesTlsForAPlainUpstream) {
+  uint16_t up_port = 0;
+  Fd listener = TcpListen(4, &up_port);
+  v1::Server proxy = StartTls([&](v1::StartServerRequest& r) {
+    v1::ProxyBehavior* p = r.mutable_behavior()->mutable_proxy();
+    p->mutable_upstream()->set_host("127.0.0.1");
+    p->mutable_upstream()->set_port(up_port);
+    r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
+    r.mutable_tls()->set_private_key_pem(pki_.Pem("leaf.key"));
+  });
+  const std::string script = R"PY(
+import socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+raw = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=60)
+s = ctx.wrap_socket(raw, server_hostname="localhost")
+s.sendall(b"plaintext upstream\n")
+print(s.version(), s.recv(100).decode().strip())
+)PY";
+  auto child =
+      ChildProcess::Start({"/usr/bin/python3", "-c", script,
+                           absl::StrCat(PortOf(proxy)), pki_.Path("ca.pem")});
+  ASSERT_TRUE(child.ok()) << child.status();
+  Fd up = Accept(listener.get());
+  ASSERT_TRUE(up.valid());
+  const std::string line = "plaintext upstream\n";
+  EXPECT_EQ(ReadExactly(up.get(), line.size()), line);
+  ASSERT_TRUE(WriteAll(up.get(), "reply\n"));
+  auto out = (*child)->ReadLine(absl::Now() + absl::Seconds(60));
+  ASSERT_TRUE(out.ok()) << out.status() << (*child)->DrainStderr();
+  EXPECT_EQ(*out, "TLSv1.3 reply");
+  EXPECT_EQ(Server(proxy.id()).counters().tls_handshakes(), 1u);
+}
+
+// A proxy originating TLS: a plain POSIX client on the accepted side,
+// `openssl s_server -rev` as the upstream; the upstream half reports what
+// its handshake saw, and an untrusted upstream closes the client's half
+// with the reason.
+TEST_F(DataTlsTest, ProxyOriginatesTlsToOpensslSServer) {
+  SServer upstream(
+      {"-cert", pki_.Path("leaf.pem"), "-key", pki_.Path("leaf.key")});
+  ASSERT_NE(upstream.port(), 0);
+  auto start = [&](const std::string& ca) {
+    return StartTls([&](v1::StartServerRequest& r) {
+      v1::ProxyBehavior* p = r.mutable_behavior()->mutable_proxy();
+      p->mutable_upstream()->set_host("127.0.0.1");
+      p->mutable_upstream()->set_port(upstream.port());
+      p->mutable_tls()->set_ca_pem(pki_.Pem(ca));
+      p->mutable_tls()->set_server_name("localhost");
+    });
+  };
+  v1::Server proxy = start("ca.pem");
+  ASSERT_TRUE(proxy.behavior().proxy().has_tls());
+  {
+    Fd client = TcpConnect(FirstAddress(proxy));
+    ASSERT_TRUE(WriteAll(client.get(), "hello\n"));
+    EXPECT_EQ(ReadExactly(client.get(), 6), "olleh\n");
+  }
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        v1::ListConnectionsRequest request;
+        request.set_include_closed(true);
+        v1::ListConnectionsResponse response;
+        auto context = ContextWithDeadline();
+        if (!stub_->ListConnections(context.get(), request, &response).ok()) {
+          return false;
+        }
+        for (const v1::Connection& c : response.connections()) {
+          if (c.tls().client() && c.tls().verification() == "ok" &&
+              c.tls().sni() == "localhost") {
+            return true;
+          }
+        }
+        return false;
+      },
+      absl::Seconds(20)));
+  // Trusting another CA: the upstream handshake fails, the client gets a
+  // FIN, and its half says why.
+  v1::Server untrusted = start("other.pem");
+  Fd client = TcpConnect(FirstAddress(untrusted));
+  EXPECT_EQ(ReadToEof(client.get()), "");
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        std::vector<v1::Connection> conns = ClosedOf(untrusted.id());
+        return !conns.empty() &&
+               absl::StrContains(conns[0].close_detail(),
+                                 "TLS handshake failed: certificate verify "
+                                 "failed");
+      },
+      absl::Seconds(20)))
+      << (ClosedOf(untrusted.id()).empty()
+              ? "no closed connection"
+              : ClosedOf(untrusted.id())[0].close_detail());
+}
+
+// UDP proxies have no TLS (no DTLS), on either side.
+TEST_F(DataTlsTest, UdpProxyWithUpstreamTlsIsInvalidArgument) {
+  v1::StartServerRequest request;
+  request.set_transport(v1::TRANSPORT_UDP);
+  request.mutable_bind()->set_host("127.0.0.1");
+  v1::ProxyBehavior* p = request.mutable_behavior()->mutable_proxy();
+  p->mutable_upstream()->set_host("127.0.0.1");
+  p->mutable_upstream()->set_port(9);
+  p->mutable_tls()->set_verify_off(true);
+  v1::StartServerResponse response;
+  auto context = ContextWithDeadline();
+  grpc::Status s = stub_->StartServer(context.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("behavior.proxy.tls"));
+}
+
+// SANs of types that hold no string are named, not read as one (reading
+// them as strings crashed the agent), on the server's own certificate and
+// on a peer's.
+TEST_F(DataTlsTest, OtherNameAndDirNameSansAreReportedWithoutCrashing) {
+  v1::Server server = StartTls([this](v1::StartServerRequest& r) {
+    r.mutable_behavior()->mutable_echo();
+    r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("odd.pem"));
+    r.mutable_tls()->set_private_key_pem(pki_.Pem("odd.key"));
+  });
+  EXPECT_THAT(server.tls().certificate().sans(),
+              ::testing::ElementsAre("DNS:localhost", "othername:<unsupported>",
+                                     "DirName:CN=dir"));
+  v1::Connection conn;
+  grpc::Status s = Open(
+      PortOf(server),
+      [this](v1::TlsClientOptions* t) {
+        t->set_ca_pem(pki_.Pem("ca.pem"));
+        t->set_server_name("localhost");
+      },
+      &conn);
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  ASSERT_GE(conn.tls().peer_chain_size(), 1);
+  EXPECT_THAT(conn.tls().peer_chain(0).sans(),
+              ::testing::ElementsAre("DNS:localhost", "othername:<unsupported>",
+                                     "DirName:CN=dir"));
+}
+
+// A key whose every handshake would stall the loop is refused up front.
+TEST_F(DataTlsTest, AnRsaKeyAbove4096BitsIsInvalidArgument) {
+  TempDir dir;
+  const std::string key = dir.path() + "/big.key";
+  const std::string cert = dir.path() + "/big.pem";
+  CommandResult r = RunCommand(
+      {"openssl", "req", "-x509", "-newkey", "rsa:4608", "-nodes", "-keyout",
+       key, "-out", cert, "-days", "1", "-subj", "/CN=localhost"},
+      "", absl::Seconds(120));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  v1::StartServerRequest request;
+  request.set_transport(v1::TRANSPORT_TCP);
+  request.mutable_bind()->set_host("127.0.0.1");
+  request.mutable_tls()->set_certificate_chain_pem(ReadFileText(cert));
+  request.mutable_tls()->set_private_key_pem(ReadFileText(key));
+  v1::StartServerResponse response;
+  auto context = ContextWithDeadline();
+  grpc::Status s = stub_->StartServer(context.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(),
+              HasSubstr("tls.private_key_pem: an RSA key of 4608 bits; at "
+                        "most 4096"));
+}
+
+// sockctl proxy start terminates TLS (server flags) and originates it
+// (--upstream-ssl): netcat-with-TLS -> TLS-terminating proxy -> plain echo,
+// and plain netcat -> TLS-originating proxy -> TLS echo.
+TEST_F(DataTlsTest, SockctlProxyTerminatesAndOriginatesTls) {
+  auto addr_port = [](const CommandResult& r) {
+    const std::string addr(absl::StripAsciiWhitespace(r.out));
+    return addr.substr(addr.rfind(':') + 1);
+  };
+  CommandResult plain_echo = RunSockctl(
+      agent_->address(), {"server", "start", "--echo", "-o", "addr"});
+  ASSERT_EQ(plain_echo.exit_code, 0) << plain_echo.err;
+  CommandResult tls_echo = RunSockctl(
+      agent_->address(),
+      {"server", "start", "--echo", "--ssl-self-signed", "-o", "addr"});
+  ASSERT_EQ(tls_echo.exit_code, 0) << tls_echo.err;
+  CommandResult terminating = RunSockctl(
+      agent_->address(),
+      {"proxy", "start", "--ssl-self-signed", "--upstream",
+       absl::StrCat("127.0.0.1:", addr_port(plain_echo)), "-o", "addr"});
+  ASSERT_EQ(terminating.exit_code, 0) << terminating.err;
+  CommandResult nc = RunSockctl(agent_->address(),
+                                {"connect", "--ssl", "--ssl-verify-off",
+                                 "127.0.0.1", addr_port(terminating)},
+                                "through TLS\n");
+  EXPECT_EQ(nc.out, "through TLS\n") << nc.err;
+  CommandResult originating =
+      RunSockctl(agent_->address(),
+                 {"proxy", "start", "--upstream",
+                  absl::StrCat("127.0.0.1:", addr_port(tls_echo)),
+                  "--upstream-ssl", "--upstream-ssl-verify-off", "-o", "addr"});
+  ASSERT_EQ(originating.exit_code, 0) << originating.err;
+  nc = RunSockctl(agent_->address(),
+                  {"connect", "127.0.0.1", addr_port(originating)}, "to TLS\n");
+  EXPECT_EQ(nc.out, "to TLS\n") << nc.err;
+  // A flag of the upstream's TLS without --upstream-ssl is a usage error.
+  CommandResult bad = RunSockctl(
+      agent_->address(),
+      {"proxy", "start", "--upstream", "127.0.0.1:1", "--upstream-sni", "x"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_THAT(bad.err, HasSubstr("go with --upstream-ssl"));
+}
+
+TEST_F(DataTlsTest, UdpWithTlsIsInvalidArgument) {
+  v1::StartServerRequest request;
+  request.set_transport(v1::TRANSPORT_UDP);
+  request.mutable_bind()->set_host("127.0.0.1");
+  request.mutable_tls()->mutable_self_signed();
+  v1::StartServerResponse response;
+  auto context = ContextWithDeadline();
+  grpc::Status s = stub_->StartServer(context.get(), request, &response);
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_THAT(s.error_message(), HasSubstr("UDP has no TLS"));
+}
+
+}  // namespace
+}  // namespace sockagent::testing
