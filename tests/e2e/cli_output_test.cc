@@ -308,6 +308,7 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"server list", {{{"server", "list", "--all"}}}},
       {"client open", {{{"client", "open", "127.0.0.1", port}}}},
       {"conn list", {{{"conn", "list", "--all"}}}},
+      {"conn show", {{{"conn", "show", conn}}}},
       {"close", {{{"close", to_close}}}},
       {"send", {{{"send", conn, "again"}}}},
       {"recv", {{{"recv", conn, "--wait", "5s", "--exactly", "5"}}}},
