@@ -133,6 +133,9 @@ struct ServerSpec {
   // TLS on every accepted connection (TCP and UNIX; UDP: InvalidArgument).
   // Made and validated by the caller (TlsServerContext::Create); null: none.
   std::shared_ptr<const TlsServerContext> tls;
+  // Per-server series on /metrics; at most EngineOptions::
+  // max_metrics_servers listening servers have it (ResourceExhausted).
+  bool metrics = false;
 };
 
 // What StartServer did (or, dry_run, would do) about the name.
@@ -188,6 +191,7 @@ struct ServerInfo {
   StartOutcome start_outcome = StartOutcome::kCreated;
   std::string start_difference;
   std::shared_ptr<const TlsServerInfo> tls;  // Null: no TLS.
+  bool metrics = false;                      // ServerSpec::metrics.
 };
 
 // kPeerClosed: the peer's FIN arrived. A hold (or client) connection stays
@@ -295,6 +299,7 @@ struct ServerFilter {
   Labels selector;
   std::optional<Transport> transport;
   bool include_stopped = false;
+  bool metrics_only = false;  // Only servers with ServerSpec::metrics.
   size_t page_size = 0;
   std::string page_token;
 };
@@ -527,6 +532,8 @@ struct WatchFilter {
 struct EngineOptions {
   // StartServer beyond this: ResourceExhausted.
   uint32_t max_servers = 1024;
+  // Listening servers with per-server metrics series (ServerSpec::metrics).
+  uint32_t max_metrics_servers = 64;
   // Sockets held for connections: open ones (all origins, UDP sessions
   // included), closed ones still in their graceful-close tail (up to
   // close_linger), and OpenClient calls connecting. An accept beyond it is

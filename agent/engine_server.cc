@@ -127,6 +127,7 @@ std::unique_ptr<Server> NewServer(
     s->labels = std::make_shared<const Labels>(spec.labels);
   }
   info.name = spec.name;
+  info.metrics = spec.metrics;
   if (!spec.name.empty()) {
     info.requested = std::make_shared<const ServerSpec>(spec);
   }
@@ -146,6 +147,23 @@ absl::Status ReplaceFailed(const Server* replaced, absl::Status status) {
                    " is stopped and its name is free; starting the new one "
                    "failed: ",
                    status.message()));
+}
+
+// Per-server series are bounded: `replacing` (about to stop) frees its slot.
+absl::Status CheckMetricsSlot(const ServerSpec& spec, Registry& registry,
+                              const Server* replacing, size_t max) {
+  if (!spec.metrics) return absl::OkStatus();
+  size_t with_metrics = 0;
+  for (const auto& [num, s] : registry.servers()) {
+    if (!s->stopped() && s->info.metrics && s.get() != replacing) {
+      ++with_metrics;
+    }
+  }
+  if (with_metrics < max) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      "metrics: ", max,
+      " listening servers already export per-server series (the bound); "
+      "start this one without metrics, or stop one of them"));
 }
 
 absl::Status MaxServersError(size_t max_servers) {
@@ -180,6 +198,12 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     Server* replacing = nullptr;
     std::string difference;
     if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
+    if (absl::Status st = CheckMetricsSlot(spec, registry_, replacing,
+                                           options_.max_metrics_servers);
+        !st.ok()) {
+      done(st);
+      return;
+    }
     if (replacing != nullptr) {
       StopServer(*replacing, "replaced by StartServer",
                  CloseReason::kServerStopped, nullptr);
@@ -239,6 +263,12 @@ void EngineImpl::BindIpServer(
   if (replacing == nullptr &&
       registry_.listening_servers() >= options_.max_servers) {
     done(MaxServersError(options_.max_servers));
+    return;
+  }
+  if (absl::Status st = CheckMetricsSlot(spec, registry_, replacing,
+                                         options_.max_metrics_servers);
+      !st.ok()) {
+    done(st);
     return;
   }
   if (replacing != nullptr) {

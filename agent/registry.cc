@@ -192,6 +192,7 @@ absl::StatusOr<Page<ServerInfo>> Registry::ListServers(
   for (auto it = servers_.upper_bound(*start); it != servers_.end(); ++it) {
     const Server& s = *it->second;
     if (s.stopped() && !filter.include_stopped) continue;
+    if (filter.metrics_only && !s.info.metrics) continue;
     if (filter.transport.has_value() && s.info.transport != *filter.transport) {
       continue;
     }

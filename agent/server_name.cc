@@ -133,6 +133,8 @@ std::string SpecDifference(const ServerSpec& old, const ServerInfo& old_info,
           absl::FormatDuration(old.udp_session_idle_timeout),
           absl::FormatDuration(requested.udp_session_idle_timeout));
   if (!(old.udp_reply == requested.udp_reply)) out.push_back("udp.reply_*");
+  Compare(out, "metrics", static_cast<int>(old.metrics),
+          static_cast<int>(requested.metrics));
   if ((old.tls == nullptr) != (requested.tls == nullptr)) {
     out.push_back(old.tls == nullptr ? "tls (none -> on)" : "tls (on -> none)");
   } else if (old.tls != nullptr &&

@@ -59,6 +59,7 @@ struct StartArgs {
   std::string session_idle;
   std::string name;
   bool replace = false;
+  bool metrics = false;
   ServerTlsArgs tls;
   // Whether an option was given, where its value alone cannot tell.
   CLI::Option* host_opt = nullptr;
@@ -151,6 +152,7 @@ absl::StatusOr<StartServerRequest> BuildStartRequest(const StartArgs& args) {
   request.mutable_udp()->set_max_sessions(args.max_sessions);
   if (!args.udp) request.clear_udp();
   request.set_name(args.name);
+  request.set_metrics(args.metrics);
   if (args.replace) {
     if (args.name.empty()) {
       return absl::InvalidArgumentError("--replace goes with --name");
@@ -428,6 +430,11 @@ void AddStart(CLI::App& server, Commands& commands) {
       ->add_flag("--replace", args->replace,
                  "With --name: if a server of that name runs another spec, "
                  "stop it and start this one")
+      ->group("Lifetime");
+  start
+      ->add_flag("--metrics", args->metrics,
+                 "Export this server's own series on the agent's /metrics "
+                 "(at most 64 servers at once)")
       ->group("Lifetime");
   start
       ->add_option("--max-sessions", args->max_sessions,

@@ -282,6 +282,7 @@ absl::StatusOr<ServerSpec> ServerSpecFromProto(
   spec.udp_reply.peer_ratio = request.udp().reply_peer_ratio();
   spec.udp_reply.peer_grant_bytes = request.udp().reply_peer_grant_bytes();
   spec.name = request.name();
+  spec.metrics = request.metrics();
   spec.replace = request.replace();
   spec.dry_run = request.dry_run();
   if (spec.behavior.proxy_tls != nullptr &&
@@ -422,8 +423,10 @@ void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
     udp->set_reply_peer_ratio(in.udp_reply.peer_ratio);
     udp->set_reply_peer_grant_bytes(in.udp_reply.peer_grant_bytes);
   }
-  if (in.tls != nullptr)
+  if (in.tls != nullptr) {
     TlsServerSpecToProto(in.tls->spec(), out->mutable_tls());
+  }
+  out->set_metrics(in.metrics);
   out->set_name(in.name);
 }
 
@@ -497,6 +500,7 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   c->set_tls_handshakes(in.counters.tls_handshakes);
   c->set_tls_handshake_failures(in.counters.tls_handshake_failures);
   if (in.tls != nullptr) TlsServerInfoToProto(*in.tls, out->mutable_tls());
+  out->set_metrics(in.metrics);
 }
 
 absl::StatusOr<ClientSpec> ClientSpecFromProto(

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -18,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
 #include "agent/engine.h"
 #include "agent/resolver.h"
 #include "service/metrics_rpc.h"
@@ -400,13 +402,99 @@ const char* MetricsContentType(MetricsFormat format) {
              : "text/plain; version=0.0.4; charset=utf-8";
 }
 
+namespace {
+
+// The servers started with `metrics` (at most max_metrics_servers), listed
+// on the engine's loop; empty if that takes more than a second.
+std::vector<ServerInfo> MetricsServers(Engine& engine) {
+  struct Shared {
+    absl::Mutex mu;
+    bool done ABSL_GUARDED_BY(mu) = false;
+    std::vector<ServerInfo> servers ABSL_GUARDED_BY(mu);
+  };
+  auto shared = std::make_shared<Shared>();
+  ServerFilter filter;
+  filter.metrics_only = true;
+  filter.page_size = engine.options().max_metrics_servers;
+  engine.ListServers(std::move(filter),
+                     [shared](absl::StatusOr<Page<ServerInfo>> page) {
+                       absl::MutexLock lock(&shared->mu);
+                       if (page.ok()) shared->servers = std::move(page->items);
+                       shared->done = true;
+                     });
+  absl::MutexLock lock(&shared->mu);
+  if (!shared->mu.AwaitWithTimeout(absl::Condition(&shared->done),
+                                   absl::Seconds(1))) {
+    return {};
+  }
+  return std::move(shared->servers);
+}
+
+void RenderServers(const std::vector<ServerInfo>& servers, Writer& w) {
+  if (servers.empty()) return;
+  struct Series {
+    const char* name;
+    const char* type;
+    const char* help;
+    uint64_t ServerCounters::*field;
+  };
+  static constexpr Series kSeries[] = {
+      {"sockagent_server_accepted_connections", "counter",
+       "Connections this server accepted (UDP: peer sessions).",
+       &ServerCounters::connections_accepted},
+      {"sockagent_server_open_connections", "gauge",
+       "This server's connections open now.",
+       &ServerCounters::connections_active},
+      {"sockagent_server_rejected_connections", "counter",
+       "Connections this server refused at a limit.",
+       &ServerCounters::connections_rejected},
+      {"sockagent_server_received_bytes", "counter",
+       "Bytes this server's connections received.",
+       &ServerCounters::bytes_received},
+      {"sockagent_server_sent_bytes", "counter",
+       "Bytes this server's connections sent.", &ServerCounters::bytes_sent},
+      {"sockagent_server_received_datagrams", "counter",
+       "Datagrams this UDP server received.",
+       &ServerCounters::datagrams_received},
+      {"sockagent_server_sent_datagrams", "counter",
+       "Datagrams this UDP server sent.", &ServerCounters::datagrams_sent},
+      {"sockagent_server_dropped_datagrams", "counter",
+       "Datagrams this UDP server dropped (buffer full, session cap).",
+       &ServerCounters::datagrams_dropped},
+      {"sockagent_server_tls_handshakes", "counter",
+       "TLS handshakes this server completed.",
+       &ServerCounters::tls_handshakes},
+      {"sockagent_server_tls_handshake_failures", "counter",
+       "TLS handshakes this server saw fail (timeouts included).",
+       &ServerCounters::tls_handshake_failures},
+  };
+  for (const Series& series : kSeries) {
+    const bool counter = absl::string_view(series.type) == "counter";
+    w.Family(series.name, series.type, series.help);
+    for (const ServerInfo& s : servers) {
+      // Ids are srv-N and names DNS labels: nothing to escape.
+      w.Sample(counter ? absl::StrCat(series.name, "_total")
+                       : std::string(series.name),
+               absl::StrCat("server=\"", s.id, "\",name=\"", s.name,
+                            "\",transport=\"",
+                            kTransport[static_cast<size_t>(s.transport)], "\""),
+               s.counters.*series.field);
+    }
+  }
+}
+
+}  // namespace
+
 std::string RenderMetrics(const MetricsSources& src, MetricsFormat format) {
   Writer w(format);
   w.Family("sockagent_build_info", "gauge",
            "Always 1; the agent's version as a label.");
   w.Sample("sockagent_build_info",
            absl::StrCat("version=\"", src.version, "\""), uint64_t{1});
-  if (src.engine != nullptr) RenderEngine(src, w);
+  if (src.engine != nullptr) {
+    RenderEngine(src, w);
+    RenderServers(MetricsServers(*src.engine), w);
+  }
   if (src.resolver != nullptr) {
     const ResolverPool::Load load = src.resolver->CurrentLoad();
     w.Gauge("sockagent_resolver_queued_lookups",

@@ -4,12 +4,17 @@
 // Everything is read from counters kept up to date as things happen (the
 // engine's EngineCounters, RpcMetrics, the resolver pool's load) and from
 // /proc/self, so a scrape costs the same whatever the number of connections
-// and never takes the engine lock. Any thread (the metrics server's).
+// and takes the engine lock for no connection. Any thread (the metrics
+// server's).
 //
 // Cardinality: labels take only fixed sets of values (transport, origin,
-// close and drop reasons, gRPC code, the served methods), never an id,
-// address or user-chosen string; the output has at most a few hundred
-// lines whatever the agent holds.
+// close and drop reasons, gRPC code, the served methods), never an address
+// or user-chosen string, with one exception: per-server series
+// (sockagent_server_*{server="srv-N",name="..."}) for the servers started
+// with `metrics`, at most EngineOptions::max_metrics_servers (64) of them,
+// read by one ListServers on the engine's loop (a scrape waits at most 1 s
+// for it, else goes without them). The output has at most a few hundred
+// lines plus 10 per such server.
 //
 //   MetricsSources src{.engine = engine, .resolver = &pool};
 //   std::string body = RenderMetrics(src, MetricsFormat::kPrometheus);
@@ -28,7 +33,9 @@ class Engine;
 class ResolverPool;
 
 struct MetricsSources {
-  const Engine* engine = nullptr;          // Null: no engine series.
+  // Null: no engine series. Not const: the per-server series come from a
+  // ListServers of the servers that asked for them.
+  Engine* engine = nullptr;
   const ResolverPool* resolver = nullptr;  // Null: no resolver series.
   uint64_t resolver_queue_limit = 0;
   uint32_t max_watchers = 0;

@@ -54,6 +54,40 @@ TEST_F(EngineLimits, MaxServers) {
   EXPECT_TRUE(sync_->StartServer(LoopbackServer(BehaviorKind::kHold)).ok());
 }
 
+// Per-server metrics series are an opt-in with a bound: beyond it a server
+// that asks is refused (one that does not ask still starts), a stopped one
+// frees its slot, and a named server replaced by itself keeps it.
+TEST_F(EngineLimits, MaxMetricsServers) {
+  EngineOptions options;
+  options.max_metrics_servers = 2;
+  MakeEngine(options);
+  auto with_metrics = [](std::string name = "") {
+    ServerSpec spec = LoopbackServer(BehaviorKind::kHold);
+    spec.metrics = true;
+    spec.name = std::move(name);
+    return spec;
+  };
+  absl::StatusOr<ServerInfo> a = sync_->StartServer(with_metrics());
+  ASSERT_TRUE(a.ok()) << a.status();
+  EXPECT_TRUE(a->metrics);
+  absl::StatusOr<ServerInfo> named = sync_->StartServer(with_metrics("web"));
+  ASSERT_TRUE(named.ok()) << named.status();
+  absl::StatusOr<ServerInfo> third = sync_->StartServer(with_metrics());
+  EXPECT_EQ(third.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(third.status().message(),
+              HasSubstr("metrics: 2 listening servers already export"));
+  EXPECT_TRUE(sync_->StartServer(LoopbackServer(BehaviorKind::kHold)).ok());
+  // Replacing "web" (another backlog) swaps it for itself: same slot.
+  ServerSpec again = with_metrics("web");
+  again.backlog = 7;
+  again.replace = true;
+  absl::StatusOr<ServerInfo> replaced = sync_->StartServer(again);
+  ASSERT_TRUE(replaced.ok()) << replaced.status();
+  EXPECT_EQ(replaced->start_outcome, StartOutcome::kReplaced);
+  ASSERT_TRUE(sync_->StopServers(Selector{a->id, {}}).ok());
+  EXPECT_TRUE(sync_->StartServer(with_metrics()).ok());
+}
+
 TEST_F(EngineLimits, MaxConnectionsRejectsAcceptsAndClients) {
   EngineOptions options;
   options.max_connections = 2;

@@ -272,10 +272,41 @@ TEST_F(Metrics, PromtoolFindsNothingToLint) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_EQ(r.out + r.err, "") << h.body;
   EXPECT_THAT(h.body, HasSubstr("sockagent_build_info{version=\""));
-  // Cardinality: no series names a server or connection (no per-server
-  // opt-in exists yet, so no server adds series).
+  // Cardinality: no series names a server or connection (this server did
+  // not ask for per-server series).
   EXPECT_THAT(h.body, Not(HasSubstr("srv-")));
   EXPECT_THAT(h.body, Not(HasSubstr("conn-")));
+}
+
+// Per-server series only for the servers that ask (StartServer.metrics):
+// the one that asked has its own counters, the other adds no series; and
+// promtool finds nothing to lint in them.
+TEST_F(Metrics, OnlyServersThatAskHavePerServerSeries) {
+  Start();
+  const uint16_t asked = StartServer({"--echo", "--metrics", "--name", "web"});
+  const uint16_t quiet = StartServer({"--echo"});
+  for (uint16_t port : {asked, quiet}) {
+    Fd c = TcpConnect(Ip("127.0.0.1", port));
+    ASSERT_TRUE(WriteAll(c.get(), "0123456789"));
+    ASSERT_EQ(ReadExactly(c.get(), 10), "0123456789");
+  }
+  Http h;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        h = Get(agent_->metrics_url());
+        return absl::StrContains(
+            h.body,
+            "sockagent_server_sent_bytes_total{server=\"srv-1\",name=\"web\","
+            "transport=\"tcp\"} 10\n");
+      },
+      absl::Seconds(20)))
+      << h.body;
+  EXPECT_THAT(h.body, HasSubstr("sockagent_server_accepted_connections_total{"
+                                "server=\"srv-1\",name=\"web\",transport="
+                                "\"tcp\"} 1\n"));
+  EXPECT_THAT(h.body, Not(HasSubstr("srv-2")));
+  CommandResult r = RunCommand({"promtool", "check", "metrics"}, h.body);
+  EXPECT_EQ(r.out + r.err, "") << h.body;
 }
 
 TEST_F(Metrics, OpenMetricsWhenTheScraperAsks) {

@@ -820,7 +820,7 @@ TEST_F(DataTlsTest, APartialRecordDoesNotSpinTheLoop) {
     r.mutable_tls()->mutable_self_signed();
   });
   const std::string script = R"PY(
-import socket, ssl, sys
+import signal, socket, ssl, sys
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
 ctx.check_hostname = False
 ctx.verify_mode = ssl.CERT_NONE
@@ -839,7 +839,7 @@ tls.write(b"x" * 1000)
 record = out.read()
 sock.sendall(record[:3])
 print("partial", len(record), flush=True)
-sys.stdin.readline()
+signal.pause()  # Until the test stops it (stdin is not ours to read).
 )PY";
   auto child = ChildProcess::Start(
       {"/usr/bin/python3", "-c", script, absl::StrCat(PortOf(server))});
@@ -893,7 +893,7 @@ TEST(DataTlsMemory, AThousandHeldTlsConnectionsCostBoundedMemory) {
   const int64_t rss_before = ProcessRssBytes((*agent)->pid());
   constexpr int kConns = 1000;
   const std::string script = R"PY(
-import resource, socket, ssl, sys
+import resource, signal, socket, ssl, sys
 hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
 if hard != resource.RLIM_INFINITY and hard < 4096:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -908,7 +908,7 @@ for _ in range(n):
     raw = socket.create_connection(("127.0.0.1", port), timeout=60)
     held.append(ctx.wrap_socket(raw, server_hostname="localhost"))
 print("held", len(held), held[0].version(), flush=True)
-sys.stdin.readline()
+signal.pause()  # Until the test stops it (stdin is not ours to read).
 )PY";
   auto child = ChildProcess::Start(
       {"/usr/bin/python3", "-c", script,
@@ -925,12 +925,15 @@ sys.stdin.readline()
     return response.servers_size() == 1 ? response.servers(0).counters()
                                         : v1::ServerCounters();
   };
+  v1::ServerCounters seen;
   ASSERT_TRUE(WaitFor(
       [&] {
-        const v1::ServerCounters c = counters();
-        return c.tls_handshakes() == kConns && c.connections_active() == kConns;
+        seen = counters();
+        return seen.tls_handshakes() == kConns &&
+               seen.connections_active() == kConns;
       },
-      absl::Seconds(60)));
+      absl::Seconds(60)))
+      << seen.DebugString();
   const int64_t rss_held = ProcessRssBytes((*agent)->pid());
   const int64_t per_conn = (rss_held - rss_before) / kConns;
   std::printf("TLS held: %d connections, RSS %.1f -> %.1f MiB, %.1f KiB each\n",
