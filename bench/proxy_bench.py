@@ -28,6 +28,8 @@ import statistics
 import subprocess
 import sys
 import threading
+
+from agent_util import start_agent
 import time
 
 MIB = 1 << 20
@@ -120,20 +122,6 @@ def round_trips(port, n=2000):
     c.close()
     times.sort()
     return times[len(times) // 2], times[int(len(times) * 0.99)]
-
-
-def start_agent(build):
-    agent = subprocess.Popen(
-        [os.path.join(build, "service/sockagentd"), "--listen",
-         "127.0.0.1:0", "--insecure", "--log-level=warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in agent.stdout:
-        m = re.search(r"serving on (\S+)", line)
-        if m:
-            threading.Thread(target=lambda: [None for _ in agent.stdout],
-                             daemon=True).start()
-            return agent, m.group(1)
-    raise RuntimeError("sockagentd did not start")
 
 
 def agent_proxy(build, address, upstream_port):

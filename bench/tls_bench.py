@@ -26,6 +26,8 @@ import sys
 import tempfile
 import threading
 
+from agent_util import start_agent
+
 TLS_CIPHER = "TLS_AES_128_GCM_SHA256"
 
 
@@ -33,20 +35,6 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def start_agent(build):
-    agent = subprocess.Popen(
-        [os.path.join(build, "service/sockagentd"), "--listen",
-         "127.0.0.1:0", "--insecure", "--log-level=warning"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    for line in agent.stdout:
-        m = re.search(r"serving on (\S+)", line)
-        if m:
-            threading.Thread(target=lambda: [None for _ in agent.stdout],
-                             daemon=True).start()
-            return agent, m.group(1)
-    raise RuntimeError("sockagentd did not start")
 
 
 def agent_server(build, address, cert, key, behaviour):

@@ -63,6 +63,7 @@ class Pki {
     Issue("expired", "/CN=localhost", "leaf.ext", "-1");
     Issue("client", "/CN=test client", "client.ext", "2");
     // SAN types that hold no string (otherName, dirName) beside a DNS name.
+    // 1.3.6.1.4.1.311.20.2.3 is an OID (Microsoft's UPN), not an address.
     WriteFileText(d + "/odd.ext",
                   "subjectAltName=DNS:localhost,"
                   "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test,"
