@@ -436,6 +436,8 @@ class EngineImpl final : public Engine {
   void PostTlsRead(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void FailTls(Conn& c, const TlsIo& r, absl::string_view op)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
+  void NoteTlsError(Conn& c, std::string detail)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void FailTlsHandshake(Conn& c, absl::string_view words)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
   void OnTlsHandshakeTimer(uint64_t num)

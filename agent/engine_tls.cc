@@ -101,6 +101,19 @@ bool EngineImpl::DriveTlsHandshake(Conn& c) {
   return !c.finalized;
 }
 
+// Closed by a TLS error: reason ERROR with `detail`, or, when the close had
+// begun already (a greeting-and-close server), the detail appended.
+void EngineImpl::NoteTlsError(Conn& c, std::string detail) {
+  if (c.state != ConnectionState::kClosed) {
+    MarkClosed(c, CloseReason::kError, std::move(detail));
+  } else {
+    ConnExtra& x = c.Extra();
+    x.close_detail = x.close_detail.empty()
+                         ? std::move(detail)
+                         : absl::StrCat(x.close_detail, "; then ", detail);
+  }
+}
+
 void EngineImpl::FailTlsHandshake(Conn& c, absl::string_view words) {
   ConnTls& t = *c.extra->tls;
   // What the handshake saw so far (a client's rejected chain, say).
@@ -114,14 +127,7 @@ void EngineImpl::FailTlsHandshake(Conn& c, absl::string_view words) {
   std::string detail = absl::StrCat("TLS handshake failed: ", words);
   Emit(EventKind::kError, c.server_num, c.num, 0, {},
        absl::StrCat(ConnId(c.num), ": ", detail));
-  if (c.state != ConnectionState::kClosed) {
-    MarkClosed(c, CloseReason::kError, std::move(detail));
-  } else {
-    ConnExtra& x = c.Extra();
-    x.close_detail = x.close_detail.empty()
-                         ? std::move(detail)
-                         : absl::StrCat(x.close_detail, "; then ", detail);
-  }
+  NoteTlsError(c, std::move(detail));
   Finalize(c, /*abort=*/false);
 }
 
@@ -143,14 +149,7 @@ void EngineImpl::FailTls(Conn& c, const TlsIo& r, absl::string_view op) {
     return;
   }
   std::string detail = absl::StrCat("TLS ", op, ": ", r.error);
-  if (c.state != ConnectionState::kClosed) {
-    MarkClosed(c, CloseReason::kError, std::move(detail));
-  } else {
-    ConnExtra& x = c.Extra();
-    x.close_detail = x.close_detail.empty()
-                         ? std::move(detail)
-                         : absl::StrCat(x.close_detail, "; then ", detail);
-  }
+  NoteTlsError(c, std::move(detail));
   Finalize(c, /*abort=*/true);
 }
 

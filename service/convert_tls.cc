@@ -122,6 +122,34 @@ void CertificateToProto(const TlsCertificateInfo& in, bool with_pem,
 
 }  // namespace
 
+namespace {
+
+// The fields servers and clients share: ALPN, versions, handshake timeout.
+template <typename Options, typename Spec>
+absl::Status CommonFromProto(const Options& in, Spec* spec) {
+  if (in.alpn_size() > static_cast<int>(kMaxTlsAlpnProtocols)) {
+    return absl::InvalidArgumentError(absl::StrCat("tls.alpn: ", in.alpn_size(),
+                                                   " names; at most ",
+                                                   kMaxTlsAlpnProtocols));
+  }
+  for (const std::string& p : in.alpn()) spec->alpn.push_back(p);
+  absl::StatusOr<TlsVersion> min =
+      VersionFromProto(in.min_version(), "min_version");
+  if (!min.ok()) return min.status();
+  absl::StatusOr<TlsVersion> max =
+      VersionFromProto(in.max_version(), "max_version");
+  if (!max.ok()) return max.status();
+  spec->min_version = *min;
+  spec->max_version = *max;
+  absl::StatusOr<absl::Duration> timeout =
+      DurationFromProto(in.handshake_timeout(), "tls.handshake_timeout");
+  if (!timeout.ok()) return timeout.status();
+  spec->handshake_timeout = *timeout;
+  return absl::OkStatus();
+}
+
+}  // namespace
+
 absl::StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerFromProto(
     const v1::TlsServerOptions& in,
     const std::vector<std::string>& tls_path_dirs) {
@@ -175,24 +203,7 @@ absl::StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerFromProto(
           absl::StrCat("tls.client_auth: unknown value ",
                        static_cast<int>(in.client_auth())));
   }
-  if (in.alpn_size() > static_cast<int>(kMaxTlsAlpnProtocols)) {
-    return absl::InvalidArgumentError(absl::StrCat("tls.alpn: ", in.alpn_size(),
-                                                   " names; at most ",
-                                                   kMaxTlsAlpnProtocols));
-  }
-  for (const std::string& p : in.alpn()) spec.alpn.push_back(p);
-  absl::StatusOr<TlsVersion> min =
-      VersionFromProto(in.min_version(), "min_version");
-  if (!min.ok()) return min.status();
-  absl::StatusOr<TlsVersion> max =
-      VersionFromProto(in.max_version(), "max_version");
-  if (!max.ok()) return max.status();
-  spec.min_version = *min;
-  spec.max_version = *max;
-  absl::StatusOr<absl::Duration> timeout =
-      DurationFromProto(in.handshake_timeout(), "tls.handshake_timeout");
-  if (!timeout.ok()) return timeout.status();
-  spec.handshake_timeout = *timeout;
+  if (absl::Status s = CommonFromProto(in, &spec); !s.ok()) return s;
   return TlsServerContext::Create(spec);
 }
 
@@ -212,24 +223,7 @@ absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
   }
   spec.certificate_chain_pem = in.certificate_chain_pem();
   spec.private_key_pem = in.private_key_pem();
-  if (in.alpn_size() > static_cast<int>(kMaxTlsAlpnProtocols)) {
-    return absl::InvalidArgumentError(absl::StrCat("tls.alpn: ", in.alpn_size(),
-                                                   " names; at most ",
-                                                   kMaxTlsAlpnProtocols));
-  }
-  for (const std::string& p : in.alpn()) spec.alpn.push_back(p);
-  absl::StatusOr<TlsVersion> min =
-      VersionFromProto(in.min_version(), "min_version");
-  if (!min.ok()) return min.status();
-  absl::StatusOr<TlsVersion> max =
-      VersionFromProto(in.max_version(), "max_version");
-  if (!max.ok()) return max.status();
-  spec.min_version = *min;
-  spec.max_version = *max;
-  absl::StatusOr<absl::Duration> timeout =
-      DurationFromProto(in.handshake_timeout(), "tls.handshake_timeout");
-  if (!timeout.ok()) return timeout.status();
-  spec.handshake_timeout = *timeout;
+  if (absl::Status s = CommonFromProto(in, &spec); !s.ok()) return s;
   return TlsClientContext::Create(spec, host);
 }
 
