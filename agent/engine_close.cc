@@ -205,7 +205,7 @@ void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
 
 void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
   if (c.state == ConnectionState::kClosed) return;
-  c.state = ConnectionState::kClosed;
+  SetConnState(counters_, c, ConnectionState::kClosed);
   c.close_reason = reason;
   ConnExtra& x = c.Extra();
   x.close_detail = std::move(detail);

@@ -374,7 +374,7 @@ void EngineImpl::OnPeerFin(Conn& c) {
     Finalize(c, /*abort=*/false);
     return;
   }
-  c.state = ConnectionState::kPeerClosed;
+  SetConnState(counters_, c, ConnectionState::kPeerClosed);
   if (c.behavior == BehaviorKind::kEcho ||
       c.behavior == BehaviorKind::kDiscard) {
     // Nothing more will come to echo or count: finish our side too.
@@ -632,13 +632,13 @@ void EngineImpl::SendFin(Conn& c) {
     Finalize(c, /*abort=*/false);
     return;
   }
-  c.state = ConnectionState::kLocalClosed;
+  SetConnState(counters_, c, ConnectionState::kLocalClosed);
 }
 
 void EngineImpl::ShutdownWrite(Conn& c) {
   if (c.state == ConnectionState::kClosed || c.writing.fin_wanted) return;
   c.writing.fin_wanted = true;
-  if (!c.reading.eof) c.state = ConnectionState::kLocalClosed;
+  if (!c.reading.eof) SetConnState(counters_, c, ConnectionState::kLocalClosed);
   if (c.stream != nullptr) Flush(c);  // Sends FIN once drained.
 }
 

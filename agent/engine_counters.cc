@@ -96,5 +96,22 @@ void EngineImpl::CountQueuedDatagramSent(uint64_t size) {
   EngineCounters::Add(counters_.datagrams_sent);
 }
 
+void SetConnState(EngineCounters& counters, Conn& c, ConnectionState state) {
+  if (c.state == state) return;
+  auto gauge = [&](ConnectionState s) -> EngineCounters::Counter* {
+    const size_t half = s == ConnectionState::kPeerClosed    ? 0
+                        : s == ConnectionState::kLocalClosed ? 1
+                                                             : 2;
+    if (half == 2) return nullptr;
+    return &counters.half_closed[Index(c.transport)]
+                                [static_cast<size_t>(c.origin)][half];
+  };
+  if (EngineCounters::Counter* was = gauge(c.state)) {
+    was->fetch_sub(1, std::memory_order_relaxed);
+  }
+  if (EngineCounters::Counter* now = gauge(state)) EngineCounters::Add(*now);
+  c.state = state;
+}
+
 }  // namespace engine_internal
 }  // namespace sockagent

@@ -59,6 +59,12 @@ struct EngineCounters {
       connections_closed{};
   std::array<Counter, static_cast<size_t>(RejectReason::kCount)>
       connections_rejected{};
+  // Half-closed connections now, a gauge per transport and origin: [0] the
+  // peer's FIN came (ConnectionState::kPeerClosed), [1] ours went or is
+  // wanted (kLocalClosed). Open and not half-closed = opened - closed -
+  // these.
+  std::array<std::array<std::array<Counter, 2>, kOrigins>, kTransports>
+      half_closed{};
   // Payload bytes read from and written to sockets (UDP: datagram
   // payloads), and datagrams (UDP only).
   std::array<Counter, kTransports> bytes_received{};

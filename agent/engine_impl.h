@@ -644,6 +644,9 @@ int64_t SteadyNowNs();
 absl::Status ShuttingDownError();
 const char* CloseReasonText(CloseReason reason);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
+// Moves c to `state`, keeping EngineCounters::half_closed in step (every
+// change of c.state after it opened goes through here).
+void SetConnState(EngineCounters& counters, Conn& c, ConnectionState state);
 // close() of a socket descriptor Asio does not own; `abort`: SO_LINGER 0
 // first, so the peer gets RST.
 void CloseDescriptor(int fd, bool abort);

@@ -469,6 +469,29 @@ ResolverPool::Load ResolverPool::CurrentLoad() const {
   return Load{shared_->queue.size(), shared_->running};
 }
 
+ResolverPool::Latency ResolverPool::LookupLatency() const {
+  Latency l;
+  for (size_t i = 0; i < l.buckets.size(); ++i) {
+    l.buckets[i] = shared_->buckets[i].load(std::memory_order_relaxed);
+  }
+  l.count = shared_->count.load(std::memory_order_relaxed);
+  l.sum_seconds =
+      static_cast<double>(shared_->sum_ns.load(std::memory_order_relaxed)) /
+      1e9;
+  return l;
+}
+
+void ResolverPool::CountLookup(Shared& shared, absl::Duration took) {
+  const double seconds = absl::ToDoubleSeconds(took);
+  size_t b = 0;
+  while (b < kLatencyBuckets.size() && seconds > kLatencyBuckets[b]) ++b;
+  shared.buckets[b].fetch_add(1, std::memory_order_relaxed);
+  const int64_t ns = absl::ToInt64Nanoseconds(took);
+  shared.sum_ns.fetch_add(ns > 0 ? static_cast<uint64_t>(ns) : 0,
+                          std::memory_order_relaxed);
+  shared.count.fetch_add(1, std::memory_order_relaxed);
+}
+
 bool ResolverPool::Enqueue(Job job) {
   {
     absl::MutexLock lock(&shared_->mu);
@@ -500,7 +523,10 @@ void ResolverPool::WorkerLoop(const std::shared_ptr<Shared>& shared) {
       admitted = absl::DeadlineExceededError(
           "resolve: deadline passed before a resolver thread was free");
     }
+    const bool lookup = admitted.ok();
+    const absl::Time started = absl::Now();
     job.run(std::move(admitted));
+    if (lookup) CountLookup(*shared, absl::Now() - started);
     job = Job();  // Release the callback's captures before counting down.
     absl::MutexLock lock(&shared->mu);
     if (--shared->running == 0) shared->idle.SignalAll();

@@ -27,6 +27,8 @@
 
 #include <sys/socket.h>
 
+#include <array>
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <deque>
@@ -165,6 +167,23 @@ class ResolverPool final {
   };
   Load CurrentLoad() const;
 
+  // How long lookups took, from a thread taking the job to its result
+  // (the callback included: callbacks only hand the result on). Every
+  // lookup of the pool counts: Resolve calls and the engine's names. Jobs
+  // refused before a lookup (deadline passed, shutdown) do not. Upper
+  // bounds in seconds; +Inf is implied.
+  static constexpr std::array<double, 10> kLatencyBuckets = {
+      0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30};
+  struct Latency {
+    std::array<uint64_t, kLatencyBuckets.size() + 1> buckets{};  // Not
+                                                                 // cumulative.
+    uint64_t count = 0;
+    double sum_seconds = 0;
+  };
+  // Any thread; relaxed reads, so a lookup ending meanwhile may be in the
+  // buckets but not yet in count.
+  Latency LookupLatency() const;
+
  private:
   // A queued job of either kind. Called once: with OkStatus it runs the
   // lookup and reports the result; with an error it reports that error.
@@ -182,10 +201,15 @@ class ResolverPool final {
     std::deque<Job> queue ABSL_GUARDED_BY(mu);
     bool stopping ABSL_GUARDED_BY(mu) = false;
     int running ABSL_GUARDED_BY(mu) = 0;
+    // LookupLatency's counts: relaxed atomics, no lock.
+    std::array<std::atomic<uint64_t>, kLatencyBuckets.size() + 1> buckets{};
+    std::atomic<uint64_t> count{0};
+    std::atomic<uint64_t> sum_ns{0};
   };
 
   bool Enqueue(Job job);
   static void WorkerLoop(const std::shared_ptr<Shared>& shared);
+  static void CountLookup(Shared& shared, absl::Duration took);
 
   const size_t max_queued_;
   const bool numeric_hosts_only_;

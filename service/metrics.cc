@@ -178,6 +178,23 @@ void RenderEngine(const MetricsSources& src, Writer& w) {
                opened > closed ? opened - closed : 0);
     }
   }
+  w.Family("sockagent_connections_half_closed", "gauge",
+           "Connections of sockagent_connections_open that are half-closed, "
+           "by transport, origin and state (peer_closed: the peer's FIN "
+           "came; local_closed: the agent's FIN went or waits for queued "
+           "bytes).");
+  for (size_t t = 0; t < kTransport.size(); ++t) {
+    for (size_t g = 0; g < kOrigin.size(); ++g) {
+      if (!Valid(t, g) || t == static_cast<size_t>(Transport::kUdp)) continue;
+      for (size_t h = 0; h < 2; ++h) {
+        w.Sample("sockagent_connections_half_closed",
+                 absl::StrCat("transport=\"", kTransport[t], "\",origin=\"",
+                              kOrigin[g], "\",state=\"",
+                              h == 0 ? "peer_closed" : "local_closed", "\""),
+                 Get(k.half_closed[t][g][h]));
+      }
+    }
+  }
   w.Family("sockagent_connections_opened", "counter",
            "Connections accepted, connected or UDP peer sessions begun.");
   for (size_t t = 0; t < kTransport.size(); ++t) {
@@ -498,11 +515,30 @@ std::string RenderMetrics(const MetricsSources& src, MetricsFormat format) {
   if (src.resolver != nullptr) {
     const ResolverPool::Load load = src.resolver->CurrentLoad();
     w.Gauge("sockagent_resolver_queued_lookups",
-            "Resolve calls waiting for a resolver thread.",
+            "Name lookups waiting for a resolver thread.",
             static_cast<double>(load.queued));
-    w.Gauge("sockagent_resolver_running_lookups",
-            "Name lookups running now (Resolve calls).",
+    w.Gauge("sockagent_resolver_running_lookups", "Name lookups running now.",
             static_cast<double>(load.running));
+    const ResolverPool::Latency lat = src.resolver->LookupLatency();
+    w.Family("sockagent_resolver_lookup_duration_seconds", "histogram",
+             "Time a name lookup took on a resolver thread (Resolve calls, "
+             "the names of OpenClient, Probe and proxies, and the agent's "
+             "own FQDN at start).");
+    uint64_t cumulative = 0;
+    for (size_t i = 0; i < lat.buckets.size(); ++i) {
+      cumulative += lat.buckets[i];
+      w.Sample("sockagent_resolver_lookup_duration_seconds_bucket",
+               absl::StrCat("le=\"",
+                            i < ResolverPool::kLatencyBuckets.size()
+                                ? absl::StrCat(ResolverPool::kLatencyBuckets[i])
+                                : std::string("+Inf"),
+                            "\""),
+               cumulative);
+    }
+    w.Sample("sockagent_resolver_lookup_duration_seconds_sum", "",
+             lat.sum_seconds);
+    w.Sample("sockagent_resolver_lookup_duration_seconds_count", "",
+             cumulative);
     if (src.resolver_queue_limit > 0) {
       w.Gauge("sockagent_resolver_queue_limit",
               "Most Resolve calls waiting (--resolver-queue).",

@@ -723,6 +723,44 @@ TEST_F(EngineConnectionPair, GracefulCloseGivesUpAfterLinger) {
   EXPECT_EQ(error, ECONNRESET);
 }
 
+// EngineCounters::half_closed (the metrics' sockagent_connections_half_closed)
+// follows each connection's state: up when half-closed, down when closed.
+TEST_F(EngineConnectionPair, HalfClosedGaugeFollowsTheState) {
+  auto half = [&](size_t which) {
+    return EngineCounters::Get(
+        engine_->counters().half_closed[static_cast<size_t>(
+            Transport::kTcp)][static_cast<size_t>(Origin::kAccepted)][which]);
+  };
+  auto closed = [&](const std::string& id) {
+    return sync_
+        ->ConnectionWhen(id,
+                         [](const ConnectionInfo& c) {
+                           return c.state == ConnectionState::kClosed;
+                         })
+        .has_value();
+  };
+  // Ours first: local_closed, then closed by the peer's FIN.
+  Open();
+  EXPECT_EQ(half(0), 0u);
+  EXPECT_EQ(half(1), 0u);
+  ASSERT_TRUE(sync_->Close(id_, CloseMode::kShutdownWrite).ok());
+  EXPECT_EQ(half(1), 1u);
+  EXPECT_EQ(ReadToEof(client_.get()), "");
+  ::shutdown(client_.get(), SHUT_WR);
+  ASSERT_TRUE(closed(id_));
+  EXPECT_EQ(half(1), 0u);
+  EXPECT_EQ(half(0), 0u);
+  // The peer's first: peer_closed (a hold server keeps its side open), then
+  // closed by a graceful close.
+  Open();
+  PeerSendsThenFins("");
+  EXPECT_EQ(half(0), 1u);
+  ASSERT_TRUE(sync_->Close(id_, CloseMode::kGraceful).ok());
+  ASSERT_TRUE(closed(id_));
+  EXPECT_EQ(half(0), 0u);
+  EXPECT_EQ(half(1), 0u);
+}
+
 TEST_F(EngineConnectionPair, ShutdownWriteKeepsReading) {
   Open();
   absl::StatusOr<std::vector<ConnectionInfo>> r =

@@ -415,6 +415,28 @@ TEST(ResolverPool, PastDeadlineIsDeadlineExceeded) {
   EXPECT_EQ(got.code(), absl::StatusCode::kDeadlineExceeded);
 }
 
+TEST(ResolverPool, LookupLatencyCountsLookupsButNotRefusedJobs) {
+  ResolverPool pool({.threads = 1, .max_queued = 4});
+  EXPECT_EQ(pool.LookupLatency().count, 0u);
+  absl::Notification looked_up, refused;
+  ASSERT_TRUE(pool.SubmitResolve(Numeric("127.0.0.1"), absl::InfiniteFuture(),
+                                 [&](auto) { looked_up.Notify(); }));
+  ASSERT_TRUE(pool.SubmitResolve(Numeric("127.0.0.1"),
+                                 absl::Now() - absl::Seconds(1),
+                                 [&](auto) { refused.Notify(); }));
+  ASSERT_TRUE(looked_up.WaitForNotificationWithTimeout(kWait));
+  ASSERT_TRUE(refused.WaitForNotificationWithTimeout(kWait));
+  // Counted right after the callback returns, on the pool's thread; the
+  // refused job ran after it on the same thread, so the count is final.
+  const ResolverPool::Latency l = pool.LookupLatency();
+  EXPECT_EQ(l.count, 1u);
+  uint64_t in_buckets = 0;
+  for (uint64_t b : l.buckets) in_buckets += b;
+  EXPECT_EQ(in_buckets, 1u);
+  EXPECT_GE(l.sum_seconds, 0.0);
+  EXPECT_LT(l.sum_seconds, absl::ToDoubleSeconds(kWait));
+}
+
 // Occupies the pool's only thread until `release` is notified.
 void BlockOnlyThread(ResolverPool& pool, absl::Notification& started,
                      absl::Notification& release) {

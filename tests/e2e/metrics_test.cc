@@ -212,6 +212,9 @@ TEST_F(Metrics, PrometheusScrapesTheWorkloadsCounts) {
   // failure (no token).
   EXPECT_NE(Ctl({"server", "start", "--echo", "--port", "80"}).exit_code, 0);
   EXPECT_NE(Ctl({"server", "list"}, /*with_token=*/false).exit_code, 0);
+  // Two name lookups (numeric: no DNS server is asked).
+  EXPECT_EQ(Ctl({"resolve", "127.0.0.1"}).exit_code, 0);
+  EXPECT_EQ(Ctl({"resolve", "::1", "80"}).exit_code, 0);
 
   // The scrape target: HOST:PORT of the metrics URL.
   std::smatch m;
@@ -243,6 +246,9 @@ TEST_F(Metrics, PrometheusScrapesTheWorkloadsCounts) {
       {"sockagent_auth_failures_total", 1},
       {"sockagent_buffered_bytes", 0},
       {"sockagent_buffered_limit_bytes", 1 << 30},
+      // The two resolves, and the agent's own FQDN lookup at start.
+      {"sockagent_resolver_lookup_duration_seconds_count", 3},
+      {R"(sockagent_resolver_lookup_duration_seconds_bucket{le="+Inf"})", 3},
   };
   for (const auto& [query, want] : expected) {
     EXPECT_EQ(prom->WaitForValue(query, want), want) << query;
