@@ -32,6 +32,7 @@
 #include "cli/interrupt.h"
 #include "cli/inventory.h"
 #include "cli/matrix.h"
+#include "cli/matrix_ca.h"
 #include "cli/matrix_probe.h"
 #include "cli/output.h"
 #include "cli/parallel.h"
@@ -63,6 +64,8 @@ struct MatrixArgs {
   bool self = false;
   uint32_t parallel = 16;
   bool verbose = false;
+  bool tls = false;
+  bool mtls = false;
 };
 
 // Everything checked before the first call.
@@ -74,6 +77,8 @@ struct MatrixPlan {
   bool have_rules = false;
   absl::Duration per_probe;
   absl::Duration deadline;
+  bool tls = false;  // --tls or --mtls.
+  bool mtls = false;
 };
 
 absl::StatusOr<MatrixPlan> MakePlan(const Fleet& fleet,
@@ -93,6 +98,13 @@ absl::StatusOr<MatrixPlan> MakePlan(const Fleet& fleet,
       ParseDurationFlag("--deadline", args.deadline);
   if (!deadline.ok()) return deadline.status();
   plan.deadline = *deadline;
+  plan.tls = args.tls || args.mtls;
+  plan.mtls = args.mtls;
+  if (plan.tls && args.udp) {
+    return absl::InvalidArgumentError(
+        "--tls/--mtls: UDP has no TLS here (no DTLS); drop --udp, or run the "
+        "UDP matrix on its own");
+  }
 
   if (fleet.size() < 2 && !args.self) {
     return absl::InvalidArgumentError(
@@ -191,6 +203,9 @@ class MatrixRun final {
       std::fprintf(stderr, "sockctl: matrix run %s: %zu agents, %zu cells\n",
                    run_.c_str(), fleet_.size(), cells_.size());
     }
+    if (plan_.tls) {
+      if (const int rc = IssueCertificates(); rc != kExitOk) return rc;
+    }
     const int setup_rc = StartServers();
     if (interrupt_.raised()) return kExitInterrupted;
 
@@ -286,6 +301,31 @@ class MatrixRun final {
            absl::Minutes(5);
   }
 
+  // --tls: a CA for this run, and a certificate from it for each agent's
+  // dial host (also its client certificate with --mtls). Only sockctl's
+  // memory holds the CA key.
+  int IssueCertificates() {
+    absl::StatusOr<RunCa> ca = RunCa::Create(run_);
+    if (!ca.ok()) {
+      std::fprintf(stderr, "sockctl: %s\n",
+                   std::string(ca.status().message()).c_str());
+      return kExitFailure;
+    }
+    probe_.tls_ca_pem = ca->certificate_pem();
+    for (size_t i = 0; i < fleet_.size(); ++i) {
+      absl::StatusOr<IssuedCert> cert =
+          ca->Issue(plan_.agents[i], {plan_.dial_hosts[i]});
+      if (!cert.ok()) {
+        std::fprintf(stderr, "sockctl: agent %s: %s\n", plan_.agents[i].c_str(),
+                     std::string(cert.status().message()).c_str());
+        return kExitFailure;
+      }
+      certs_.push_back(*std::move(cert));
+    }
+    if (plan_.mtls) probe_.client_certs = certs_;
+    return kExitOk;
+  }
+
   // Starts one echo server per transport on every agent. Returns the first
   // failure's exit code (in agent order), or kExitOk.
   int StartServers() {
@@ -303,6 +343,16 @@ class MatrixRun final {
       request.mutable_bind()->set_host(args_.bind_host);
       request.mutable_bind()->set_port(args_.port);
       request.mutable_behavior()->mutable_echo();
+      if (plan_.tls) {
+        sockagent::v1::TlsServerOptions* tls = request.mutable_tls();
+        tls->set_certificate_chain_pem(certs_[agent].certificate_pem);
+        tls->set_private_key_pem(certs_[agent].private_key_pem);
+        ToProto(plan_.per_probe, tls->mutable_handshake_timeout());
+        if (plan_.mtls) {
+          tls->set_client_ca_pem(probe_.tls_ca_pem);
+          tls->set_client_auth(sockagent::v1::TLS_CLIENT_AUTH_REQUIRE);
+        }
+      }
       (*request.mutable_labels())[kRunLabel] = run_;
       ToProto(ServerTtl(), request.mutable_ttl());
       StartServerResponse response;
@@ -396,7 +446,8 @@ class MatrixRun final {
   const MatrixPlan plan_;
   const InterruptFlag& interrupt_;
   const std::string run_;
-  ProbeRun probe_;  // What every probe of this run shares.
+  ProbeRun probe_;                 // What every probe of this run shares.
+  std::vector<IssuedCert> certs_;  // --tls: by agent.
   // One per transport and agent: servers_[t * fleet size + agent].
   std::vector<EchoServer> servers_;
   // Whether any call reached each agent (so that it may hold something of
@@ -448,8 +499,9 @@ Cells: OK RTT (the echo came back; RTT is from Send to the echo received as
 sockctl saw it, so it includes two gRPC round trips to SRC), REFUSED,
 TIMEOUT (connect timeout or no echo within --timeout-per-probe; UDP cannot
 tell refused from dropped), UNREACHABLE (host or network unreachable, no
-route), DNS (DST's host did not resolve on SRC), ERROR (anything else: -v
-or -o json say what). Rows are sources, columns destinations; "-" is not
+route), DNS (DST's host did not resolve on SRC), TLS: WHY (with --tls: the
+handshake failed; WHY is e.g. unknown CA, wrong name, expired certificate,
+not TLS, handshake timed out), ERROR (anything else: -v or -o json say what). Rows are sources, columns destinations; "-" is not
 probed (the diagonal, unless --self).
   tcp
   SRC\DST  a         b
@@ -468,6 +520,13 @@ differ are re-probed every second until all match or --deadline passes
 (measured from the first probe). Without --expect every cell must be OK
 and nothing is re-probed.
 
+--tls: sockctl makes a CA for the run (in memory only) and gives each
+agent's echo server a certificate from it for the host the others dial
+(IP SAN for an address, DNS SAN for a name); every probe trusts only that
+CA and verifies the name, so each OK cell is a verified TLS handshake plus
+the echo over it. --mtls also makes every server require a client
+certificate from the CA and every source present its own. TCP only.
+
 Exit status: 0 every cell as expected; 1 some cell is not (each printed on
 stderr: "a -> b tcp: expected OK, got TIMEOUT"); 2 usage error; 3 or 10+N
 an echo server could not be started on some agent (the first such agent's
@@ -476,7 +535,8 @@ code; the matrix is still printed); 130 interrupted.
 Examples:
   sockctl matrix --agent 10.0.0.1:7878 --agent 10.0.0.2:7878
   sockctl matrix --inventory fleet.txt --tcp --udp --expect expect.txt
-  sockctl matrix --inventory fleet.txt --target-host db-1=10.1.0.5)");
+  sockctl matrix --inventory fleet.txt --target-host db-1=10.1.0.5
+  sockctl matrix --inventory fleet.txt --tls --mtls)");
   matrix->add_flag("--tcp", args->tcp, "Probe TCP (the default)")
       ->group("Probes");
   matrix->add_flag("--udp", args->udp, "Probe UDP (with --tcp: both)")
@@ -508,6 +568,16 @@ Examples:
       ->capture_default_str()
       ->group("Probes");
   matrix->add_flag("--self", args->self, "Also probe each agent from itself")
+      ->group("Probes");
+  matrix
+      ->add_flag("--tls", args->tls,
+                 "TLS echo servers with certificates from a per-run CA; "
+                 "every probe verifies (TCP only)")
+      ->group("Probes");
+  matrix
+      ->add_flag("--mtls", args->mtls,
+                 "--tls, and every server requires a client certificate "
+                 "from the run's CA")
       ->group("Probes");
   matrix->add_option("--parallel", args->parallel, "Probes in flight at most")
       ->type_name("N")

@@ -27,6 +27,7 @@ constexpr struct {
     {ProbeResult::kTimeout, "TIMEOUT"},
     {ProbeResult::kUnreachable, "UNREACHABLE"},
     {ProbeResult::kDns, "DNS"},
+    {ProbeResult::kTls, "TLS"},
     {ProbeResult::kError, "ERROR"},
 };
 
@@ -69,6 +70,13 @@ ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
       // agent no longer knows.
       return step == ProbeStep::kOpen ? ProbeResult::kDns : ProbeResult::kError;
     case absl::StatusCode::kUnavailable:
+      // The engine's words for a handshake that failed or timed out, or a
+      // connection closed during it (engine_tls.cc).
+      if (step == ProbeStep::kOpen &&
+          (absl::StrContains(text, "tls handshake") ||
+           absl::StrContains(text, "during the tls handshake"))) {
+        return ProbeResult::kTls;
+      }
       if (absl::StrContains(text, "refused")) return ProbeResult::kRefused;
       if (absl::StrContains(text, "unreachable") ||
           absl::StrContains(text, "no route")) {
@@ -85,6 +93,49 @@ ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
     default:
       return ProbeResult::kError;
   }
+}
+
+std::string TlsFailureClass(absl::string_view message) {
+  constexpr absl::string_view kFailed = "TLS handshake failed: ";
+  const size_t at = message.find(kFailed);
+  const absl::string_view words = at == absl::string_view::npos
+                                      ? message
+                                      : message.substr(at + kFailed.size());
+  const std::string text = absl::AsciiStrToLower(words);
+  // OpenSSL's words (verify errors, alerts, record errors), most specific
+  // first.
+  constexpr struct {
+    const char* words;
+    const char* cls;
+  } kClasses[] = {
+      {"unable to get local issuer certificate", "unknown CA"},
+      {"self-signed certificate", "unknown CA"},
+      {"self signed certificate", "unknown CA"},
+      {"unknown ca", "unknown CA"},
+      {"certificate has expired", "expired certificate"},
+      {"certificate is not yet valid", "certificate not yet valid"},
+      {"hostname mismatch", "wrong name"},
+      {"ip address mismatch", "wrong name"},
+      {"wrong version number", "not TLS"},
+      {"packet length too long", "not TLS"},
+      {"unsupported protocol", "no shared version"},
+      {"protocol version", "no shared version"},
+      {"no shared cipher", "no shared cipher"},
+      {"handshake failure", "handshake failure"},
+      {"peer did not return a certificate", "client certificate required"},
+      {"certificate required", "client certificate required"},
+      {"bad certificate", "certificate refused"},
+      {"timed out", "handshake timed out"},
+      {"closed during", "closed during the handshake"},
+      {"unexpected eof", "closed during the handshake"},
+  };
+  for (const auto& c : kClasses) {
+    if (absl::StrContains(text, c.words)) return c.cls;
+  }
+  constexpr size_t kMaxWords = 48;
+  return words.size() <= kMaxWords
+             ? std::string(words)
+             : absl::StrCat(words.substr(0, kMaxWords - 3), "...");
 }
 
 bool ExpectedResult::Accepts(ProbeResult observed) const {
@@ -143,10 +194,10 @@ absl::StatusOr<std::vector<Expectation>> ParseExpectations(
     } else if (std::optional<ProbeResult> r = ParseResultName(result)) {
       rule.expected.result = *r;
     } else {
-      return LineError(number,
-                       absl::StrCat("unknown result '", result,
-                                    "' (expected OK, REFUSED, TIMEOUT, "
-                                    "UNREACHABLE, DNS, ERROR, FAIL or *)"));
+      return LineError(
+          number, absl::StrCat("unknown result '", result,
+                               "' (expected OK, REFUSED, TIMEOUT, "
+                               "UNREACHABLE, DNS, TLS, ERROR, FAIL or *)"));
     }
     rules.push_back(std::move(rule));
   }
@@ -221,6 +272,9 @@ std::string FormatRtt(absl::Duration rtt) {
 std::string CellText(const MatrixCell& cell) {
   if (cell.result == ProbeResult::kOk) {
     return absl::StrCat("OK ", FormatRtt(cell.rtt));
+  }
+  if (cell.result == ProbeResult::kTls) {
+    return absl::StrCat("TLS: ", TlsFailureClass(cell.message));
   }
   return ResultName(cell.result);
 }

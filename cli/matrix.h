@@ -12,7 +12,7 @@
 //   lb     *    *          *         (anything goes)
 //
 // SRC and DST are agent names or '*'; TRANSPORT is tcp, udp or '*'; RESULT
-// is OK, REFUSED, TIMEOUT, UNREACHABLE, DNS, ERROR, FAIL or '*'. For each
+// is OK, REFUSED, TIMEOUT, UNREACHABLE, DNS, TLS, ERROR, FAIL or '*'. For each
 // cell the last line that matches wins. '#' at the start of a word
 // comments out the rest of the line.
 //
@@ -48,10 +48,11 @@ enum class ProbeResult {
   kTimeout,      // Connect timeout, or no echo within the wait.
   kUnreachable,  // Host or network unreachable, no route.
   kDns,          // The destination's name did not resolve.
+  kTls,          // Connected, but the TLS handshake failed (--tls).
   kError,        // Anything else; the cell's message says what.
 };
 
-// "OK", "REFUSED", "TIMEOUT", "UNREACHABLE", "DNS", "ERROR".
+// "OK", "REFUSED", "TIMEOUT", "UNREACHABLE", "DNS", "TLS", "ERROR".
 std::string ResultName(ProbeResult result);
 // The reverse, ignoring case; nullopt for anything else.
 std::optional<ProbeResult> ParseResultName(absl::string_view name);
@@ -65,6 +66,12 @@ enum class ProbeStep { kOpen, kSend, kReceive };
 // agent answered (not a failure to reach the agent itself: that is kError).
 ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
                             absl::string_view message);
+
+// A TLS failure's class in a few words, from the agent's message (OpenSSL's
+// words after "TLS handshake failed: "): "unknown CA", "expired
+// certificate", "wrong name", "not TLS", "handshake timed out", ...; else
+// OpenSSL's words themselves, at most 48 bytes.
+std::string TlsFailureClass(absl::string_view message);
 
 // What a cell may be. FAIL is any result but OK; '*' is any result.
 struct ExpectedResult {
@@ -125,7 +132,7 @@ struct MatrixCell {
 // Round trip times at a glance: "87us", "0.4ms", "12ms", "1.3s".
 std::string FormatRtt(absl::Duration rtt);
 
-// "OK 0.4ms", "TIMEOUT".
+// "OK 0.4ms", "TIMEOUT", "TLS: unknown CA".
 std::string CellText(const MatrixCell& cell);
 
 // One transport's matrix as a table: a row per source, a column per

@@ -164,7 +164,10 @@ bool ProbeCell(const ProbeRun& run, AgentClient& source,
     cell.message = target.error;
     return false;
   }
-  const absl::Duration call_time = run.per_probe + kWaitSlack;
+  const bool tls =
+      !run.tls_ca_pem.empty() && cell.transport == ProbeTransport::kTcp;
+  // Connect, then (TLS) the handshake: each may take per_probe.
+  const absl::Duration call_time = (tls ? 2 : 1) * run.per_probe + kWaitSlack;
 
   OpenClientRequest open;
   open.set_transport(ToApi(cell.transport));
@@ -174,6 +177,17 @@ bool ProbeCell(const ProbeRun& run, AgentClient& source,
   // The probe is one small write: do not let Nagle hold it back.
   open.set_tcp_nodelay(cell.transport == ProbeTransport::kTcp);
   ToProto(run.per_probe, open.mutable_connect_timeout());
+  if (tls) {
+    // No server_name: the dialled host is the name verified, as an IP
+    // address or a DNS name, like the SAN the run's CA wrote.
+    sockagent::v1::TlsClientOptions* t = open.mutable_tls();
+    t->set_ca_pem(run.tls_ca_pem);
+    ToProto(run.per_probe, t->mutable_handshake_timeout());
+    if (cell.src < run.client_certs.size()) {
+      t->set_certificate_chain_pem(run.client_certs[cell.src].certificate_pem);
+      t->set_private_key_pem(run.client_certs[cell.src].private_key_pem);
+    }
+  }
   (*open.mutable_labels())[run.label] = run.run;
   // Closed right after the probe; the TTL covers a sockctl that died.
   ToProto(2 * run.per_probe + absl::Minutes(1), open.mutable_ttl());

@@ -17,6 +17,7 @@
 #include "cli/client.h"
 #include "cli/interrupt.h"
 #include "cli/matrix.h"
+#include "cli/matrix_ca.h"
 
 namespace sockctl {
 
@@ -44,6 +45,11 @@ struct ProbeRun {
   std::vector<std::string> dial_hosts;  // How other agents reach each.
   absl::Duration per_probe;             // Connect and echo timeout each.
   const InterruptFlag* interrupt = nullptr;
+  // --tls: the run CA's certificate, the only one TCP probes trust (empty:
+  // plain TCP); the handshake may take per_probe too. --mtls: each source
+  // agent's client certificate, by agent index (empty: none).
+  std::string tls_ca_pem;
+  std::vector<IssuedCert> client_certs;
 };
 
 // Probes `cell` once from `source` to `target` (cell.dst's echo server for

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "cli/output.h"
 
 namespace sockctl {
@@ -38,6 +39,51 @@ TEST(ClassifyFailure, RefusedUnreachableAndTimeoutFromTheAgentsStatus) {
   EXPECT_EQ(ClassifyFailure(ProbeStep::kReceive,
                             absl::StatusCode::kDeadlineExceeded, ""),
             ProbeResult::kTimeout);
+}
+
+TEST(ClassifyFailure, AFailedHandshakeIsTlsWithItsClassInTheCell) {
+  // The engine's words (agent/engine_tls.cc), as OpenClient answers them.
+  const struct {
+    const char* message;
+    const char* cell;
+  } cases[] = {
+      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: certificate "
+       "verify failed: unable to get local issuer certificate",
+       "TLS: unknown CA"},
+      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: certificate "
+       "verify failed: IP address mismatch",
+       "TLS: wrong name"},
+      {"open conn-3 to db:9100: TLS handshake failed: certificate verify "
+       "failed: certificate has expired",
+       "TLS: expired certificate"},
+      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: wrong version "
+       "number",
+       "TLS: not TLS"},
+      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: timed out after "
+       "1s",
+       "TLS: handshake timed out"},
+      {"open conn-3 to 10.0.0.2:9100: closed during the TLS handshake",
+       "TLS: closed during the handshake"},
+      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: sslv3 alert "
+       "some brand new words nobody has classified yet at all",
+       "TLS: sslv3 alert some brand new words nobody has c..."},
+  };
+  for (const auto& c : cases) {
+    EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
+                              c.message),
+              ProbeResult::kTls)
+        << c.message;
+    MatrixCell cell;
+    cell.result = ProbeResult::kTls;
+    cell.message = absl::StrCat("open: UNAVAILABLE: ", c.message);
+    EXPECT_EQ(CellText(cell), c.cell) << c.message;
+  }
+  // A plain connect timeout stays TIMEOUT.
+  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
+                            "connect 10.0.0.2:9100: connection refused"),
+            ProbeResult::kRefused);
+  EXPECT_EQ(ParseResultName("tls"), ProbeResult::kTls);
+  EXPECT_EQ(ResultName(ProbeResult::kTls), "TLS");
 }
 
 TEST(ClassifyFailure, NotFoundIsDnsOnlyWhenOpening) {

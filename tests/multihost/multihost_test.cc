@@ -306,5 +306,39 @@ TEST_F(MultihostTest, MatrixAllOkThenFirewallShowsExactlyTheBlockedCells) {
   }
 }
 
+// --tls: every pair verifies with the run's CA. Dialling agent-c at
+// agent-b's address (a wrong --target-host, as when a name points at the
+// wrong service) reaches agent-b's server, whose certificate does not name
+// that address: exactly the cells into agent-c fail, as TLS, in words.
+TEST_F(MultihostTest, MatrixTlsVerifiesEveryPairAndCatchesTheWrongService) {
+  TempDir dir;
+  const std::string inventory = dir.path() + "/inventory";
+  std::ofstream(inventory) << Inventory();
+  const std::vector<std::string> matrix = {
+      "--inventory",         inventory, "matrix", "--tls", "--port", "9102",
+      "--timeout-per-probe", "2s"};
+  CommandResult all_ok = topo_->Ctl(matrix);
+  ASSERT_EQ(all_ok.exit_code, 0) << all_ok.out << all_ok.err;
+  EXPECT_THAT(all_ok.out, Not(HasSubstr("TLS"))) << all_ok.out;
+
+  std::vector<std::string> args = matrix;
+  args.insert(args.end(),
+              {"--target-host", "agent-c=" + topo_->node("agent-b").ip});
+  CommandResult wrong = topo_->Ctl(args);
+  EXPECT_EQ(wrong.exit_code, 1) << wrong.out << wrong.err;
+  EXPECT_THAT(wrong.out, HasSubstr("TLS: wrong name"));
+  const std::string report = wrong.out + wrong.err;
+  EXPECT_THAT(report,
+              HasSubstr("agent-a -> agent-c tcp: expected OK, got TLS"));
+  EXPECT_THAT(report,
+              HasSubstr("agent-b -> agent-c tcp: expected OK, got TLS"));
+  EXPECT_THAT(report, Not(HasSubstr("-> agent-a")));
+  EXPECT_THAT(report, Not(HasSubstr("-> agent-b")));
+  for (const char* agent : {"agent-a", "agent-b", "agent-c"}) {
+    EXPECT_EQ(On(agent, {"server", "list", "-q"}), "") << agent;
+    EXPECT_EQ(On(agent, {"conn", "list", "-q"}), "") << agent;
+  }
+}
+
 }  // namespace
 }  // namespace sockagent::testing
