@@ -461,10 +461,10 @@ void Connector::OnClientConnected(uint64_t attempt_id,
     return;
   }
   engine_.AssertEngineLock();  // A Locked handler of the engine.
-  ConnectionInfo info = engine_.AddOpenedConn(a);
+  ConnectionInfo info = engine_.conn_io_.AddOpened(a);
   if (a.spec.tls != nullptr) {
-    // TLS: answered once the handshake ended (agent/engine_tls.cc).
-    engine_.AwaitTlsHandshake(info.id, ReleaseAttempt(attempt_id));
+    // TLS: answered once the handshake ended (agent/tls_stage.cc).
+    engine_.tls_.AwaitHandshake(info.id, ReleaseAttempt(attempt_id));
     return;
   }
   FinishAttempt(attempt_id, std::move(info));

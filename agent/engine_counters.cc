@@ -22,7 +22,7 @@ void EngineImpl::CountEvent(EventKind kind, uint64_t server_num,
   switch (kind) {
     case EventKind::kServerStarted:
     case EventKind::kServerStopped: {
-      const Server* s = FindServer(server_num);
+      const Server* s = registry_.FindServer(server_num);
       if (s == nullptr) return;
       const size_t t = Index(s->info.transport);
       EngineCounters::Add(kind == EventKind::kServerStarted
@@ -41,9 +41,9 @@ void EngineImpl::CountEvent(EventKind kind, uint64_t server_num,
       return;
   }
   // Drops of a new UDP peer's datagram (no connection) are counted where
-  // they happen (engine_server.cc), with their reason.
+  // they happen (udp_io.cc), with their reason.
   if (conn_num == 0) return;
-  const Conn* c = FindConn(conn_num);
+  const Conn* c = registry_.FindConn(conn_num);
   if (c == nullptr) return;
   const size_t t = Index(c->transport);
   const size_t o = static_cast<size_t>(c->origin);
@@ -69,7 +69,7 @@ void EngineImpl::CountEvent(EventKind kind, uint64_t server_num,
       if (udp) EngineCounters::Add(k.datagrams_sent);
       break;
     case EventKind::kDatagramDropped:
-      // Only the reply budget's drops carry a message (engine_udp_reply.cc).
+      // Only the reply budget's drops carry a message (udp_reply.cc).
       EngineCounters::Add(k.datagrams_dropped[static_cast<size_t>(
           message.empty() ? DropReason::kBufferFull
                           : DropReason::kReplyBudget)]);
@@ -79,8 +79,7 @@ void EngineImpl::CountEvent(EventKind kind, uint64_t server_num,
   }
 }
 
-void EngineImpl::CountNewPeerDrop(DropReason reason, uint64_t size) {
-  EngineCounters& k = counters_;
+void CountNewPeerDrop(EngineCounters& k, DropReason reason, uint64_t size) {
   const size_t udp = Index(Transport::kUdp);
   EngineCounters::Add(k.bytes_received[udp], size);
   EngineCounters::Add(k.datagrams_received);
@@ -91,9 +90,9 @@ void EngineImpl::CountNewPeerDrop(DropReason reason, uint64_t size) {
   }
 }
 
-void EngineImpl::CountQueuedDatagramSent(uint64_t size) {
-  EngineCounters::Add(counters_.bytes_sent[Index(Transport::kUdp)], size);
-  EngineCounters::Add(counters_.datagrams_sent);
+void CountQueuedDatagramSent(EngineCounters& counters, uint64_t size) {
+  EngineCounters::Add(counters.bytes_sent[Index(Transport::kUdp)], size);
+  EngineCounters::Add(counters.datagrams_sent);
 }
 
 void SetConnState(EngineCounters& counters, Conn& c, ConnectionState state) {

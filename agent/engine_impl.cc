@@ -1,10 +1,9 @@
 // EngineImpl, the coordinator: creation, the loop thread, posting,
 // shutdown, the public control calls, Send and Close, and the glue between
-// the components (Registry, BufferBudget, WatchHub, Connector). Receive
-// lives in engine_receive.cc, events in engine_watch.cc, socket I/O in
-// engine_conn.cc (closing: engine_close.cc, UDP: engine_udp.cc), servers in
-// engine_server.cc and engine_listener.cc, OpenClient and name lookups in
-// connector.cc.
+// the components (Registry, BufferBudget, WatchHub, Connector, Receiver,
+// Streams, TlsStage, FaultStage, UdpIo, Servers, each in its own header).
+// Events live in engine_watch.cc, the public Stream and fault calls in
+// engine_stream.cc and engine_faults.cc.
 #include "agent/engine_impl.h"
 
 #include <algorithm>
@@ -214,7 +213,7 @@ void EngineImpl::StartServer(ServerSpec spec,
       d(s);
       return;
     }
-    DoStartServer(std::move(spec), std::move(d));
+    servers_.Start(std::move(spec), std::move(d));
   });
 }
 
@@ -224,7 +223,7 @@ void EngineImpl::StopServers(Selector selector, bool close_connections,
            [this, selector = std::move(selector),
             close_connections](Done<absl::StatusOr<StopResult>> d) {
              AssertEngineLock();
-             DoStopServers(selector, close_connections, std::move(d));
+             servers_.StopMatching(selector, close_connections, std::move(d));
            });
 }
 
@@ -271,7 +270,7 @@ uint64_t EngineImpl::Receive(std::string connection_id, ReceiveSpec spec,
   PostWork(std::move(done), [this, id = std::move(connection_id), spec,
                              token](Done<absl::StatusOr<ReceiveResult>> d) {
     AssertEngineLock();
-    DoReceive(id, spec, token, std::move(d));
+    receiver_.Receive(id, spec, token, std::move(d));
   });
   return token;
 }
@@ -280,7 +279,7 @@ void EngineImpl::CancelReceive(uint64_t token) {
   // Once Shutdown began it completes every parked receive itself.
   RunOrPost([this, token] {
     AssertEngineLock();
-    DoCancelReceive(token);
+    receiver_.Cancel(token);
   });
 }
 
@@ -315,15 +314,16 @@ void EngineImpl::ShutdownOnLoop() {
   connector_.Shutdown();
   for (auto& [num, conn] : registry_.conns()) {
     if (conn->finalized) continue;
-    MarkClosed(*conn, CloseReason::kAgentShutdown, "agent shutting down");
+    closer_.MarkClosed(*conn, CloseReason::kAgentShutdown,
+                       "agent shutting down");
     // Bytes accepted by Send but never written: a reset tells the peer its
     // stream is incomplete, where a FIN would look like a clean end.
-    Finalize(*conn, /*abort=*/conn->counters.send_buffered > 0);
+    closer_.Finalize(*conn, /*abort=*/conn->counters.send_buffered > 0);
   }
   for (auto& [num, server] : registry_.servers()) {
     if (!server->stopped()) {
-      StopServer(*server, "agent shutdown", CloseReason::kAgentShutdown,
-                 nullptr);
+      servers_.Stop(*server, "agent shutdown", CloseReason::kAgentShutdown,
+                    nullptr);
     }
   }
 }
@@ -334,7 +334,7 @@ void EngineImpl::FileInHistory(Conn& c) {
   ScheduleTrim();
 }
 
-uint64_t EngineImpl::RecvCharge(const Conn& c) {
+uint64_t RecvCharge(const Conn& c) {
   uint64_t n = c.counters.recv_buffered;
   if (c.extra != nullptr) {
     n += kDatagramOverheadBytes * c.extra->recv_datagrams.size();
@@ -342,7 +342,7 @@ uint64_t EngineImpl::RecvCharge(const Conn& c) {
   return n;
 }
 
-uint64_t EngineImpl::SendCharge(const Conn& c) {
+uint64_t SendCharge(const Conn& c) {
   uint64_t n = c.counters.send_buffered;
   if (c.extra != nullptr) {
     n += kDatagramOverheadBytes *
@@ -366,12 +366,12 @@ void EngineImpl::Recharge(Conn& c) {
 }
 
 void EngineImpl::ResumeTotalPaused(uint64_t num) {
-  Conn* c = FindConn(num);
+  Conn* c = registry_.FindConn(num);
   if (c == nullptr || !c->reading.total_paused) return;
   c->reading.total_paused = false;
   // Resumes unless its own buffer is still above half its bound; a
   // connection that finds the total full again pauses again.
-  ResumeReading(*c);
+  conn_io_.ResumeReading(*c);
 }
 
 void EngineImpl::DiscardHistoryBytes(Conn& c) {
@@ -395,7 +395,7 @@ void EngineImpl::DiscardHistoryBytes(Conn& c) {
 
 void EngineImpl::DoSend(absl::string_view id, std::string data,
                         Done<absl::StatusOr<SendResult>> done) {
-  absl::StatusOr<Conn*> c = LookupConn(id);
+  absl::StatusOr<Conn*> c = registry_.LookupConn(id);
   if (!c.ok()) {
     done(c.status());
     return;
@@ -404,7 +404,7 @@ void EngineImpl::DoSend(absl::string_view id, std::string data,
     done(ProxiedRefusal(**c, "send"));
     return;
   }
-  done(QueueSend(**c, std::move(data)));
+  done(conn_io_.QueueSend(**c, std::move(data)));
 }
 
 void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
@@ -415,7 +415,7 @@ void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
   }
   std::vector<Conn*> targets;
   if (!selector.id.empty()) {
-    absl::StatusOr<Conn*> c = LookupConn(selector.id);
+    absl::StatusOr<Conn*> c = registry_.LookupConn(selector.id);
     if (!c.ok()) {
       done(c.status());
       return;
@@ -449,13 +449,13 @@ void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
   for (Conn* c : targets) {
     switch (mode) {
       case CloseMode::kGraceful:
-        StartClose(*c, CloseReason::kLocalClose, "", /*abort=*/false);
+        closer_.StartClose(*c, CloseReason::kLocalClose, "", /*abort=*/false);
         break;
       case CloseMode::kAbort:
-        StartClose(*c, CloseReason::kLocalAbort, "", /*abort=*/true);
+        closer_.StartClose(*c, CloseReason::kLocalAbort, "", /*abort=*/true);
         break;
       case CloseMode::kShutdownWrite:
-        ShutdownWrite(*c);
+        conn_io_.ShutdownWrite(*c);
         break;
     }
   }

@@ -121,7 +121,7 @@ struct PendingReceive {
   std::unique_ptr<ContendingReceive> next;  // Takes over when this ends.
 };
 
-// The faults acting on one connection (agent/faults.h, engine_faults.cc):
+// The faults acting on one connection (agent/faults.h, fault_stage.h):
 // its SEND stage and the one timer that wakes it.
 struct ConnFaults {
   SendStage send;
@@ -129,7 +129,7 @@ struct ConnFaults {
   int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
 };
 
-// A TLS connection's session and what its handshake saw (engine_tls.cc).
+// A TLS connection's session and what its handshake saw (tls_stage.h).
 struct ConnTls {
   std::unique_ptr<TlsSession> session;  // Freed when the socket closes.
   std::shared_ptr<const TlsInfo> info;  // Once the handshake ended.
@@ -275,7 +275,7 @@ struct Server {
   bool stopped() const { return info.state == ServerState::kStopped; }
 };
 
-// A Stream attached to a connection (engine_stream.cc).
+// A Stream attached to a connection (streams.h).
 struct Attachment {
   uint64_t token = 0;
   uint64_t conn_num = 0;

@@ -22,7 +22,7 @@ void EngineImpl::CheckWatchFilter(const WatchFilter& filter,
                  d(MalformedWatchId("server", server_id, "srv-N"));
                  return;
                }
-               if (FindServer(*num) == nullptr) {
+               if (registry_.FindServer(*num) == nullptr) {
                  d(absl::NotFoundError(absl::StrCat(
                      "watch: server ", QuoteInput(server_id), " not found")));
                  return;
@@ -34,7 +34,7 @@ void EngineImpl::CheckWatchFilter(const WatchFilter& filter,
                  d(MalformedWatchId("connection", conn_id, "conn-N"));
                  return;
                }
-               if (FindConn(*num) == nullptr) {
+               if (registry_.FindConn(*num) == nullptr) {
                  d(absl::NotFoundError(absl::StrCat(
                      "watch: connection ", QuoteInput(conn_id), " not found")));
                  return;
@@ -84,9 +84,9 @@ void EngineImpl::Emit(EventKind kind, uint64_t server_num, uint64_t conn_num,
   CountEvent(kind, server_num, conn_num, size, message);
   if (!watch_.HasWatchers()) return;
 
-  Conn* c = conn_num != 0 ? FindConn(conn_num) : nullptr;
+  Conn* c = conn_num != 0 ? registry_.FindConn(conn_num) : nullptr;
   if (c != nullptr && server_num == 0) server_num = c->server_num;
-  Server* s = server_num != 0 ? FindServer(server_num) : nullptr;
+  Server* s = server_num != 0 ? registry_.FindServer(server_num) : nullptr;
   const Labels* labels = c != nullptr   ? c->labels.get()
                          : s != nullptr ? s->labels.get()
                                         : nullptr;

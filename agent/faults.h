@@ -5,7 +5,7 @@
 // toxicity roll, and the per-connection SEND stage (SendStage): the pure
 // decision of how many queued bytes may go to the socket now, when to look
 // again, and whether to cut the connection. It owns no socket and no timer:
-// agent/engine_faults.cc glues it to the engine (one Asio timer per faulted
+// agent/fault_stage.h glues it to the engine (one Asio timer per faulted
 // connection, armed at SendStage's wake time).
 //
 // Lock: none of its own. Everything runs under the engine lock (the engine

@@ -94,21 +94,21 @@ void ProxyRelay::Dial(Server& s, Conn& down) {
 
 void ProxyRelay::OnDialFailed(uint64_t down_num, const absl::Status& status) {
   engine_.AssertEngineLock();
-  Conn* down = engine_.FindConn(down_num);
+  Conn* down = engine_.registry_.FindConn(down_num);
   if (down == nullptr || down->state == ConnectionState::kClosed) return;
   // FIN, as toxiproxy closes the client when its upstream cannot be
   // reached; the reason and detail say why.
-  engine_.StartClose(*down, CloseReason::kError,
-                     absl::StrCat("proxy upstream: ", status.message()),
-                     /*abort=*/false);
+  engine_.closer_.StartClose(*down, CloseReason::kError,
+                             absl::StrCat("proxy upstream: ", status.message()),
+                             /*abort=*/false);
 }
 
 void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
   engine_.AssertEngineLock();
-  Conn* down = engine_.FindConn(down_num);
+  Conn* down = engine_.registry_.FindConn(down_num);
   if (down == nullptr || down->state == ConnectionState::kClosed) {
     const bool abort = down != nullptr && IsAbortReason(down->close_reason);
-    engine_.StartClose(
+    engine_.closer_.StartClose(
         up, abort ? CloseReason::kLocalAbort : CloseReason::kLocalClose,
         absl::StrCat("proxy: ", ConnId(down_num),
                      " closed before the upstream connected"),
@@ -125,7 +125,7 @@ void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
     while (!held.empty()) {
       std::string data = std::move(held.front().data);
       held.pop_front();
-      if (!engine_.QueueSend(up, std::move(data)).ok()) {
+      if (!engine_.conn_io_.QueueSend(up, std::move(data)).ok()) {
         ++down->counters.datagrams_dropped;
       }
     }
@@ -142,17 +142,17 @@ void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
     up.counters.send_buffered_peak =
         std::max(up.counters.send_buffered_peak, up.counters.send_buffered);
     engine_.Recharge(up);
-    engine_.Flush(up);
+    engine_.conn_io_.Flush(up);
     if (up.finalized) return;
   }
-  engine_.ResumeReading(*down);
-  if (down->reading.eof) engine_.ShutdownWrite(up);
+  engine_.conn_io_.ResumeReading(*down);
+  if (down->reading.eof) engine_.conn_io_.ShutdownWrite(up);
 }
 
 Conn* ProxyRelay::Peer(const Conn& c) const {
   engine_.AssertEngineLock();
   if (c.extra == nullptr || c.extra->proxy_peer == 0) return nullptr;
-  Conn* p = engine_.FindConn(c.extra->proxy_peer);
+  Conn* p = engine_.registry_.FindConn(c.extra->proxy_peer);
   if (p == nullptr || p->finalized) return nullptr;
   return p;
 }
@@ -189,19 +189,19 @@ bool ProxyRelay::Relay(Conn& from, const char* data, size_t n) {
   to->counters.send_buffered_peak =
       std::max(to->counters.send_buffered_peak, to->counters.send_buffered);
   engine_.Recharge(*to);
-  engine_.Flush(*to);
+  engine_.conn_io_.Flush(*to);
   return true;
 }
 
 void ProxyRelay::Drained(Conn& c) {
   engine_.AssertEngineLock();
-  if (Conn* feeder = Peer(c)) engine_.ResumeReading(*feeder);
+  if (Conn* feeder = Peer(c)) engine_.conn_io_.ResumeReading(*feeder);
 }
 
 void ProxyRelay::OnFin(Conn& c) {
   engine_.AssertEngineLock();
   // Not linked yet: OnUpstreamConnected sends the FIN after the held bytes.
-  if (Conn* p = Peer(c)) engine_.ShutdownWrite(*p);
+  if (Conn* p = Peer(c)) engine_.conn_io_.ShutdownWrite(*p);
 }
 
 void ProxyRelay::OnClosed(Conn& c) {
@@ -216,7 +216,7 @@ void ProxyRelay::OnClosed(Conn& c) {
       c.extra != nullptr && !c.extra->close_detail.empty()
           ? absl::StrCat(" (", c.extra->close_detail, ")")
           : std::string();
-  engine_.StartClose(
+  engine_.closer_.StartClose(
       *p, abort ? CloseReason::kLocalAbort : CloseReason::kLocalClose,
       absl::StrCat("proxy: the other half ", ConnId(c.num),
                    " closed: ", CloseReasonText(c.close_reason), detail),
@@ -230,11 +230,11 @@ void ProxyRelay::OnSessionDatagram(Server& s, Conn& session, const char* data,
   if (up == nullptr) {
     // Dialling: held in the session's receive queue (bounded, drops
     // counted) until the upstream socket is connected.
-    engine_.BufferDatagram(session, data, n);
+    engine_.udp_.BufferDatagram(session, data, n);
     return;
   }
   absl::StatusOr<SendResult> sent =
-      engine_.QueueSend(*up, std::string(data, n));
+      engine_.conn_io_.QueueSend(*up, std::string(data, n));
   if (!sent.ok()) {
     ++session.counters.datagrams_dropped;
     ++s.info.counters.datagrams_dropped;
@@ -246,8 +246,9 @@ void ProxyRelay::OnSessionDatagram(Server& s, Conn& session, const char* data,
 void ProxyRelay::OnUpstreamDatagram(Conn& up, const char* data, size_t n) {
   engine_.AssertEngineLock();
   Conn* session = Peer(up);
-  Server* s =
-      session != nullptr ? engine_.FindServer(session->server_num) : nullptr;
+  Server* s = session != nullptr
+                  ? engine_.registry_.FindServer(session->server_num)
+                  : nullptr;
   if (session == nullptr || s == nullptr || s->stopped() ||
       session->state == ConnectionState::kClosed) {
     ++up.counters.datagrams_dropped;
@@ -257,11 +258,11 @@ void ProxyRelay::OnUpstreamDatagram(Conn& up, const char* data, size_t n) {
   ConnExtra& x = session->Extra();
   const uint64_t received = session->counters.bytes_received - x.proxy_credited;
   x.proxy_credited = session->counters.bytes_received;
-  if (!engine_.AdmitUdpReply(*s, *session, session->remote.udp(), received,
-                             n)) {
+  if (!engine_.udp_.AdmitReply(*s, *session, session->remote.udp(), received,
+                               n)) {
     return;
   }
-  if (!engine_.SendSessionDatagram(*session, std::string(data, n)).ok()) {
+  if (!engine_.udp_.SendSessionDatagram(*session, std::string(data, n)).ok()) {
     ++session->counters.datagrams_dropped;
     ++s->info.counters.datagrams_dropped;
   }

@@ -4,7 +4,7 @@
 // TlsSession per connection (an SSL on the connection's own non-blocking
 // descriptor, SSL_set_fd), and the engine's bounded client session cache
 // (TlsSessionCache). No Asio here: the engine drives a session from its
-// readiness waits (agent/engine_tls.cc) and arms the wait a result asks
+// readiness waits (agent/tls_stage.cc) and arms the wait a result asks
 // for. Certificate facts come from OpenSSL's own APIs only.
 //
 // Lock: none of its own. Contexts are immutable after Create and shared

@@ -71,7 +71,7 @@ ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
       return step == ProbeStep::kOpen ? ProbeResult::kDns : ProbeResult::kError;
     case absl::StatusCode::kUnavailable:
       // The engine's words for a handshake that failed or timed out, or a
-      // connection closed during it (engine_tls.cc).
+      // connection closed during it (agent/tls_stage.cc).
       if (step == ProbeStep::kOpen &&
           (absl::StrContains(text, "tls handshake") ||
            absl::StrContains(text, "during the tls handshake"))) {

@@ -42,7 +42,7 @@ TEST(ClassifyFailure, RefusedUnreachableAndTimeoutFromTheAgentsStatus) {
 }
 
 TEST(ClassifyFailure, AFailedHandshakeIsTlsWithItsClassInTheCell) {
-  // The engine's words (agent/engine_tls.cc), as OpenClient answers them.
+  // The engine's words (agent/tls_stage.cc), as OpenClient answers them.
   const struct {
     const char* message;
     const char* cell;

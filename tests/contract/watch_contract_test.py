@@ -45,14 +45,22 @@ def main():
         check(all(e.seq == point for e in snapshot),
               "snapshot events carry different seqs: %r" %
               [e.seq for e in snapshot])
-        # Live events after the snapshot: larger seqs, increasing.
+        # Live events after the snapshot: larger seqs, increasing. The
+        # bytes are read on the agent's loop thread, the second server
+        # starts inline on a gRPC thread: their events may come in either
+        # order, so wait for both (the Watch call's timeout bounds it).
         peer.sendall(b"live")
         second_id, _ = hold_server(stub)
         live = []
+        started = received = False
         for event in watch:
             live.append(event)
-            if (event.kind == pb.EVENT_KIND_SERVER_STARTED and
-                    event.server_id == second_id):
+            started = started or (event.kind == pb.EVENT_KIND_SERVER_STARTED
+                                  and event.server_id == second_id)
+            received = received or (
+                event.kind == pb.EVENT_KIND_DATA_RECEIVED and
+                event.connection_id == conn.id)
+            if started and received:
                 break
         seqs = [e.seq for e in live]
         check(seqs and seqs[0] > point,

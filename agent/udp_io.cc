@@ -1,12 +1,14 @@
-// EngineImpl, UDP: clients (one connected socket per connection) and
-// servers, whose sockets take datagrams in batches (recvmmsg) and keep one
-// peer session (a Conn) per remote address. Replies and Sends to a session
-// leave through its server's socket, queued while that is not writable.
+// The engine's UDP (agent/udp_io.h): clients (one connected socket per
+// connection) and servers, whose sockets take datagrams in batches (recvmmsg)
+// and keep one peer session (a Conn) per remote address. Replies and Sends to a
+// session leave through its server's socket, queued while that is not writable.
 //
 // Threads: everything here runs under the engine lock (agent/engine_impl.h):
 // in a completion handler on the loop thread, or inline on the caller's
 // thread (a gRPC thread) inside a public Engine call. Nothing here blocks;
 // socket calls are non-blocking.
+#include "agent/udp_io.h"
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -66,43 +68,46 @@ UdpBatch& LoopUdpBatch() {
 
 }  // namespace
 
-void EngineImpl::ReadUdpClient(Conn& c) {
+void UdpIo::ReadClient(Conn& c) {
+  engine_.AssertEngineLock();
   for (int i = 0; i < kDatagramsPerWakeup; ++i) {
     asio::error_code ec;
-    const size_t n =
-        c.udp->receive(asio::buffer(scratch_.data(), scratch_.size()), 0, ec);
+    const size_t n = c.udp->receive(
+        asio::buffer(engine_.scratch_.data(), engine_.scratch_.size()), 0, ec);
     if (ec) {
       if (IsWouldBlock(ec)) break;
       // ICMP port unreachable for an earlier datagram: UDP has no
       // connection to lose, so the socket stays open.
       if (ec == asio::error::connection_refused) continue;
-      OnStreamError(c, ec, "receive");
+      engine_.conn_io_.OnStreamError(c, ec, "receive");
       return;
     }
     ++c.counters.datagrams_received;
     c.counters.bytes_received += n;
-    Touch(c);
-    Emit(EventKind::kDataReceived, c.server_num, c.num, n,
-         absl::string_view(scratch_.data(), n));
+    engine_.conn_io_.Touch(c);
+    engine_.Emit(EventKind::kDataReceived, c.server_num, c.num, n,
+                 absl::string_view(engine_.scratch_.data(), n));
     if (c.behavior == BehaviorKind::kProxy) {
-      proxy_.OnUpstreamDatagram(c, scratch_.data(), n);
+      engine_.proxy_.OnUpstreamDatagram(c, engine_.scratch_.data(), n);
     } else {
-      BufferDatagram(c, scratch_.data(), n);
+      BufferDatagram(c, engine_.scratch_.data(), n);
     }
     if (c.finalized) return;
   }
-  ArmRead(c);
+  engine_.conn_io_.ArmRead(c);
 }
 
-void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
+void UdpIo::BufferDatagram(Conn& c, const char* data, size_t n) {
+  engine_.AssertEngineLock();
   if (c.state == ConnectionState::kClosed) return;
   const uint64_t cost = n + kDatagramOverheadBytes;
-  if (RecvCharge(c) + cost > options_.recv_buffer_bytes || cost > TotalRoom()) {
+  if (RecvCharge(c) + cost > engine_.options_.recv_buffer_bytes ||
+      cost > engine_.budget_.Room()) {
     ++c.counters.datagrams_dropped;
-    if (Server* s = FindServer(c.server_num)) {
+    if (Server* s = engine_.registry_.FindServer(c.server_num)) {
       ++s->info.counters.datagrams_dropped;
     }
-    Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
+    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
     return;
   }
   c.Extra().recv_datagrams.push_back(
@@ -110,11 +115,12 @@ void EngineImpl::BufferDatagram(Conn& c, const char* data, size_t n) {
   c.counters.recv_buffered += n;
   c.counters.recv_buffered_peak =
       std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
-  Recharge(c);
-  NotifyReceiver(c);
+  engine_.Recharge(c);
+  engine_.receiver_.Notify(c);
 }
 
-void EngineImpl::FlushUdpClient(Conn& c) {
+void UdpIo::FlushClient(Conn& c) {
+  engine_.AssertEngineLock();
   if (c.extra == nullptr) return;
   Fifo<std::string>& queue = c.extra->send_datagrams;
   while (!queue.empty()) {
@@ -122,7 +128,7 @@ void EngineImpl::FlushUdpClient(Conn& c) {
     asio::error_code ec;
     c.udp->send(asio::buffer(d), 0, ec);
     if (IsWouldBlock(ec)) {
-      ArmWrite(c);
+      engine_.conn_io_.ArmWrite(c);
       return;
     }
     c.counters.send_buffered -= d.size();
@@ -131,41 +137,44 @@ void EngineImpl::FlushUdpClient(Conn& c) {
     } else {
       ++c.counters.datagrams_sent;
       c.counters.bytes_sent += d.size();
-      Touch(c);
+      engine_.conn_io_.Touch(c);
     }
     queue.pop_front();
-    Recharge(c);
+    engine_.Recharge(c);
   }
-  PumpStreamSend(c);
+  engine_.streams_.Pump(c);
 }
 
-void EngineImpl::ArmUdpRead(Server& s, size_t index) {
+void UdpIo::ArmRead(Server& s, size_t index) {
+  engine_.AssertEngineLock();
   s.udp_sockets[index]->socket.async_wait(
       UdpSocket::wait_read,
-      Locked([this, num = s.num, index](const asio::error_code& ec) {
-        AssertEngineLock();
-        OnUdpReadable(num, index, ec);
+      engine_.Locked([this, num = s.num, index](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
+        OnReadable(num, index, ec);
       }));
 }
 
-void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
-                               const asio::error_code& ec) {
-  Server* s = FindServer(server_num);
+void UdpIo::OnReadable(uint64_t server_num, size_t index,
+                       const asio::error_code& ec) {
+  engine_.AssertEngineLock();
+  Server* s = engine_.registry_.FindServer(server_num);
   if (s == nullptr || s->stopped() || ec == asio::error::operation_aborted) {
     return;
   }
   if (ec) {
     // Strange, but the server must not go deaf for good: try again later.
-    Emit(EventKind::kError, server_num, 0, 0, {},
-         absl::StrCat("udp receive failed: ", ec.message(), "; retrying"));
+    engine_.Emit(
+        EventKind::kError, server_num, 0, 0, {},
+        absl::StrCat("udp receive failed: ", ec.message(), "; retrying"));
     UdpServerSocket& u = *s->udp_sockets[index];
-    u.retry = std::make_unique<Timer>(io_, ToSteady(kUdpRetry));
+    u.retry = std::make_unique<Timer>(engine_.io_, ToSteady(kUdpRetry));
     u.retry->async_wait(
-        Locked([this, server_num, index](const asio::error_code& e) {
-          AssertEngineLock();
+        engine_.Locked([this, server_num, index](const asio::error_code& e) {
+          engine_.AssertEngineLock();
           if (e) return;
-          Server* found = FindServer(server_num);
-          if (found != nullptr && !found->stopped()) ArmUdpRead(*found, index);
+          Server* found = engine_.registry_.FindServer(server_num);
+          if (found != nullptr && !found->stopped()) ArmRead(*found, index);
         }));
     return;
   }
@@ -190,43 +199,45 @@ void EngineImpl::OnUdpReadable(uint64_t server_num, size_t index,
     }
     if (n < std::min(budget + n, kUdpBatch)) break;  // Drained for now.
   }
-  ArmUdpRead(*s, index);
+  ArmRead(*s, index);
 }
 
-void EngineImpl::OnDatagram(Server& s, size_t index,
-                            const asio::ip::udp::endpoint& from,
-                            const char* data, size_t n) {
+void UdpIo::OnDatagram(Server& s, size_t index,
+                       const asio::ip::udp::endpoint& from, const char* data,
+                       size_t n) {
+  engine_.AssertEngineLock();
   ServerCounters& counters = s.info.counters;
   ++counters.datagrams_received;
   counters.bytes_received += n;
   Conn* c = nullptr;
   if (auto it = s.sessions.find({static_cast<uint32_t>(index), from});
       it != s.sessions.end()) {
-    c = FindConn(it->second);
+    c = engine_.registry_.FindConn(it->second);
   }
   if (c == nullptr) {
     if (s.sessions.size() >= s.info.udp_max_sessions) {
       ++counters.datagrams_dropped;
-      CountNewPeerDrop(DropReason::kSessionLimit, n);
-      Emit(EventKind::kDatagramDropped, s.num, 0, n);
+      CountNewPeerDrop(engine_.counters_, DropReason::kSessionLimit, n);
+      engine_.Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
-    if (AtConnectionLimit()) {
+    if (engine_.AtConnectionLimit()) {
       ++counters.connections_rejected;
       ++counters.datagrams_dropped;
-      CountNewPeerDrop(DropReason::kConnectionLimit, n);
-      Emit(EventKind::kDatagramDropped, s.num, 0, n);
+      CountNewPeerDrop(engine_.counters_, DropReason::kConnectionLimit, n);
+      engine_.Emit(EventKind::kDatagramDropped, s.num, 0, n);
       return;
     }
-    c = NewUdpSession(s, index, from);
+    c = NewSession(s, index, from);
   }
   ++c->counters.datagrams_received;
   c->counters.bytes_received += n;
-  Touch(*c);
-  Emit(EventKind::kDataReceived, s.num, c->num, n, absl::string_view(data, n));
+  engine_.conn_io_.Touch(*c);
+  engine_.Emit(EventKind::kDataReceived, s.num, c->num, n,
+               absl::string_view(data, n));
   const Behavior& b = s.info.behavior;
   auto reply = [this, &s, c](std::string payload) {
-    AssertEngineLock();
+    engine_.AssertEngineLock();
     if (!SendSessionDatagram(*c, std::move(payload)).ok()) {
       ++c->counters.datagrams_dropped;
       ++s.info.counters.datagrams_dropped;
@@ -237,16 +248,17 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
       BufferDatagram(*c, data, n);
       break;
     case BehaviorKind::kEcho:
-      if (AdmitUdpReply(s, *c, from, n, n)) reply(std::string(data, n));
+      if (AdmitReply(s, *c, from, n, n)) reply(std::string(data, n));
       break;
     case BehaviorKind::kGreeting:
-      if (AdmitUdpReply(s, *c, from, n,
-                        s.greeting != nullptr ? s.greeting->size() : 0)) {
+      if (AdmitReply(s, *c, from, n,
+                     s.greeting != nullptr ? s.greeting->size() : 0)) {
         reply(s.greeting != nullptr ? *s.greeting : std::string());
       }
       if (b.close_after_greeting) {
-        StartClose(*c, CloseReason::kLocalClose, "greeting sent",
-                   /*abort=*/false);
+        engine_.closer_.StartClose(*c, CloseReason::kLocalClose,
+                                   "greeting sent",
+                                   /*abort=*/false);
       } else {
         BufferDatagram(*c, data, n);
       }
@@ -254,15 +266,16 @@ void EngineImpl::OnDatagram(Server& s, size_t index,
     case BehaviorKind::kDiscard:
       break;
     case BehaviorKind::kProxy:
-      proxy_.OnSessionDatagram(s, *c, data, n);
+      engine_.proxy_.OnSessionDatagram(s, *c, data, n);
       break;
   }
 }
 
-Conn* EngineImpl::NewUdpSession(Server& s, size_t index,
-                                const asio::ip::udp::endpoint& from) {
+Conn* UdpIo::NewSession(Server& s, size_t index,
+                        const asio::ip::udp::endpoint& from) {
+  engine_.AssertEngineLock();
   auto conn = std::make_unique<Conn>();
-  conn->num = NewConnNum();
+  conn->num = engine_.registry_.NewConnNum();
   conn->server_num = s.num;
   conn->transport = Transport::kUdp;
   conn->origin = Origin::kUdpPeer;
@@ -271,18 +284,20 @@ Conn* EngineImpl::NewUdpSession(Server& s, size_t index,
   conn->labels = s.labels;
   conn->local = s.udp_sockets[index]->local;
   conn->remote = PackedAddress::Ip(from.address(), from.port());
-  Conn& c = AddConn(std::move(conn));
+  Conn& c = engine_.registry_.AddConn(std::move(conn));
   s.sessions[{static_cast<uint32_t>(index), from}] = c.num;
   ++s.info.counters.connections_accepted;
   ++s.info.counters.connections_active;
-  Emit(EventKind::kConnectionAccepted, s.num, c.num);
-  StartConnection(c, absl::ZeroDuration(), s.info.udp_session_idle_timeout);
-  if (c.behavior == BehaviorKind::kProxy) proxy_.Dial(s, c);
+  engine_.Emit(EventKind::kConnectionAccepted, s.num, c.num);
+  engine_.conn_io_.Start(c, absl::ZeroDuration(),
+                         s.info.udp_session_idle_timeout);
+  if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Dial(s, c);
   return &c;
 }
 
-absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
-  Server* s = FindServer(c.server_num);
+absl::Status UdpIo::SendSessionDatagram(Conn& c, std::string data) {
+  engine_.AssertEngineLock();
+  Server* s = engine_.registry_.FindServer(c.server_num);
   if (s == nullptr || s->stopped()) {
     return absl::FailedPreconditionError(
         absl::StrCat("send ", ConnId(c.num), ": its server ",
@@ -299,8 +314,8 @@ absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
       c.counters.bytes_sent += size;
       ++s->info.counters.datagrams_sent;
       s->info.counters.bytes_sent += size;
-      Touch(c);
-      Emit(EventKind::kDataSent, s->num, c.num, size);
+      engine_.conn_io_.Touch(c);
+      engine_.Emit(EventKind::kDataSent, s->num, c.num, size);
       return absl::OkStatus();
     }
     if (!IsWouldBlock(ec)) {
@@ -310,14 +325,14 @@ absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
     }
   }
   const uint64_t cost = size + kDatagramOverheadBytes;
-  if (SendCharge(c) + cost > options_.send_buffer_bytes) {
+  if (SendCharge(c) + cost > engine_.options_.send_buffer_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "send ", ConnId(c.num), ": send buffer full (send_buffer_bytes ",
-        options_.send_buffer_bytes, ", each datagram costing ",
+        engine_.options_.send_buffer_bytes, ", each datagram costing ",
         kDatagramOverheadBytes, " bytes on top of its payload)"));
   }
   if (absl::Status st =
-          CheckTotalRoom(absl::StrCat("send ", ConnId(c.num)), cost);
+          engine_.budget_.CheckRoom(absl::StrCat("send ", ConnId(c.num)), cost);
       !st.ok()) {
     return st;
   }
@@ -326,26 +341,28 @@ absl::Status EngineImpl::SendSessionDatagram(Conn& c, std::string data) {
   c.counters.send_buffered_peak =
       std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
   ++c.Extra().out_datagrams;
-  Recharge(c);
-  ArmUdpWrite(*s, c.udp_socket_index);
+  engine_.Recharge(c);
+  ArmWrite(*s, c.udp_socket_index);
   return absl::OkStatus();
 }
 
-void EngineImpl::ArmUdpWrite(Server& s, size_t index) {
+void UdpIo::ArmWrite(Server& s, size_t index) {
+  engine_.AssertEngineLock();
   UdpServerSocket& u = *s.udp_sockets[index];
   if (u.write_armed) return;
   u.write_armed = true;
   u.socket.async_wait(
       UdpSocket::wait_write,
-      Locked([this, num = s.num, index](const asio::error_code& ec) {
-        AssertEngineLock();
-        OnUdpWritable(num, index, ec);
+      engine_.Locked([this, num = s.num, index](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
+        OnWritable(num, index, ec);
       }));
 }
 
-void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
-                               const asio::error_code& ec) {
-  Server* s = FindServer(server_num);
+void UdpIo::OnWritable(uint64_t server_num, size_t index,
+                       const asio::error_code& ec) {
+  engine_.AssertEngineLock();
+  Server* s = engine_.registry_.FindServer(server_num);
   if (s == nullptr || s->stopped()) return;
   UdpServerSocket& u = *s->udp_sockets[index];
   u.write_armed = false;
@@ -355,32 +372,33 @@ void EngineImpl::OnUdpWritable(uint64_t server_num, size_t index,
     asio::error_code error;
     u.socket.send_to(asio::buffer(d.data), d.to, 0, error);
     if (IsWouldBlock(error)) {
-      ArmUdpWrite(*s, index);
+      ArmWrite(*s, index);
       return;
     }
     const uint64_t size = d.data.size();
-    Conn* c = FindConn(d.conn_num);
+    Conn* c = engine_.registry_.FindConn(d.conn_num);
     if (c != nullptr) {
       c->counters.send_buffered -= size;
       --c->Extra().out_datagrams;
-      Recharge(*c);
+      engine_.Recharge(*c);
     }
     if (error) {
       if (c != nullptr) c->counters.send_bytes_lost += size;
     } else {
       ++s->info.counters.datagrams_sent;
       s->info.counters.bytes_sent += size;
-      CountQueuedDatagramSent(size);  // No event for it.
+      CountQueuedDatagramSent(engine_.counters_, size);  // No event for it.
       if (c != nullptr) {
         ++c->counters.datagrams_sent;
         c->counters.bytes_sent += size;
-        Touch(*c);
+        engine_.conn_io_.Touch(*c);
       }
     }
     const uint64_t conn_num = d.conn_num;
     u.out.pop_front();
     // Room freed: a Stream waiting to send on that session goes on.
-    if (Conn* sent = FindConn(conn_num)) PumpStreamSend(*sent);
+    if (Conn* sent = engine_.registry_.FindConn(conn_num))
+      engine_.streams_.Pump(*sent);
   }
 }
 

@@ -1,12 +1,14 @@
-// EngineImpl, servers: validating a ServerSpec, binding (dual stack, every
-// resolved address, UNIX paths), TTL, and stopping. What a bound socket
-// does next lives beside it: accepting in engine_listener.cc, datagrams and
-// UDP peer sessions in engine_udp.cc.
+// Servers (agent/servers.h): validating a ServerSpec, binding (dual stack,
+// every resolved address, UNIX paths), TTL, and stopping. What a bound
+// socket does next lives beside it: accepting in servers_accept.cc,
+// datagrams and UDP peer sessions in udp_io.cc.
 //
 // Threads: everything here runs under the engine lock (agent/engine_impl.h):
 // in a completion handler on the loop thread, or inline on the caller's
 // thread (a gRPC thread) inside a public Engine call. Nothing here blocks;
 // socket calls are non-blocking.
+#include "agent/servers.h"
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -173,9 +175,9 @@ absl::Status MaxServersError(size_t max_servers) {
 
 }  // namespace
 
-void EngineImpl::DoStartServer(ServerSpec spec,
-                               Done<absl::StatusOr<ServerInfo>> done) {
-  if (absl::Status s = ValidateServerSpec(spec, options_); !s.ok()) {
+void Servers::Start(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done) {
+  engine_.AssertEngineLock();
+  if (absl::Status s = ValidateServerSpec(spec, engine_.options_); !s.ok()) {
     done(s);
     return;
   }
@@ -184,10 +186,10 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     return;
   }
   // A name held already answers that server or replaces it: no new slot.
-  if (registry_.listening_servers() >= options_.max_servers &&
+  if (engine_.registry_.listening_servers() >= engine_.options_.max_servers &&
       (spec.name.empty() ||
-       registry_.FindListeningByName(spec.name) == nullptr)) {
-    done(MaxServersError(options_.max_servers));
+       engine_.registry_.FindListeningByName(spec.name) == nullptr)) {
+    done(MaxServersError(engine_.options_.max_servers));
     return;
   }
   // Kept once, shared by the server and its history record.
@@ -198,23 +200,24 @@ void EngineImpl::DoStartServer(ServerSpec spec,
     Server* replacing = nullptr;
     std::string difference;
     if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
-    if (absl::Status st = CheckMetricsSlot(spec, registry_, replacing,
-                                           options_.max_metrics_servers);
+    if (absl::Status st =
+            CheckMetricsSlot(spec, engine_.registry_, replacing,
+                             engine_.options_.max_metrics_servers);
         !st.ok()) {
       done(st);
       return;
     }
     if (replacing != nullptr) {
-      StopServer(*replacing, "replaced by StartServer",
-                 CloseReason::kServerStopped, nullptr);
+      Stop(*replacing, "replaced by StartServer", CloseReason::kServerStopped,
+           nullptr);
     }
     // BindUnix checks the policy on the resolved path.
-    std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
+    std::unique_ptr<Server> s = NewServer(spec, engine_.options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
       done(ReplaceFailed(replacing, st));
       return;
     }
-    ActivateServer(
+    Activate(
         std::move(s), std::move(done),
         replacing != nullptr ? StartOutcome::kReplaced : StartOutcome::kCreated,
         std::move(difference));
@@ -226,29 +229,31 @@ void EngineImpl::DoStartServer(ServerSpec spec,
   query.transport = spec.transport;
   query.family = spec.family;
   query.passive = true;
-  connector_.Resolve(
+  engine_.connector_.Resolve(
       std::move(query), absl::InfiniteFuture(),
       [this, spec = std::move(spec), greeting = std::move(greeting),
        done = std::move(done)](absl::StatusOr<IpEndpoints> endpoints) mutable {
-        AssertEngineLock();
-        if (shutting_down_) {
+        engine_.AssertEngineLock();
+        if (engine_.shutting_down_) {
           done(ShuttingDownError());
         } else if (!endpoints.ok()) {
           done(endpoints.status());
         } else {
-          BindIpServer(std::move(spec), greeting, *endpoints, std::move(done));
+          BindIp(std::move(spec), greeting, *endpoints, std::move(done));
         }
       });
 }
 
-void EngineImpl::BindIpServer(
-    ServerSpec spec, const std::shared_ptr<const std::string>& greeting,
-    const IpEndpoints& endpoints, Done<absl::StatusOr<ServerInfo>> done) {
+void Servers::BindIp(ServerSpec spec,
+                     const std::shared_ptr<const std::string>& greeting,
+                     const IpEndpoints& endpoints,
+                     Done<absl::StatusOr<ServerInfo>> done) {
+  engine_.AssertEngineLock();
   // The policy sees resolved addresses and ports: a name or a service name
   // cannot hide a forbidden one. Any forbidden address refuses the server.
   for (const asio::ip::tcp::endpoint& e : endpoints) {
-    if (absl::Status st =
-            options_.policy.CheckBind(e.address().to_string(), e.port());
+    if (absl::Status st = engine_.options_.policy.CheckBind(
+            e.address().to_string(), e.port());
         !st.ok()) {
       done(st);
       return;
@@ -261,29 +266,28 @@ void EngineImpl::BindIpServer(
   if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
   // Checked again: other servers may have started during the lookup.
   if (replacing == nullptr &&
-      registry_.listening_servers() >= options_.max_servers) {
-    done(MaxServersError(options_.max_servers));
+      engine_.registry_.listening_servers() >= engine_.options_.max_servers) {
+    done(MaxServersError(engine_.options_.max_servers));
     return;
   }
-  if (absl::Status st = CheckMetricsSlot(spec, registry_, replacing,
-                                         options_.max_metrics_servers);
+  if (absl::Status st = CheckMetricsSlot(spec, engine_.registry_, replacing,
+                                         engine_.options_.max_metrics_servers);
       !st.ok()) {
     done(st);
     return;
   }
   if (replacing != nullptr) {
-    StopServer(*replacing, "replaced by StartServer",
-               CloseReason::kServerStopped, nullptr);
+    Stop(*replacing, "replaced by StartServer", CloseReason::kServerStopped,
+         nullptr);
   }
   const StartOutcome outcome =
       replacing != nullptr ? StartOutcome::kReplaced : StartOutcome::kCreated;
   for (int attempt = 0;; ++attempt) {
-    std::unique_ptr<Server> s = NewServer(spec, options_, greeting);
+    std::unique_ptr<Server> s = NewServer(spec, engine_.options_, greeting);
     bool retry = false;
     absl::Status status = BindAll(*s, spec, endpoints, &retry);
     if (status.ok()) {
-      ActivateServer(std::move(s), std::move(done), outcome,
-                     std::move(difference));
+      Activate(std::move(s), std::move(done), outcome, std::move(difference));
       return;
     }
     if (!retry || attempt + 1 >= kMaxPortRetries) {
@@ -293,8 +297,9 @@ void EngineImpl::BindIpServer(
   }
 }
 
-absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
-                                 const IpEndpoints& endpoints, bool* retry) {
+absl::Status Servers::BindAll(Server& s, const ServerSpec& spec,
+                              const IpEndpoints& endpoints, bool* retry) {
+  engine_.AssertEngineLock();
   const bool any_zero = std::any_of(
       endpoints.begin(), endpoints.end(),
       [](const asio::ip::tcp::endpoint& e) { return e.port() == 0; });
@@ -311,7 +316,7 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
     asio::error_code ec;
     PackedAddress local;
     if (spec.transport == Transport::kTcp) {
-      auto listener = std::make_unique<Listener>(io_);
+      auto listener = std::make_unique<Listener>(engine_.io_);
       StreamAcceptor& a = listener->acceptor;
       a.open(StreamProtocol(ep.protocol()), ec);
       if (ec) {
@@ -345,7 +350,7 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
       if (!ep.address().is_unspecified()) listener->fixed_local = local;
       s.listeners.push_back(std::move(listener));
     } else {
-      auto socket = std::make_unique<UdpServerSocket>(io_);
+      auto socket = std::make_unique<UdpServerSocket>(engine_.io_);
       UdpSocket& u = socket->socket;
       u.open(v6 ? asio::ip::udp::v6() : asio::ip::udp::v4(), ec);
       if (ec) {
@@ -386,10 +391,11 @@ absl::Status EngineImpl::BindAll(Server& s, const ServerSpec& spec,
   return absl::OkStatus();
 }
 
-absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
+absl::Status Servers::BindUnix(Server& s, const ServerSpec& spec) {
+  engine_.AssertEngineLock();
   const std::string& path = spec.bind.unix_path;
   const std::string where = absl::StrCat("unix:", path);
-  auto listener = std::make_unique<Listener>(io_);
+  auto listener = std::make_unique<Listener>(engine_.io_);
   StreamAcceptor& a = listener->acceptor;
   asio::error_code ec;
   a.open(StreamProtocol(AF_UNIX, 0), ec);
@@ -397,7 +403,7 @@ absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
   // An existing file (stale or live) is AlreadyExists: we never unlink what
   // we did not create, except a dead socket when the caller asks for it.
   absl::StatusOr<std::unique_ptr<BoundUnixFile>> file =
-      BindUnixSocket(a.native_handle(), path, options_.policy,
+      BindUnixSocket(a.native_handle(), path, engine_.options_.policy,
                      UnixBindOptions{.replace_stale = spec.replace_stale});
   if (!file.ok()) return file.status();
   // The file is ours now: a failure below must not leave it behind.
@@ -418,12 +424,14 @@ absl::Status EngineImpl::BindUnix(Server& s, const ServerSpec& spec) {
   return absl::OkStatus();
 }
 
-bool EngineImpl::SettleName(const ServerSpec& spec, absl::string_view greeting,
-                            Done<absl::StatusOr<ServerInfo>>& done,
-                            Server** replacing, std::string* difference) {
+bool Servers::SettleName(const ServerSpec& spec, absl::string_view greeting,
+                         Done<absl::StatusOr<ServerInfo>>& done,
+                         Server** replacing, std::string* difference) {
+  engine_.AssertEngineLock();
   *replacing = nullptr;
-  Server* held =
-      spec.name.empty() ? nullptr : registry_.FindListeningByName(spec.name);
+  Server* held = spec.name.empty()
+                     ? nullptr
+                     : engine_.registry_.FindListeningByName(spec.name);
   if (held != nullptr) {
     const std::string empty;
     *difference = SpecDifference(
@@ -465,40 +473,42 @@ bool EngineImpl::SettleName(const ServerSpec& spec, absl::string_view greeting,
   return false;
 }
 
-void EngineImpl::ActivateServer(std::unique_ptr<Server> server,
-                                Done<absl::StatusOr<ServerInfo>> done,
-                                StartOutcome outcome, std::string difference) {
-  Server& s = registry_.AddServer(std::move(server));
+void Servers::Activate(std::unique_ptr<Server> server,
+                       Done<absl::StatusOr<ServerInfo>> done,
+                       StartOutcome outcome, std::string difference) {
+  engine_.AssertEngineLock();
+  Server& s = engine_.registry_.AddServer(std::move(server));
   s.info.id = ServerId(s.num);
   s.info.state = ServerState::kListening;
   s.info.created_at = absl::Now();
   for (size_t i = 0; i < s.listeners.size(); ++i) ArmAccept(s, i);
-  for (size_t i = 0; i < s.udp_sockets.size(); ++i) ArmUdpRead(s, i);
+  for (size_t i = 0; i < s.udp_sockets.size(); ++i) engine_.udp_.ArmRead(s, i);
   if (s.info.ttl > absl::ZeroDuration()) {
-    s.ttl_timer = std::make_unique<Timer>(io_, ToSteady(s.info.ttl));
+    s.ttl_timer = std::make_unique<Timer>(engine_.io_, ToSteady(s.info.ttl));
     s.ttl_timer->async_wait(
-        Locked([this, num = s.num](const asio::error_code& ec) {
-          AssertEngineLock();
+        engine_.Locked([this, num = s.num](const asio::error_code& ec) {
+          engine_.AssertEngineLock();
           if (ec) return;
-          Server* found = FindServer(num);
+          Server* found = engine_.registry_.FindServer(num);
           if (found == nullptr || found->stopped()) return;
-          StopServer(*found, "ttl expired", CloseReason::kTtlExpired, nullptr);
+          Stop(*found, "ttl expired", CloseReason::kTtlExpired, nullptr);
         }));
   }
-  Emit(EventKind::kServerStarted, s.num, 0);
+  engine_.Emit(EventKind::kServerStarted, s.num, 0);
   ServerInfo info = Snapshot(s);
   info.start_outcome = outcome;
   info.start_difference = std::move(difference);
   done(std::move(info));
 }
 
-void EngineImpl::StopServer(Server& s, absl::string_view reason,
-                            CloseReason conn_reason, uint64_t* closed) {
+void Servers::Stop(Server& s, absl::string_view reason, CloseReason conn_reason,
+                   uint64_t* closed) {
+  engine_.AssertEngineLock();
   if (s.stopped()) return;
   s.info.state = ServerState::kStopped;
   s.info.stopped_at = absl::Now();
   s.info.stop_reason = std::string(reason);
-  registry_.ServerStopped(s.num);
+  engine_.registry_.ServerStopped(s.num);
   asio::error_code ec;
   // Handlers still queued for these sockets see stopped() and return before
   // touching the (now empty) vectors.
@@ -507,19 +517,19 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
   // UDP peer sessions live on the server's sockets: they end with them.
   const auto sessions = s.sessions;
   for (const auto& [key, num] : sessions) {
-    if (Conn* c = FindConn(num)) {
-      StartClose(*c, conn_reason, "", /*abort=*/false);
+    if (Conn* c = engine_.registry_.FindConn(num)) {
+      engine_.closer_.StartClose(*c, conn_reason, "", /*abort=*/false);
       if (closed != nullptr) ++*closed;
     }
   }
   for (auto& socket : s.udp_sockets) {
     for (; !socket->out.empty(); socket->out.pop_front()) {
-      if (Conn* c = FindConn(socket->out.front().conn_num)) {
+      if (Conn* c = engine_.registry_.FindConn(socket->out.front().conn_num)) {
         const uint64_t size = socket->out.front().data.size();
         c->counters.send_buffered -= size;
         c->counters.send_bytes_lost += size;
         --c->Extra().out_datagrams;
-        Recharge(*c);
+        engine_.Recharge(*c);
       }
     }
     socket->socket.close(ec);
@@ -531,19 +541,20 @@ void EngineImpl::StopServer(Server& s, absl::string_view reason,
     s.unix_file.reset();
   }
   s.ttl_timer.reset();
-  ScheduleTrim();
-  Emit(EventKind::kServerStopped, s.num, 0);
+  engine_.ScheduleTrim();
+  engine_.Emit(EventKind::kServerStopped, s.num, 0);
 }
 
-void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
-                               Done<absl::StatusOr<StopResult>> done) {
+void Servers::StopMatching(const Selector& selector, bool close_connections,
+                           Done<absl::StatusOr<StopResult>> done) {
+  engine_.AssertEngineLock();
   if (absl::Status s = CheckSelector(selector); !s.ok()) {
     done(s);
     return;
   }
   std::vector<Server*> targets;
   if (!selector.name.empty()) {
-    Server* s = registry_.FindListeningByName(selector.name);
+    Server* s = engine_.registry_.FindListeningByName(selector.name);
     if (s == nullptr) {
       done(absl::NotFoundError(absl::StrCat("no listening server is named ",
                                             QuoteInput(selector.name))));
@@ -552,7 +563,7 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     targets.push_back(s);
   } else if (!selector.id.empty()) {
     std::optional<uint64_t> num = ParseId(selector.id, "srv-");
-    Server* s = num.has_value() ? FindServer(*num) : nullptr;
+    Server* s = num.has_value() ? engine_.registry_.FindServer(*num) : nullptr;
     if (s == nullptr) {
       done(absl::NotFoundError(
           absl::StrCat("server ", QuoteInput(selector.id), " not found")));
@@ -560,7 +571,7 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
     }
     targets.push_back(s);
   } else {
-    for (auto& [num, s] : registry_.servers()) {
+    for (auto& [num, s] : engine_.registry_.servers()) {
       if (!s->stopped() && LabelsMatch(s->labels, selector.labels)) {
         targets.push_back(s.get());
       }
@@ -570,15 +581,16 @@ void EngineImpl::DoStopServers(const Selector& selector, bool close_connections,
   absl::flat_hash_set<uint64_t> stopped;
   for (Server* s : targets) {
     if (!s->stopped()) stopped.insert(s->num);
-    StopServer(*s, "stopped by request", CloseReason::kServerStopped,
-               &result.connections_closed);
+    Stop(*s, "stopped by request", CloseReason::kServerStopped,
+         &result.connections_closed);
   }
   if (close_connections && !stopped.empty()) {
     // One pass over the connections for all the servers.
-    for (auto& [num, c] : registry_.conns()) {
+    for (auto& [num, c] : engine_.registry_.conns()) {
       if (c->state != ConnectionState::kClosed &&
           stopped.contains(c->server_num)) {
-        StartClose(*c, CloseReason::kServerStopped, "", /*abort=*/false);
+        engine_.closer_.StartClose(*c, CloseReason::kServerStopped, "",
+                                   /*abort=*/false);
         ++result.connections_closed;
       }
     }

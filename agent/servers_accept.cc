@@ -1,4 +1,4 @@
-// EngineImpl, listeners: draining a TCP or UNIX listener's accept queue
+// Servers, accepting: draining a TCP or UNIX listener's accept queue
 // (accept4, up to kAcceptsPerWakeup per wakeup), backing off when out of
 // descriptors, the admission check for each new connection, and what the
 // server's behaviour does with it at once (a greeting).
@@ -18,6 +18,7 @@
 #include "agent/descriptor_exhaustion.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
+#include "agent/servers.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -42,18 +43,20 @@ bool IsTransientAcceptError(const asio::error_code& ec) {
 
 }  // namespace
 
-void EngineImpl::ArmAccept(Server& s, size_t index) {
+void Servers::ArmAccept(Server& s, size_t index) {
+  engine_.AssertEngineLock();
   s.listeners[index]->acceptor.async_wait(
       StreamAcceptor::wait_read,
-      Locked([this, num = s.num, index](const asio::error_code& ec) {
-        AssertEngineLock();
+      engine_.Locked([this, num = s.num, index](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
         OnAcceptReady(num, index, ec);
       }));
 }
 
-void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
-                               const asio::error_code& ec) {
-  Server* s = FindServer(server_num);
+void Servers::OnAcceptReady(uint64_t server_num, size_t index,
+                            const asio::error_code& ec) {
+  engine_.AssertEngineLock();
+  Server* s = engine_.registry_.FindServer(server_num);
   if (s == nullptr || s->stopped() || ec == asio::error::operation_aborted) {
     return;
   }
@@ -89,40 +92,41 @@ void EngineImpl::OnAcceptReady(uint64_t server_num, size_t index,
   }
   // Out of descriptors or memory (or stranger): back off, then try again.
   ReportDescriptorExhaustion("engine_accept", error.value());
-  Emit(EventKind::kError, server_num, 0, 0, {},
-       absl::StrCat("accept failed: ", error.message(), "; retrying"));
-  listener.retry = std::make_unique<Timer>(io_, ToSteady(kAcceptRetry));
+  engine_.Emit(EventKind::kError, server_num, 0, 0, {},
+               absl::StrCat("accept failed: ", error.message(), "; retrying"));
+  listener.retry = std::make_unique<Timer>(engine_.io_, ToSteady(kAcceptRetry));
   listener.retry->async_wait(
-      Locked([this, server_num, index](const asio::error_code& e) {
-        AssertEngineLock();
+      engine_.Locked([this, server_num, index](const asio::error_code& e) {
+        engine_.AssertEngineLock();
         if (e) return;
-        Server* found = FindServer(server_num);
+        Server* found = engine_.registry_.FindServer(server_num);
         if (found != nullptr && !found->stopped()) ArmAccept(*found, index);
       }));
 }
 
-void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
-                            const sockaddr_storage& remote,
-                            socklen_t remote_len) {
+void Servers::OnAccepted(Server& s, const Listener& listener, int fd,
+                         const sockaddr_storage& remote, socklen_t remote_len) {
+  engine_.AssertEngineLock();
   const Behavior& b = s.info.behavior;
   // A greeting would be queued at once: it must fit the agent-wide bound.
   const uint64_t greeting =
       b.kind == BehaviorKind::kGreeting && s.greeting != nullptr
           ? s.greeting->size()
           : 0;
-  if (AtConnectionLimit() || greeting > TotalRoom()) {
+  if (engine_.AtConnectionLimit() || greeting > engine_.budget_.Room()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
     EngineCounters::Add(
-        counters_
+        engine_.counters_
             .connections_rejected[static_cast<size_t>(RejectReason::kLimit)]);
     CloseDescriptor(fd, /*abort=*/true);
-    Emit(EventKind::kError, s.num, 0, 0, {},
-         "connection refused: agent connection or buffer limit reached");
+    engine_.Emit(
+        EventKind::kError, s.num, 0, 0, {},
+        "connection refused: agent connection or buffer limit reached");
     return;
   }
   auto conn = std::make_unique<Conn>();
-  conn->num = NewConnNum();
+  conn->num = engine_.registry_.NewConnNum();
   conn->server_num = s.num;
   conn->transport = s.info.transport;
   conn->origin = Origin::kAccepted;
@@ -145,38 +149,41 @@ void EngineImpl::OnAccepted(Server& s, const Listener& listener, int fd,
     conn->remote = PackedAddress::Unix(nullptr);
   }
   conn->raw_fd = fd;  // Owned by the record from here on (Finalize).
-  Conn& c = AddConn(std::move(conn));
+  Conn& c = engine_.registry_.AddConn(std::move(conn));
   ++s.info.counters.connections_accepted;
   ++s.info.counters.connections_active;
-  Emit(EventKind::kConnectionAccepted, s.num, c.num);
+  engine_.Emit(EventKind::kConnectionAccepted, s.num, c.num);
   c.opened_at = absl::Now();
   // Of the greeting, the bytes written before the reactor takes over.
   size_t greeted = 0;
   // While any fault exists the greeting takes the reactor's path, where
   // faults act on it.
   if (b.kind == BehaviorKind::kGreeting && b.close_after_greeting &&
-      s.tls == nullptr && options_.close_linger > absl::ZeroDuration() &&
-      faults_.size() == 0 && GreetAndClose(s, c, &greeted)) {
+      s.tls == nullptr &&
+      engine_.options_.close_linger > absl::ZeroDuration() &&
+      engine_.faults_.empty() &&
+      engine_.closer_.GreetAndClose(s, c, &greeted)) {
     return;
   }
-  if (!AdoptSocket(c)) return;
+  if (!engine_.closer_.AdoptSocket(c)) return;
   // TLS: the handshake starts with the first readable ClientHello; the
   // greeting below waits in the send queue until it ends.
-  if (s.tls != nullptr && !StartTls(c, s.tls, nullptr)) return;
-  StartConnection(c, absl::ZeroDuration(), s.info.idle_timeout);
-  ApplyMatchingFaults(c);
-  if (b.kind == BehaviorKind::kProxy) proxy_.Dial(s, c);
+  if (s.tls != nullptr && !engine_.tls_.Start(c, s.tls, nullptr)) return;
+  engine_.conn_io_.Start(c, absl::ZeroDuration(), s.info.idle_timeout);
+  engine_.faults_.ApplyMatching(c);
+  if (b.kind == BehaviorKind::kProxy) engine_.proxy_.Dial(s, c);
   if (b.kind == BehaviorKind::kGreeting) {
     if (s.greeting != nullptr) {
       c.send_bytes.Append(absl::string_view(*s.greeting).substr(greeted));
     }
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak = c.counters.send_buffered;
-    Recharge(c);
+    engine_.Recharge(c);
     if (b.close_after_greeting) {
-      StartClose(c, CloseReason::kLocalClose, "greeting sent", /*abort=*/false);
+      engine_.closer_.StartClose(c, CloseReason::kLocalClose, "greeting sent",
+                                 /*abort=*/false);
     } else {
-      Flush(c);
+      engine_.conn_io_.Flush(c);
     }
   }
 }

@@ -1,7 +1,7 @@
-// EngineImpl, closing a connection: the graceful tail (flush, FIN, read and
-// discard until the peer's FIN or close_linger), aborts (RST), the quick
-// tails of greeting-and-close servers, and filing the closed record in the
-// history (Finalize). Its own file because closing is a stage of its own,
+// Closer (agent/closer.h), closing a connection: the graceful tail (flush, FIN,
+// read and discard until the peer's FIN or close_linger), aborts (RST), the
+// quick tails of greeting-and-close servers, and filing the closed record in
+// the history (Finalize). Its own file because closing is a stage of its own,
 // with its own state (quick_tails_, linger timers), entered from reads,
 // writes, timers, Close calls and stopping servers alike.
 //
@@ -9,6 +9,8 @@
 // in a completion handler on the loop thread, or inline on the caller's
 // thread (a gRPC thread) inside a public Engine call. Nothing here blocks;
 // socket calls are non-blocking.
+#include "agent/closer.h"
+
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -48,8 +50,9 @@ void CloseDescriptor(int fd, bool abort) {
   ::close(fd);
 }
 
-void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
-                            bool abort) {
+void Closer::StartClose(Conn& c, CloseReason reason, std::string detail,
+                        bool abort) {
+  engine_.AssertEngineLock();
   if (c.finalized) return;
   if (c.state == ConnectionState::kClosed) {
     if (abort) Finalize(c, /*abort=*/true);  // Cut a closing tail short.
@@ -57,9 +60,9 @@ void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
   }
   MarkClosed(c, reason, std::move(detail));
   if (abort || c.stream == nullptr ||
-      options_.close_linger <= absl::ZeroDuration()) {
+      engine_.options_.close_linger <= absl::ZeroDuration()) {
     // UDP has no FIN to wait for: datagrams still queued count as lost.
-    if (!abort && c.stream != nullptr) Flush(c);
+    if (!abort && c.stream != nullptr) engine_.conn_io_.Flush(c);
     if (!c.finalized) Finalize(c, abort || c.counters.send_buffered > 0);
     return;
   }
@@ -68,34 +71,36 @@ void EngineImpl::StartClose(Conn& c, CloseReason reason, std::string detail,
   // end the connection already (a peer that reset or closed first).
   c.writing.fin_wanted = true;
   c.reading.paused = false;
-  Flush(c);
+  engine_.conn_io_.Flush(c);
   if (c.finalized) return;
-  ArmLingerTimer(c, options_.close_linger);
-  ArmRead(c);
+  ArmLingerTimer(c, engine_.options_.close_linger);
+  engine_.conn_io_.ArmRead(c);
 }
 
-void EngineImpl::ArmLingerTimer(Conn& c, absl::Duration after) {
+void Closer::ArmLingerTimer(Conn& c, absl::Duration after) {
+  engine_.AssertEngineLock();
   ConnExtra& x = c.Extra();
-  x.linger_timer = std::make_unique<Timer>(io_, ToSteady(after));
+  x.linger_timer = std::make_unique<Timer>(engine_.io_, ToSteady(after));
   x.linger_timer->async_wait(
-      Locked([this, num = c.num](const asio::error_code& ec) {
-        AssertEngineLock();
-        if (!ec) OnConnTimer(num, ConnTimer::kLinger);
+      engine_.Locked([this, num = c.num](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
+        if (!ec) engine_.conn_io_.OnConnTimer(num, ConnTimer::kLinger);
       }));
 }
 
-bool EngineImpl::AdoptSocket(Conn& c) {
+bool Closer::AdoptSocket(Conn& c) {
+  engine_.AssertEngineLock();
   const bool unix_socket = c.transport == Transport::kUnix;
   const int family = unix_socket                          ? AF_UNIX
                      : c.remote.family() == Family::kIpv6 ? AF_INET6
                                                           : AF_INET;
-  auto stream = std::make_unique<StreamSocket>(io_);
+  auto stream = std::make_unique<StreamSocket>(engine_.io_);
   asio::error_code ec;
   stream->assign(StreamProtocol(family, unix_socket ? 0 : IPPROTO_TCP),
                  c.raw_fd, ec);
   if (ec) {
     // The reactor could not take it (out of memory): the connection ends.
-    OnStreamError(c, ec, "register");
+    engine_.conn_io_.OnStreamError(c, ec, "register");
     return false;
   }
   c.raw_fd = -1;
@@ -108,7 +113,8 @@ bool EngineImpl::AdoptSocket(Conn& c) {
 // CheckQuickTails). Per connection that is accept4, send, shutdown, one
 // recv about 10 ms later and close, where the reactor path costs an
 // ioctl, three epoll_ctl, a share of the epoll wakeups and a timer.
-bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
+bool Closer::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
+  engine_.AssertEngineLock();
   const int fd = c.raw_fd;
   if (s.greeting != nullptr) {
     const std::string& g = *s.greeting;
@@ -120,7 +126,7 @@ bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
       *greeted = static_cast<size_t>(n);
       c.counters.bytes_sent += *greeted;
       s.info.counters.bytes_sent += *greeted;
-      Emit(EventKind::kDataSent, s.num, c.num, *greeted);
+      engine_.Emit(EventKind::kDataSent, s.num, c.num, *greeted);
     }
     // A full socket buffer or an error: the reactor path writes the rest
     // (and reports the error).
@@ -132,7 +138,7 @@ bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
     asio::error_code ec(errno, asio::error::get_system_category());
     // As in SendFin: not connected any more means the peer reset first.
     if (ec == asio::error::not_connected) ec = asio::error::connection_reset;
-    OnStreamError(c, ec, "shutdown");
+    engine_.conn_io_.OnStreamError(c, ec, "shutdown");
     return true;
   }
   c.writing.fin_sent = true;
@@ -141,28 +147,31 @@ bool EngineImpl::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
   return true;
 }
 
-void EngineImpl::ArmQuickTailTimer() {
+void Closer::ArmQuickTailTimer() {
+  engine_.AssertEngineLock();
   if (quick_tail_armed_ || quick_tails_.empty()) return;
   if (quick_tail_timer_ == nullptr) {
-    quick_tail_timer_ = std::make_unique<Timer>(io_);
+    quick_tail_timer_ = std::make_unique<Timer>(engine_.io_);
   }
   quick_tail_armed_ = true;
   quick_tail_timer_->expires_after(ToSteady(kQuickTailWait));
-  quick_tail_timer_->async_wait(Locked([this](const asio::error_code& ec) {
-    AssertEngineLock();
-    quick_tail_armed_ = false;
-    if (!ec) CheckQuickTails();
-  }));
+  quick_tail_timer_->async_wait(
+      engine_.Locked([this](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
+        quick_tail_armed_ = false;
+        if (!ec) CheckQuickTails();
+      }));
 }
 
-void EngineImpl::CheckQuickTails() {
+void Closer::CheckQuickTails() {
+  engine_.AssertEngineLock();
   const int64_t now = SteadyNowNs();
   const int64_t settle_ns = absl::ToInt64Nanoseconds(kQuickTailWait) / 2;
   while (!quick_tails_.empty() &&
          now - quick_tails_.front().since_ns >= settle_ns) {
     const QuickTail t = quick_tails_.front();
     quick_tails_.pop_front();
-    Conn* c = FindConn(t.conn_num);
+    Conn* c = engine_.registry_.FindConn(t.conn_num);
     if (c != nullptr && !c->finalized && c->raw_fd >= 0) {
       SettleQuickTail(*c, absl::Nanoseconds(now - t.since_ns));
     }
@@ -170,9 +179,10 @@ void EngineImpl::CheckQuickTails() {
   ArmQuickTailTimer();
 }
 
-void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
-  const ssize_t n =
-      ::recv(c.raw_fd, scratch_.data(), scratch_.size(), MSG_DONTWAIT);
+void Closer::SettleQuickTail(Conn& c, absl::Duration age) {
+  engine_.AssertEngineLock();
+  const ssize_t n = ::recv(c.raw_fd, engine_.scratch_.data(),
+                           engine_.scratch_.size(), MSG_DONTWAIT);
   if (n == 0) {
     // The peer's FIN: both directions are done, as when a tail ends.
     c.reading.eof = true;
@@ -182,15 +192,17 @@ void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
   if (n < 0) {
     const asio::error_code ec(errno, asio::error::get_system_category());
     if (!IsWouldBlock(ec)) {
-      OnStreamError(c, ec, "read");  // Typically the peer's reset.
+      engine_.conn_io_.OnStreamError(c, ec,
+                                     "read");  // Typically the peer's reset.
       return;
     }
   } else {
-    DeliverStream(c, scratch_.data(), static_cast<size_t>(n));  // Counted.
+    engine_.conn_io_.DeliverStream(c, engine_.scratch_.data(),
+                                   static_cast<size_t>(n));  // Counted.
   }
-  const absl::Duration left = options_.close_linger - age;
+  const absl::Duration left = engine_.options_.close_linger - age;
   if (left <= absl::ZeroDuration()) {
-    OnConnTimer(c.num, ConnTimer::kLinger);
+    engine_.conn_io_.OnConnTimer(c.num, ConnTimer::kLinger);
     return;
   }
   // A quiet peer, or one that sent bytes: closing now could answer its
@@ -200,19 +212,20 @@ void EngineImpl::SettleQuickTail(Conn& c, absl::Duration age) {
   asio::error_code ec;
   c.stream->non_blocking(true, ec);
   ArmLingerTimer(c, left);
-  ArmRead(c);
+  engine_.conn_io_.ArmRead(c);
 }
 
-void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
+void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
+  engine_.AssertEngineLock();
   if (c.state == ConnectionState::kClosed) return;
-  SetConnState(counters_, c, ConnectionState::kClosed);
+  SetConnState(engine_.counters_, c, ConnectionState::kClosed);
   c.close_reason = reason;
   ConnExtra& x = c.Extra();
   x.close_detail = std::move(detail);
   x.closed_at = absl::Now();
   x.ttl_timer.reset();
   x.idle_timer.reset();
-  if (Server* s = FindServer(c.server_num)) {
+  if (Server* s = engine_.registry_.FindServer(c.server_num)) {
     // A proxy's upstream half is not one of its accepted connections.
     if (c.origin != Origin::kProxyUpstream)
       --s->info.counters.connections_active;
@@ -224,17 +237,18 @@ void EngineImpl::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
     c.recv_bytes.Clear();
     x.recv_datagrams.clear();
     c.counters.recv_buffered = 0;
-    Recharge(c);
+    engine_.Recharge(c);
   }
-  Emit(EventKind::kConnectionClosed, c.server_num, c.num);
-  NotifyReceiver(c);
-  PumpStreamSend(c);  // A waiting StreamSend fails now.
-  if (c.behavior == BehaviorKind::kProxy) proxy_.OnClosed(c);
+  engine_.Emit(EventKind::kConnectionClosed, c.server_num, c.num);
+  engine_.receiver_.Notify(c);
+  engine_.streams_.Pump(c);  // A waiting StreamSend fails now.
+  if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.OnClosed(c);
 }
 
-void EngineImpl::Finalize(Conn& c, bool abort) {
+void Closer::Finalize(Conn& c, bool abort) {
+  engine_.AssertEngineLock();
   if (c.finalized) return;
-  if (c.extra != nullptr && c.extra->tls != nullptr) EndTls(c);
+  if (c.extra != nullptr && c.extra->tls != nullptr) engine_.tls_.End(c);
   asio::error_code ec;
   if (c.raw_fd >= 0) {
     CloseDescriptor(c.raw_fd, abort);
@@ -262,15 +276,15 @@ void EngineImpl::Finalize(Conn& c, bool abort) {
     c.extra->ttl_timer.reset();
     c.extra->idle_timer.reset();
     c.extra->linger_timer.reset();
-    DropFaults(c);
+    engine_.faults_.Drop(c);
   }
   c.reading.armed = false;
   c.writing.armed = false;
   c.reading.error_armed = false;
-  Recharge(c);
+  engine_.Recharge(c);
   // From here on its bytes belong to the closed history.
   c.finalized = true;
-  FileInHistory(c);
+  engine_.FileInHistory(c);
 }
 
 }  // namespace engine_internal

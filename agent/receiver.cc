@@ -1,9 +1,6 @@
-// EngineImpl's Receive path: taking buffered bytes or datagrams, parking a
-// Receive until its condition is met or its wait ends, a second Receive
-// giving way to a parked one whose caller went away, and cancellation.
-// Under the engine lock: inline from Receive/StreamReceive on a gRPC
-// thread, or from the loop's handlers (NotifyReceiver after a read, the
-// wait timers).
+// The engine's Receive path (agent/receiver.h).
+#include "agent/receiver.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -18,11 +15,11 @@ constexpr size_t kDefaultReceiveBytes = 64 * 1024;
 
 }  // namespace
 
-void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
-                           uint64_t token,
-                           Done<absl::StatusOr<ReceiveResult>> done,
-                           uint64_t attachment) {
-  absl::StatusOr<Conn*> found = LookupConn(id);
+void Receiver::Receive(absl::string_view id, const ReceiveSpec& spec,
+                       uint64_t token, Done<absl::StatusOr<ReceiveResult>> done,
+                       uint64_t attachment) {
+  engine_.AssertEngineLock();
+  absl::StatusOr<Conn*> found = engine_.registry_.LookupConn(id);
   if (!found.ok()) {
     done(found.status());
     return;
@@ -38,20 +35,20 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   }
   // Its caller went away (gRPC's OnCancel may run later, on another
   // thread): it must not block this one.
-  if (c.receive != nullptr && CallerGone(*c.receive)) CompleteReceive(c);
+  if (c.receive != nullptr && CallerGone(*c.receive)) Complete(c);
   if (c.receive != nullptr) {
     if (attachment != 0) {
       done(absl::FailedPreconditionError(absl::StrCat(
           "receive ", id, ": another Receive is already waiting")));
       return;
     }
-    ContendReceive(c, spec, token, std::move(done));
+    Contend(c, spec, token, std::move(done));
     return;
   }
   const absl::Duration wait = std::min(spec.wait, spec.deadline - absl::Now());
   size_t scanned = 0;
-  if (ReceiveReady(c, spec, &scanned) || wait <= absl::ZeroDuration()) {
-    done(TakeReceive(c, spec));
+  if (Ready(c, spec, &scanned) || wait <= absl::ZeroDuration()) {
+    done(Take(c, spec));
     return;
   }
   auto pending = std::make_unique<PendingReceive>();
@@ -59,38 +56,39 @@ void EngineImpl::DoReceive(absl::string_view id, const ReceiveSpec& spec,
   pending->spec = spec;
   pending->done = std::move(done);
   pending->scanned = scanned;
-  pending->timer = std::make_unique<Timer>(io_, ToSteady(wait));
+  pending->timer = std::make_unique<Timer>(engine_.io_, ToSteady(wait));
   pending->timer->async_wait(
-      Locked([this, num = c.num, token](const asio::error_code& ec) {
-        AssertEngineLock();
-        if (!ec) OnReceiveTimer(num, token);
+      engine_.Locked([this, num = c.num, token](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
+        if (!ec) OnTimer(num, token);
       }));
   c.receive = std::move(pending);
-  receive_tokens_[token] = c.num;
+  tokens_[token] = c.num;
 }
 
-bool EngineImpl::ReceiveReady(const Conn& c, const ReceiveSpec& spec,
-                              size_t* scanned) const {
+bool Receiver::Ready(const Conn& c, const ReceiveSpec& spec,
+                     size_t* scanned) const {
   if (c.reading.eof || c.state == ConnectionState::kClosed) return true;
   if (c.transport == Transport::kUdp) return c.has_datagrams();
   return ReadyBytes(c, spec, scanned) > 0;
 }
 
-size_t EngineImpl::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
-                              size_t* scanned) const {
+size_t Receiver::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
+                            size_t* scanned) const {
   const size_t buffered = c.recv_bytes.size();
   if (buffered == 0) return 0;
   const size_t max = std::min<uint64_t>(
       spec.max_bytes == 0 ? kDefaultReceiveBytes : spec.max_bytes,
-      options_.max_receive_bytes);
+      engine_.options_.max_receive_bytes);
   const bool closing = c.reading.eof || c.state == ConnectionState::kClosed;
   // Never wait for more than the receive buffer can hold: reading pauses
   // there, so the condition could not be met. The same once reading
   // stopped at the agent-wide bound: nothing more comes until bytes are
   // taken.
-  const size_t cap = c.reading.paused && c.reading.total_paused
-                         ? buffered
-                         : std::min<uint64_t>(max, options_.recv_buffer_bytes);
+  const size_t cap =
+      c.reading.paused && c.reading.total_paused
+          ? buffered
+          : std::min<uint64_t>(max, engine_.options_.recv_buffer_bytes);
   if (!spec.delimiter.empty()) {
     const size_t end =
         c.recv_bytes.FindEnd(spec.delimiter, scanned ? *scanned : 0, max);
@@ -106,11 +104,11 @@ size_t EngineImpl::ReadyBytes(const Conn& c, const ReceiveSpec& spec,
   return buffered >= need || closing ? std::min(buffered, max) : 0;
 }
 
-absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
-                                                      const ReceiveSpec& spec) {
+absl::StatusOr<ReceiveResult> Receiver::Take(Conn& c, const ReceiveSpec& spec) {
+  engine_.AssertEngineLock();
   const size_t max = std::min<uint64_t>(
       spec.max_bytes == 0 ? kDefaultReceiveBytes : spec.max_bytes,
-      options_.max_receive_bytes);
+      engine_.options_.max_receive_bytes);
   ReceiveResult result;
   bool got = false;
   if (c.transport == Transport::kUdp) {
@@ -134,7 +132,7 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
       queue.pop_front();
     }
     got = !result.datagrams.empty();
-    Recharge(c);
+    engine_.Recharge(c);
   } else {
     // With min_bytes or a delimiter unmet (the wait ended), nothing is
     // taken.
@@ -142,9 +140,9 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
     result.data =
         c.recv_bytes.Take(conditional ? ReadyBytes(c, spec, nullptr) : max);
     c.counters.recv_buffered = c.recv_bytes.size();
-    Recharge(c);
+    engine_.Recharge(c);
     got = !result.data.empty();
-    if (got) ResumeReading(c);
+    if (got) engine_.conn_io_.ResumeReading(c);
   }
   result.recv_buffered = c.counters.recv_buffered;
   const bool drained = result.recv_buffered == 0;
@@ -162,7 +160,7 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
           CloseReasonText(c.close_reason), ") and its ",
           c.extra->history_discarded,
           " unreceived bytes were discarded: closed connections keep at most ",
-          options_.max_total_buffered_bytes / 4,
+          engine_.options_.max_total_buffered_bytes / 4,
           " bytes in all (a quarter of max_total_buffered_bytes)"));
     }
     switch (c.close_reason) {
@@ -188,13 +186,12 @@ absl::StatusOr<ReceiveResult> EngineImpl::TakeReceive(Conn& c,
   return result;
 }
 
-bool EngineImpl::CallerGone(const PendingReceive& pending) {
+bool Receiver::CallerGone(const PendingReceive& pending) {
   return pending.spec.caller_gone != nullptr && pending.spec.caller_gone();
 }
 
-void EngineImpl::ContendReceive(Conn& c, const ReceiveSpec& spec,
-                                uint64_t token,
-                                Done<absl::StatusOr<ReceiveResult>> done) {
+void Receiver::Contend(Conn& c, const ReceiveSpec& spec, uint64_t token,
+                       Done<absl::StatusOr<ReceiveResult>> done) {
   PendingReceive& parked = *c.receive;
   if (parked.next != nullptr) {
     done(absl::FailedPreconditionError(absl::StrCat(
@@ -209,32 +206,39 @@ void EngineImpl::ContendReceive(Conn& c, const ReceiveSpec& spec,
   next->done = std::move(done);
   const absl::Duration give_way = std::max(
       absl::ZeroDuration(), std::min(kReceiveGiveWay, spec.deadline - now));
-  next->timer = std::make_unique<Timer>(io_, ToSteady(give_way));
+  next->timer = std::make_unique<Timer>(engine_.io_, ToSteady(give_way));
   next->timer->async_wait(
-      Locked([this, num = c.num, token](const asio::error_code& ec) {
-        AssertEngineLock();
+      engine_.Locked([this, num = c.num, token](const asio::error_code& ec) {
+        engine_.AssertEngineLock();
         if (!ec) OnGiveWayTimer(num, token);
       }));
   parked.next = std::move(next);
-  receive_tokens_[token] = c.num;
+  tokens_[token] = c.num;
 }
 
-void EngineImpl::OnGiveWayTimer(uint64_t num, uint64_t token) {
-  Conn* c = FindConn(num);
+void Receiver::OnGiveWayTimer(uint64_t num, uint64_t token) {
+  engine_.AssertEngineLock();
+  Conn* c = engine_.registry_.FindConn(num);
   if (c == nullptr || c->receive == nullptr || c->receive->next == nullptr ||
       c->receive->next->token != token) {
     return;
   }
   std::unique_ptr<ContendingReceive> next = std::move(c->receive->next);
-  receive_tokens_.erase(token);
+  tokens_.erase(token);
   next->done(absl::FailedPreconditionError(absl::StrCat(
       "receive ", ConnId(num), ": another Receive is already waiting")));
 }
 
-void EngineImpl::CompleteReceive(Conn& c) {
+void Receiver::Notify(Conn& c) {
+  if (c.receive != nullptr && Ready(c, c.receive->spec, &c.receive->scanned)) {
+    Complete(c);
+  }
+}
+
+void Receiver::Complete(Conn& c) {
   std::unique_ptr<PendingReceive> pending = std::move(c.receive);
   if (pending == nullptr) return;
-  receive_tokens_.erase(pending->token);
+  tokens_.erase(pending->token);
   if (pending->timer != nullptr) pending->timer->cancel();
   std::unique_ptr<ContendingReceive> next = std::move(pending->next);
   if (CallerGone(*pending)) {
@@ -242,38 +246,40 @@ void EngineImpl::CompleteReceive(Conn& c) {
     pending->done(absl::CancelledError(
         absl::StrCat("receive ", ConnId(c.num), ": the caller went away")));
   } else {
-    pending->done(TakeReceive(c, pending->spec));
+    pending->done(Take(c, pending->spec));
   }
   if (next == nullptr) return;
   // The Receive that waited for this one takes its place, with what is
   // left of its wait.
   next->timer->cancel();
-  receive_tokens_.erase(next->token);
+  tokens_.erase(next->token);
   ReceiveSpec spec = next->spec;
   spec.wait -= absl::Now() - next->arrived;
-  DoReceive(ConnId(c.num), spec, next->token, std::move(next->done));
+  Receive(ConnId(c.num), spec, next->token, std::move(next->done));
 }
 
-void EngineImpl::OnReceiveTimer(uint64_t num, uint64_t token) {
-  Conn* c = FindConn(num);
+void Receiver::OnTimer(uint64_t num, uint64_t token) {
+  engine_.AssertEngineLock();
+  Conn* c = engine_.registry_.FindConn(num);
   if (c == nullptr || c->receive == nullptr || c->receive->token != token) {
     return;
   }
-  CompleteReceive(*c);
+  Complete(*c);
 }
 
-void EngineImpl::DoCancelReceive(uint64_t token) {
-  auto it = receive_tokens_.find(token);
-  if (it == receive_tokens_.end()) return;
-  Conn* c = FindConn(it->second);
+void Receiver::Cancel(uint64_t token) {
+  engine_.AssertEngineLock();
+  auto it = tokens_.find(token);
+  if (it == tokens_.end()) return;
+  Conn* c = engine_.registry_.FindConn(it->second);
   if (c == nullptr || c->receive == nullptr) return;
   if (c->receive->token == token) {
-    CompleteReceive(*c);
+    Complete(*c);
     return;
   }
   if (c->receive->next != nullptr && c->receive->next->token == token) {
     std::unique_ptr<ContendingReceive> next = std::move(c->receive->next);
-    receive_tokens_.erase(token);
+    tokens_.erase(token);
     next->timer->cancel();
     next->done(absl::CancelledError(
         absl::StrCat("receive ", ConnId(c->num), ": the caller went away")));

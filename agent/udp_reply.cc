@@ -1,4 +1,4 @@
-// EngineImpl, UDP servers: the reply budget of echo and greeting replies
+// UdpIo, UDP servers: the reply budget of echo and greeting replies
 // (agent/udp_budget.h). Runs under the engine lock, on the loop thread
 // (replies are sent as datagrams arrive).
 #include <cstring>
@@ -27,17 +27,17 @@ UdpPeerIp PeerIpOf(const asio::ip::udp::endpoint& from) {
 
 }  // namespace
 
-bool EngineImpl::AdmitUdpReply(Server& s, Conn& c,
-                               const asio::ip::udp::endpoint& from,
-                               size_t received, size_t reply_bytes) {
+bool UdpIo::AdmitReply(Server& s, Conn& c, const asio::ip::udp::endpoint& from,
+                       size_t received, size_t reply_bytes) {
+  engine_.AssertEngineLock();
   if (s.reply_budget == nullptr) return true;
   const UdpReplyBudget::Verdict verdict = s.reply_budget->Admit(
       PeerIpOf(from), received, reply_bytes, SteadyNowNs());
   if (verdict == UdpReplyBudget::Verdict::kAllow) return true;
   ++s.info.counters.replies_dropped;
   s.info.counters.reply_bytes_dropped += reply_bytes;
-  Emit(EventKind::kDatagramDropped, s.num, c.num, reply_bytes, {},
-       UdpReplyBudget::Reason(verdict));
+  engine_.Emit(EventKind::kDatagramDropped, s.num, c.num, reply_bytes, {},
+               UdpReplyBudget::Reason(verdict));
   return false;
 }
 

@@ -1,0 +1,79 @@
+// Closer: how the engine's connections end. A graceful close flushes,
+// sends FIN, then reads and discards until the peer's FIN or close_linger
+// (so the peer never sees a reset for bytes it sent late); an abort sends
+// RST; greeting-and-close servers leave "quick tails" that wait outside
+// the reactor and are settled by one loop-wide timer; Finalize closes the
+// socket and files the record in the closed history. It owns the quick
+// tails and their timer; a connection's linger timer lives on the Conn.
+//
+// Lock: a member of EngineImpl, guarded by the engine lock; every method
+// is called with it held (from reads, writes, timers, Close calls and
+// stopping servers alike), and its timers' handlers take it
+// (EngineImpl::Locked). Entry points assert it for clang's analysis
+// (AssertEngineLock).
+//
+//   closer_.StartClose(c, CloseReason::kLocalClose, "", /*abort=*/false);
+//   closer_.Finalize(c, /*abort=*/true);  // RST now, record filed
+#ifndef SOCKAGENT_AGENT_CLOSER_H_
+#define SOCKAGENT_AGENT_CLOSER_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "absl/time/time.h"
+#include "agent/engine.h"
+#include "agent/engine_objects.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+class EngineImpl;
+
+class Closer {
+ public:
+  explicit Closer(EngineImpl& engine) : engine_(engine) {}
+  Closer(const Closer&) = delete;
+  Closer& operator=(const Closer&) = delete;
+
+  // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
+  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
+  // Bookkeeping of "this connection is now closed" (state, counters,
+  // timers, parked Receive, event) without touching the socket.
+  void MarkClosed(Conn& c, CloseReason reason, std::string detail);
+  // Closes the socket (abort: SO_LINGER 0, RST) and files the record.
+  void Finalize(Conn& c, bool abort);
+  // Hands c.raw_fd to the reactor (c.stream). False: it could not, and the
+  // connection is finalized with the error.
+  bool AdoptSocket(Conn& c);
+  // Writes the greeting of a greeting-and-close server and its FIN straight
+  // after accept and leaves a quick tail. False when the greeting did not
+  // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
+  bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
+
+ private:
+  void ArmLingerTimer(Conn& c, absl::Duration after);
+  // Quick tails: greeting-and-close connections whose greeting and FIN
+  // went out at accept wait outside the reactor; a loop-wide timer settles
+  // each one once, with one recv: the peer's FIN or reset finalizes it,
+  // anything else (silence, bytes) hands it to the reactor's tail.
+  void ArmQuickTailTimer();
+  void CheckQuickTails();
+  void SettleQuickTail(Conn& c, absl::Duration age);
+
+  EngineImpl& engine_;
+  struct QuickTail {
+    uint64_t conn_num = 0;
+    int64_t since_ns = 0;  // Steady clock.
+  };
+  std::deque<QuickTail> quick_tails_;  // Oldest first.
+  std::unique_ptr<Timer> quick_tail_timer_;
+  bool quick_tail_armed_ = false;
+};
+
+}  // namespace engine_internal
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_AGENT_CLOSER_H_

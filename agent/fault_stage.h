@@ -1,0 +1,75 @@
+// FaultStage: faults (agent/faults.h) acting on the engine's connections.
+// It owns the fault table, decides which connections a fault acts on (at
+// AddFault for those open, at accept/connect for new ones), and runs each
+// faulted connection's SEND stage between its send queue and the socket
+// write, with one timer per faulted connection. The model and the
+// decisions (latency, bandwidth, slicer, ...) live in agent/faults.h; each
+// connection's state is ConnExtra::faults. TLS connections are skipped (a
+// fault aimed at one by id is FailedPrecondition).
+//
+// Lock: a member of EngineImpl, guarded by the engine lock; every method
+// is called with it held (EngineImpl's public fault calls through
+// PostWork, the I/O paths' hooks), and its timer's handler takes it.
+// Entry points assert it for clang's analysis (AssertEngineLock).
+//
+//   absl::StatusOr<FaultInfo> added = faults_.Add(spec);  // AddFault
+//   faults_.Flush(c);  // Flush's branch for a faulted connection
+#ifndef SOCKAGENT_AGENT_FAULT_STAGE_H_
+#define SOCKAGENT_AGENT_FAULT_STAGE_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "agent/engine.h"
+#include "agent/engine_objects.h"
+#include "agent/faults.h"
+
+namespace sockagent {
+namespace engine_internal {
+
+class EngineImpl;
+
+class FaultStage {
+ public:
+  explicit FaultStage(EngineImpl& engine) : engine_(engine) {}
+  FaultStage(const FaultStage&) = delete;
+  FaultStage& operator=(const FaultStage&) = delete;
+
+  // The work of the public calls (engine.h's AddFault, UpdateFault,
+  // RemoveFaults, ListFaults).
+  absl::StatusOr<FaultInfo> Add(FaultSpec spec);
+  absl::StatusOr<FaultInfo> Update(FaultSpec spec);
+  absl::StatusOr<std::vector<std::string>> Remove(const std::string& name,
+                                                  const Labels& selector,
+                                                  bool all);
+  std::vector<FaultInfo> List() const;
+  bool empty() const { return table_.size() == 0; }
+
+  // A new connection: the faults that match it start acting on it.
+  void ApplyMatching(Conn& c);
+  // The SEND stage of a faulted connection: what its faults let through
+  // goes to the socket now; the rest waits for the stage's timer.
+  void Flush(Conn& c);
+  // From Finalize: c's faults stop (their counts drop).
+  void Drop(Conn& c);
+
+ private:
+  absl::Status CheckTarget(const FaultTarget& target);
+  bool Matches(const FaultSpec& spec, const Conn& c) const;
+  void Apply(Conn& c, uint64_t id, FaultInfo& info);
+  void RemoveFrom(Conn& c, uint64_t id);
+  void DiscardQueued(Conn& c);
+  void ArmTimer(Conn& c, int64_t due_ns);
+  void OnTimer(uint64_t num);
+
+  EngineImpl& engine_;
+  FaultTable table_;
+};
+
+}  // namespace engine_internal
+}  // namespace sockagent
+
+#endif  // SOCKAGENT_AGENT_FAULT_STAGE_H_
