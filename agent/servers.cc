@@ -199,18 +199,7 @@ void Servers::Start(ServerSpec spec, Done<absl::StatusOr<ServerInfo>> done) {
   if (spec.transport == Transport::kUnix) {
     Server* replacing = nullptr;
     std::string difference;
-    if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
-    if (absl::Status st =
-            CheckMetricsSlot(spec, engine_.registry_, replacing,
-                             engine_.options_.max_metrics_servers);
-        !st.ok()) {
-      done(st);
-      return;
-    }
-    if (replacing != nullptr) {
-      Stop(*replacing, "replaced by StartServer", CloseReason::kServerStopped,
-           nullptr);
-    }
+    if (!ReadyToBind(spec, *greeting, done, &replacing, &difference)) return;
     // BindUnix checks the policy on the resolved path.
     std::unique_ptr<Server> s = NewServer(spec, engine_.options_, greeting);
     if (absl::Status st = BindUnix(*s, spec); !st.ok()) {
@@ -263,23 +252,7 @@ void Servers::BindIp(ServerSpec spec,
   // same name may have started during the lookup.
   Server* replacing = nullptr;
   std::string difference;
-  if (SettleName(spec, *greeting, done, &replacing, &difference)) return;
-  // Checked again: other servers may have started during the lookup.
-  if (replacing == nullptr &&
-      engine_.registry_.listening_servers() >= engine_.options_.max_servers) {
-    done(MaxServersError(engine_.options_.max_servers));
-    return;
-  }
-  if (absl::Status st = CheckMetricsSlot(spec, engine_.registry_, replacing,
-                                         engine_.options_.max_metrics_servers);
-      !st.ok()) {
-    done(st);
-    return;
-  }
-  if (replacing != nullptr) {
-    Stop(*replacing, "replaced by StartServer", CloseReason::kServerStopped,
-         nullptr);
-  }
+  if (!ReadyToBind(spec, *greeting, done, &replacing, &difference)) return;
   const StartOutcome outcome =
       replacing != nullptr ? StartOutcome::kReplaced : StartOutcome::kCreated;
   for (int attempt = 0;; ++attempt) {
@@ -422,6 +395,30 @@ absl::Status Servers::BindUnix(Server& s, const ServerSpec& spec) {
   s.info.local_addresses.push_back(listener->fixed_local->Unpack());
   s.listeners.push_back(std::move(listener));
   return absl::OkStatus();
+}
+
+bool Servers::ReadyToBind(const ServerSpec& spec, absl::string_view greeting,
+                          Done<absl::StatusOr<ServerInfo>>& done,
+                          Server** replacing, std::string* difference) {
+  engine_.AssertEngineLock();
+  if (SettleName(spec, greeting, done, replacing, difference)) return false;
+  // Checked again: other servers may have started during a lookup.
+  if (*replacing == nullptr &&
+      engine_.registry_.listening_servers() >= engine_.options_.max_servers) {
+    done(MaxServersError(engine_.options_.max_servers));
+    return false;
+  }
+  if (absl::Status st = CheckMetricsSlot(spec, engine_.registry_, *replacing,
+                                         engine_.options_.max_metrics_servers);
+      !st.ok()) {
+    done(st);
+    return false;
+  }
+  if (*replacing != nullptr) {
+    Stop(**replacing, "replaced by StartServer", CloseReason::kServerStopped,
+         nullptr);
+  }
+  return true;
 }
 
 bool Servers::SettleName(const ServerSpec& spec, absl::string_view greeting,

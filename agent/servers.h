@@ -72,6 +72,12 @@ class Servers {
   bool SettleName(const ServerSpec& spec, absl::string_view greeting,
                   Done<absl::StatusOr<ServerInfo>>& done, Server** replacing,
                   std::string* difference);
+  // Right before binding: SettleName, the server and metrics-slot bounds
+  // checked again (a lookup may have run since Start), and the server being
+  // replaced stopped. False: `done` was answered.
+  bool ReadyToBind(const ServerSpec& spec, absl::string_view greeting,
+                   Done<absl::StatusOr<ServerInfo>>& done, Server** replacing,
+                   std::string* difference);
   void Activate(std::unique_ptr<Server> server,
                 Done<absl::StatusOr<ServerInfo>> done,
                 StartOutcome outcome = StartOutcome::kCreated,
