@@ -17,6 +17,12 @@
 
 namespace sockagent {
 
+// Protobuf maps are unordered; the engine's Labels are ordered.
+Labels LabelsFromProto(
+    const google::protobuf::Map<std::string, std::string>& labels);
+void LabelsToProto(const Labels& labels,
+                   google::protobuf::Map<std::string, std::string>* out);
+
 absl::StatusOr<Family> FamilyFromProto(v1::Family family);
 v1::Family FamilyToProto(Family family);
 absl::StatusOr<SocketType> SocketTypeFromProto(v1::SocketType type);
@@ -34,7 +40,7 @@ absl::StatusOr<ResolveQuery> ResolveQueryFromProto(
     const v1::ResolveRequest& request);
 void AddressEntryToProto(const AddressEntry& in, v1::AddressInfo* out);
 
-// Socket objects.
+// Socket objects. Servers: service/convert_server.cc.
 absl::StatusOr<Transport> TransportFromProto(v1::Transport transport);
 v1::Transport TransportToProto(Transport transport);
 absl::StatusOr<Endpoint> EndpointFromProto(const v1::Endpoint& endpoint,

@@ -43,6 +43,7 @@ TEST(ClassifyFailure, RefusedUnreachableAndTimeoutFromTheAgentsStatus) {
 
 TEST(ClassifyFailure, AFailedHandshakeIsTlsWithItsClassInTheCell) {
   // The engine's words (agent/tls_stage.cc), as OpenClient answers them.
+  // The addresses are text in messages: nothing is dialled.
   const struct {
     const char* message;
     const char* cell;
