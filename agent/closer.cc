@@ -237,7 +237,7 @@ void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
     c.recv_bytes.Clear();
     x.recv_datagrams.clear();
     c.counters.recv_buffered = 0;
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
   }
   engine_.Emit(EventKind::kConnectionClosed, c.server_num, c.num);
   engine_.receiver_.Notify(c);
@@ -281,10 +281,73 @@ void Closer::Finalize(Conn& c, bool abort) {
   c.reading.armed = false;
   c.writing.armed = false;
   c.reading.error_armed = false;
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
   // From here on its bytes belong to the closed history.
   c.finalized = true;
-  engine_.FileInHistory(c);
+  engine_.ledger_.FileInHistory(c);
+}
+
+void Closer::CloseSelected(const Selector& selector, CloseMode mode,
+                           Done<absl::StatusOr<CloseResult>> done) {
+  engine_.AssertEngineLock();
+  if (absl::Status s = CheckSelector(selector); !s.ok()) {
+    done(s);
+    return;
+  }
+  std::vector<Conn*> targets;
+  if (!selector.id.empty()) {
+    absl::StatusOr<Conn*> c = engine_.registry_.LookupConn(selector.id);
+    if (!c.ok()) {
+      done(c.status());
+      return;
+    }
+    targets.push_back(*c);
+  } else {
+    for (auto& [num, c] : engine_.registry_.conns()) {
+      if (c->state != ConnectionState::kClosed &&
+          LabelsMatch(c->labels, selector.labels)) {
+        targets.push_back(c.get());
+      }
+    }
+  }
+  if (mode == CloseMode::kShutdownWrite) {
+    // All or nothing: UDP has no half-close to shut down.
+    for (const Conn* c : targets) {
+      if (c->transport == Transport::kUdp) {
+        done(absl::InvalidArgumentError(absl::StrCat(
+            "close ", ConnId(c->num),
+            ": shutdown-write is for stream sockets (TCP, UNIX); UDP has "
+            "no half-close")));
+        return;
+      }
+      if (c->behavior == BehaviorKind::kProxy) {
+        done(ProxiedRefusal(*c, "shutdown-write"));
+        return;
+      }
+    }
+  }
+  // Trimming of the history is posted, so these pointers stay valid.
+  for (Conn* c : targets) {
+    switch (mode) {
+      case CloseMode::kGraceful:
+        StartClose(*c, CloseReason::kLocalClose, "", /*abort=*/false);
+        break;
+      case CloseMode::kAbort:
+        StartClose(*c, CloseReason::kLocalAbort, "", /*abort=*/true);
+        break;
+      case CloseMode::kShutdownWrite:
+        engine_.conn_io_.ShutdownWrite(*c);
+        break;
+    }
+  }
+  CloseResult out;
+  out.count = targets.size();
+  const size_t listed = std::min(targets.size(), kMaxListedResults);
+  out.connections.reserve(listed);
+  for (size_t i = 0; i < listed; ++i) {
+    out.connections.push_back(Snapshot(*targets[i]));
+  }
+  done(std::move(out));
 }
 
 }  // namespace engine_internal

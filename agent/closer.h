@@ -23,6 +23,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "agent/engine.h"
 #include "agent/engine_objects.h"
@@ -38,6 +39,10 @@ class Closer {
   Closer(const Closer&) = delete;
   Closer& operator=(const Closer&) = delete;
 
+  // The CloseConnections call: closes (or shuts down writing on) the
+  // connections `selector` picks; all or nothing for shutdown-write.
+  void CloseSelected(const Selector& selector, CloseMode mode,
+                     Done<absl::StatusOr<CloseResult>> done);
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
   void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
   // Bookkeeping of "this connection is now closed" (state, counters,

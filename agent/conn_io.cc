@@ -202,7 +202,7 @@ size_t ConnIo::ReadRoom(const Conn& c) const {
       own = room(c.counters.recv_buffered, engine_.options_.recv_buffer_bytes);
       break;
   }
-  return std::min<uint64_t>({scratch, own, engine_.budget_.Room()});
+  return std::min<uint64_t>({scratch, own, engine_.ledger_.budget().Room()});
 }
 
 void ConnIo::PauseReading(Conn& c) {
@@ -212,8 +212,8 @@ void ConnIo::PauseReading(Conn& c) {
   // agent-wide bound, ResumeTotalPaused once the total falls). Errors
   // are still watched for.
   c.reading.paused = true;
-  if (engine_.budget_.Room() == 0) {
-    engine_.PauseForTotal(c);
+  if (engine_.ledger_.budget().Room() == 0) {
+    engine_.ledger_.PauseForTotal(c);
     engine_.receiver_.Notify(c);  // A condition waiting for more gives way.
   }
   ArmErrorWatch(c);
@@ -266,7 +266,7 @@ void ConnIo::DeliverStream(Conn& c, const char* data, size_t n) {
       c.counters.send_buffered = c.send_bytes.size();
       c.counters.send_buffered_peak =
           std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
-      engine_.Recharge(c);
+      engine_.ledger_.Recharge(c);
       Flush(c);
       return;
     case BehaviorKind::kDiscard:
@@ -282,7 +282,7 @@ void ConnIo::DeliverStream(Conn& c, const char* data, size_t n) {
   c.counters.recv_buffered = c.recv_bytes.size();
   c.counters.recv_buffered_peak =
       std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
   engine_.receiver_.Notify(c);
 }
 

@@ -68,6 +68,10 @@ class ConnIo {
   void Touch(Conn& c);
 
   // ---- Writing (conn_write.cc).
+  // The Send call: queues `data` on connection `id` and writes what the
+  // socket takes now.
+  void Send(absl::string_view id, std::string data,
+            Done<absl::StatusOr<SendResult>> done);
   // `stream`: a StreamSend, which waited for room already and may take the
   // buffer past send_buffer_bytes by this one chunk.
   absl::StatusOr<SendResult> QueueSend(Conn& c, std::string data,

@@ -30,6 +30,21 @@ constexpr size_t kMaxWriteSpans = 16;
 
 }  // namespace
 
+void ConnIo::Send(absl::string_view id, std::string data,
+                  Done<absl::StatusOr<SendResult>> done) {
+  engine_.AssertEngineLock();
+  absl::StatusOr<Conn*> c = engine_.registry_.LookupConn(id);
+  if (!c.ok()) {
+    done(c.status());
+    return;
+  }
+  if ((*c)->behavior == BehaviorKind::kProxy) {
+    done(ProxiedRefusal(**c, "send"));
+    return;
+  }
+  done(QueueSend(**c, std::move(data)));
+}
+
 absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
                                              bool stream) {
   engine_.AssertEngineLock();
@@ -59,7 +74,7 @@ absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
           engine_.options_.send_buffer_bytes, "); retry after it drains"));
     }
     if (absl::Status s =
-            engine_.budget_.CheckRoom(absl::StrCat("send ", id), size);
+            engine_.ledger_.budget().CheckRoom(absl::StrCat("send ", id), size);
         !s.ok()) {
       return s;
     }
@@ -96,7 +111,7 @@ absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
           " bytes on top of its payload); retry after it drains"));
     }
     if (absl::Status s =
-            engine_.budget_.CheckRoom(absl::StrCat("send ", id), cost);
+            engine_.ledger_.budget().CheckRoom(absl::StrCat("send ", id), cost);
         !s.ok()) {
       return s;
     }
@@ -104,7 +119,7 @@ absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
     c.counters.send_buffered += size;
     c.counters.send_buffered_peak =
         std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
     ArmWrite(c);
   } else {
     const uint64_t lost_before = c.counters.send_bytes_lost;
@@ -112,7 +127,7 @@ absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak =
         std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
     Flush(c);
     // The write found the connection broken: these bytes are lost, and the
     // caller must hear it.
@@ -199,7 +214,7 @@ void ConnIo::NoteWritten(Conn& c, size_t written) {
   engine_.AssertEngineLock();
   c.send_bytes.Consume(written);
   c.counters.send_buffered = c.send_bytes.size();
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
   c.counters.bytes_sent += written;
   if (Server* s = engine_.registry_.FindServer(c.server_num)) {
     s->info.counters.bytes_sent += written;

@@ -1,7 +1,7 @@
 // EngineImpl, the coordinator: creation, the loop thread, posting,
-// shutdown, the public control calls, Send and Close, and the glue between
-// the components (Registry, BufferBudget, WatchHub, Connector, Receiver,
-// Streams, TlsStage, FaultStage, UdpIo, Servers, each in its own header).
+// shutdown, and the public control calls, each handed to its component
+// (Registry, Ledger, WatchHub, Connector, Receiver, Streams, TlsStage,
+// FaultStage, UdpIo, Servers, ConnIo, Closer, each in its own header).
 // Events live in engine_watch.cc, the public Stream and fault calls in
 // engine_stream.cc and engine_faults.cc.
 #include "agent/engine_impl.h"
@@ -137,27 +137,6 @@ EngineImpl::EngineImpl(const EngineOptions& options, ResolverPool& resolver)
       options_(options),
       watch_(options.max_watch_bytes, &counters_.events_lost),
       scratch_(kScratchBytes),
-      budget_(options.max_total_buffered_bytes,
-              BufferBudget::Hooks{
-                  .post_resume =
-                      [this] {
-                        asio::post(io_, Locked([this] {
-                                     AssertEngineLock();
-                                     budget_.ResumePaused();
-                                   }));
-                      },
-                  // The budget calls these under the engine lock.
-                  .resume =
-                      [this](uint64_t num) {
-                        AssertEngineLock();
-                        ResumeTotalPaused(num);
-                      },
-                  .history_full =
-                      [this] {
-                        AssertEngineLock();
-                        ScheduleTrim();
-                      },
-              }),
       connector_(*this, resolver),
       prober_(std::make_unique<Prober>(
           io_,
@@ -241,7 +220,7 @@ void EngineImpl::OpenClient(ClientSpec spec, absl::Time deadline,
   PostWork(std::move(done),
            [this, spec = std::move(spec),
             deadline](Done<absl::StatusOr<ConnectionInfo>> d) mutable {
-             DoOpenClient(std::move(spec), deadline, std::move(d));
+             connector_.Open(std::move(spec), deadline, std::move(d));
            });
 }
 
@@ -260,7 +239,7 @@ void EngineImpl::Send(std::string connection_id, std::string data,
            [this, id = std::move(connection_id), data = std::move(data)](
                Done<absl::StatusOr<SendResult>> d) mutable {
              AssertEngineLock();
-             DoSend(id, std::move(data), std::move(d));
+             conn_io_.Send(id, std::move(data), std::move(d));
            });
 }
 
@@ -302,7 +281,7 @@ void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
   PostWork(std::move(done), [this, selector = std::move(selector),
                              mode](Done<absl::StatusOr<CloseResult>> d) {
     AssertEngineLock();
-    DoCloseConnections(selector, mode, std::move(d));
+    closer_.CloseSelected(selector, mode, std::move(d));
   });
 }
 
@@ -326,178 +305,6 @@ void EngineImpl::ShutdownOnLoop() {
                     nullptr);
     }
   }
-}
-
-void EngineImpl::FileInHistory(Conn& c) {
-  budget_.MoveToHistory(c.charged);
-  registry_.ConnFinalized(c.num);
-  ScheduleTrim();
-}
-
-uint64_t RecvCharge(const Conn& c) {
-  uint64_t n = c.counters.recv_buffered;
-  if (c.extra != nullptr) {
-    n += kDatagramOverheadBytes * c.extra->recv_datagrams.size();
-  }
-  return n;
-}
-
-uint64_t SendCharge(const Conn& c) {
-  uint64_t n = c.counters.send_buffered;
-  if (c.extra != nullptr) {
-    n += kDatagramOverheadBytes *
-         (c.extra->send_datagrams.size() + c.extra->out_datagrams);
-  }
-  return n;
-}
-
-void EngineImpl::Recharge(Conn& c) {
-  const uint64_t now = RecvCharge(c) + SendCharge(c);
-  if (now == c.charged) return;
-  const uint64_t was = c.charged;
-  c.charged = now;
-  budget_.Recharge(was, now, c.finalized);
-  counters_.buffered_bytes.store(budget_.total(), std::memory_order_relaxed);
-  // Buffers of a closed connection going away (discarded, or its history
-  // trimmed) are memory to hand back; a live one's Receive is not.
-  if (now < was && c.state == ConnectionState::kClosed) {
-    NoteReleased(was - now);
-  }
-}
-
-void EngineImpl::ResumeTotalPaused(uint64_t num) {
-  Conn* c = registry_.FindConn(num);
-  if (c == nullptr || !c->reading.total_paused) return;
-  c->reading.total_paused = false;
-  // Resumes unless its own buffer is still above half its bound; a
-  // connection that finds the total full again pauses again.
-  conn_io_.ResumeReading(*c);
-}
-
-void EngineImpl::DiscardHistoryBytes(Conn& c) {
-  const uint64_t bytes = c.counters.recv_buffered;
-  const size_t datagrams =
-      c.extra != nullptr ? c.extra->recv_datagrams.size() : 0;
-  if (bytes == 0 && datagrams == 0) return;
-  c.recv_bytes.Clear();
-  ConnExtra& x = c.Extra();
-  x.recv_datagrams.clear();
-  c.counters.recv_buffered = 0;
-  x.history_discarded += bytes;
-  const std::string detail = absl::StrCat(
-      bytes, " unreceived bytes discarded (closed connections keep at most ",
-      options_.max_total_buffered_bytes / 4, " bytes in all)");
-  x.close_detail = x.close_detail.empty()
-                       ? detail
-                       : absl::StrCat(x.close_detail, "; ", detail);
-  Recharge(c);
-}
-
-void EngineImpl::DoSend(absl::string_view id, std::string data,
-                        Done<absl::StatusOr<SendResult>> done) {
-  absl::StatusOr<Conn*> c = registry_.LookupConn(id);
-  if (!c.ok()) {
-    done(c.status());
-    return;
-  }
-  if ((*c)->behavior == BehaviorKind::kProxy) {
-    done(ProxiedRefusal(**c, "send"));
-    return;
-  }
-  done(conn_io_.QueueSend(**c, std::move(data)));
-}
-
-void EngineImpl::DoCloseConnections(const Selector& selector, CloseMode mode,
-                                    Done<absl::StatusOr<CloseResult>> done) {
-  if (absl::Status s = CheckSelector(selector); !s.ok()) {
-    done(s);
-    return;
-  }
-  std::vector<Conn*> targets;
-  if (!selector.id.empty()) {
-    absl::StatusOr<Conn*> c = registry_.LookupConn(selector.id);
-    if (!c.ok()) {
-      done(c.status());
-      return;
-    }
-    targets.push_back(*c);
-  } else {
-    for (auto& [num, c] : registry_.conns()) {
-      if (c->state != ConnectionState::kClosed &&
-          LabelsMatch(c->labels, selector.labels)) {
-        targets.push_back(c.get());
-      }
-    }
-  }
-  if (mode == CloseMode::kShutdownWrite) {
-    // All or nothing: UDP has no half-close to shut down.
-    for (const Conn* c : targets) {
-      if (c->transport == Transport::kUdp) {
-        done(absl::InvalidArgumentError(absl::StrCat(
-            "close ", ConnId(c->num),
-            ": shutdown-write is for stream sockets (TCP, UNIX); UDP has "
-            "no half-close")));
-        return;
-      }
-      if (c->behavior == BehaviorKind::kProxy) {
-        done(ProxiedRefusal(*c, "shutdown-write"));
-        return;
-      }
-    }
-  }
-  // Trimming of the history is posted, so these pointers stay valid.
-  for (Conn* c : targets) {
-    switch (mode) {
-      case CloseMode::kGraceful:
-        closer_.StartClose(*c, CloseReason::kLocalClose, "", /*abort=*/false);
-        break;
-      case CloseMode::kAbort:
-        closer_.StartClose(*c, CloseReason::kLocalAbort, "", /*abort=*/true);
-        break;
-      case CloseMode::kShutdownWrite:
-        conn_io_.ShutdownWrite(*c);
-        break;
-    }
-  }
-  CloseResult out;
-  out.count = targets.size();
-  const size_t listed = std::min(targets.size(), kMaxListedResults);
-  out.connections.reserve(listed);
-  for (size_t i = 0; i < listed; ++i) {
-    out.connections.push_back(Snapshot(*targets[i]));
-  }
-  done(std::move(out));
-}
-
-void EngineImpl::ScheduleTrim() {
-  if (trim_posted_) return;
-  trim_posted_ = true;
-  asio::post(io_, Locked([this] {
-               AssertEngineLock();
-               TrimHistory();
-             }));
-}
-
-void EngineImpl::TrimHistory() {
-  trim_posted_ = false;
-  registry_.TrimClosed(options_.closed_connections_kept, [this](Conn& c) {
-    AssertEngineLock();
-    budget_.Forget(c.charged);
-    counters_.buffered_bytes.store(budget_.total(), std::memory_order_relaxed);
-    uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c.charged;
-    if (c.labels != nullptr && c.labels.use_count() == 1) {
-      freed += LabelsBytes(*c.labels);
-    }
-    NoteReleased(freed);
-  });
-  // The bytes nobody received yet: oldest records give theirs up first.
-  registry_.VisitClosed([this](Conn& c) {
-    AssertEngineLock();
-    if (budget_.history() <= budget_.history_cap()) return false;
-    DiscardHistoryBytes(c);
-    return true;
-  });
-  registry_.TrimStopped(options_.closed_connections_kept);
 }
 
 }  // namespace engine_internal

@@ -15,10 +15,23 @@
 // saying what it owns and which lock guards it:
 //   registry_  (registry.h)       ids, the servers and connections below,
 //                                 their history, listings, trimming;
-//   budget_    (buffer_budget.h)  the agent-wide buffered bytes and its
-//                                 watermarks (pause/resume reading, trim);
+//   ledger_    (ledger.h)         what each connection is charged against
+//                                 the BufferBudget (buffer_budget.h: the
+//                                 agent-wide bound and its watermarks), and
+//                                 the closed history's bounds;
 //   watch_     (watch_hub.h)      watchers and their bounded event queues
-//                                 (its own lock, taken after the engine's).
+//                                 (its own lock, taken after the engine's);
+//   servers_   (servers.h)        listeners, accept, stopping servers;
+//   connector_ (connector.h)      OpenClient attempts and name lookups;
+//   conn_io_   (conn_io.h)        reading and writing stream connections;
+//   udp_       (udp_io.h)         datagram sockets and peer sessions;
+//   closer_    (closer.h)         graceful closes, aborts, Finalize;
+//   receiver_  (receiver.h)       the Receive path, parked Receives;
+//   streams_   (streams.h)        Stream attachments;
+//   tls_       (tls_stage.h)      TLS handshakes and the session cache;
+//   faults_    (fault_stage.h)    the fault table and its effects;
+//   proxy_     (proxy.h)          proxy relays between two connections.
+// Each holds `EngineImpl&` (a friend) and asserts the engine lock on entry.
 //
 // The objects it works on (Conn, Server, ...) and their life cycles are
 // described in engine_objects.h.
@@ -58,6 +71,7 @@
 #include "agent/engine_sockets.h"
 #include "agent/fault_stage.h"
 #include "agent/fifo.h"
+#include "agent/ledger.h"
 #include "agent/prober.h"
 #include "agent/proxy.h"
 #include "agent/receiver.h"
@@ -146,27 +160,6 @@ class EngineImpl final : public Engine {
   template <typename Fn>
   void RunOrPost(Fn fn);
 
-  // Holds the engine lock and marks this thread as its holder. Scoped, so
-  // clang's -Wthread-safety knows what it holds.
-  class ABSL_SCOPED_LOCKABLE EngineLock {
-   public:
-    explicit EngineLock(EngineImpl* engine)
-        ABSL_EXCLUSIVE_LOCK_FUNCTION(engine->engine_mu_)
-        : engine_(engine), prev_(holder_) {
-      engine_->engine_mu_.Lock();
-      holder_ = engine_;
-    }
-    ~EngineLock() ABSL_UNLOCK_FUNCTION() {
-      holder_ = prev_;
-      engine_->engine_mu_.Unlock();
-    }
-    EngineLock(const EngineLock&) = delete;
-    EngineLock& operator=(const EngineLock&) = delete;
-
-   private:
-    EngineImpl* const engine_;
-    EngineImpl* const prev_;
-  };
   bool HeldByThisThread() const { return holder_ == this; }
   // For the bodies of Asio handlers wrapped by Locked, of work run by
   // PostWork/RunOrPost, and of hooks and callbacks called under the lock:
@@ -176,12 +169,7 @@ class EngineImpl final : public Engine {
   }
   // Wraps an Asio completion handler so it runs under the engine lock.
   template <typename F>
-  auto Locked(F f) {
-    return [this, f = std::move(f)](auto&&... args) mutable {
-      EngineLock lock(this);
-      f(std::forward<decltype(args)>(args)...);
-    };
-  }
+  auto Locked(F f);
   void ShutdownOnLoop() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
 
   // ---- The Registry (registry.h) is called directly: registry_.FindConn.
@@ -192,50 +180,11 @@ class EngineImpl final : public Engine {
     return registry_.live_conns() + connector_.attempts() >=
            options_.max_connections;
   }
-  // Finalize's last step: c's socket is closed, its record (and its bytes)
-  // join the closed history, and trimming is scheduled.
-  void FileInHistory(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-
-  // ---- Byte accounting: the BufferBudget (buffer_budget.h) and what a
-  // connection is charged.
-  // Brings c.charged (and the budget) up to date after c's buffers
-  // changed; call after every change.
-  void Recharge(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  // Reading of `c` stopped at the agent-wide bound: the budget resumes it
-  // (posted) once the total falls to three quarters of it.
-  void PauseForTotal(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_) {
-    if (c.reading.total_paused) return;
-    c.reading.total_paused = true;
-    budget_.Pause(c.num);
-  }
-  // The budget's resume hook.
-  void ResumeTotalPaused(uint64_t num)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  // Discards the unreceived bytes of a history record (history bound).
-  void DiscardHistoryBytes(Conn& c) ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-
   // engine_counters.cc: counts an event in counters_ (every event, watched
   // or not).
   void CountEvent(EventKind kind, uint64_t server_num, uint64_t conn_num,
                   uint64_t size, absl::string_view message)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  void NoteReleased(uint64_t bytes) const {
-    if (options_.on_memory_released && bytes > 0) {
-      options_.on_memory_released(bytes);
-    }
-  }
-
-  void DoSend(absl::string_view id, std::string data,
-              Done<absl::StatusOr<SendResult>> done)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  void DoCloseConnections(const Selector& selector, CloseMode mode,
-                          Done<absl::StatusOr<CloseResult>> done)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  // History bounds: trimming is posted, so no caller ever sees the object
-  // it is working on disappear.
-  void ScheduleTrim() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-  void TrimHistory() ABSL_EXCLUSIVE_LOCKS_REQUIRED(engine_mu_);
-
   // ---- engine_watch.cc: live events, built here and queued by watch_.
   // Under the engine lock: from the loop thread's handlers and from control
   // calls running inline on gRPC threads (a Send emits kDataSent from
@@ -260,11 +209,8 @@ class EngineImpl final : public Engine {
   friend class Servers;
   friend class ConnIo;
   friend class Closer;
-  void DoOpenClient(ClientSpec spec, absl::Time deadline,
-                    Done<absl::StatusOr<ConnectionInfo>> done) {
-    connector_.Open(std::move(spec), deadline, std::move(done));
-  }
-
+  friend class Ledger;
+  friend class EngineLock;
   // Declared first: destroyed last, after every socket and timer.
   asio::io_context io_;
   const EngineOptions options_;
@@ -301,9 +247,8 @@ class EngineImpl final : public Engine {
   TlsStage tls_{*this};
   // Servers and connections, live and history (destroyed before io_).
   Registry registry_ ABSL_GUARDED_BY(engine_mu_);
-  // The agent-wide byte bound; fires ResumeTotalPaused and ScheduleTrim.
-  BufferBudget budget_ ABSL_GUARDED_BY(engine_mu_);
-  bool trim_posted_ ABSL_GUARDED_BY(engine_mu_) = false;
+  // The agent-wide byte bound and what each connection is charged.
+  Ledger ledger_ ABSL_GUARDED_BY(engine_mu_){*this};
   Receiver receiver_{*this};  // The Receive path (receiver.h).
   // OpenClient attempts and name lookups; after io_, so destroyed first.
   Connector connector_;
@@ -322,6 +267,36 @@ class EngineImpl final : public Engine {
   Streams streams_{*this};  // Stream attachments (streams.h).
 };
 
+// Holds the engine lock and marks this thread as its holder. Scoped, so
+// clang's -Wthread-safety knows what it holds.
+class ABSL_SCOPED_LOCKABLE EngineLock {
+ public:
+  explicit EngineLock(EngineImpl* engine)
+      ABSL_EXCLUSIVE_LOCK_FUNCTION(engine->engine_mu_)
+      : engine_(engine), prev_(EngineImpl::holder_) {
+    engine_->engine_mu_.Lock();
+    EngineImpl::holder_ = engine_;
+  }
+  ~EngineLock() ABSL_UNLOCK_FUNCTION() {
+    EngineImpl::holder_ = prev_;
+    engine_->engine_mu_.Unlock();
+  }
+  EngineLock(const EngineLock&) = delete;
+  EngineLock& operator=(const EngineLock&) = delete;
+
+ private:
+  EngineImpl* const engine_;
+  EngineImpl* const prev_;
+};
+
+template <typename F>
+auto EngineImpl::Locked(F f) {
+  return [this, f = std::move(f)](auto&&... args) mutable {
+    EngineLock lock(this);
+    f(std::forward<decltype(args)>(args)...);
+  };
+}
+
 // Helpers shared by the engine_*.cc files.
 // Datagrams read per readiness wakeup before yielding to other sockets.
 inline constexpr int kDatagramsPerWakeup = 64;
@@ -332,10 +307,6 @@ int64_t SteadyNowNs();
 absl::Status ShuttingDownError();
 const char* CloseReasonText(CloseReason reason);
 std::chrono::steady_clock::duration ToSteady(absl::Duration d);
-// What `c` holds now against the byte bounds: buffered payload plus
-// kDatagramOverheadBytes per queued datagram.
-uint64_t RecvCharge(const Conn& c);
-uint64_t SendCharge(const Conn& c);
 // A new UDP peer's datagram dropped (no session made for it); at
 // kConnectionLimit also a rejected connection.
 void CountNewPeerDrop(EngineCounters& counters, DropReason reason,

@@ -32,7 +32,7 @@
 //              is dropped unrun).
 //
 // Bytes: every connection's buffered bytes are charged (Conn::charged) to
-// budget_'s total, which max_total_buffered_bytes bounds; those of finalized
+// the BufferBudget's total (ledger.h), which max_total_buffered_bytes bounds; those of finalized
 // records also to its history share (at most a quarter of it).
 //
 // Reading never uses a per-connection read buffer: a connection waits for

@@ -27,26 +27,26 @@ void EngineImpl::OpenStream(ClientSpec spec, absl::Time deadline,
                             Done<absl::StatusOr<StreamAttachment>> done) {
   PostWork(std::move(done), [this, spec = std::move(spec), deadline](
                                 Done<absl::StatusOr<StreamAttachment>> d) {
-    DoOpenClient(spec, deadline,
-                 [this, d = std::move(d)](
-                     absl::StatusOr<ConnectionInfo> opened) mutable {
-                   AssertEngineLock();
-                   if (!opened.ok()) {
-                     d(opened.status());
-                     return;
-                   }
-                   // Runs on the loop right after the connection was created,
-                   // so nobody else can attach (or Receive) first.
-                   std::optional<uint64_t> num = ParseId(opened->id, "conn-");
-                   Conn* c =
-                       num.has_value() ? registry_.FindConn(*num) : nullptr;
-                   if (c == nullptr) {
-                     d(absl::InternalError(
-                         absl::StrCat("stream: ", opened->id, " vanished")));
-                     return;
-                   }
-                   d(streams_.Attach(*c, /*close_on_detach=*/true));
-                 });
+    connector_.Open(
+        spec, deadline,
+        [this,
+         d = std::move(d)](absl::StatusOr<ConnectionInfo> opened) mutable {
+          AssertEngineLock();
+          if (!opened.ok()) {
+            d(opened.status());
+            return;
+          }
+          // Runs on the loop right after the connection was created,
+          // so nobody else can attach (or Receive) first.
+          std::optional<uint64_t> num = ParseId(opened->id, "conn-");
+          Conn* c = num.has_value() ? registry_.FindConn(*num) : nullptr;
+          if (c == nullptr) {
+            d(absl::InternalError(
+                absl::StrCat("stream: ", opened->id, " vanished")));
+            return;
+          }
+          d(streams_.Attach(*c, /*close_on_detach=*/true));
+        });
   });
 }
 

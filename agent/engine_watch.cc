@@ -69,7 +69,7 @@ std::vector<EngineEvent> EngineImpl::Drain(uint64_t watcher, size_t max) {
 }
 
 void EngineImpl::Unsubscribe(uint64_t watcher) {
-  NoteReleased(watch_.Remove(watcher));
+  NoteReleased(options_, watch_.Remove(watcher));
   counters_.watchers.store(watch_.size(), std::memory_order_relaxed);
 }
 

@@ -143,7 +143,7 @@ void FaultStage::DiscardQueued(Conn& c) {
   c.counters.send_bytes_lost += c.send_bytes.size();
   c.send_bytes.Clear();
   c.counters.send_buffered = 0;
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
 }
 
 void FaultStage::ArmTimer(Conn& c, int64_t due_ns) {

@@ -121,7 +121,7 @@ void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
     Fifo<ReceivedDatagram> held = std::move(down->Extra().recv_datagrams);
     down->Extra().recv_datagrams.clear();
     down->counters.recv_buffered = 0;
-    engine_.Recharge(*down);
+    engine_.ledger_.Recharge(*down);
     while (!held.empty()) {
       std::string data = std::move(held.front().data);
       held.pop_front();
@@ -136,12 +136,12 @@ void ProxyRelay::OnUpstreamConnected(uint64_t down_num, Conn& up) {
     const size_t held = down->recv_bytes.size();
     std::string data = down->recv_bytes.Take(held);
     down->counters.recv_buffered = 0;
-    engine_.Recharge(*down);
+    engine_.ledger_.Recharge(*down);
     up.send_bytes.AppendOwned(std::move(data));
     up.counters.send_buffered = up.send_bytes.size();
     up.counters.send_buffered_peak =
         std::max(up.counters.send_buffered_peak, up.counters.send_buffered);
-    engine_.Recharge(up);
+    engine_.ledger_.Recharge(up);
     engine_.conn_io_.Flush(up);
     if (up.finalized) return;
   }
@@ -188,7 +188,7 @@ bool ProxyRelay::Relay(Conn& from, const char* data, size_t n) {
   to->counters.send_buffered = to->send_bytes.size();
   to->counters.send_buffered_peak =
       std::max(to->counters.send_buffered_peak, to->counters.send_buffered);
-  engine_.Recharge(*to);
+  engine_.ledger_.Recharge(*to);
   engine_.conn_io_.Flush(*to);
   return true;
 }

@@ -132,7 +132,7 @@ absl::StatusOr<ReceiveResult> Receiver::Take(Conn& c, const ReceiveSpec& spec) {
       queue.pop_front();
     }
     got = !result.datagrams.empty();
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
   } else {
     // With min_bytes or a delimiter unmet (the wait ended), nothing is
     // taken.
@@ -140,7 +140,7 @@ absl::StatusOr<ReceiveResult> Receiver::Take(Conn& c, const ReceiveSpec& spec) {
     result.data =
         c.recv_bytes.Take(conditional ? ReadyBytes(c, spec, nullptr) : max);
     c.counters.recv_buffered = c.recv_bytes.size();
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
     got = !result.data.empty();
     if (got) engine_.conn_io_.ResumeReading(c);
   }

@@ -526,7 +526,7 @@ void Servers::Stop(Server& s, absl::string_view reason, CloseReason conn_reason,
         c->counters.send_buffered -= size;
         c->counters.send_bytes_lost += size;
         --c->Extra().out_datagrams;
-        engine_.Recharge(*c);
+        engine_.ledger_.Recharge(*c);
       }
     }
     socket->socket.close(ec);
@@ -538,7 +538,7 @@ void Servers::Stop(Server& s, absl::string_view reason, CloseReason conn_reason,
     s.unix_file.reset();
   }
   s.ttl_timer.reset();
-  engine_.ScheduleTrim();
+  engine_.ledger_.ScheduleTrim();
   engine_.Emit(EventKind::kServerStopped, s.num, 0);
 }
 

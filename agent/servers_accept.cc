@@ -113,7 +113,8 @@ void Servers::OnAccepted(Server& s, const Listener& listener, int fd,
       b.kind == BehaviorKind::kGreeting && s.greeting != nullptr
           ? s.greeting->size()
           : 0;
-  if (engine_.AtConnectionLimit() || greeting > engine_.budget_.Room()) {
+  if (engine_.AtConnectionLimit() ||
+      greeting > engine_.ledger_.budget().Room()) {
     // Refuse with RST so the client learns at once.
     ++s.info.counters.connections_rejected;
     EngineCounters::Add(
@@ -178,7 +179,7 @@ void Servers::OnAccepted(Server& s, const Listener& listener, int fd,
     }
     c.counters.send_buffered = c.send_bytes.size();
     c.counters.send_buffered_peak = c.counters.send_buffered;
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
     if (b.close_after_greeting) {
       engine_.closer_.StartClose(c, CloseReason::kLocalClose, "greeting sent",
                                  /*abort=*/false);

@@ -8,6 +8,14 @@
 
 namespace sockagent {
 namespace engine_internal {
+namespace {
+
+// A call on an attachment that is gone (detached, or never was).
+absl::Status DetachedError() {
+  return absl::FailedPreconditionError("stream: detached");
+}
+
+}  // namespace
 
 absl::StatusOr<StreamAttachment> Streams::Attach(Conn& c,
                                                  bool close_on_detach) {
@@ -76,7 +84,7 @@ void Streams::Receive(uint64_t attachment, size_t max_bytes, uint64_t token,
   engine_.AssertEngineLock();
   Attachment* a = Find(attachment);
   if (a == nullptr) {
-    done(absl::FailedPreconditionError("stream: detached"));
+    done(DetachedError());
     return;
   }
   ReceiveSpec spec;
@@ -127,7 +135,7 @@ void Streams::Send(uint64_t attachment, std::string data,
   Attachment* a = nullptr;
   Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
-    done(absl::FailedPreconditionError("stream: detached"));
+    done(DetachedError());
     return;
   }
   if (a->waiting.has_value()) {
@@ -176,7 +184,8 @@ void Streams::Pump(Conn& c) {
     // is and this connection's draining will free some of it. An empty
     // buffer always takes one chunk (QueueSend still checks the agent-wide
     // bound then).
-    if (held > 0 && (held + cost > bound || cost > engine_.budget_.Room()))
+    if (held > 0 &&
+        (held + cost > bound || cost > engine_.ledger_.budget().Room()))
       return;
   }
   std::string data = std::move(*a->waiting);
@@ -196,7 +205,7 @@ void Streams::ShutdownWrite(uint64_t attachment, Done<absl::Status> done) {
   Attachment* a = nullptr;
   Conn* c = AttachedConn(attachment, &a);
   if (c == nullptr) {
-    done(absl::FailedPreconditionError("stream: detached"));
+    done(DetachedError());
     return;
   }
   if (c->transport == Transport::kUdp || c->writing.fin_sent) {

@@ -102,7 +102,7 @@ void UdpIo::BufferDatagram(Conn& c, const char* data, size_t n) {
   if (c.state == ConnectionState::kClosed) return;
   const uint64_t cost = n + kDatagramOverheadBytes;
   if (RecvCharge(c) + cost > engine_.options_.recv_buffer_bytes ||
-      cost > engine_.budget_.Room()) {
+      cost > engine_.ledger_.budget().Room()) {
     ++c.counters.datagrams_dropped;
     if (Server* s = engine_.registry_.FindServer(c.server_num)) {
       ++s->info.counters.datagrams_dropped;
@@ -115,7 +115,7 @@ void UdpIo::BufferDatagram(Conn& c, const char* data, size_t n) {
   c.counters.recv_buffered += n;
   c.counters.recv_buffered_peak =
       std::max(c.counters.recv_buffered_peak, c.counters.recv_buffered);
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
   engine_.receiver_.Notify(c);
 }
 
@@ -140,7 +140,7 @@ void UdpIo::FlushClient(Conn& c) {
       engine_.conn_io_.Touch(c);
     }
     queue.pop_front();
-    engine_.Recharge(c);
+    engine_.ledger_.Recharge(c);
   }
   engine_.streams_.Pump(c);
 }
@@ -331,8 +331,8 @@ absl::Status UdpIo::SendSessionDatagram(Conn& c, std::string data) {
         engine_.options_.send_buffer_bytes, ", each datagram costing ",
         kDatagramOverheadBytes, " bytes on top of its payload)"));
   }
-  if (absl::Status st =
-          engine_.budget_.CheckRoom(absl::StrCat("send ", ConnId(c.num)), cost);
+  if (absl::Status st = engine_.ledger_.budget().CheckRoom(
+          absl::StrCat("send ", ConnId(c.num)), cost);
       !st.ok()) {
     return st;
   }
@@ -341,7 +341,7 @@ absl::Status UdpIo::SendSessionDatagram(Conn& c, std::string data) {
   c.counters.send_buffered_peak =
       std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
   ++c.Extra().out_datagrams;
-  engine_.Recharge(c);
+  engine_.ledger_.Recharge(c);
   ArmWrite(*s, c.udp_socket_index);
   return absl::OkStatus();
 }
@@ -380,7 +380,7 @@ void UdpIo::OnWritable(uint64_t server_num, size_t index,
     if (c != nullptr) {
       c->counters.send_buffered -= size;
       --c->Extra().out_datagrams;
-      engine_.Recharge(*c);
+      engine_.ledger_.Recharge(*c);
     }
     if (error) {
       if (c != nullptr) c->counters.send_bytes_lost += size;

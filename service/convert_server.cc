@@ -201,6 +201,30 @@ void ProxyToProto(const Behavior& in, v1::ProxyBehavior* proxy) {
   }
 }
 
+// A server's behavior; `greeting`: the greeting to report (a Server's spec
+// carries the bounded one of its listing).
+void BehaviorToProto(const Behavior& in, absl::string_view greeting,
+                     v1::Behavior* out) {
+  switch (in.kind) {
+    case BehaviorKind::kHold:
+      out->mutable_hold();
+      break;
+    case BehaviorKind::kEcho:
+      out->mutable_echo();
+      break;
+    case BehaviorKind::kGreeting:
+      out->mutable_greeting()->set_data(std::string(greeting));
+      out->mutable_greeting()->set_close_after(in.close_after_greeting);
+      break;
+    case BehaviorKind::kDiscard:
+      out->mutable_discard();
+      break;
+    case BehaviorKind::kProxy:
+      ProxyToProto(in, out->mutable_proxy());
+      break;
+  }
+}
+
 // The inverse of ServerSpecFromProto, for Server.spec. `greeting` is the
 // (bounded) greeting the listing carries: the spec's own is moved out.
 void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
@@ -220,26 +244,7 @@ void ServerSpecToProto(const ServerSpec& in, absl::string_view greeting,
   }
   out->set_backlog(in.backlog);
   if (!in.reuse_address) out->set_reuse_address(false);
-  v1::Behavior* behavior = out->mutable_behavior();
-  switch (in.behavior.kind) {
-    case BehaviorKind::kHold:
-      behavior->mutable_hold();
-      break;
-    case BehaviorKind::kEcho:
-      behavior->mutable_echo();
-      break;
-    case BehaviorKind::kGreeting:
-      behavior->mutable_greeting()->set_data(std::string(greeting));
-      behavior->mutable_greeting()->set_close_after(
-          in.behavior.close_after_greeting);
-      break;
-    case BehaviorKind::kDiscard:
-      behavior->mutable_discard();
-      break;
-    case BehaviorKind::kProxy:
-      ProxyToProto(in.behavior, behavior->mutable_proxy());
-      break;
-  }
+  BehaviorToProto(in.behavior, greeting, out->mutable_behavior());
   LabelsToProto(in.labels, out->mutable_labels());
   if (in.ttl > absl::ZeroDuration())
     DurationToProto(in.ttl, out->mutable_ttl());
@@ -277,26 +282,7 @@ void ServerInfoToProto(const ServerInfo& in, v1::Server* out) {
   for (const auto& address : in.local_addresses) {
     SocketAddressToProto(address, out->add_local_addresses());
   }
-  v1::Behavior* behavior = out->mutable_behavior();
-  switch (in.behavior.kind) {
-    case BehaviorKind::kHold:
-      behavior->mutable_hold();
-      break;
-    case BehaviorKind::kEcho:
-      behavior->mutable_echo();
-      break;
-    case BehaviorKind::kGreeting:
-      behavior->mutable_greeting()->set_data(in.behavior.greeting);
-      behavior->mutable_greeting()->set_close_after(
-          in.behavior.close_after_greeting);
-      break;
-    case BehaviorKind::kDiscard:
-      behavior->mutable_discard();
-      break;
-    case BehaviorKind::kProxy:
-      ProxyToProto(in.behavior, behavior->mutable_proxy());
-      break;
-  }
+  BehaviorToProto(in.behavior, in.behavior.greeting, out->mutable_behavior());
   out->set_state(ServerStateToProto(in.state));
   v1::ServerCounters* c = out->mutable_counters();
   c->set_connections_accepted(in.counters.connections_accepted);
