@@ -92,5 +92,4 @@ absl::Status ValidateClientSpec(const ClientSpec& spec) {
   return absl::OkStatus();
 }
 
-
 }  // namespace sockagent

@@ -79,48 +79,11 @@ absl::StatusOr<SendResult> ConnIo::QueueSend(Conn& c, std::string data,
       return s;
     }
   }
-  if (c.is_udp_session()) {
-    if (absl::Status s = engine_.udp_.SendSessionDatagram(c, std::move(data));
+  if (c.transport == Transport::kUdp) {
+    if (absl::Status s = engine_.udp_.SendDatagram(c, std::move(data));
         !s.ok()) {
       return s;
     }
-  } else if (c.udp != nullptr) {
-    ConnExtra& x = c.Extra();
-    if (x.send_datagrams.empty()) {
-      asio::error_code ec;
-      c.udp->send(asio::buffer(data), 0, ec);
-      if (!ec) {
-        ++c.counters.datagrams_sent;
-        c.counters.bytes_sent += size;
-        Touch(c);
-        engine_.Emit(EventKind::kDataSent, c.server_num, c.num, size);
-        return SendResult{size, c.counters.send_buffered};
-      }
-      if (!IsWouldBlock(ec)) {
-        return ErrorStatus(
-            absl::StrCat("send ", id, " to ", c.remote.ToString()), ec);
-      }
-    }
-    const uint64_t cost = size + kDatagramOverheadBytes;
-    if (SendCharge(c) + cost > engine_.options_.send_buffer_bytes) {
-      return absl::ResourceExhaustedError(absl::StrCat(
-          "send ", id, ": send buffer full: ", x.send_datagrams.size(),
-          " datagrams queued; one more would exceed send_buffer_bytes (",
-          engine_.options_.send_buffer_bytes, ", each datagram costing ",
-          kDatagramOverheadBytes,
-          " bytes on top of its payload); retry after it drains"));
-    }
-    if (absl::Status s =
-            engine_.ledger_.budget().CheckRoom(absl::StrCat("send ", id), cost);
-        !s.ok()) {
-      return s;
-    }
-    x.send_datagrams.push_back(std::move(data));
-    c.counters.send_buffered += size;
-    c.counters.send_buffered_peak =
-        std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
-    engine_.ledger_.Recharge(c);
-    ArmWrite(c);
   } else {
     const uint64_t lost_before = c.counters.send_bytes_lost;
     c.send_bytes.AppendOwned(std::move(data));

@@ -3,6 +3,7 @@
 // things happen need no metrics code of their own.
 #include "agent/engine_counters.h"
 
+#include "absl/strings/match.h"
 #include "agent/engine_impl.h"
 
 namespace sockagent {
@@ -69,10 +70,12 @@ void EngineImpl::CountEvent(EventKind kind, uint64_t server_num,
       if (udp) EngineCounters::Add(k.datagrams_sent);
       break;
     case EventKind::kDatagramDropped:
-      // Only the reply budget's drops carry a message (udp_reply.cc).
+      // Buffer-full drops carry no message; the reply budget's
+      // (udp_reply.cc) and a drop fault's ("fault NAME: drop") do.
       EngineCounters::Add(k.datagrams_dropped[static_cast<size_t>(
-          message.empty() ? DropReason::kBufferFull
-                          : DropReason::kReplyBudget)]);
+          message.empty()                       ? DropReason::kBufferFull
+          : absl::StartsWith(message, "fault ") ? DropReason::kFault
+                                                : DropReason::kReplyBudget)]);
       break;
     default:
       break;

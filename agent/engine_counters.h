@@ -33,6 +33,7 @@ enum class DropReason {
   kSessionLimit,     // New UDP peer beyond the server's session cap.
   kConnectionLimit,  // New UDP peer at max_connections.
   kReplyBudget,      // UDP echo/greeting reply beyond agent/udp_budget.h.
+  kFault,            // Dropped by a `drop` fault (agent/datagram_stage.h).
   kCount,
 };
 

@@ -32,8 +32,9 @@
 //              is dropped unrun).
 //
 // Bytes: every connection's buffered bytes are charged (Conn::charged) to
-// the BufferBudget's total (ledger.h), which max_total_buffered_bytes bounds; those of finalized
-// records also to its history share (at most a quarter of it).
+// the BufferBudget's total (ledger.h), which max_total_buffered_bytes bounds;
+// those of finalized records also to its history share (at most a quarter of
+// it).
 //
 // Reading never uses a per-connection read buffer: a connection waits for
 // readability (async_wait) and reads into one loop-wide scratch buffer, then
@@ -74,6 +75,7 @@
 #include "absl/time/time.h"
 #include "agent/address.h"
 #include "agent/byte_queue.h"
+#include "agent/datagram_stage.h"
 #include "agent/engine.h"
 #include "agent/engine_sockets.h"
 #include "agent/faults.h"
@@ -122,9 +124,11 @@ struct PendingReceive {
 };
 
 // The faults acting on one connection (agent/faults.h, fault_stage.h):
-// its SEND stage and the one timer that wakes it.
+// its SEND stage (stream faults), its datagram stage with the datagrams a
+// delay holds (UDP faults), and the one timer that wakes either.
 struct ConnFaults {
   SendStage send;
+  DatagramStage datagrams;
   std::unique_ptr<Timer> timer;
   int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
 };
@@ -165,7 +169,12 @@ struct ConnExtra {
   uint64_t proxy_peer = 0;
   uint64_t proxy_credited = 0;
   std::unique_ptr<ConnFaults> faults;  // Null: no fault acts on it.
-  std::unique_ptr<ConnTls> tls;        // TLS connections only.
+  // UDP faults (agent/datagram_stage.h) on this connection, ever: datagrams
+  // dropped, sent twice, held for a delay.
+  uint64_t fault_dropped = 0;
+  uint64_t fault_duplicated = 0;
+  uint64_t fault_delayed = 0;
+  std::unique_ptr<ConnTls> tls;  // TLS connections only.
 };
 
 // The read side of a connection's state (stream or UDP client socket).

@@ -235,6 +235,10 @@ struct ConnectionInfo {
   // Names of the faults acting on it now (agent/faults.h), in the order
   // they were applied. Empty once it closed.
   std::vector<std::string> faults;
+  // UDP faults on it, ever: datagrams dropped, sent twice, held.
+  uint64_t fault_datagrams_dropped = 0;
+  uint64_t fault_datagrams_duplicated = 0;
+  uint64_t fault_datagrams_delayed = 0;
   // TLS connections: what the handshake saw (its failure, if it failed).
   // Null: no TLS, or the handshake has not ended yet.
   std::shared_ptr<const TlsInfo> tls;

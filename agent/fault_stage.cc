@@ -14,8 +14,19 @@
 namespace sockagent {
 namespace engine_internal {
 
-absl::Status FaultStage::CheckTarget(const FaultTarget& target) {
+absl::Status FaultStage::CheckTarget(const FaultSpec& spec) {
   engine_.AssertEngineLock();
+  const FaultTarget& target = spec.target;
+  // A fault for the other kind of socket could never act on its target.
+  auto mismatch = [&spec](Transport transport, const std::string& what) {
+    const bool udp = transport == Transport::kUdp;
+    if (udp == IsDatagramFault(spec.type)) return absl::OkStatus();
+    return absl::FailedPreconditionError(
+        absl::StrCat("fault.", FaultTypeName(spec.type), ": ", what, " is ",
+                     udp ? "UDP" : "a stream (TCP or UNIX)", "; ",
+                     udp ? "UDP takes drop, duplicate and delay"
+                         : "drop, duplicate and delay are for UDP"));
+  };
   if (!target.server_id.empty()) {
     std::optional<uint64_t> num = ParseId(target.server_id, "srv-");
     if (!num.has_value()) {
@@ -23,9 +34,15 @@ absl::Status FaultStage::CheckTarget(const FaultTarget& target) {
           absl::StrCat("fault.target.server_id: malformed server id ",
                        QuoteInput(target.server_id), " (expected srv-N)"));
     }
-    if (engine_.registry_.FindServer(*num) == nullptr) {
+    const Server* server = engine_.registry_.FindServer(*num);
+    if (server == nullptr) {
       return absl::NotFoundError(absl::StrCat(
           "fault target: server ", QuoteInput(target.server_id), " not found"));
+    }
+    if (absl::Status s =
+            mismatch(server->info.transport, "server " + target.server_id);
+        !s.ok()) {
+      return s;
     }
   }
   if (!target.connection_id.empty()) {
@@ -47,16 +64,23 @@ absl::Status FaultStage::CheckTarget(const FaultTarget& target) {
                        " speaks TLS; faults act on plain TCP and UNIX "
                        "connections only for now"));
     }
+    if (absl::Status s =
+            mismatch(c->transport, "connection " + target.connection_id);
+        !s.ok()) {
+      return s;
+    }
   }
   return absl::OkStatus();
 }
 
 bool FaultStage::Matches(const FaultSpec& spec, const Conn& c) const {
-  // Plain stream sockets only for now (UDP faults are refused by
-  // validation; TLS connections write through SSL_write, which the SEND
-  // stage does not reach).
-  if (c.finalized || c.state == ConnectionState::kClosed ||
-      c.stream == nullptr || TlsStage::Active(c)) {
+  // Stream faults on plain stream sockets (TLS connections write through
+  // SSL_write, which the SEND stage does not reach); UDP faults on UDP
+  // clients and peer sessions.
+  if (c.finalized || c.state == ConnectionState::kClosed) return false;
+  if (IsDatagramFault(spec.type)) {
+    if (c.transport != Transport::kUdp) return false;
+  } else if (c.stream == nullptr || TlsStage::Active(c)) {
     return false;
   }
   switch (spec.direction) {
@@ -110,10 +134,16 @@ void FaultStage::Apply(Conn& c, uint64_t id, FaultInfo& info) {
   f.spec = info.spec;
   f.applied_ns = now;
   f.random = FaultRandom(MixSeed(info.spec.seed, info.spec.name, c.num));
-  x.faults->send.Add(std::move(f),
-                     x.faults->send.written() + c.send_bytes.size(), now);
   ++info.connections;
   ++info.applied;
+  if (IsDatagramFault(info.spec.type)) {
+    x.faults->datagrams.Add(std::move(f));  // Acts on the next datagram.
+    engine_.Emit(EventKind::kFaultApplied, c.server_num, c.num, 0, {},
+                 info.spec.name);
+    return;
+  }
+  x.faults->send.Add(std::move(f),
+                     x.faults->send.written() + c.send_bytes.size(), now);
   engine_.Emit(EventKind::kFaultApplied, c.server_num, c.num, 0, {},
                info.spec.name);
   engine_.conn_io_.Flush(
@@ -123,17 +153,38 @@ void FaultStage::Apply(Conn& c, uint64_t id, FaultInfo& info) {
 void FaultStage::RemoveFrom(Conn& c, uint64_t id) {
   engine_.AssertEngineLock();
   if (c.extra == nullptr || c.extra->faults == nullptr) return;
-  if (!c.extra->faults->send.Remove(id)) return;
-  if (c.extra->faults->send.empty()) c.extra->faults.reset();
+  ConnFaults& f = *c.extra->faults;
+  if (f.datagrams.Remove(id)) {
+    // The last delay gone: what it held leaves now, nothing lost.
+    if (!f.datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
+    if (c.extra->faults != nullptr && f.send.empty() && f.datagrams.empty() &&
+        f.datagrams.held() == 0) {
+      c.extra->faults.reset();
+    }
+    return;
+  }
+  if (!f.send.Remove(id)) return;
+  if (f.send.empty() && f.datagrams.empty()) c.extra->faults.reset();
   engine_.conn_io_.Flush(c);  // What it held leaves now, in order.
 }
 
 void FaultStage::Drop(Conn& c) {
   engine_.AssertEngineLock();
   if (c.extra == nullptr || c.extra->faults == nullptr) return;
-  for (const ActiveFault& f : c.extra->faults->send.faults()) {
-    FaultInfo* info = table_.Find(f.fault_id);
-    if (info != nullptr && info->connections > 0) --info->connections;
+  ConnFaults& cf = *c.extra->faults;
+  for (const auto* stage : {&cf.send.faults(), &cf.datagrams.faults()}) {
+    for (const ActiveFault& f : *stage) {
+      FaultInfo* info = table_.Find(f.fault_id);
+      if (info != nullptr && info->connections > 0) --info->connections;
+    }
+  }
+  // Held datagrams die with the connection. (Finalize counted a client's
+  // whole send buffer as lost already; a peer session keeps what sits in
+  // its server's queue, so only the held part is lost.)
+  const uint64_t held = cf.datagrams.held_bytes();
+  if (c.is_udp_session() && held > 0) {
+    c.counters.send_bytes_lost += held;
+    c.counters.send_buffered -= std::min(held, c.counters.send_buffered);
   }
   c.extra->faults.reset();
 }
@@ -172,7 +223,81 @@ void FaultStage::OnTimer(uint64_t num) {
     return;
   }
   c->extra->faults->timer_due_ns = 0;
-  engine_.conn_io_.Flush(*c);
+  if (c->transport == Transport::kUdp) {
+    ReleaseHeld(*c, /*all=*/false);
+  } else {
+    engine_.conn_io_.Flush(*c);
+  }
+}
+
+absl::Status FaultStage::SendDatagram(Conn& c, std::string data) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  const int64_t now = SteadyNowNs();
+  DatagramStage::Verdict v = f.datagrams.Decide(now);
+  ConnExtra& x = *c.extra;
+  if (v.copies == 0) {
+    ++x.fault_dropped;
+    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, data.size(),
+                 {}, absl::StrCat("fault ", v.dropped_by->spec.name, ": drop"));
+    return absl::OkStatus();  // A network loses datagrams silently.
+  }
+  if (v.copies == 2) ++x.fault_duplicated;
+  if (v.due_ns == 0) {
+    if (v.copies == 2) {
+      if (absl::Status s = engine_.udp_.SendNow(c, data); !s.ok()) return s;
+    }
+    return engine_.udp_.SendNow(c, std::move(data));
+  }
+  // Held: charged like a queued datagram, against the connection's send
+  // buffer and the agent-wide total.
+  const uint64_t size = data.size();
+  const uint64_t cost = (size + kDatagramOverheadBytes) * v.copies;
+  if (SendCharge(c) + cost > engine_.options_.send_buffer_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send ", ConnId(c.num), ": send buffer full: ", f.datagrams.held(),
+        " datagrams held by a delay fault; one more would exceed "
+        "send_buffer_bytes (",
+        engine_.options_.send_buffer_bytes, ")"));
+  }
+  if (absl::Status s = engine_.ledger_.budget().CheckRoom(
+          absl::StrCat("send ", ConnId(c.num)), cost);
+      !s.ok()) {
+    return s;
+  }
+  ++x.fault_delayed;
+  if (v.copies == 2) f.datagrams.Hold(v.due_ns, data);
+  f.datagrams.Hold(v.due_ns, std::move(data));
+  c.counters.send_buffered += size * v.copies;
+  c.counters.send_buffered_peak =
+      std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+  engine_.ledger_.Recharge(c);
+  ArmTimer(c, f.datagrams.next_due_ns());
+  return absl::OkStatus();
+}
+
+void FaultStage::ReleaseHeld(Conn& c, bool all) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  std::vector<std::string> due = f.datagrams.TakeDue(SteadyNowNs(), all);
+  for (std::string& d : due) {
+    c.counters.send_buffered -=
+        std::min<uint64_t>(d.size(), c.counters.send_buffered);
+  }
+  engine_.ledger_.Recharge(c);
+  for (std::string& d : due) {
+    const uint64_t size = d.size();
+    // Sent as it would have been without the fault (queued if the socket
+    // is full); a failure loses it, as a network would.
+    if (!engine_.udp_.SendNow(c, std::move(d)).ok()) {
+      c.counters.send_bytes_lost += size;
+    }
+    if (c.finalized || c.extra == nullptr || c.extra->faults == nullptr) {
+      return;
+    }
+  }
+  f.timer_due_ns = 0;
+  ArmTimer(c, f.datagrams.next_due_ns());
 }
 
 void FaultStage::Flush(Conn& c) {
@@ -227,7 +352,7 @@ absl::StatusOr<FaultInfo> FaultStage::Add(FaultSpec spec) {
   if (absl::Status s = ValidateFaultSpec(spec); !s.ok()) {
     return s;
   }
-  if (absl::Status s = CheckTarget(spec.target); !s.ok()) {
+  if (absl::Status s = CheckTarget(spec); !s.ok()) {
     return s;
   }
   uint64_t id = 0;
@@ -259,6 +384,15 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
     return absl::NotFoundError(
         absl::StrCat("fault ", QuoteInput(spec.name), " not found"));
   }
+  for (const auto& [fid, info] : table_.faults()) {
+    if (info.spec.name == spec.name &&
+        IsDatagramFault(info.spec.type) != IsDatagramFault(spec.type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "fault.", FaultTypeName(spec.type), ": fault ", spec.name, " is ",
+          IsDatagramFault(info.spec.type) ? "a UDP" : "a stream",
+          " fault; an update keeps the kind (remove it and add a new one)"));
+    }
+  }
   if (absl::Status s = ValidateFaultSpec(spec); !s.ok()) {
     return s;
   }
@@ -273,8 +407,8 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
     ConnFaults* cf = c.extra != nullptr ? c.extra->faults.get() : nullptr;
     bool has = false;
     if (cf != nullptr) {
-      for (const ActiveFault& f : cf->send.faults()) {
-        has = has || f.fault_id == id;
+      for (const auto* stage : {&cf->send.faults(), &cf->datagrams.faults()}) {
+        for (const ActiveFault& f : *stage) has = has || f.fault_id == id;
       }
     }
     const bool want =
@@ -286,6 +420,11 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
       f.spec = info.spec;
       f.applied_ns = now;
       f.random = FaultRandom(MixSeed(info.spec.seed, info.spec.name, c.num));
+      if (IsDatagramFault(info.spec.type)) {
+        cf->datagrams.Add(std::move(f));  // Held datagrams keep their time.
+        if (!cf->datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
+        continue;
+      }
       cf->send.Add(std::move(f), cf->send.written() + c.send_bytes.size(), now);
       cf->timer_due_ns = 0;  // Decide again with the new parameters.
       engine_.conn_io_.Flush(c);

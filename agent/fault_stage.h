@@ -2,7 +2,9 @@
 // It owns the fault table, decides which connections a fault acts on (at
 // AddFault for those open, at accept/connect for new ones), and runs each
 // faulted connection's SEND stage between its send queue and the socket
-// write, with one timer per faulted connection. The model and the
+// write, and each faulted UDP connection's datagram stage (drop,
+// duplicate, delay: agent/datagram_stage.h) between the sender and the
+// socket, with one timer per faulted connection. The model and the
 // decisions (latency, bandwidth, slicer, ...) live in agent/faults.h; each
 // connection's state is ConnExtra::faults. TLS connections are skipped (a
 // fault aimed at one by id is FailedPrecondition).
@@ -53,17 +55,28 @@ class FaultStage {
   // The SEND stage of a faulted connection: what its faults let through
   // goes to the socket now; the rest waits for the stage's timer.
   void Flush(Conn& c);
-  // From Finalize: c's faults stop (their counts drop).
+  // From Finalize: c's faults stop (their counts drop); held datagrams
+  // are lost.
   void Drop(Conn& c);
+  // UDP: a datagram the agent sends on `c`, which has faults (a peer
+  // session or a UDP client): dropped (OK: the sender cannot tell), sent
+  // twice, or held for its delay, charged to the send buffer
+  // (ResourceExhausted when that is full).
+  absl::Status SendDatagram(Conn& c, std::string data);
 
  private:
-  absl::Status CheckTarget(const FaultTarget& target);
+  // NotFound for a missing target; FailedPrecondition for one the fault
+  // can never act on (TLS, or UDP faults on a stream socket and back).
+  absl::Status CheckTarget(const FaultSpec& spec);
   bool Matches(const FaultSpec& spec, const Conn& c) const;
   void Apply(Conn& c, uint64_t id, FaultInfo& info);
   void RemoveFrom(Conn& c, uint64_t id);
   void DiscardQueued(Conn& c);
   void ArmTimer(Conn& c, int64_t due_ns);
   void OnTimer(uint64_t num);
+  // Sends the held datagrams that are due (every one: `all`) and arms the
+  // timer for the next.
+  void ReleaseHeld(Conn& c, bool all);
 
   EngineImpl& engine_;
   FaultTable table_;

@@ -196,11 +196,6 @@ absl::Status ValidateFaultSpec(const FaultSpec& spec) {
         "fault.direction RECEIVED is not supported yet: faults act on the "
         "bytes the agent sends (SENT, UPSTREAM, DOWNSTREAM)");
   }
-  if (IsDatagramFault(spec.type)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "fault.", FaultTypeName(spec.type),
-        ": UDP faults (drop, duplicate, delay) are not supported yet"));
-  }
   return CheckParameters(spec);
 }
 

@@ -23,8 +23,10 @@ uint64_t RecvCharge(const Conn& c) {
 uint64_t SendCharge(const Conn& c) {
   uint64_t n = c.counters.send_buffered;
   if (c.extra != nullptr) {
+    const size_t held =
+        c.extra->faults != nullptr ? c.extra->faults->datagrams.held() : 0;
     n += kDatagramOverheadBytes *
-         (c.extra->send_datagrams.size() + c.extra->out_datagrams);
+         (c.extra->send_datagrams.size() + c.extra->out_datagrams + held);
   }
   return n;
 }

@@ -28,7 +28,7 @@ namespace engine_internal {
 class EngineImpl;
 
 // What `c` holds now against the byte bounds: buffered payload plus
-// kDatagramOverheadBytes per queued datagram.
+// kDatagramOverheadBytes per queued datagram (held by a delay fault too).
 uint64_t RecvCharge(const Conn& c);
 uint64_t SendCharge(const Conn& c);
 

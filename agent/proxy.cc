@@ -262,7 +262,7 @@ void ProxyRelay::OnUpstreamDatagram(Conn& up, const char* data, size_t n) {
                                n)) {
     return;
   }
-  if (!engine_.udp_.SendSessionDatagram(*session, std::string(data, n)).ok()) {
+  if (!engine_.udp_.SendDatagram(*session, std::string(data, n)).ok()) {
     ++session->counters.datagrams_dropped;
     ++s->info.counters.datagrams_dropped;
   }

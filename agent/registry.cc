@@ -112,7 +112,13 @@ ConnectionInfo Snapshot(const Conn& c) {
       for (const ActiveFault& f : c.extra->faults->send.faults()) {
         info.faults.push_back(f.spec.name);
       }
+      for (const ActiveFault& f : c.extra->faults->datagrams.faults()) {
+        info.faults.push_back(f.spec.name);
+      }
     }
+    info.fault_datagrams_dropped = c.extra->fault_dropped;
+    info.fault_datagrams_duplicated = c.extra->fault_duplicated;
+    info.fault_datagrams_delayed = c.extra->fault_delayed;
     if (c.extra->tls != nullptr) {
       info.tls = c.extra->tls->info;
       info.tls_handshaking = info.tls == nullptr && !c.finalized;

@@ -238,7 +238,7 @@ void UdpIo::OnDatagram(Server& s, size_t index,
   const Behavior& b = s.info.behavior;
   auto reply = [this, &s, c](std::string payload) {
     engine_.AssertEngineLock();
-    if (!SendSessionDatagram(*c, std::move(payload)).ok()) {
+    if (!SendDatagram(*c, std::move(payload)).ok()) {
       ++c->counters.datagrams_dropped;
       ++s.info.counters.datagrams_dropped;
     }
@@ -291,8 +291,71 @@ Conn* UdpIo::NewSession(Server& s, size_t index,
   engine_.Emit(EventKind::kConnectionAccepted, s.num, c.num);
   engine_.conn_io_.Start(c, absl::ZeroDuration(),
                          s.info.udp_session_idle_timeout);
+  engine_.faults_.ApplyMatching(c);  // The server's UDP faults, selectors.
   if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Dial(s, c);
   return &c;
+}
+
+absl::Status UdpIo::SendDatagram(Conn& c, std::string data) {
+  engine_.AssertEngineLock();
+  if (c.extra != nullptr && c.extra->faults != nullptr &&
+      !c.extra->faults->datagrams.empty()) {
+    return engine_.faults_.SendDatagram(c, std::move(data));
+  }
+  return SendNow(c, std::move(data));
+}
+
+absl::Status UdpIo::SendNow(Conn& c, std::string data) {
+  engine_.AssertEngineLock();
+  if (c.is_udp_session()) return SendSessionDatagram(c, std::move(data));
+  if (c.udp == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("send ", ConnId(c.num), ": the socket is closed"));
+  }
+  return SendClientDatagram(c, std::move(data));
+}
+
+absl::Status UdpIo::SendClientDatagram(Conn& c, std::string data) {
+  engine_.AssertEngineLock();
+  const std::string id = ConnId(c.num);
+  const uint64_t size = data.size();
+  ConnExtra& x = c.Extra();
+  if (x.send_datagrams.empty()) {
+    asio::error_code ec;
+    c.udp->send(asio::buffer(data), 0, ec);
+    if (!ec) {
+      ++c.counters.datagrams_sent;
+      c.counters.bytes_sent += size;
+      engine_.conn_io_.Touch(c);
+      engine_.Emit(EventKind::kDataSent, c.server_num, c.num, size);
+      return absl::OkStatus();
+    }
+    if (!IsWouldBlock(ec)) {
+      return ErrorStatus(absl::StrCat("send ", id, " to ", c.remote.ToString()),
+                         ec);
+    }
+  }
+  const uint64_t cost = size + kDatagramOverheadBytes;
+  if (SendCharge(c) + cost > engine_.options_.send_buffer_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send ", id, ": send buffer full: ", x.send_datagrams.size(),
+        " datagrams queued; one more would exceed send_buffer_bytes (",
+        engine_.options_.send_buffer_bytes, ", each datagram costing ",
+        kDatagramOverheadBytes,
+        " bytes on top of its payload); retry after it drains"));
+  }
+  if (absl::Status s =
+          engine_.ledger_.budget().CheckRoom(absl::StrCat("send ", id), cost);
+      !s.ok()) {
+    return s;
+  }
+  x.send_datagrams.push_back(std::move(data));
+  c.counters.send_buffered += size;
+  c.counters.send_buffered_peak =
+      std::max(c.counters.send_buffered_peak, c.counters.send_buffered);
+  engine_.ledger_.Recharge(c);
+  engine_.conn_io_.ArmWrite(c);
+  return absl::OkStatus();
 }
 
 absl::Status UdpIo::SendSessionDatagram(Conn& c, std::string data) {

@@ -12,7 +12,7 @@
 // assert it for clang's analysis (AssertEngineLock).
 //
 //   udp_.ArmRead(server, i);          // a UDP server socket starts reading
-//   udp_.SendSessionDatagram(c, data);  // Send on a peer session
+//   udp_.SendDatagram(c, data);       // Send on a peer session or client
 #ifndef SOCKAGENT_AGENT_UDP_IO_H_
 #define SOCKAGENT_AGENT_UDP_IO_H_
 
@@ -49,11 +49,21 @@ class UdpIo {
   // (agent/udp_reply.cc).
   bool AdmitReply(Server& s, Conn& c, const asio::ip::udp::endpoint& from,
                   size_t received, size_t reply_bytes);
-  // One datagram from a server socket to a session's peer; queued while the
-  // socket is not writable. Errors are the caller's to report.
-  absl::Status SendSessionDatagram(Conn& c, std::string data);
+  // Every datagram the agent sends on a UDP connection (a Send, a Stream
+  // chunk, an echo or greeting reply, a proxy's relay) comes here: through
+  // the connection's UDP faults when it has any (fault_stage.h), else
+  // SendNow. Errors are the caller's to report.
+  absl::Status SendDatagram(Conn& c, std::string data);
+  // Without faults: a peer session's or a UDP client's datagram.
+  absl::Status SendNow(Conn& c, std::string data);
 
  private:
+  // One datagram from a server socket to a session's peer; queued while the
+  // socket is not writable.
+  absl::Status SendSessionDatagram(Conn& c, std::string data);
+  // One datagram on a UDP client's socket; queued while it is not
+  // writable.
+  absl::Status SendClientDatagram(Conn& c, std::string data);
   void OnReadable(uint64_t server_num, size_t index,
                   const asio::error_code& ec);
   void OnDatagram(Server& s, size_t index, const asio::ip::udp::endpoint& from,

@@ -109,6 +109,27 @@ absl::Status SetParam(v1::Fault& f, const std::string& key,
     case v1::Fault::kSlowClose:
       if (key != "delay") return unknown();
       return SetDuration(key, value, f.mutable_slow_close()->mutable_delay());
+    case v1::Fault::kDrop:
+    case v1::Fault::kDuplicate: {
+      if (key != "probability") return unknown();
+      double p = 0;
+      if (!absl::SimpleAtod(value, &p)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("-p ", key, "=", value, ": not a number"));
+      }
+      if (f.type_case() == v1::Fault::kDrop) {
+        f.mutable_drop()->set_probability(p);
+      } else {
+        f.mutable_duplicate()->set_probability(p);
+      }
+      return absl::OkStatus();
+    }
+    case v1::Fault::kDelay:
+      if (key == "delay")
+        return SetDuration(key, value, f.mutable_delay()->mutable_delay());
+      if (key == "jitter")
+        return SetDuration(key, value, f.mutable_delay()->mutable_jitter());
+      return unknown();
     default:
       return unknown();
   }
@@ -129,11 +150,17 @@ absl::Status SetType(v1::Fault& f, const std::string& type) {
     f.mutable_timeout();
   } else if (type == "slow_close") {
     f.mutable_slow_close();
+  } else if (type == "drop") {
+    f.mutable_drop();
+  } else if (type == "duplicate") {
+    f.mutable_duplicate();
+  } else if (type == "delay") {
+    f.mutable_delay();
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown fault type \"", type,
         "\": latency, bandwidth, slicer, limit_data, reset_peer, timeout, "
-        "slow_close"));
+        "slow_close (TCP, UNIX); drop, duplicate, delay (UDP)"));
   }
   return absl::OkStatus();
 }
@@ -227,6 +254,16 @@ std::string TypeAndParams(const v1::Fault& f, std::string* params) {
     case v1::Fault::kSlowClose:
       *params = absl::StrCat("delay=", Dur(f.slow_close().delay()));
       return "slow_close";
+    case v1::Fault::kDrop:
+      *params = absl::StrCat("probability=", f.drop().probability());
+      return "drop";
+    case v1::Fault::kDuplicate:
+      *params = absl::StrCat("probability=", f.duplicate().probability());
+      return "duplicate";
+    case v1::Fault::kDelay:
+      *params = absl::StrCat("delay=", Dur(f.delay().delay()),
+                             " jitter=", Dur(f.delay().jitter()));
+      return "delay";
     default:
       return "?";
   }
@@ -329,7 +366,8 @@ void AddFaultOptions(CLI::App* cmd, FaultArgs& args) {
                   "KEY=VALUE, repeatable: latency, jitter (latency); rate "
                   "(bandwidth, bytes/s); average_size, size_variation, delay "
                   "(slicer); bytes (limit_data); timeout (reset_peer, "
-                  "timeout); delay (slow_close)");
+                  "timeout); delay (slow_close); probability (drop, "
+                  "duplicate: UDP); delay, jitter (delay: UDP)");
   cmd->add_option("--direction", args.direction,
                   "sent (default), up|upstream (connections the agent "
                   "opened), down|downstream (accepted connections)");

@@ -327,6 +327,9 @@ void ConnectionToProto(const ConnectionInfo& in, bool full,
   c->set_send_buffered(in.counters.send_buffered);
   c->set_send_buffered_peak(in.counters.send_buffered_peak);
   c->set_send_bytes_lost(in.counters.send_bytes_lost);
+  c->set_fault_datagrams_dropped(in.fault_datagrams_dropped);
+  c->set_fault_datagrams_duplicated(in.fault_datagrams_duplicated);
+  c->set_fault_datagrams_delayed(in.fault_datagrams_delayed);
   LabelsToProto(in.labels, out->mutable_labels());
   TimeToProto(in.opened_at, out->mutable_opened_at());
   if (in.state == ConnectionState::kClosed) {

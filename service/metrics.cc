@@ -39,7 +39,7 @@ constexpr std::array<const char*, EngineCounters::kCloseReasons> kReason = {
     "stream_ended", "error",        "agent_shutdown"};
 constexpr std::array<const char*, static_cast<size_t>(DropReason::kCount)>
     kDropReason = {"buffer_full", "session_limit", "connection_limit",
-                   "reply_budget"};
+                   "reply_budget", "fault"};
 constexpr std::array<const char*, RpcMetrics::kCodes> kCode = {
     "OK",
     "CANCELLED",
