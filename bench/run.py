@@ -504,7 +504,12 @@ def bench_accept(t, agent, cfg, lines):
 
 def bench_scale(t, cfg, lines):
     total = cfg["scale_conns"]
-    agent = Agent(t, "--max-connections", str(total + 500))
+    # The daemon lowers --max-connections to fit RLIMIT_NOFILE after its
+    # control-plane reserve (service/fd_budget.h: 4 per control connection,
+    # 2 per server); with the defaults and a 20,000 limit that is 16,800, so
+    # the scale run trims the reserve it does not use.
+    agent = Agent(t, "--max-connections", str(total + 500),
+                  "--max-servers", "16", "--max-control-connections", "32")
     holders = []
     try:
         srv, port = agent.start_server("--tcp", "--echo", "--backlog", "4096")
@@ -542,7 +547,8 @@ def bench_scale(t, cfg, lines):
         held = Line("5a", f"Scale: connections held, each echoed a probe",
                     "conns", "target count", f"{total} plain clients: "
                     "bench_load hold (3 processes, sources 127.0.0.2-9)",
-                    f"sockagentd --max-connections {total + 500}; "
+                    f"sockagentd --max-connections {total + 500} "
+                    "--max-servers 16 --max-control-connections 32; "
                     "`sockctl server start --tcp --echo --backlog 4096`",
                     (">=", 1.0))
         held.add(c.get("connectionsActive", 0), total)
