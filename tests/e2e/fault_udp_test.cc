@@ -39,15 +39,6 @@ void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
       absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
 }
 
-// Sends `msg` from `fd` to `to`.
-bool SendTo(int fd, const SocketAddress& to, const std::string& msg) {
-  sockaddr_storage ss;
-  const socklen_t len = ToSockaddr(to, &ss);
-  return ::sendto(fd, msg.data(), msg.size(), 0,
-                  reinterpret_cast<sockaddr*>(&ss),
-                  len) == static_cast<ssize_t>(msg.size());
-}
-
 // The next datagram on `fd` within `ms`, or "" (none).
 std::string RecvWithin(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
@@ -134,7 +125,7 @@ TEST_F(UdpFaults, DropLandsInTheBinomialIntervalOfWhatTheAgentReceived) {
   constexpr int kBatch = 100;
   for (int sent = 0; sent < kDatagrams; sent += kBatch) {
     for (int i = 0; i < kBatch; ++i) {
-      ASSERT_TRUE(SendTo(peer_.get(), to, Pattern((sent + i) * 64, 64)));
+      ASSERT_TRUE(SendTo(peer_.get(), Pattern((sent + i) * 64, 64), to));
     }
     ASSERT_TRUE(WaitFor([&] {
       return Session().counters().datagrams_received() >=
@@ -144,7 +135,7 @@ TEST_F(UdpFaults, DropLandsInTheBinomialIntervalOfWhatTheAgentReceived) {
   }
   // The marker passes unfaulted and after every reply (one socket, FIFO).
   ASSERT_TRUE(RemoveFault("lossy").ok());
-  ASSERT_TRUE(SendTo(peer_.get(), to, "END"));
+  ASSERT_TRUE(SendTo(peer_.get(), "END", to));
   reader.join();
   ASSERT_TRUE(end_seen);
   const v1::Connection c = Session();
@@ -169,7 +160,7 @@ TEST_F(UdpFaults, DuplicateSendsEveryReplyTwice) {
   const SocketAddress to = FirstAddress(server_);
   for (int i = 0; i < 20; ++i) {
     const std::string msg = absl::StrCat("dup-", i);
-    ASSERT_TRUE(SendTo(peer_.get(), to, msg));
+    ASSERT_TRUE(SendTo(peer_.get(), msg, to));
     EXPECT_EQ(RecvWithin(peer_.get(), 10000), msg);
     EXPECT_EQ(RecvWithin(peer_.get(), 10000), msg);
   }
@@ -184,7 +175,7 @@ TEST_F(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
   const SocketAddress to = FirstAddress(server_);
   // A short delay: the reply comes, but not before it.
   const auto t0 = std::chrono::steady_clock::now();
-  ASSERT_TRUE(SendTo(peer_.get(), to, "first"));
+  ASSERT_TRUE(SendTo(peer_.get(), "first", to));
   EXPECT_EQ(RecvWithin(peer_.get(), 10000), "first");
   EXPECT_GE(std::chrono::steady_clock::now() - t0,
             std::chrono::milliseconds(200));
@@ -198,7 +189,7 @@ TEST_F(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
   auto context = ContextWithDeadline();
   ASSERT_TRUE(stub_->UpdateFault(context.get(), update, &updated).ok());
   for (int i = 0; i < 5; ++i) {
-    ASSERT_TRUE(SendTo(peer_.get(), to, absl::StrCat("held-", i)));
+    ASSERT_TRUE(SendTo(peer_.get(), absl::StrCat("held-", i), to));
   }
   ASSERT_TRUE(WaitFor(
       [&] { return Session().counters().fault_datagrams_delayed() == 6; }));
