@@ -205,7 +205,12 @@ def main():
             p.terminate()
             p.wait()
 
-        # Memory: pairs held open through the proxy.
+        # Memory: pairs held open through the proxy, on a fresh agent (the
+        # first one's heap kept what the throughput rounds freed, which new
+        # pairs would reuse without growing RSS).
+        agent.terminate()
+        agent.wait()
+        agent, address = start_agent(args.build_dir)
         hold = Sink("hold")
         ours_hold = agent_proxy(args.build_dir, address, hold.port)
         time.sleep(0.5)
