@@ -290,6 +290,27 @@ TlsServerContext::Create(const TlsServerSpec& spec) {
 
 TlsServerContext::~TlsServerContext() { SSL_CTX_free(ctx_); }
 
+namespace {
+
+// The system's trust store (OpenSSL's default paths: the bundle file and
+// the hashed directory), loaded once per process on first use and shared by
+// every client context that trusts the system. X509_STORE is
+// reference-counted and locks itself for lookups, so concurrent handshakes
+// may verify against it. Never freed: it lives as long as the process.
+X509_STORE* SystemTrustStore() {
+  static X509_STORE* const store = [] {
+    X509_STORE* s = X509_STORE_new();
+    if (s != nullptr && X509_STORE_set_default_paths(s) != 1) {
+      X509_STORE_free(s);
+      s = nullptr;
+    }
+    return s;
+  }();
+  return store;
+}
+
+}  // namespace
+
 // ---- Client contexts.
 
 absl::StatusOr<std::shared_ptr<const TlsClientContext>>
@@ -329,7 +350,14 @@ TlsClientContext::Create(const TlsClientSpec& spec, absl::string_view host) {
       if (!spec.ca_pem.empty()) {
         return Invalid("ca_pem", "given, but trust is the system store");
       }
-      SSL_CTX_set_default_verify_paths(ctx);
+      // One store for every such context: loading the system bundle into
+      // each one cost ~830 KiB and a parse of every certificate (measured,
+      // BENCHMARKS.md "TLS client contexts").
+      if (X509_STORE* store = SystemTrustStore(); store != nullptr) {
+        SSL_CTX_set1_cert_store(ctx, store);  // Takes a reference.
+      } else {
+        return absl::InternalError("tls: the system trust store");
+      }
       SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
       break;
     case TlsTrust::kCaPem:

@@ -6,6 +6,7 @@
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <openssl/ssl.h>
 #include <signal.h>
 #include <sys/socket.h>
 
@@ -178,6 +179,43 @@ TEST_F(EngineTls, ClientAndServerEchoOverTlsAndReportTheHandshake) {
   EXPECT_EQ(done->close_reason, CloseReason::kPeerClosed);
   ASSERT_NE(done->tls, nullptr);
   EXPECT_FALSE(done->tls->truncated);
+}
+
+TEST_F(EngineTls, SystemTrustContextsShareOneStoreAndRefuseASelfSignedPeer) {
+  // Every client context that trusts the system shares one store, loaded
+  // once (each used to load the whole bundle: ~830 KiB).
+  auto a = TlsClientContext::Create(TlsClientSpec{}, "localhost");
+  auto b = TlsClientContext::Create(TlsClientSpec{}, "localhost");
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  ASSERT_NE(SSL_CTX_get_cert_store((*a)->ctx()), nullptr);
+  EXPECT_EQ(SSL_CTX_get_cert_store((*a)->ctx()),
+            SSL_CTX_get_cert_store((*b)->ctx()));
+  TlsClientSpec own;
+  own.trust = TlsTrust::kNone;
+  auto c = TlsClientContext::Create(own, "localhost");
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_NE(SSL_CTX_get_cert_store((*c)->ctx()),
+            SSL_CTX_get_cert_store((*a)->ctx()));
+
+  // The shared store still verifies: a self-signed server is refused.
+  TlsServerSpec server_tls;
+  server_tls.self_signed = true;
+  auto server_ctx = TlsServerContext::Create(server_tls);
+  ASSERT_TRUE(server_ctx.ok()) << server_ctx.status();
+  ServerSpec spec = LoopbackServer(BehaviorKind::kEcho);
+  spec.tls = *server_ctx;
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  ASSERT_TRUE(server.ok()) << server.status();
+  ClientSpec client;
+  client.remote.host = "127.0.0.1";
+  client.remote.port = std::to_string(server->local_addresses[0].port);
+  client.tls = *a;
+  absl::StatusOr<ConnectionInfo> opened = sync_->OpenClient(client);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_EQ(opened.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(opened.status().message()),
+              HasSubstr("certificate verify failed"));
 }
 
 TEST_F(EngineTls, PeerFinDuringTheHandshakeFailsItAndIsCounted) {
