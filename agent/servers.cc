@@ -460,8 +460,11 @@ bool Servers::SettleName(const ServerSpec& spec, absl::string_view greeting,
       info.start_outcome = StartOutcome::kReplaced;
       info.start_difference = *difference;
     } else {
+      // What the server would be, as far as it is known before binding
+      // (no id, no addresses).
       info.name = spec.name;
       info.transport = spec.transport;
+      info.labels = spec.labels;
       info.stopped_at = absl::InfinitePast();
     }
     done(std::move(info));

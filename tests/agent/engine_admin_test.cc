@@ -312,6 +312,25 @@ TEST_F(EngineTimeouts, ClientTtlAndIdle) {
   EXPECT_EQ(b->close_reason, CloseReason::kIdleTimeout);
 }
 
+TEST_F(EngineLifecycle, DryRunDescribesTheServerWithItsLabelsAndStartsNothing) {
+  // Found by the service fuzzer: a dry run of a new server answered
+  // without the labels it would carry.
+  ServerSpec spec = LoopbackServer(BehaviorKind::kEcho);
+  spec.name = "web";
+  spec.labels = {{"team", "qa"}, {std::string(63, 'k'), std::string(256, 'v')}};
+  spec.dry_run = true;
+  absl::StatusOr<ServerInfo> preview = sync_->StartServer(spec);
+  ASSERT_TRUE(preview.ok()) << preview.status();
+  EXPECT_EQ(preview->labels, spec.labels);
+  EXPECT_EQ(preview->name, "web");
+  EXPECT_TRUE(preview->id.empty());
+  ServerFilter all;
+  all.include_stopped = true;
+  absl::StatusOr<Page<ServerInfo>> listed = sync_->ListServers(all);
+  ASSERT_TRUE(listed.ok()) << listed.status();
+  EXPECT_TRUE(listed->items.empty());
+}
+
 TEST_F(EngineLifecycle, ShutdownClosesEverythingAndAnswersLateCalls) {
   Fd client;
   absl::StatusOr<ServerInfo> server = StartWithClient(&client);
