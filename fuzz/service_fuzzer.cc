@@ -33,6 +33,7 @@
 #include <google/protobuf/stubs/logging.h>
 #include <grpcpp/grpcpp.h>
 #include <net/if.h>
+#include <openssl/ssl.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -379,6 +380,13 @@ extern "C" int LLVMFuzzerInitialize(int* argc, char*** argv) {
   if (mkdtemp(tmpl) == nullptr) abort();
   g_unix_dir = std::string(tmpl) + "/";
   MakeTraps();
+  // OpenSSL registers its own exit-time cleanup when it first initialises.
+  // Left to the first TLS request (on a gRPC thread, mid-run), that comes
+  // after atexit(Cleanup) and so runs before it: Cleanup then freed the
+  // engine's TLS contexts into an OpenSSL already torn down, and
+  // LeakSanitizer reported them. Initialised here, OpenSSL's cleanup runs
+  // last.
+  OPENSSL_init_ssl(0, nullptr);
   g_stack = new Stack();
   atexit(Cleanup);
   return 0;
