@@ -40,30 +40,14 @@ int64_t NowUs() {
       .count();
 }
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
-
 class FaultInjection : public AgentTestBase {
  protected:
   grpc::Status AddFault(const v1::Fault& fault, v1::Fault* out = nullptr) {
-    v1::AddFaultRequest request;
-    *request.mutable_fault() = fault;
-    v1::AddFaultResponse response;
-    auto context = ContextWithDeadline();
-    grpc::Status s = stub_->AddFault(context.get(), request, &response);
-    if (out != nullptr) *out = response.fault();
-    return s;
+    return testing::AddFault(*stub_, fault, out);
   }
 
   grpc::Status RemoveFault(const std::string& name) {
-    v1::RemoveFaultRequest request;
-    request.set_name(name);
-    v1::RemoveFaultResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->RemoveFault(context.get(), request, &response);
+    return testing::RemoveFault(*stub_, name);
   }
 
   v1::Server Echo() {

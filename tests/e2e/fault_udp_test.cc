@@ -33,12 +33,6 @@ namespace {
 
 using ::testing::HasSubstr;
 
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
-
 // The next datagram on `fd` within `ms`, or "" (none).
 std::string RecvWithin(int fd, int ms) {
   pollfd p{fd, POLLIN, 0};
@@ -65,22 +59,15 @@ class UdpFaults : public AgentTestBase {
     ::setsockopt(peer_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
   }
 
+  // On the echo server, with a fixed seed.
   grpc::Status AddFault(v1::Fault f) {
     f.mutable_target()->set_server_id(server_.id());
     f.set_seed(42);
-    v1::AddFaultRequest request;
-    *request.mutable_fault() = f;
-    v1::AddFaultResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->AddFault(context.get(), request, &response);
+    return testing::AddFault(*stub_, f);
   }
 
   grpc::Status RemoveFault(const std::string& name) {
-    v1::RemoveFaultRequest request;
-    request.set_name(name);
-    v1::RemoveFaultResponse response;
-    auto context = ContextWithDeadline();
-    return stub_->RemoveFault(context.get(), request, &response);
+    return testing::RemoveFault(*stub_, name);
   }
 
   // The peer's session on the server (the only connection).
@@ -216,11 +203,7 @@ TEST_F(UdpFaults, TheWrongKindOfFaultForTheTargetIsRefused) {
   drop.set_name("drop-on-tcp");
   drop.mutable_drop()->set_probability(0.5);
   drop.mutable_target()->set_server_id(tcp.id());
-  v1::AddFaultRequest request;
-  *request.mutable_fault() = drop;
-  v1::AddFaultResponse response;
-  auto context = ContextWithDeadline();
-  s = stub_->AddFault(context.get(), request, &response);
+  s = testing::AddFault(*stub_, drop);
   EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
   EXPECT_THAT(s.error_message(), HasSubstr("are for UDP"));
 

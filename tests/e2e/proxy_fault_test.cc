@@ -46,11 +46,7 @@ class ProxyFaults : public AgentTestBase {
     f.mutable_target()->set_server_id(on.id());
     f.set_direction(d);
     f.set_seed(5);
-    v1::AddFaultRequest request;
-    *request.mutable_fault() = f;
-    v1::AddFaultResponse response;
-    auto context = ContextWithDeadline();
-    grpc::Status s = stub_->AddFault(context.get(), request, &response);
+    grpc::Status s = testing::AddFault(*stub_, f);
     ASSERT_TRUE(s.ok()) << s.error_message();
   }
 
@@ -67,12 +63,6 @@ class ProxyFaults : public AgentTestBase {
     return std::nullopt;
   }
 };
-
-void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
-  out->set_seconds(absl::ToInt64Seconds(d));
-  out->set_nanos(static_cast<int32_t>(
-      absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
-}
 
 TEST_F(ProxyFaults, UpstreamLatencyActsOnTheUpstreamHalfOnly) {
   uint16_t port = 0;

@@ -16,6 +16,7 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
 #include "agent/types.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 #include "tests/support/agent_process.h"
@@ -89,6 +90,35 @@ v1::Server StartLoopbackServer(v1::SocketAgent::Stub& stub, Fill fill) {
 }
 inline v1::Server StartLoopbackServer(v1::SocketAgent::Stub& stub) {
   return StartLoopbackServer(stub, [](v1::StartServerRequest&) {});
+}
+
+// `d` as a proto Duration, for a request field.
+inline void SetDuration(absl::Duration d, google::protobuf::Duration* out) {
+  out->set_seconds(absl::ToInt64Seconds(d));
+  out->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(d - absl::Seconds(out->seconds()))));
+}
+
+// AddFault with `fault` as given; `out`: the fault as stored.
+inline grpc::Status AddFault(v1::SocketAgent::Stub& stub,
+                             const v1::Fault& fault, v1::Fault* out = nullptr) {
+  v1::AddFaultRequest request;
+  *request.mutable_fault() = fault;
+  v1::AddFaultResponse response;
+  auto context = ContextWithDeadline();
+  grpc::Status s = stub.AddFault(context.get(), request, &response);
+  if (out != nullptr) *out = response.fault();
+  return s;
+}
+
+// RemoveFault by name.
+inline grpc::Status RemoveFault(v1::SocketAgent::Stub& stub,
+                                const std::string& name) {
+  v1::RemoveFaultRequest request;
+  request.set_name(name);
+  v1::RemoveFaultResponse response;
+  auto context = ContextWithDeadline();
+  return stub.RemoveFault(context.get(), request, &response);
 }
 
 // The server's first bound address, for a plain peer to connect to.
