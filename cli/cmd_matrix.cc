@@ -1,11 +1,11 @@
 // `sockctl matrix`: the connectivity matrix of a fleet. Starts an echo
-// server on every agent, has every agent connect to every other one's and
-// bounce a probe off it, and prints who reaches whom (and the round trip)
-// as one table per transport. With --expect it re-probes the cells that
-// differ from the expectation until they match or --deadline passes.
-// Everything it creates carries the label sockctl-matrix=<run id>, and is
-// stopped or closed by that label on every agent on every way out,
-// SIGINT and SIGTERM included.
+// server on every agent, has every agent probe every other one's (one Probe
+// call per source agent, all at once: matrix_probe.h), and prints who
+// reaches whom (and the round trip) as one table per transport. With
+// --expect it re-probes the cells that differ from the expectation until
+// they match or --deadline passes. Everything it creates carries the label
+// sockctl-matrix=<run id>, and is stopped by that label on every agent on
+// every way out, SIGINT and SIGTERM included.
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
@@ -41,8 +41,6 @@
 namespace sockctl {
 namespace {
 
-using sockagent::v1::CloseConnectionRequest;
-using sockagent::v1::CloseConnectionResponse;
 using sockagent::v1::StartServerRequest;
 using sockagent::v1::StartServerResponse;
 using sockagent::v1::StopServerRequest;
@@ -51,6 +49,8 @@ using sockagent::v1::StopServerResponse;
 constexpr char kRunLabel[] = "sockctl-matrix";
 // Between two rounds of re-probing with --expect.
 constexpr absl::Duration kRoundInterval = absl::Seconds(1);
+// The agents' bound on a probe's timeout (Probe's timeout field).
+constexpr absl::Duration kMaxPerProbe = absl::Seconds(60);
 
 struct MatrixArgs {
   bool tcp = false;
@@ -62,7 +62,7 @@ struct MatrixArgs {
   std::string expect_file;
   std::string deadline = "30s";
   bool self = false;
-  uint32_t parallel = 16;
+  uint32_t parallel = 64;
   bool verbose = false;
   bool tls = false;
   bool mtls = false;
@@ -90,13 +90,18 @@ absl::StatusOr<MatrixPlan> MakePlan(const Fleet& fleet,
   absl::StatusOr<absl::Duration> per_probe =
       ParseDurationFlag("--timeout-per-probe", args.per_probe);
   if (!per_probe.ok()) return per_probe.status();
-  if (*per_probe <= absl::ZeroDuration()) {
-    return absl::InvalidArgumentError("--timeout-per-probe must be positive");
+  if (*per_probe <= absl::ZeroDuration() || *per_probe > kMaxPerProbe) {
+    return absl::InvalidArgumentError(
+        "--timeout-per-probe must be positive and at most 60s (the agents' "
+        "bound)");
   }
   plan.per_probe = *per_probe;
   absl::StatusOr<absl::Duration> deadline =
       ParseDurationFlag("--deadline", args.deadline);
   if (!deadline.ok()) return deadline.status();
+  if (*deadline <= absl::ZeroDuration()) {
+    return absl::InvalidArgumentError("--deadline must be positive");
+  }
   plan.deadline = *deadline;
   plan.tls = args.tls || args.mtls;
   plan.mtls = args.mtls;
@@ -175,11 +180,12 @@ class MatrixRun final {
         run_(NewRunId()),
         reached_(fleet.size()) {
     probe_.run = run_;
-    probe_.label = kRunLabel;
     probe_.agents = plan_.agents;
     probe_.dial_hosts = plan_.dial_hosts;
     probe_.per_probe = plan_.per_probe;
+    probe_.concurrency = std::max<uint32_t>(args_.parallel, 1);
     probe_.interrupt = &interrupt_;
+    probe_.verbose = args_.verbose;
     for (ProbeTransport t : plan_.transports) {
       for (size_t src = 0; src < fleet_.size(); ++src) {
         for (size_t dst = 0; dst < fleet_.size(); ++dst) {
@@ -210,24 +216,31 @@ class MatrixRun final {
     if (interrupt_.raised()) return kExitInterrupted;
 
     const absl::Time started = absl::Now();
+    // Nothing runs past the deadline: calls in flight then answer what
+    // their probes came to (TIMEOUT for those still running).
+    const absl::Time cut = started + plan_.deadline;
     absl::Time round_started = started;
     std::vector<size_t> all(cells_.size());
     for (size_t i = 0; i < all.size(); ++i) all[i] = i;
-    ProbeCells(all);
+    ProbeCells(all, cut);
     std::vector<size_t> differing = Differing();
     for (int round = 2; plan_.have_rules && !differing.empty(); ++round) {
       // A round starts a second after the previous one started (at once if
       // that one took longer), and none starts after the deadline.
       const absl::Time next = round_started + kRoundInterval;
-      if (next > started + plan_.deadline) break;
+      if (next >= cut) break;
       if (interrupt_.WaitFor(next - absl::Now())) break;
       round_started = absl::Now();
       if (args_.verbose) {
         std::fprintf(stderr, "sockctl: round %d: re-probing %zu cells\n", round,
                      differing.size());
       }
-      ProbeCells(differing);
+      ProbeCells(differing, cut);
       differing = Differing();
+    }
+    if (args_.verbose) {
+      std::fprintf(stderr, "sockctl: matrix run %s: probing took %.3fs\n",
+                   run_.c_str(), absl::ToDoubleSeconds(absl::Now() - started));
     }
     if (interrupt_.raised()) return kExitInterrupted;
 
@@ -254,9 +267,10 @@ class MatrixRun final {
     return differing.empty() ? kExitOk : kExitFailure;
   }
 
-  // Closes every connection and stops every server of this run, on every
-  // agent. Failures are reported, never fatal: the label is printed so that
-  // `sockctl server stop --label ...` can finish the job.
+  // Stops every server of this run, with its connections, on every agent.
+  // (The probes' own sockets are the agents': each Probe call closed them
+  // before it answered.) Failures are reported, never fatal: the label is
+  // printed so that `sockctl server stop --label ...` can finish the job.
   void Cleanup() {
     std::vector<char> failed(fleet_.size(), 0);  // Not vector<bool>: threads.
     ForEachBounded(fleet_.size(), kMaxAgentsInFlight, [&](size_t i) {
@@ -267,15 +281,8 @@ class MatrixRun final {
       stop.set_close_connections(true);
       StopServerResponse stopped;
       auto ctx = client.NewContext();
-      grpc::Status s = client.agent().StopServer(ctx.get(), stop, &stopped);
-      if (s.ok()) {
-        CloseConnectionRequest close;
-        (*close.mutable_label_selector())[kRunLabel] = run_;
-        close.set_mode(sockagent::v1::CLOSE_MODE_ABORT);
-        CloseConnectionResponse closed;
-        auto close_ctx = client.NewContext();
-        s = client.agent().CloseConnection(close_ctx.get(), close, &closed);
-      }
+      const grpc::Status s =
+          client.agent().StopServer(ctx.get(), stop, &stopped);
       if (!s.ok()) {
         ReportAgentFailure(fleet_.name(i), client.Describe(s), "cleanup");
         failed[i] = 1;
@@ -285,21 +292,15 @@ class MatrixRun final {
     if (std::count(failed.begin(), failed.end(), 1) > 0) {
       std::fprintf(stderr,
                    "sockctl: what is left stops with: sockctl server stop "
-                   "--label %s=%s --close-connections; sockctl close "
-                   "--label %s=%s\n",
-                   kRunLabel, run_.c_str(), kRunLabel, run_.c_str());
+                   "--label %s=%s --close-connections\n",
+                   kRunLabel, run_.c_str());
     }
   }
 
  private:
   // A server outlives the run only if sockctl dies without cleaning up; then
-  // it stops by itself after the longest the run could have taken.
-  absl::Duration ServerTtl() const {
-    const size_t parallel = std::max<uint32_t>(args_.parallel, 1);
-    const size_t waves = (cells_.size() + parallel - 1) / parallel;
-    return plan_.deadline + static_cast<int64_t>(waves) * 2 * plan_.per_probe +
-           absl::Minutes(5);
-  }
+  // it stops by itself some minutes after the run's deadline.
+  absl::Duration ServerTtl() const { return plan_.deadline + absl::Minutes(5); }
 
   // --tls: a CA for this run, and a certificate from it for each agent's
   // dial host (also its client certificate with --mtls). Only sockctl's
@@ -356,9 +357,23 @@ class MatrixRun final {
       (*request.mutable_labels())[kRunLabel] = run_;
       ToProto(ServerTtl(), request.mutable_ttl());
       StartServerResponse response;
-      auto ctx = client.NewContext();
-      grpc::Status s =
-          client.agent().StartServer(ctx.get(), request, &response);
+      grpc::Status s;
+      // An agent that cannot be reached (or is busy) is asked again, with
+      // backoff, before its failure counts.
+      for (int attempt = 1;; ++attempt) {
+        auto ctx = client.NewContext();
+        s = client.agent().StartServer(ctx.get(), request, &response);
+        const bool retry =
+            s.error_code() == grpc::StatusCode::UNAVAILABLE ||
+            s.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
+        if (!retry || attempt >= kMaxCallAttempts ||
+            interrupt_.WaitFor(absl::Milliseconds(100) * (1 << attempt))) {
+          break;
+        }
+      }
+      if (s.ok() || !client.Describe(s).unreachable) {
+        reached_[agent].store(true);
+      }
       if (s.ok()) {
         servers_[job] = DialTarget(response.server(), plan_.dial_hosts[agent]);
         return;
@@ -388,16 +403,13 @@ class MatrixRun final {
     return servers_[t * fleet_.size() + agent];
   }
 
-  void ProbeCells(const std::vector<size_t>& which) {
-    ForEachBounded(which.size(), args_.parallel,
-                   [&](size_t i) { Probe(cells_[which[i]]); });
-  }
-
-  void Probe(MatrixCell& cell) {
-    if (ProbeCell(probe_, fleet_.client(cell.src),
-                  ServerOf(cell.transport, cell.dst), cell)) {
-      reached_[cell.src].store(true);
-    }
+  void ProbeCells(const std::vector<size_t>& which, absl::Time cut) {
+    ProbeRound(
+        probe_, fleet_,
+        [this](const MatrixCell& cell) -> const EchoServer& {
+          return ServerOf(cell.transport, cell.dst);
+        },
+        cells_, which, cut, reached_);
   }
 
   std::vector<size_t> Differing() const {
@@ -488,21 +500,26 @@ void AddMatrixCommands(CLI::App& app, Commands& commands) {
       "the round trip");
   matrix->footer(
       R"(Every agent starts an echo server (label sockctl-matrix=RUN) for each
-transport; then, for every ordered pair SRC -> DST, SRC opens a connection
-to DST's server (HOST: DST's --agent/inventory host, or --target-host),
-sends "sockctl-probe RUN SRC->DST TRANSPORT N\n" and waits for the echo.
-At most --parallel probes run at once. Afterwards (also on error, Ctrl-C or
-SIGTERM) every server and connection of the run is stopped and closed by
-its label; a second Ctrl-C exits at once.
+transport; then every agent at once is asked (one Probe call each) to dial
+every other agent's server (HOST: DST's --agent/inventory host, or
+--target-host), send "sockctl-probe RUN SRC->DST TRANSPORT N\n" and wait
+for the echo. The agents probe on their own loops, at most --parallel at a
+time each; sockctl makes one call per agent, not one per cell. A call that
+cannot reach its agent (or finds it busy) is retried with backoff (0.1 s,
+0.2 s, ... 4 retries) before its row says ERROR and why. Afterwards (also
+on error, Ctrl-C or SIGTERM) every server of the run is stopped by its
+label; a second Ctrl-C exits at once.
 
-Cells: OK RTT (the echo came back; RTT is from Send to the echo received as
-sockctl saw it, so it includes two gRPC round trips to SRC), REFUSED,
-TIMEOUT (connect timeout or no echo within --timeout-per-probe; UDP cannot
-tell refused from dropped), UNREACHABLE (host or network unreachable, no
+Cells: OK RTT (the echo came back; RTT is the source agent's own measure,
+from the first payload byte written to the last echo byte read), REFUSED,
+TIMEOUT (no connect or no echo within --timeout-per-probe; UDP cannot tell
+refused from dropped), UNREACHABLE (host or network unreachable, no
 route), DNS (DST's host did not resolve on SRC), TLS: WHY (with --tls: the
 handshake failed; WHY is e.g. unknown CA, wrong name, expired certificate,
-not TLS, handshake timed out), ERROR (anything else: -v or -o json say what). Rows are sources, columns destinations; "-" is not
-probed (the diagonal, unless --self).
+not TLS, handshake timed out), ERROR (anything else: -v or -o json say
+what). Classes come from the agents' errno and resolver codes. Rows are
+sources, columns destinations; "-" is not probed (the diagonal, unless
+--self).
   tcp
   SRC\DST  a         b
   a        -         OK 0.4ms
@@ -516,9 +533,14 @@ probed (the diagonal, unless --self).
 DST are agent names or *, TRANSPORT tcp, udp or *, RESULT one of the cell
 classes, FAIL (anything but OK) or * (anything). The last matching line
 wins; cells no line matches expect OK; '#' starts a comment. Cells that
-differ are re-probed every second until all match or --deadline passes
-(measured from the first probe). Without --expect every cell must be OK
-and nothing is re-probed.
+differ are re-probed every second, only they and all at once, until all
+match or --deadline passes. Without --expect every cell must be OK and
+nothing is re-probed.
+
+--deadline bounds the whole probing, measured from the first probe (the
+echo servers start before): probes still running then end TIMEOUT, and
+the agents answer at once, so the run ends within a few gRPC round trips
+of it.
 
 --tls: sockctl makes a CA for the run (in memory only) and gives each
 agent's echo server a certificate from it for the host the others dial
@@ -563,7 +585,8 @@ Examples:
       ->group("Probes");
   matrix
       ->add_option("--timeout-per-probe", args->per_probe,
-                   "Connect timeout, and how long to wait for the echo")
+                   "Each probe's whole time: connect, TLS handshake, echo "
+                   "(at most 60s)")
       ->type_name("D")
       ->capture_default_str()
       ->group("Probes");
@@ -579,7 +602,9 @@ Examples:
                  "--tls, and every server requires a client certificate "
                  "from the run's CA")
       ->group("Probes");
-  matrix->add_option("--parallel", args->parallel, "Probes in flight at most")
+  matrix
+      ->add_option("--parallel", args->parallel,
+                   "Probes in flight at most on each source agent")
       ->type_name("N")
       ->check(CLI::Range(1, 256))
       ->capture_default_str()
@@ -592,7 +617,8 @@ Examples:
       ->group("Expectation");
   matrix
       ->add_option("--deadline", args->deadline,
-                   "With --expect: give up re-probing after D")
+                   "End all probing by D (from the first probe); with "
+                   "--expect, re-probe until then")
       ->type_name("D")
       ->capture_default_str()
       ->group("Expectation");

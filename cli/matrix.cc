@@ -59,42 +59,6 @@ std::optional<ProbeResult> ParseResultName(absl::string_view name) {
   return std::nullopt;
 }
 
-ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
-                            absl::string_view message) {
-  const std::string text = absl::AsciiStrToLower(message);
-  switch (code) {
-    case absl::StatusCode::kDeadlineExceeded:
-      return ProbeResult::kTimeout;
-    case absl::StatusCode::kNotFound:
-      // OpenClient's NOT_FOUND is an unknown host; later it is an id the
-      // agent no longer knows.
-      return step == ProbeStep::kOpen ? ProbeResult::kDns : ProbeResult::kError;
-    case absl::StatusCode::kUnavailable:
-      // The engine's words for a handshake that failed or timed out, or a
-      // connection closed during it (agent/tls_stage.cc).
-      if (step == ProbeStep::kOpen &&
-          (absl::StrContains(text, "tls handshake") ||
-           absl::StrContains(text, "during the tls handshake"))) {
-        return ProbeResult::kTls;
-      }
-      if (absl::StrContains(text, "refused")) return ProbeResult::kRefused;
-      if (absl::StrContains(text, "unreachable") ||
-          absl::StrContains(text, "no route")) {
-        return ProbeResult::kUnreachable;
-      }
-      // A temporary resolver failure (EAI_AGAIN) is a DNS problem too.
-      if (step == ProbeStep::kOpen &&
-          (absl::StrContains(text, "resolv") ||
-           absl::StrContains(text, "host not found") ||
-           absl::StrContains(text, "name or service"))) {
-        return ProbeResult::kDns;
-      }
-      return ProbeResult::kError;
-    default:
-      return ProbeResult::kError;
-  }
-}
-
 std::string TlsFailureClass(absl::string_view message) {
   constexpr absl::string_view kFailed = "TLS handshake failed: ";
   const size_t at = message.find(kFailed);

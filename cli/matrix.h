@@ -57,16 +57,6 @@ std::string ResultName(ProbeResult result);
 // The reverse, ignoring case; nullopt for anything else.
 std::optional<ProbeResult> ParseResultName(absl::string_view name);
 
-// Which call of a probe failed: the same status code means different things
-// (NOT_FOUND from OpenClient is an unknown host, from Send a lost
-// connection id).
-enum class ProbeStep { kOpen, kSend, kReceive };
-
-// The class of a failed call made by a probe, from the status the source
-// agent answered (not a failure to reach the agent itself: that is kError).
-ProbeResult ClassifyFailure(ProbeStep step, absl::StatusCode code,
-                            absl::string_view message);
-
 // A TLS failure's class in a few words, from the agent's message (OpenSSL's
 // words after "TLS handshake failed: "): "unknown CA", "expired
 // certificate", "wrong name", "not TLS", "handshake timed out", ...; else
@@ -124,7 +114,7 @@ struct MatrixCell {
   size_t dst = 0;
   ProbeTransport transport = ProbeTransport::kTcp;
   ProbeResult result = ProbeResult::kError;
-  absl::Duration rtt;   // For kOk: Send to echo received, as the CLI saw it.
+  absl::Duration rtt;   // For kOk: the source agent's round trip.
   std::string message;  // For anything but kOk: why, in words.
   int attempts = 0;     // Probes made for this cell.
 };

@@ -100,7 +100,10 @@ absl::StatusOr<ProbeSpec> ProbeSpecFromProto(
     spec.timeout = absl::ZeroDuration();  // The prober's default.
   }
   spec.concurrency = request.concurrency();
-  spec.deadline = absl::FromChrono(deadline);
+  // The probes end a little before the caller's deadline, so that their
+  // outcomes (TIMEOUT for what was still running) reach the caller in time
+  // instead of a bare DEADLINE_EXCEEDED.
+  spec.deadline = absl::FromChrono(deadline) - kProbeAnswerMargin;
   return spec;
 }
 

@@ -14,14 +14,20 @@
 #include <chrono>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "agent/engine.h"
 #include "sockagent/v1/agent.grpc.pb.h"
 
 namespace sockagent {
 
+// How long before the call's deadline the probes end and the answer goes
+// out, so that it arrives while the caller still waits for it.
+inline constexpr absl::Duration kProbeAnswerMargin = absl::Milliseconds(50);
+
 // INVALID_ARGUMENT for an unknown transport, a port above 65535 or a
 // negative timeout, naming the field ("targets[3].endpoint.port ...").
-// `deadline` (the call's) bounds the whole probe call.
+// `deadline` (the call's) bounds the whole probe call: the probes end
+// kProbeAnswerMargin before it.
 absl::StatusOr<ProbeSpec> ProbeSpecFromProto(
     const v1::ProbeRequest& request,
     std::chrono::system_clock::time_point deadline);

@@ -1,6 +1,6 @@
-// The connectivity matrix's pure parts: how a failed probe is classified,
-// the expectation file and its matcher, and the cells, tables, difference
-// lines and JSON that report a run.
+// The connectivity matrix's pure parts: how an agent's probe class becomes
+// a cell, the expectation file and its matcher, and the cells, tables,
+// difference lines and JSON that report a run.
 #include "cli/matrix.h"
 
 #include <gmock/gmock.h>
@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "cli/matrix_probe.h"
 #include "cli/output.h"
 
 namespace sockctl {
@@ -22,100 +23,56 @@ using Kind = ExpectedResult::Kind;
 constexpr ProbeTransport kTcp = ProbeTransport::kTcp;
 constexpr ProbeTransport kUdp = ProbeTransport::kUdp;
 
-TEST(ClassifyFailure, RefusedUnreachableAndTimeoutFromTheAgentsStatus) {
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "connect 10.0.0.2:7000: connection refused"),
+TEST(ResultFromApi, EveryProbeClassOfTheAgentHasItsCell) {
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_OK), ProbeResult::kOk);
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_REFUSED),
             ProbeResult::kRefused);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "connect 10.0.0.2:7000: No route to host"),
-            ProbeResult::kUnreachable);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "connect [fd00::2]:7000: network is unreachable"),
-            ProbeResult::kUnreachable);
-  EXPECT_EQ(
-      ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kDeadlineExceeded,
-                      "connect 10.0.0.2:7000: timed out after 1s"),
-      ProbeResult::kTimeout);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kReceive,
-                            absl::StatusCode::kDeadlineExceeded, ""),
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_TIMEOUT),
             ProbeResult::kTimeout);
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_UNREACHABLE),
+            ProbeResult::kUnreachable);
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_DNS), ProbeResult::kDns);
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_TLS), ProbeResult::kTls);
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_ERROR),
+            ProbeResult::kError);
+  // A class from a newer agent, or none, is an error, not OK.
+  EXPECT_EQ(ResultFromApi(sockagent::v1::PROBE_RESULT_UNSPECIFIED),
+            ProbeResult::kError);
+  EXPECT_EQ(ResultFromApi(static_cast<sockagent::v1::ProbeResult>(99)),
+            ProbeResult::kError);
 }
 
-TEST(ClassifyFailure, AFailedHandshakeIsTlsWithItsClassInTheCell) {
-  // The engine's words (agent/tls_stage.cc), as OpenClient answers them.
-  // The addresses are text in messages: nothing is dialled.
+TEST(CellText, AFailedHandshakeShowsItsClassInTheCell) {
+  // The agent's words for a TLS probe that failed (agent/prober.cc, in the
+  // words of agent/tls_stage.cc). The addresses are text: nothing is
+  // dialled.
   const struct {
     const char* message;
     const char* cell;
   } cases[] = {
-      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: certificate "
-       "verify failed: unable to get local issuer certificate",
+      {"TLS handshake failed: certificate verify failed: unable to get "
+       "local issuer certificate",
        "TLS: unknown CA"},
-      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: certificate "
-       "verify failed: IP address mismatch",
+      {"TLS handshake failed: certificate verify failed: IP address mismatch",
        "TLS: wrong name"},
-      {"open conn-3 to db:9100: TLS handshake failed: certificate verify "
-       "failed: certificate has expired",
+      {"TLS handshake failed: certificate verify failed: certificate has "
+       "expired",
        "TLS: expired certificate"},
-      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: wrong version "
-       "number",
-       "TLS: not TLS"},
-      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: timed out after "
-       "1s",
-       "TLS: handshake timed out"},
-      {"open conn-3 to 10.0.0.2:9100: closed during the TLS handshake",
-       "TLS: closed during the handshake"},
-      {"open conn-3 to 10.0.0.2:9100: TLS handshake failed: sslv3 alert "
-       "some brand new words nobody has classified yet at all",
+      {"TLS handshake failed: wrong version number", "TLS: not TLS"},
+      {"TLS handshake failed: handshake timed out", "TLS: handshake timed out"},
+      {"closed during the TLS handshake", "TLS: closed during the handshake"},
+      {"TLS handshake failed: sslv3 alert some brand new words nobody has "
+       "classified yet at all",
        "TLS: sslv3 alert some brand new words nobody has c..."},
   };
   for (const auto& c : cases) {
-    EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                              c.message),
-              ProbeResult::kTls)
-        << c.message;
     MatrixCell cell;
     cell.result = ProbeResult::kTls;
-    cell.message = absl::StrCat("open: UNAVAILABLE: ", c.message);
+    cell.message = c.message;
     EXPECT_EQ(CellText(cell), c.cell) << c.message;
   }
-  // A plain connect timeout stays TIMEOUT.
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "connect 10.0.0.2:9100: connection refused"),
-            ProbeResult::kRefused);
   EXPECT_EQ(ParseResultName("tls"), ProbeResult::kTls);
   EXPECT_EQ(ResultName(ProbeResult::kTls), "TLS");
-}
-
-TEST(ClassifyFailure, NotFoundIsDnsOnlyWhenOpening) {
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kNotFound,
-                            "resolve \"db-1\": Name or service not known"),
-            ProbeResult::kDns);
-  // Later, NOT_FOUND is a connection id the agent no longer knows.
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kSend, absl::StatusCode::kNotFound,
-                            "no connection conn-7"),
-            ProbeResult::kError);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "resolve \"db-1\": temporary failure in name "
-                            "resolution"),
-            ProbeResult::kDns);
-}
-
-TEST(ClassifyFailure, EverythingElseIsError) {
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen,
-                            absl::StatusCode::kPermissionDenied, "policy"),
-            ProbeResult::kError);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kReceive, absl::StatusCode::kAborted,
-                            "connection reset by peer"),
-            ProbeResult::kError);
-  EXPECT_EQ(ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kUnavailable,
-                            "something new"),
-            ProbeResult::kError);
-  // "refused" only counts as UNAVAILABLE's reason.
-  EXPECT_EQ(
-      ClassifyFailure(ProbeStep::kOpen, absl::StatusCode::kPermissionDenied,
-                      "refused by policy"),
-      ProbeResult::kError);
 }
 
 TEST(ResultName, RoundTripsIgnoringCase) {

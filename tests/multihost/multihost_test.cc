@@ -1,22 +1,12 @@
 // Three agents and a CLI host, like docker-compose.yml, but built from
-// network namespaces this test creates and always removes:
-//
-//   sa-a ─┐                      each node: veth to a bridge that lives in
-//   sa-b ─┼── br0 (in sa-br)     its own namespace, address in 198.18.7.0/24
-//   sa-c ─┤                      (the benchmark range, RFC 2544), which exists
-//   sa-cli┘                      only inside these namespaces
-//
-// Every node has an /etc/netns hosts file naming the others, so agents
-// resolve each other by name. sockagentd runs in each agent namespace with
-// a bearer token of its own (--token-file, as a fleet across hosts should
-// run); the real sockctl runs in sa-cli and names each agent's token file
-// (--token-file, or token-file= in the inventory).
-// Without root or namespaces the whole suite reports SKIPPED with the
-// reason.
+// network namespaces this test creates and always removes
+// (tests/support/topology.h): each agent has a bearer token of its own
+// (--token-file, as a fleet across hosts should run); the real sockctl runs
+// in the CLI node and names each agent's token file (--token-file, or
+// token-file= in the inventory). Without root or namespaces the whole suite
+// reports SKIPPED with the reason.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <fstream>
 #include <memory>
@@ -24,8 +14,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
-#include "tests/support/agent_process.h"
-#include "tests/support/netns.h"
+#include "tests/support/topology.h"
+#include "tests/support/wait.h"
 
 namespace sockagent::testing {
 namespace {
@@ -33,124 +23,11 @@ namespace {
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-constexpr char kSubnet[] = "198.18.7.";
-constexpr char kPrefix[] = "/24";
-
-struct Node {
-  std::string name;  // Host name, e.g. "agent-a".
-  std::string ip;
-  std::unique_ptr<TestNetns> netns;
-  std::unique_ptr<AgentProcess> agent;  // Null for the CLI node.
-  std::string token_file;               // This agent's; "" for the CLI.
-};
-
-class Topology {
- public:
-  static absl::StatusOr<std::unique_ptr<Topology>> Build() {
-    auto topo = std::unique_ptr<Topology>(new Topology());
-    auto bridge = TestNetns::Create("sa-br", "", "");
-    if (!bridge.ok()) return bridge.status();
-    topo->bridge_ = *std::move(bridge);
-    if (absl::Status s = topo->Must(topo->bridge_->Exec(
-            {"ip", "link", "add", "br0", "type", "bridge"}));
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s =
-            topo->Must(topo->bridge_->Exec({"ip", "link", "set", "br0", "up"}));
-        !s.ok()) {
-      return s;
-    }
-    const std::vector<std::string> names = {"agent-a", "agent-b", "agent-c",
-                                            "cli"};
-    std::string hosts = "127.0.0.1 localhost\n";
-    for (size_t i = 0; i < names.size(); ++i) {
-      absl::StrAppend(&hosts, kSubnet, 11 + i, " ", names[i], "\n");
-    }
-    // No DNS server exists in these namespaces: names come from hosts.
-    const std::string resolv = "nameserver 127.0.0.1\noptions attempts:1\n";
-    for (size_t i = 0; i < names.size(); ++i) {
-      auto node = std::make_unique<Node>();
-      node->name = names[i];
-      node->ip = absl::StrCat(kSubnet, 11 + i);
-      auto ns = TestNetns::Create("sa-" + names[i].substr(names[i].size() - 1),
-                                  hosts, resolv);
-      if (!ns.ok()) return ns.status();
-      node->netns = *std::move(ns);
-      if (absl::Status s = topo->Wire(*node, i); !s.ok()) return s;
-      topo->nodes_.push_back(std::move(node));
-    }
-    for (auto& node : topo->nodes_) {
-      if (node->name == "cli") continue;
-      node->token_file = topo->secrets_.path() + "/" + node->name + ".token";
-      std::ofstream(node->token_file)
-          << "token-of-" << node->name << "-7c1e9a\n";
-      chmod(node->token_file.c_str(), 0600);
-      auto agent = AgentProcess::Start({"--listen=" + node->ip + ":7878",
-                                        "--token-file=" + node->token_file},
-                                       node->netns->name());
-      if (!agent.ok()) return agent.status();
-      node->agent = *std::move(agent);
-    }
-    return topo;
-  }
-
-  // sockctl run in the CLI namespace.
-  CommandResult Ctl(const std::vector<std::string>& args) {
-    std::vector<std::string> argv = {SOCKCTL_PATH};
-    argv.insert(argv.end(), args.begin(), args.end());
-    return RunCommand(node("cli").netns->Exec(argv), "", absl::Seconds(120));
-  }
-
-  Node& node(const std::string& name) {
-    for (auto& n : nodes_) {
-      if (n->name == name) return *n;
-    }
-    return *nodes_.back();
-  }
-
- private:
-  absl::Status Must(const std::vector<std::string>& argv) {
-    CommandResult r = RunCommand(argv);
-    if (r.exit_code == 0) return absl::OkStatus();
-    std::string cmd;
-    for (const auto& a : argv) absl::StrAppend(&cmd, a, " ");
-    return absl::FailedPreconditionError(absl::StrCat(cmd, "failed: ", r.err));
-  }
-
-  // A veth pair: one end in the node (with its address), one on the bridge.
-  absl::Status Wire(Node& node, size_t index) {
-    const std::string tag = absl::StrCat(getpid() % 100000, "x", index);
-    const std::string inside = "sv" + tag, outside = "sb" + tag;
-    for (const auto& argv : std::vector<std::vector<std::string>>{
-             {"ip", "link", "add", inside, "type", "veth", "peer", "name",
-              outside},
-             {"ip", "link", "set", inside, "netns", node.netns->name()},
-             {"ip", "link", "set", outside, "netns", bridge_->name()},
-             bridge_->Exec({"ip", "link", "set", outside, "master", "br0"}),
-             bridge_->Exec({"ip", "link", "set", outside, "up"}),
-             node.netns->Exec({"ip", "link", "set", inside, "name", "eth0"}),
-             node.netns->Exec(
-                 {"ip", "addr", "add", node.ip + kPrefix, "dev", "eth0"}),
-             node.netns->Exec({"ip", "link", "set", "eth0", "up"}),
-         }) {
-      if (absl::Status s = Must(argv); !s.ok()) return s;
-    }
-    return absl::OkStatus();
-  }
-
-  // Declared first so it is destroyed last: agents stop before the
-  // namespaces they run in disappear.
-  std::unique_ptr<TestNetns> bridge_;
-  std::vector<std::unique_ptr<Node>> nodes_;
-  TempDir secrets_;  // The agents' token files.
-};
-
 class MultihostTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     reason_ = new std::string();
-    auto topo = Topology::Build();
+    auto topo = Topology::Build({"agent-a", "agent-b", "agent-c"}, 7);
     if (!topo.ok()) {
       *reason_ = std::string(topo.status().message());
       return;
@@ -178,14 +55,7 @@ class MultihostTest : public ::testing::Test {
   }
 
   // The three agents, each with its own token file.
-  static std::string Inventory() {
-    std::string text;
-    for (const char* name : {"agent-a", "agent-b", "agent-c"}) {
-      absl::StrAppend(&text, name, " ", name,
-                      ":7878 token-file=", topo_->node(name).token_file, "\n");
-    }
-    return text;
-  }
+  static std::string Inventory() { return topo_->Inventory(); }
 
   static Topology* topo_;
   static std::string* reason_;
