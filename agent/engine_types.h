@@ -474,6 +474,10 @@ struct ProbeTarget {
   std::string payload;
   // Wait until `payload` came back byte for byte (UDP: as one datagram).
   bool expect_echo = false;
+  // TCP only: a TLS handshake after the connect (the context is made from
+  // this and the host by Prober::Start, which names a bad field), then the
+  // payload and its echo over TLS. Its failure ends the probe kTls.
+  std::optional<TlsClientSpec> tls;
 };
 
 struct ProbeSpec {
@@ -483,7 +487,17 @@ struct ProbeSpec {
   absl::Time deadline = absl::InfiniteFuture();  // The whole call.
 };
 
-enum class ProbeClass { kOk, kRefused, kTimeout, kUnreachable, kDns, kError };
+// kTls: connected, but the TLS handshake failed or timed out; the error is
+// "TLS handshake failed: " and OpenSSL's words.
+enum class ProbeClass {
+  kOk,
+  kRefused,
+  kTimeout,
+  kUnreachable,
+  kDns,
+  kError,
+  kTls
+};
 
 // "OK", "REFUSED", ...
 const char* ProbeClassName(ProbeClass c);
@@ -494,6 +508,8 @@ struct ProbeOutcome {
   absl::Duration connect_time = absl::ZeroDuration();  // TCP/UNIX.
   // From the first payload byte written to the last echo byte read.
   absl::Duration round_trip = absl::ZeroDuration();
+  // TLS targets: from the connect to the handshake's end (either way).
+  absl::Duration handshake_time = absl::ZeroDuration();
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
   std::string error;  // In words; "" for OK.

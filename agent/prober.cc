@@ -4,11 +4,15 @@
 #include <optional>
 #include <utility>
 
+#include "absl/container/flat_hash_map.h"
+#include "absl/hash/hash.h"
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "agent/net_error.h"
 #include "agent/quote.h"
+#include "agent/tls.h"
 
 namespace sockagent {
 namespace {
@@ -68,7 +72,69 @@ absl::Status CheckTarget(const ProbeTarget& t, size_t i,
     return absl::InvalidArgumentError(
         absl::StrCat(Field(i, "expect_echo"), ": needs a payload to echo"));
   }
+  if (t.tls.has_value() && t.transport != Transport::kTcp) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(Field(i, "tls"), ": TLS goes with TCP targets (",
+                     t.transport == Transport::kUdp ? "UDP has no DTLS here"
+                                                    : "not on UNIX probes",
+                     ")"));
+  }
   return absl::OkStatus();
+}
+
+// Targets that ask for the same TLS with the same host share one context:
+// a context with a CA costs a PEM parse and a store (see Prober::Start).
+struct TlsContextKey {
+  absl::string_view host;
+  const TlsClientSpec* spec;
+
+  template <typename H>
+  friend H AbslHashValue(H h, const TlsContextKey& k) {
+    const TlsClientSpec& s = *k.spec;
+    return H::combine(
+        std::move(h), k.host, s.server_name, static_cast<int>(s.trust),
+        s.ca_pem, s.certificate_chain_pem, s.private_key_pem, s.alpn,
+        static_cast<int>(s.min_version), static_cast<int>(s.max_version),
+        absl::ToInt64Nanoseconds(s.handshake_timeout));
+  }
+  bool operator==(const TlsContextKey& o) const {
+    return host == o.host && *spec == *o.spec;
+  }
+};
+
+// One context per distinct (spec, host) of `targets`, by target (null for
+// targets without TLS). A refused spec is named "targets[i].tls.<field>".
+absl::StatusOr<std::vector<std::shared_ptr<const TlsClientContext>>>
+MakeTlsContexts(const std::vector<ProbeTarget>& targets, size_t* made) {
+  std::vector<std::shared_ptr<const TlsClientContext>> out(targets.size());
+  absl::flat_hash_map<TlsContextKey, std::shared_ptr<const TlsClientContext>,
+                      absl::Hash<TlsContextKey>>
+      seen;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    const ProbeTarget& t = targets[i];
+    if (!t.tls.has_value()) continue;
+    const TlsContextKey key{t.endpoint.host, &*t.tls};
+    auto it = seen.find(key);
+    if (it != seen.end()) {
+      out[i] = it->second;
+      continue;
+    }
+    absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
+        TlsClientContext::Create(*t.tls, t.endpoint.host);
+    if (!ctx.ok()) {
+      // The context names its field "tls.<field>"; the probe names the
+      // target too.
+      const absl::string_view words = ctx.status().message();
+      return absl::Status(ctx.status().code(),
+                          absl::StartsWith(words, "tls")
+                              ? absl::StrCat("targets[", i, "].", words)
+                              : absl::StrCat(Field(i, "tls"), ": ", words));
+    }
+    ++*made;
+    out[i] = *ctx;
+    seen.emplace(key, *std::move(ctx));
+  }
+  return out;
 }
 
 // The class of a socket error.
@@ -117,6 +183,8 @@ const char* ProbeClassName(ProbeClass c) {
       return "UNREACHABLE";
     case ProbeClass::kDns:
       return "DNS";
+    case ProbeClass::kTls:
+      return "TLS";
     case ProbeClass::kError:
       break;
   }
@@ -141,6 +209,9 @@ struct Prober::Call {
   bool ended = false;
   bool filling = false;                         // Inside Prober::Fill.
   std::vector<std::shared_ptr<ProbeRun>> live;  // By target; null when done.
+  // By target; null without TLS. Shared by targets with the same spec and
+  // host, and by each probe's session while it lives.
+  std::vector<std::shared_ptr<const TlsClientContext>> tls;
 
   // A call dropped unrun (the loop stopped before it began) still answers.
   ~Call() {
@@ -148,31 +219,30 @@ struct Prober::Call {
   }
 };
 
-// One probe: resolve, check, connect, send, read the echo. Loop thread only.
+// One probe: resolve, check, connect, (TLS handshake,) send, read the
+// echo. Loop thread only.
 class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
  public:
   using EndFn = absl::AnyInvocable<void(size_t, ProbeOutcome)>;
 
   ProbeRun(asio::io_context& io, const ProberOptions& options,
            std::shared_ptr<Prober::Alive> alive, const ProbeTarget& target,
-           size_t index, absl::Duration timeout, EndFn on_end)
+           size_t index, absl::Duration timeout,
+           std::shared_ptr<const TlsClientContext> tls, EndFn on_end)
       : io_(io),
         options_(options),
         alive_(std::move(alive)),
         target_(target),
         index_(index),
         timeout_(timeout),
+        tls_ctx_(std::move(tls)),
         timer_(io),
         on_end_(std::move(on_end)) {}
 
   void Begin(absl::Time deadline) {
     start_ = absl::Now();
-    const absl::Time until = std::min(start_ + timeout_, deadline);
-    timer_.expires_after(absl::ToChronoNanoseconds(
-        std::max(until - start_, absl::ZeroDuration())));
-    timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
-      if (!ec) self->TimedOut();
-    });
+    until_ = std::min(start_ + timeout_, deadline);
+    ArmTimer(until_);
     if (target_.transport == Transport::kUnix) return ConnectUnix();
     Resolve();
   }
@@ -325,6 +395,7 @@ class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
     if (target_.transport != Transport::kUdp) {
       outcome_.connect_time = absl::Now() - connect_start_;
     }
+    if (tls_ctx_ != nullptr) return StartTls();
     if (target_.payload.empty()) return End(ProbeClass::kOk, "");
     stage_ = "send";
     send_start_ = absl::Now();
@@ -382,6 +453,151 @@ class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
     End(ProbeClass::kOk, "");
   }
 
+  // ---- TLS (TCP targets with a context). The session sits on the probe's
+  // own non-blocking socket (SSL_set_fd) and is driven by its readiness
+  // waits, as agent/tls_stage.cc drives the engine's connections: no
+  // thread, no second buffer. Each step runs until OpenSSL asks for a wait,
+  // so bytes OpenSSL already holds (HasPending) are consumed before the
+  // probe waits on the socket, which would not announce them.
+
+  using Step = void (ProbeRun::*)();
+
+  void StartTls() {
+    stage_ = "handshake";
+    handshake_start_ = absl::Now();
+    absl::StatusOr<std::unique_ptr<TlsSession>> session =
+        TlsSession::CreateClient(tls_ctx_, tcp_->native_handle(),
+                                 /*cache=*/nullptr, "");
+    if (!session.ok()) {
+      return End(ProbeClass::kError, absl::StrCat("TLS ", outcome_.remote, ": ",
+                                                  session.status().message()));
+    }
+    session_ = *std::move(session);
+    // The handshake's own bound (the spec's, default 10 s) when it ends
+    // before the probe's.
+    const absl::Time handshake_until =
+        handshake_start_ + session_->handshake_timeout();
+    if (handshake_until < until_) {
+      handshake_timer_armed_ = true;
+      ArmTimer(handshake_until);
+    }
+    Handshake();
+  }
+
+  void Handshake() {
+    const TlsIo r = session_->Handshake();
+    switch (r.kind) {
+      case TlsIoKind::kDone:
+        break;
+      case TlsIoKind::kWantRead:
+        return Wait(asio::socket_base::wait_read, &ProbeRun::Handshake);
+      case TlsIoKind::kWantWrite:
+        return Wait(asio::socket_base::wait_write, &ProbeRun::Handshake);
+      case TlsIoKind::kClosed:
+      case TlsIoKind::kTruncated:
+        // tls_stage.cc's words for the same event.
+        return HandshakeFailed(
+            "the peer closed the connection during the handshake");
+      case TlsIoKind::kError:
+        return HandshakeFailed(r.error);
+    }
+    outcome_.handshake_time = absl::Now() - handshake_start_;
+    if (handshake_timer_armed_) {
+      handshake_timer_armed_ = false;
+      ArmTimer(until_);
+    }
+    if (target_.payload.empty()) return End(ProbeClass::kOk, "");
+    stage_ = "send";
+    send_start_ = absl::Now();
+    TlsSend();
+  }
+
+  void TlsSend() {
+    const std::string& payload = target_.payload;
+    while (outcome_.bytes_sent < payload.size()) {
+      // A retry after WANT_WRITE passes the same bytes again (the context
+      // allows partial writes and a moving buffer).
+      const size_t at = outcome_.bytes_sent;
+      const TlsIo r = session_->Write(payload.data() + at, payload.size() - at);
+      switch (r.kind) {
+        case TlsIoKind::kDone:
+          outcome_.bytes_sent += r.bytes;
+          continue;
+        case TlsIoKind::kWantWrite:
+          return Wait(asio::socket_base::wait_write, &ProbeRun::TlsSend);
+        case TlsIoKind::kWantRead:
+          return Wait(asio::socket_base::wait_read, &ProbeRun::TlsSend);
+        case TlsIoKind::kClosed:
+        case TlsIoKind::kTruncated:
+        case TlsIoKind::kError:
+          return TlsFailed("send", r);
+      }
+    }
+    if (!target_.expect_echo) return End(ProbeClass::kOk, "");
+    stage_ = "echo";
+    echo_.resize(payload.size());
+    TlsReadEcho();
+  }
+
+  void TlsReadEcho() {
+    while (outcome_.bytes_received < echo_.size()) {
+      const size_t at = outcome_.bytes_received;
+      const TlsIo r = session_->Read(echo_.data() + at, echo_.size() - at);
+      switch (r.kind) {
+        case TlsIoKind::kDone:
+          outcome_.bytes_received += r.bytes;
+          continue;
+        case TlsIoKind::kWantRead:
+          return Wait(asio::socket_base::wait_read, &ProbeRun::TlsReadEcho);
+        case TlsIoKind::kWantWrite:
+          return Wait(asio::socket_base::wait_write, &ProbeRun::TlsReadEcho);
+        case TlsIoKind::kClosed:
+        case TlsIoKind::kTruncated:
+          return Echoed(outcome_.bytes_received);  // Short: said there.
+        case TlsIoKind::kError:
+          return TlsFailed("receive", r);
+      }
+    }
+    Echoed(outcome_.bytes_received);
+  }
+
+  // Calls `step` once the socket is ready as asked.
+  void Wait(asio::socket_base::wait_type what, Step step) {
+    tcp_->async_wait(
+        what, [self = shared_from_this(), step](const std::error_code& ec) {
+          if (self->ended_) return;
+          // A socket error shows up in OpenSSL's next call too; an aborted
+          // wait means the socket was closed.
+          if (ec == asio::error::operation_aborted) return;
+          (self.get()->*step)();
+        });
+  }
+
+  void HandshakeFailed(absl::string_view words) {
+    outcome_.handshake_time = absl::Now() - handshake_start_;
+    // The words OpenClient's failures carry (agent/tls_stage.cc), which
+    // `sockctl matrix` classifies (cli/matrix.cc TlsFailureClass).
+    End(ProbeClass::kTls, absl::StrCat("TLS handshake failed: ", words));
+  }
+
+  void TlsFailed(absl::string_view what, const TlsIo& r) {
+    if (r.sys_errno != 0) {
+      return Failed(what, std::error_code(r.sys_errno, std::system_category()));
+    }
+    End(ProbeClass::kError,
+        absl::StrCat(what, " ", outcome_.remote,
+                     ": TLS: ", r.error.empty() ? "the peer closed" : r.error));
+  }
+
+  void ArmTimer(absl::Time at) {
+    // Re-arming cancels the wait before: its handler sees the abort.
+    timer_.expires_after(absl::ToChronoNanoseconds(
+        std::max(at - absl::Now(), absl::ZeroDuration())));
+    timer_.async_wait([self = shared_from_this()](const std::error_code& ec) {
+      if (!ec) self->TimedOut();
+    });
+  }
+
   void Failed(absl::string_view what, const std::error_code& ec) {
     End(ClassOf(ec),
         absl::StrCat(what, " ", outcome_.remote, ": ", ErrorText(ec)));
@@ -389,6 +605,13 @@ class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
 
   void TimedOut() {
     if (ended_) return;
+    if (stage_ == "handshake") {
+      // The words TlsFailureClass maps to "handshake timed out".
+      const absl::Duration waited =
+          absl::Trunc(absl::Now() - handshake_start_, absl::Milliseconds(1));
+      return HandshakeFailed(
+          absl::StrCat("timed out after ", absl::FormatDuration(waited)));
+    }
     const absl::Duration waited =
         absl::Trunc(absl::Now() - start_, absl::Milliseconds(1));
     std::string words =
@@ -412,6 +635,10 @@ class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
 
   void Close() {
     timer_.cancel();
+    if (session_ != nullptr) {
+      session_->SendCloseNotify();  // Best effort; only after a handshake.
+      session_.reset();             // SSL_free before the socket closes.
+    }
     std::error_code ignored;
     if (tcp_) tcp_->close(ignored);
     if (udp_) udp_->close(ignored);
@@ -424,12 +651,15 @@ class ProbeRun : public std::enable_shared_from_this<ProbeRun> {
   const ProbeTarget& target_;  // In the call's spec, which outlives this.
   const size_t index_;
   const absl::Duration timeout_;
+  const std::shared_ptr<const TlsClientContext> tls_ctx_;  // Null: no TLS.
   asio::steady_timer timer_;
   EndFn on_end_;
   ProbeOutcome outcome_;
   bool ended_ = false;
   std::string stage_ = "connect";
-  absl::Time start_, connect_start_, send_start_;
+  absl::Time start_, until_, connect_start_, send_start_, handshake_start_;
+  std::unique_ptr<TlsSession> session_;
+  bool handshake_timer_armed_ = false;  // The timer is the handshake's.
   std::vector<asio::ip::basic_endpoint<Tcp>> addresses_;
   size_t attempt_ = 0;
   std::optional<Tcp::socket> tcp_;
@@ -484,11 +714,23 @@ uint64_t Prober::Start(ProbeSpec spec, Done<absl::StatusOr<ProbeReport>> done) {
         "ends")));
     return token;
   }
+  // After admission: a context costs CPU (~0.1 ms with a CA; see
+  // MakeTlsContexts), which a refused call should not spend.
+  size_t made = 0;
+  absl::StatusOr<std::vector<std::shared_ptr<const TlsClientContext>>> tls =
+      MakeTlsContexts(spec.targets, &made);
+  tls_contexts_made_.fetch_add(made);
+  if (!tls.ok()) {
+    calls_.fetch_sub(1);
+    done(tls.status());
+    return token;
+  }
   if (spec.timeout == absl::ZeroDuration()) spec.timeout = kDefaultTimeout;
   if (spec.concurrency == 0) spec.concurrency = kDefaultConcurrency;
   spec.concurrency = std::min(spec.concurrency, options_.max_concurrency);
   auto call = std::make_shared<Call>();
   call->spec = std::move(spec);
+  call->tls = *std::move(tls);
   call->done = std::move(done);
   call->report.outcomes.resize(n);
   call->live.resize(n);
@@ -520,7 +762,7 @@ void Prober::Fill(uint64_t token, const std::shared_ptr<Call>& call) {
     ++call->running;
     auto run = std::make_shared<ProbeRun>(
         io_, options_, alive_, call->spec.targets[i], i, call->spec.timeout,
-        [this, token, call](size_t index, ProbeOutcome outcome) {
+        call->tls[i], [this, token, call](size_t index, ProbeOutcome outcome) {
           call->report.outcomes[index] = std::move(outcome);
           call->live[index].reset();
           --call->running;

@@ -4,7 +4,12 @@
 // lookup, names on the ResolverPool), checks the policy, connects, sends its
 // payload, and waits for the echo when asked, all within its own timeout;
 // its class comes from the errno (or the resolver's status code), never
-// from parsing messages.
+// from parsing messages. A TCP target may ask for TLS: after the connect a
+// TLS client handshake (agent/tls.h, on the probe's own socket, driven by
+// its readiness waits), then the payload and its echo over TLS; a failed or
+// timed-out handshake ends the probe kTls ("TLS handshake failed: " and
+// OpenSSL's words). The handshake counts inside the probe's timeout (and
+// the spec's handshake_timeout, when shorter).
 //
 //   Prober prober(io, {.policy = &policy, .resolver = &pool});
 //   uint64_t token = prober.Start(spec, [](absl::StatusOr<ProbeReport> r) {
@@ -24,7 +29,10 @@
 //
 // Bounds (each refused with INVALID_ARGUMENT naming the field): at most
 // `max_targets` targets, payloads of at most `max_payload_bytes` each and
-// `max_total_payload_bytes` together, a timeout of at most `max_timeout`.
+// `max_total_payload_bytes` together, a timeout of at most `max_timeout`;
+// TLS only on TCP targets, and a TLS spec TlsClientContext::Create accepts
+// ("targets[3].tls.ca_pem: ..."). Targets with the same TLS spec and host
+// share one context, made by Start on the calling thread.
 // A call beyond `max_calls` is RESOURCE_EXHAUSTED. A call ends by its
 // deadline: probes still running end TIMEOUT, probes not started end
 // TIMEOUT "not started".
@@ -78,6 +86,9 @@ class Prober {
   void Cancel(uint64_t token);
   // Ends every call with UNAVAILABLE "agent shutting down".
   void Shutdown();
+  // TLS client contexts made so far (targets sharing one count once). Any
+  // thread.
+  uint64_t tls_contexts_made() const { return tls_contexts_made_.load(); }
 
   struct Call;   // prober.cc
   struct Alive;  // prober.cc
@@ -93,6 +104,7 @@ class Prober {
   const ProberOptions options_;
   std::atomic<size_t> calls_{0};  // Admitted and not yet finished.
   std::atomic<uint64_t> next_token_{1};
+  std::atomic<uint64_t> tls_contexts_made_{0};
   // Loop thread only.
   absl::flat_hash_map<uint64_t, std::shared_ptr<Call>> running_;
   // Lets resolver callbacks (pool threads) find out whether the prober, and

@@ -1,11 +1,14 @@
 // agent/prober.h on a real loop against plain POSIX peers on loopback: an
 // echo server (TCP, IPv4 and IPv6), a UDP echo, a server that accepts and
-// never answers, closed ports, missing UNIX sockets, the policy.
+// never answers, closed ports, missing UNIX sockets, the policy; and TLS
+// probes against Python's ssl module (tests/support/tls_echo.py) with a PKI
+// made by openssl at test time.
 #include "agent/prober.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <poll.h>
+#include <signal.h>
 
 #include <atomic>
 #include <memory>
@@ -19,9 +22,18 @@
 #include "tests/support/agent_process.h"
 #include "tests/support/echo_peer.h"
 #include "tests/support/posix_peer.h"
+#include "tests/support/tls_peer.h"
+#include "tests/support/wait.h"
 
 namespace sockagent {
 namespace {
+
+// OpenSSL writes with write(2): a peer's reset would raise SIGPIPE. The
+// engine's users ignore it (sockagentd does), and so does this binary.
+const bool kSigpipeIgnored = [] {
+  signal(SIGPIPE, SIG_IGN);
+  return true;
+}();
 
 using testing::EchoPeer;
 using testing::Fd;
@@ -267,6 +279,30 @@ TEST_F(ProberTest, BadSpecsAreRefusedNamingTheField) {
          for (auto& t : s.targets) t.payload.assign(60000, 'x');
        },
        "payload: 1200000 bytes in all targets; at most 1048576"},
+      {[](ProbeSpec& s) {
+         s.targets[0].transport = Transport::kUdp;
+         s.targets[0].payload = "x";
+         s.targets[0].tls.emplace();
+       },
+       "targets[0].tls: TLS goes with TCP targets (UDP has no DTLS here)"},
+      {[](ProbeSpec& s) {
+         s.targets[0].transport = Transport::kUnix;
+         s.targets[0].endpoint.unix_path = "/tmp/x.sock";
+         s.targets[0].tls.emplace();
+       },
+       "targets[0].tls: TLS goes with TCP targets"},
+      {[](ProbeSpec& s) {
+         s.targets.push_back(s.targets[0]);
+         s.targets[1].tls.emplace();
+         s.targets[1].tls->trust = TlsTrust::kCaPem;
+         s.targets[1].tls->ca_pem = "not a PEM";
+       },
+       "targets[1].tls.ca_pem"},
+      {[](ProbeSpec& s) {
+         s.targets[0].tls.emplace();
+         s.targets[0].tls->alpn = {""};
+       },
+       "targets[0].tls.alpn: a name must have 1 to 255 bytes"},
   };
   for (const Case& c : cases) {
     ProbeSpec spec;
@@ -277,6 +313,143 @@ TEST_F(ProberTest, BadSpecsAreRefusedNamingTheField) {
         << c.want;
     EXPECT_THAT(report.status().message(), HasSubstr(c.want));
   }
+}
+
+ProbeTarget Tls(const std::string& host, uint16_t port, const std::string& ca,
+                std::string payload = "tls ping\n") {
+  ProbeTarget t = Tcp(host, port, std::move(payload), true);
+  t.expect_echo = !t.payload.empty();
+  t.tls.emplace();
+  t.tls->trust = TlsTrust::kCaPem;
+  t.tls->ca_pem = ca;
+  return t;
+}
+
+TEST_F(ProberTest, TlsProbesVerifyHandshakeAndEchoOverTls) {
+  testing::Pki pki;
+  testing::TlsEchoPeer good(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  testing::TlsEchoPeer expired(pki.Path("expired.pem"),
+                               pki.Path("expired.key"));
+  EchoPeer plain(/*echo=*/true);
+  EchoPeer silent(/*echo=*/false);
+  const std::string ca = pki.Pem("ca.pem");
+  ProbeSpec spec;
+  spec.timeout = absl::Seconds(3);
+  spec.targets = {
+      Tls("127.0.0.1", good.port(), ca),                    // 0 OK
+      Tls("127.0.0.1", good.port(), pki.Pem("other.pem")),  // 1 unknown CA
+      Tls("127.0.0.1", good.port(), ca),                    // 2 wrong name
+      Tls("127.0.0.1", plain.port(), ca),                   // 3 not TLS
+      Tls("127.0.0.1", silent.port(), ca),                  // 4 timed out
+      Tls("127.0.0.1", good.port(), ""),                    // 5 verify off
+      Tls("127.0.0.1", good.port(), ca, ""),                // 6 OK, no data
+      Tls("127.0.0.1", expired.port(), ca),                 // 7 expired
+      Tls("127.0.0.1", silent.port(), ca),                  // 8 own bound
+      Tls("127.0.0.1", ClosedPort(SOCK_STREAM), ca),        // 9 REFUSED
+  };
+  spec.targets[2].tls->server_name = "wrong.test";
+  spec.targets[5].tls->trust = TlsTrust::kNone;
+  spec.targets[5].tls->ca_pem = "";
+  spec.targets[8].tls->handshake_timeout = absl::Milliseconds(300);
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  const auto& o = report->outcomes;
+  ASSERT_EQ(o.size(), spec.targets.size());
+  const ProbeClass want[] = {
+      ProbeClass::kOk,  ProbeClass::kTls,    ProbeClass::kTls, ProbeClass::kTls,
+      ProbeClass::kTls, ProbeClass::kOk,     ProbeClass::kOk,  ProbeClass::kTls,
+      ProbeClass::kTls, ProbeClass::kRefused};
+  for (size_t i = 0; i < o.size(); ++i) {
+    EXPECT_EQ(o[i].result, want[i])
+        << i << ": " << ProbeClassName(o[i].result) << " " << o[i].error;
+  }
+  // The echo came back through TLS, byte for byte.
+  EXPECT_EQ(o[0].error, "");
+  EXPECT_EQ(o[0].bytes_sent, 9u);
+  EXPECT_EQ(o[0].bytes_received, 9u);
+  EXPECT_GT(o[0].connect_time, absl::ZeroDuration());
+  EXPECT_GT(o[0].handshake_time, absl::ZeroDuration());
+  EXPECT_GT(o[0].round_trip, absl::ZeroDuration());
+  // The words OpenClient's failures carry, which `sockctl matrix` classes
+  // ("unknown CA", "wrong name", "expired certificate", "handshake timed
+  // out"; cli/matrix.cc TlsFailureClass, tested in tests/cli).
+  for (size_t i : {1, 2, 3, 4, 7, 8}) {
+    EXPECT_THAT(o[i].error, StartsWith("TLS handshake failed: ")) << i;
+    EXPECT_GT(o[i].handshake_time, absl::ZeroDuration()) << i;
+  }
+  EXPECT_THAT(o[1].error, HasSubstr("unable to get local issuer certificate"));
+  EXPECT_THAT(o[2].error, HasSubstr("hostname mismatch"));
+  EXPECT_THAT(o[4].error, HasSubstr("timed out after"));
+  EXPECT_THAT(o[7].error, HasSubstr("certificate has expired"));
+  EXPECT_THAT(o[8].error, HasSubstr("timed out after"));
+  // The probe's timeout bounds the handshake; the spec's own bound, when
+  // shorter, ends it first.
+  EXPECT_GE(o[4].handshake_time, absl::Milliseconds(2500));
+  EXPECT_LT(o[8].handshake_time, absl::Seconds(2));
+  EXPECT_GE(o[8].handshake_time, absl::Milliseconds(250));
+  EXPECT_EQ(o[6].bytes_sent, 0u);
+  EXPECT_GT(o[6].handshake_time, absl::ZeroDuration());
+  EXPECT_EQ(o[9].handshake_time, absl::ZeroDuration());
+}
+
+TEST_F(ProberTest, TargetsWithTheSameTlsSpecAndHostShareOneContext) {
+  testing::Pki pki;
+  testing::TlsEchoPeer good(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  ProbeSpec spec;
+  spec.timeout = absl::Seconds(10);
+  for (int i = 0; i < 40; ++i) {
+    spec.targets.push_back(Tls("127.0.0.1", good.port(), pki.Pem("ca.pem")));
+  }
+  // Another host, and another trust: one context each.
+  spec.targets.push_back(
+      Tls("::1", ClosedPort(SOCK_STREAM), pki.Pem("ca.pem")));
+  spec.targets.push_back(Tls("127.0.0.1", good.port(), pki.Pem("other.pem")));
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_EQ(prober_->tls_contexts_made(), 3u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(report->outcomes[i].result, ProbeClass::kOk)
+        << i << ": " << report->outcomes[i].error;
+  }
+  EXPECT_EQ(report->outcomes[41].result, ProbeClass::kTls);
+}
+
+TEST_F(ProberTest, CancelAndShutdownDuringTlsHandshakesFreeTheSessions) {
+  // Each probe is inside its handshake (the peer got its hello, and never
+  // answers) when the call ends; LSan (the ASan build) reports an SSL
+  // object left behind.
+  testing::Pki pki;
+  EchoPeer silent(/*echo=*/false);
+  ProbeSpec spec;
+  spec.timeout = absl::Seconds(30);
+  for (int i = 0; i < 3; ++i) {
+    spec.targets.push_back(Tls("127.0.0.1", silent.port(), pki.Pem("ca.pem")));
+  }
+  absl::Notification cancelled;
+  absl::Status status;
+  const uint64_t token =
+      prober_->Start(spec, [&](absl::StatusOr<ProbeReport> r) {
+        status = r.status();
+        cancelled.Notify();
+      });
+  ASSERT_TRUE(testing::WaitFor([&] { return silent.talkers() >= 3; },
+                               absl::Seconds(30)));
+  prober_->Cancel(token);
+  ASSERT_TRUE(cancelled.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kCancelled);
+
+  EchoPeer silent2(/*echo=*/false);
+  for (auto& t : spec.targets) t.endpoint.port = absl::StrCat(silent2.port());
+  absl::Notification shut;
+  prober_->Start(spec, [&](absl::StatusOr<ProbeReport> r) {
+    status = r.status();
+    shut.Notify();
+  });
+  ASSERT_TRUE(testing::WaitFor([&] { return silent2.talkers() >= 3; },
+                               absl::Seconds(30)));
+  Stop();
+  ASSERT_TRUE(shut.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
 }
 
 TEST_F(ProberTest, CallsBeyondTheBoundAreResourceExhausted) {

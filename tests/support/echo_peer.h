@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -46,10 +47,13 @@ class EchoPeer {
   uint16_t port() const { return port_; }
   uint16_t udp_port() const { return udp_port_; }
   size_t max_open() const { return max_open_.load(); }
+  // TCP connections that sent at least one byte (a TLS client: its hello).
+  size_t talkers() const { return talkers_.load(); }
 
  private:
   void Loop() {
     std::vector<Fd> conns;
+    std::set<int> talked;
     while (!stop_) {
       std::vector<pollfd> fds = {{listen_.get(), POLLIN, 0},
                                  {udp_.get(), POLLIN, 0}};
@@ -72,11 +76,13 @@ class EchoPeer {
         char buf[65536];
         const ssize_t n = ::recv(fds[i].fd, buf, sizeof(buf), 0);
         if (n <= 0) {
+          talked.erase(fds[i].fd);
           for (Fd& c : conns) {
             if (c.get() == fds[i].fd) c.Reset();
           }
           continue;
         }
+        if (talked.insert(fds[i].fd).second) ++talkers_;
         if (echo_) WriteAll(fds[i].fd, absl::string_view(buf, n));
       }
       std::erase_if(conns, [](const Fd& c) { return !c.valid(); });
@@ -95,6 +101,7 @@ class EchoPeer {
   uint16_t port_ = 0, udp_port_ = 0;
   std::atomic<bool> stop_{false};
   std::atomic<size_t> max_open_{0};
+  std::atomic<size_t> talkers_{0};
   std::thread thread_;
 };
 
