@@ -24,6 +24,8 @@ v1::ProbeResult ResultToProto(ProbeClass c) {
       return v1::PROBE_RESULT_UNREACHABLE;
     case ProbeClass::kDns:
       return v1::PROBE_RESULT_DNS;
+    case ProbeClass::kTls:
+      return v1::PROBE_RESULT_TLS;
     case ProbeClass::kError:
       break;
   }
