@@ -234,11 +234,21 @@ void Connector::OnClientResolved(uint64_t attempt_id,
                         });
   absl::Status refused;  // Addresses --allow-dest forbids are skipped.
   size_t refused_count = 0;
+  std::string own;  // A proxy's own listening address, never dialled.
   for (const asio::ip::tcp::endpoint& e : *endpoints) {
     // A source address pins the family.
     if (a.source_address.has_value() &&
         a.source_address->is_v4() != e.address().is_v4()) {
       continue;
+    }
+    if (a.proxy_for != 0) {
+      // The upstream named the proxy itself: each dial would be accepted
+      // by the proxy and dial again (agent/proxy.h).
+      if (std::string o = engine_.proxy_.OwnAddressDialled(a.proxy_for, e);
+          !o.empty()) {
+        if (own.empty()) own = std::move(o);
+        continue;
+      }
     }
     if (absl::Status st = engine_.options_.policy.CheckDestination(
             e.address().to_string(), e.port());
@@ -250,6 +260,15 @@ void Connector::OnClientResolved(uint64_t attempt_id,
   }
   if (a.endpoints.empty() && refused_count > 0) {
     FinishAttempt(attempt_id, PolicyRefusal(a.target, refused, refused_count));
+    return;
+  }
+  if (a.endpoints.empty() && !own.empty()) {
+    FinishAttempt(attempt_id,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "connect ", a.target,
+                      ": not dialled: the proxy would dial itself (its own "
+                      "listening address ",
+                      own, ")")));
     return;
   }
   if (a.endpoints.empty()) {

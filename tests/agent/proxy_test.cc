@@ -2,7 +2,9 @@
 // peers as client and upstream: a named upstream resolved when the
 // connection arrives (the client's first bytes held meanwhile), the relay
 // stalling a writer within send_buffer_bytes when the upstream does not
-// read, and stopping the server closing both halves.
+// read, and stopping the server closing both halves; a proxy whose
+// upstream is its own listening address (refused at start when it is a
+// literal, per connection when a name resolves to it).
 #include <sys/socket.h>
 
 #include <atomic>
@@ -104,6 +106,68 @@ TEST_F(EngineProxy, NonReadingUpstreamStallsTheWriterWithinTheBound) {
   for (uint64_t i = 0; i < total; i += 4099) {
     ASSERT_EQ(got[i], PatternByte(i % (1 << 16))) << i;
   }
+}
+
+// A port nobody listens on now (bound, then closed again).
+uint16_t FreePort() {
+  uint16_t port = 0;
+  Fd fd = TcpListen(1, &port);
+  return port;
+}
+
+TEST_F(EngineProxy, AnUpstreamThatIsTheProxysOwnAddressIsRefusedAtStart) {
+  const uint16_t port = FreePort();
+  struct Case {
+    const char* bind;
+    const char* upstream;
+  } loops[] = {
+      {"127.0.0.1", "127.0.0.1"},
+      {"0.0.0.0", "127.0.0.1"},
+      {"0.0.0.0", "0.0.0.0"},
+      {"127.0.0.1", "::ffff:127.0.0.1"},
+  };
+  for (const Case& c : loops) {
+    ServerSpec spec = ProxyTo(c.upstream, port);
+    spec.bind.host = c.bind;
+    spec.bind.port = absl::StrCat(port);
+    absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+    ASSERT_FALSE(server.ok()) << c.bind << " -> " << c.upstream;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(server.status().message(),
+                ::testing::HasSubstr("behavior.proxy.upstream"));
+    EXPECT_THAT(server.status().message(),
+                ::testing::HasSubstr("its own listening address"));
+  }
+  // Nothing stayed bound: the port serves a proxy to another address (not
+  // a loop: 127.0.0.2 is not an address this server listens on).
+  ServerSpec other = ProxyTo("127.0.0.2", port);
+  other.bind.port = absl::StrCat(port);
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(other);
+  EXPECT_TRUE(server.ok()) << server.status();
+}
+
+TEST_F(EngineProxy, AnUpstreamNameThatResolvesToItselfIsRefusedPerConnection) {
+  const uint16_t port = FreePort();
+  // "localhost" is only known once a connection dials it.
+  ServerSpec spec = ProxyTo("localhost", port);
+  spec.bind.port = absl::StrCat(port);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client, spec);
+  ASSERT_TRUE(server.ok());
+  EXPECT_EQ(ReadToEof(client.get()), "");  // Closed with a FIN.
+  std::optional<ConnectionInfo> down;
+  ASSERT_TRUE(WaitFor([&] {
+    down = Half(server->id, Origin::kAccepted);
+    return down.has_value() && down->state == ConnectionState::kClosed;
+  }));
+  EXPECT_EQ(down->close_reason, CloseReason::kError);
+  EXPECT_THAT(down->close_detail,
+              ::testing::HasSubstr("its own listening address 127.0.0.1:"));
+  // One connection, not a loop of them, and no upstream half.
+  std::optional<ServerInfo> s = sync_->Server(server->id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->counters.connections_accepted, 1u);
+  EXPECT_FALSE(Half(server->id, Origin::kProxyUpstream).has_value());
 }
 
 TEST_F(EngineProxy, StoppingTheServerClosesBothHalves) {
