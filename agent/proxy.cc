@@ -305,6 +305,23 @@ void ProxyRelay::OnFin(Conn& c) {
 
 void ProxyRelay::OnClosed(Conn& c) {
   engine_.AssertEngineLock();
+  if (c.origin != Origin::kProxyUpstream &&
+      (c.extra == nullptr || c.extra->proxy_peer == 0)) {
+    // The client left while its upstream was still being dialled: the dial
+    // has nobody to serve.
+    const std::string dialling = engine_.connector_.CancelProxyDial(c.num);
+    if (!dialling.empty()) {
+      ConnExtra& x = c.Extra();
+      const std::string note = absl::StrCat(
+          "proxy: the client left before the upstream connected; the dial "
+          "to ",
+          dialling, " was cancelled");
+      x.close_detail = x.close_detail.empty()
+                           ? note
+                           : absl::StrCat(x.close_detail, "; ", note);
+    }
+    return;
+  }
   Conn* p = Peer(c);
   if (p == nullptr || p->state == ConnectionState::kClosed) return;
   // Both FINs went through `c`: the other half finishes its own FIN

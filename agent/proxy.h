@@ -29,7 +29,10 @@
 // same way: gracefully (flush, FIN) or, for an abort, with RST. An upstream
 // dial that fails (refused, timed out, refused by the policy, unknown name)
 // closes the downstream gracefully (FIN, as toxiproxy does), reason ERROR,
-// the detail saying why.
+// the detail saying why. A downstream that is closed (its client reset it,
+// an idle timeout, a Close call) while its dial is still in progress
+// cancels the dial: its socket closes at once and no upstream half is
+// filed; the downstream's close detail says so.
 //
 // A proxy never dials itself: an upstream that is one of the server's own
 // listening addresses (the same address and port, or a wildcard bind's

@@ -4,11 +4,15 @@
 // stalling a writer within send_buffer_bytes when the upstream does not
 // read, and stopping the server closing both halves; a proxy whose
 // upstream is its own listening address (refused at start when it is a
-// literal, per connection when a name resolves to it).
+// literal, per connection when a name resolves to it), and a client that
+// leaves while the upstream dial hangs (a listener whose accept queue is
+// full drops the SYN: the dial sits in SYN_SENT) cancelling that dial.
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -108,6 +112,25 @@ TEST_F(EngineProxy, NonReadingUpstreamStallsTheWriterWithinTheBound) {
   }
 }
 
+// Sockets of this network namespace in SYN_SENT toward 127.0.0.1:`port`,
+// from the kernel's own table (/proc/net/tcp): the proxy's upstream dials
+// still waiting for an answer.
+int SynSentTo(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // The header.
+  char want[16];
+  std::snprintf(want, sizeof(want), "0100007F:%04X", port);
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (remote == want && state == "02") ++n;
+  }
+  return n;
+}
+
 // A port nobody listens on now (bound, then closed again).
 uint16_t FreePort() {
   uint16_t port = 0;
@@ -167,6 +190,39 @@ TEST_F(EngineProxy, AnUpstreamNameThatResolvesToItselfIsRefusedPerConnection) {
   std::optional<ServerInfo> s = sync_->Server(server->id);
   ASSERT_TRUE(s.has_value());
   EXPECT_EQ(s->counters.connections_accepted, 1u);
+  EXPECT_FALSE(Half(server->id, Origin::kProxyUpstream).has_value());
+}
+
+TEST_F(EngineProxy, AClientLeavingBeforeTheUpstreamConnectsCancelsTheDial) {
+  EngineOptions options;
+  options.default_connect_timeout = absl::Seconds(60);
+  MakeEngine(options);
+  // Backlog 0 and one connection nobody accepts: the queue is full, the
+  // kernel drops further SYNs, and the proxy's dial waits in SYN_SENT.
+  uint16_t port = 0;
+  Fd listener = TcpListen(0, &port);
+  Fd filler = TcpConnect(Ip("127.0.0.1", port));
+  ASSERT_TRUE(filler.valid());
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, ProxyTo("127.0.0.1", port));
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(WaitFor([&] { return SynSentTo(port) == 1; }, absl::Seconds(20)))
+      << "the upstream dial never waited in SYN_SENT";
+  // The client leaves: a reset closes the downstream. (A FIN alone is a
+  // half-close: the proxy still dials, to deliver the held bytes and the
+  // FIN, as before.)
+  CloseWithReset(client);
+  // The dial's socket goes at once, not at the 60 s connect timeout.
+  EXPECT_TRUE(WaitFor([&] { return SynSentTo(port) == 0; }, absl::Seconds(5)));
+  std::optional<ConnectionInfo> down;
+  ASSERT_TRUE(WaitFor([&] {
+    down = Half(server->id, Origin::kAccepted);
+    return down.has_value() && down->state == ConnectionState::kClosed;
+  }));
+  EXPECT_THAT(down->close_detail,
+              ::testing::HasSubstr("the client left before the upstream "
+                                   "connected"));
   EXPECT_FALSE(Half(server->id, Origin::kProxyUpstream).has_value());
 }
 
