@@ -91,6 +91,7 @@ void Connector::Shutdown() {
   // OpenClient calls in flight: their lookups and sockets die with them.
   auto attempts = std::move(attempts_);
   attempts_.clear();
+  proxy_attempts_.clear();
   for (auto& [id, attempt] : attempts) {
     if (attempt->resolve_id != 0) CancelResolve(attempt->resolve_id);
     attempt->done(ShuttingDownError());
@@ -180,6 +181,7 @@ void Connector::Open(ClientSpec spec, absl::Time deadline,
       }));
   const uint64_t id = a.id;
   attempts_.emplace(id, std::move(attempt));
+  if (proxy_for != 0) proxy_attempts_[proxy_for] = id;
   if (a.spec.transport == Transport::kUnix) {
     // The policy is checked on the real path of the file connect() will
     // reach (through /proc/self/fd/M), not on the string.
@@ -234,11 +236,21 @@ void Connector::OnClientResolved(uint64_t attempt_id,
                         });
   absl::Status refused;  // Addresses --allow-dest forbids are skipped.
   size_t refused_count = 0;
+  std::string own;  // A proxy's own listening address, never dialled.
   for (const asio::ip::tcp::endpoint& e : *endpoints) {
     // A source address pins the family.
     if (a.source_address.has_value() &&
         a.source_address->is_v4() != e.address().is_v4()) {
       continue;
+    }
+    if (a.proxy_for != 0) {
+      // The upstream named the proxy itself: each dial would be accepted
+      // by the proxy and dial again (agent/proxy.h).
+      if (std::string o = engine_.proxy_.OwnAddressDialled(a.proxy_for, e);
+          !o.empty()) {
+        if (own.empty()) own = std::move(o);
+        continue;
+      }
     }
     if (absl::Status st = engine_.options_.policy.CheckDestination(
             e.address().to_string(), e.port());
@@ -250,6 +262,15 @@ void Connector::OnClientResolved(uint64_t attempt_id,
   }
   if (a.endpoints.empty() && refused_count > 0) {
     FinishAttempt(attempt_id, PolicyRefusal(a.target, refused, refused_count));
+    return;
+  }
+  if (a.endpoints.empty() && !own.empty()) {
+    FinishAttempt(attempt_id,
+                  absl::FailedPreconditionError(absl::StrCat(
+                      "connect ", a.target,
+                      ": not dialled: the proxy would dial itself (its own "
+                      "listening address ",
+                      own, ")")));
     return;
   }
   if (a.endpoints.empty()) {
@@ -423,11 +444,27 @@ Done<absl::StatusOr<ConnectionInfo>> Connector::ReleaseAttempt(
   if (it == attempts_.end()) return nullptr;
   std::unique_ptr<ClientAttempt> a = std::move(it->second);
   attempts_.erase(it);
+  if (a->proxy_for != 0) proxy_attempts_.erase(a->proxy_for);
   if (a->resolve_id != 0) CancelResolve(a->resolve_id);
   // Destroying the timer and any socket still connecting cancels their
   // handlers; they find no attempt and return.
   a->timer.reset();
   return std::move(a->done);
+}
+
+std::string Connector::CancelProxyDial(uint64_t down_num) {
+  auto p = proxy_attempts_.find(down_num);
+  if (p == proxy_attempts_.end()) return "";
+  auto it = attempts_.find(p->second);
+  if (it == attempts_.end()) {
+    proxy_attempts_.erase(p);
+    return "";
+  }
+  const ClientAttempt& a = *it->second;
+  std::string dialling = a.trying.empty() ? a.target : a.trying;
+  // Nobody is told: the downstream that asked for the dial is closed.
+  ReleaseAttempt(p->second);
+  return dialling;
 }
 
 uint64_t Connector::Resolve(LookupQuery query, absl::Time deadline,

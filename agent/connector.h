@@ -113,6 +113,12 @@ class Connector final {
   // Connects in progress (max_connections counts them).
   size_t attempts() const { return attempts_.size(); }
 
+  // The upstream dial of proxied downstream `down_num`, if one is still in
+  // progress, ends at once without answering: its lookup is forgotten and
+  // its socket closed. Returns what it was dialling ("" when there was no
+  // dial).
+  std::string CancelProxyDial(uint64_t down_num);
+
   // Answers every attempt and lookup in progress with "agent shutting down".
   void Shutdown();
 
@@ -156,6 +162,8 @@ class Connector final {
   uint64_t next_attempt_id_ = 1;
   uint64_t next_resolve_id_ = 1;
   absl::flat_hash_map<uint64_t, std::unique_ptr<ClientAttempt>> attempts_;
+  // Proxy dials in progress: downstream number -> attempt id.
+  absl::flat_hash_map<uint64_t, uint64_t> proxy_attempts_;
   absl::flat_hash_map<uint64_t, std::unique_ptr<PendingResolve>> resolves_;
 };
 

@@ -2,11 +2,16 @@
 // each one says so to clang's -Wthread-safety with AssertEngineLock().
 #include "agent/proxy.h"
 
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "agent/address.h"
 #include "agent/engine_impl.h"
 #include "agent/registry.h"
 #include "agent/unix_path.h"
@@ -29,7 +34,84 @@ Transport UpstreamTransport(const ServerSpec& spec) {
   return spec.behavior.proxy_transport.value_or(spec.transport);
 }
 
+// IPv4-mapped IPv6 (::ffff:127.0.0.1) as the IPv4 address it reaches.
+asio::ip::address Unmapped(const asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped()) {
+    return asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6());
+  }
+  return a;
+}
+
+// Whether a connect to `a` stays on this host: loopback, the unspecified
+// address (Linux connects it to the host itself), or an address of one of
+// its interfaces.
+bool IsLocalAddress(const asio::ip::address& a) {
+  if (a.is_loopback() || a.is_unspecified()) return true;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return false;
+  bool local = false;
+  for (const ifaddrs* i = list; i != nullptr && !local; i = i->ifa_next) {
+    const sockaddr* sa = i->ifa_addr;
+    if (sa == nullptr) continue;
+    if (sa->sa_family == AF_INET && a.is_v4()) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+      local = asio::ip::address_v4(ntohl(in->sin_addr.s_addr)) == a.to_v4();
+    } else if (sa->sa_family == AF_INET6 && a.is_v6()) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+      asio::ip::address_v6::bytes_type bytes;
+      std::copy(std::begin(in6->sin6_addr.s6_addr),
+                std::end(in6->sin6_addr.s6_addr), bytes.begin());
+      // Link-local addresses carry a scope; compare the bytes only.
+      local = asio::ip::address_v6(bytes) ==
+              asio::ip::address_v6(a.to_v6().to_bytes());
+    }
+  }
+  ::freeifaddrs(list);
+  return local;
+}
+
 }  // namespace
+
+std::string DialsItself(const std::vector<SocketAddress>& bound,
+                        const asio::ip::address& to, uint16_t port) {
+  const asio::ip::address dialled = Unmapped(to);
+  std::optional<bool> local;  // getifaddrs once, and only when needed.
+  for (const SocketAddress& b : bound) {
+    if (b.port != port) continue;
+    const std::optional<asio::ip::address> own = ParseIpLiteral(b.ip);
+    if (!own.has_value() || own->is_v4() != dialled.is_v4()) continue;
+    if (own->is_unspecified()) {
+      if (!local.has_value()) local = IsLocalAddress(dialled);
+      if (*local) return b.ToString();
+      continue;
+    }
+    const bool same =
+        own->is_v4() ? own->to_v4() == dialled.to_v4()
+                     : own->to_v6().to_bytes() == dialled.to_v6().to_bytes();
+    if (same) return b.ToString();
+  }
+  return "";
+}
+
+absl::Status CheckProxyNotItself(const ServerSpec& spec,
+                                 const std::vector<SocketAddress>& bound) {
+  if (spec.behavior.kind != BehaviorKind::kProxy ||
+      UpstreamTransport(spec) == Transport::kUnix) {
+    return absl::OkStatus();
+  }
+  const Endpoint& up = spec.behavior.proxy_upstream;
+  const std::optional<asio::ip::address> to = ParseIpLiteral(up.host);
+  absl::StatusOr<std::optional<uint16_t>> port = ParsePort(up.port);
+  if (!to.has_value() || !port.ok() || !port->has_value()) {
+    return absl::OkStatus();  // A name: checked per dial.
+  }
+  const std::string own = DialsItself(bound, *to, **port);
+  if (own.empty()) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "behavior.proxy.upstream: ", ToSocketAddress(*to, **port).ToString(),
+      " would dial the proxy itself (its own listening address ", own,
+      "), and every connection it accepted would dial it again"));
+}
 
 absl::Status CheckProxySpec(const ServerSpec& spec) {
   const Endpoint& up = spec.behavior.proxy_upstream;
@@ -48,6 +130,13 @@ absl::Status CheckProxySpec(const ServerSpec& spec) {
     if (absl::Status s = CheckUnixPathSyntax(up.unix_path); !s.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("behavior.proxy.upstream.unix_path: ", s.message()));
+    }
+    if (spec.transport == Transport::kUnix &&
+        up.unix_path == spec.bind.unix_path) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "behavior.proxy.upstream.unix_path: unix:", up.unix_path,
+          " would dial the proxy itself (its own listening address), and "
+          "every connection it accepted would dial it again"));
     }
     return absl::OkStatus();
   }
@@ -90,6 +179,16 @@ void ProxyRelay::Dial(Server& s, Conn& down) {
         if (!result.ok()) OnDialFailed(down_num, result.status());
       },
       /*proxy_for=*/down.num);
+}
+
+std::string ProxyRelay::OwnAddressDialled(
+    uint64_t down_num, const asio::ip::tcp::endpoint& to) const {
+  engine_.AssertEngineLock();
+  const Conn* down = engine_.registry_.FindConn(down_num);
+  if (down == nullptr) return "";
+  const Server* s = engine_.registry_.FindServer(down->server_num);
+  if (s == nullptr) return "";
+  return DialsItself(s->info.local_addresses, to.address(), to.port());
 }
 
 void ProxyRelay::OnDialFailed(uint64_t down_num, const absl::Status& status) {
@@ -206,6 +305,23 @@ void ProxyRelay::OnFin(Conn& c) {
 
 void ProxyRelay::OnClosed(Conn& c) {
   engine_.AssertEngineLock();
+  if (c.origin != Origin::kProxyUpstream &&
+      (c.extra == nullptr || c.extra->proxy_peer == 0)) {
+    // The client left while its upstream was still being dialled: the dial
+    // has nobody to serve.
+    const std::string dialling = engine_.connector_.CancelProxyDial(c.num);
+    if (!dialling.empty()) {
+      ConnExtra& x = c.Extra();
+      const std::string note = absl::StrCat(
+          "proxy: the client left before the upstream connected; the dial "
+          "to ",
+          dialling, " was cancelled");
+      x.close_detail = x.close_detail.empty()
+                           ? note
+                           : absl::StrCat(x.close_detail, "; ", note);
+    }
+    return;
+  }
   Conn* p = Peer(c);
   if (p == nullptr || p->state == ConnectionState::kClosed) return;
   // Both FINs went through `c`: the other half finishes its own FIN

@@ -29,7 +29,17 @@
 // same way: gracefully (flush, FIN) or, for an abort, with RST. An upstream
 // dial that fails (refused, timed out, refused by the policy, unknown name)
 // closes the downstream gracefully (FIN, as toxiproxy does), reason ERROR,
-// the detail saying why.
+// the detail saying why. A downstream that is closed (its client reset it,
+// an idle timeout, a Close call) while its dial is still in progress
+// cancels the dial: its socket closes at once and no upstream half is
+// filed; the downstream's close detail says so.
+//
+// A proxy never dials itself: an upstream that is one of the server's own
+// listening addresses (the same address and port, or a wildcard bind's
+// port and a local address) would have every accepted connection dial the
+// proxy again, forever. A literal upstream is refused at StartServer
+// (CheckProxyNotItself); a name, resolved per connection, is refused at
+// dial time, closing the downstream with reason ERROR.
 //
 // UDP: each peer session dials its own connected UDP socket to the
 // upstream; the session's datagrams go out on it (held in the session's
@@ -40,8 +50,11 @@
 #ifndef SOCKAGENT_AGENT_PROXY_H_
 #define SOCKAGENT_AGENT_PROXY_H_
 
+#include <asio.hpp>
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -57,6 +70,20 @@ class EngineImpl;
 // StartServer's checks of a proxy behaviour (InvalidArgument naming the
 // field); the dial itself is checked (policy, names) per connection.
 absl::Status CheckProxySpec(const ServerSpec& spec);
+
+// StartServer, once bound to `bound`: InvalidArgument naming
+// behavior.proxy.upstream when the upstream (an IP literal and a numeric
+// port) is one of them (see DialsItself). Names are checked per dial.
+absl::Status CheckProxyNotItself(const ServerSpec& spec,
+                                 const std::vector<SocketAddress>& bound);
+
+// The address of `bound` that dialling `to` port `port` would reach ("" for
+// none): the same address and port, or a wildcard of its family with that
+// port when `to` is an address of this host (loopback, the unspecified
+// address, or an interface's, from getifaddrs). IPv4-mapped IPv6 counts as
+// IPv4.
+std::string DialsItself(const std::vector<SocketAddress>& bound,
+                        const asio::ip::address& to, uint16_t port);
 
 // Why Receive, Send, Stream attach or shutdown-write cannot act on the
 // proxied half `c` (FailedPrecondition), `op` naming the call.
@@ -74,6 +101,10 @@ class ProxyRelay final {
   // Connector: the upstream dialled for `down_num` connected and is filed
   // as `up` (origin kProxyUpstream, the server's labels): link and start.
   void OnUpstreamConnected(uint64_t down_num, Conn& up);
+  // Connector: which of the proxy server's own listening addresses
+  // dialling `to` for downstream `down_num` would reach ("" for none).
+  std::string OwnAddressDialled(uint64_t down_num,
+                                const asio::ip::tcp::endpoint& to) const;
 
   // The live other half of `c`, or null (not linked yet, or gone).
   Conn* Peer(const Conn& c) const;

@@ -259,6 +259,9 @@ void Servers::BindIp(ServerSpec spec,
     std::unique_ptr<Server> s = NewServer(spec, engine_.options_, greeting);
     bool retry = false;
     absl::Status status = BindAll(*s, spec, endpoints, &retry);
+    // Only now is a port 0 known: a proxy to its own address would loop.
+    if (status.ok())
+      status = CheckProxyNotItself(spec, s->info.local_addresses);
     if (status.ok()) {
       Activate(std::move(s), std::move(done), outcome, std::move(difference));
       return;

@@ -22,6 +22,7 @@
 #include "cli/commands.h"
 #include "cli/fleet.h"
 #include "cli/output.h"
+#include "cli/tls_args.h"
 
 namespace sockctl {
 namespace {
@@ -42,6 +43,7 @@ struct ProbeArgs {
   bool data_given = false;
   std::string timeout = "2s";
   uint32_t concurrency = 0;
+  ClientTlsArgs tls;
 };
 
 absl::StatusOr<ProbeRequest> BuildRequest(const ProbeArgs& args) {
@@ -52,6 +54,17 @@ absl::StatusOr<ProbeRequest> BuildRequest(const ProbeArgs& args) {
     return s;
   }
   request.set_concurrency(args.concurrency);
+  bool tls_wanted = false;
+  sockagent::v1::TlsClientOptions tls;
+  if (absl::Status s = FillClientTlsOptions(args.tls, &tls_wanted, &tls);
+      !s.ok()) {
+    return s;
+  }
+  if (tls_wanted && (args.udp || args.unix_paths)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ssl goes with TCP targets, not ",
+                     args.udp ? "--udp (no DTLS)" : "--unix"));
+  }
   // UDP has no handshake: a probe is a datagram and its echo.
   const bool echo = args.echo || args.udp;
   const std::string payload =
@@ -74,6 +87,9 @@ absl::StatusOr<ProbeRequest> BuildRequest(const ProbeArgs& args) {
     }
     target->set_payload(payload);
     target->set_expect_echo(echo && !payload.empty());
+    // One copy per target: the agent makes one TLS context per distinct
+    // options and host, so the copies cost bytes on the wire only.
+    if (tls_wanted) *target->mutable_tls() = tls;
   }
   return request;
 }
@@ -90,6 +106,8 @@ std::string ResultWord(ProbeResult result) {
       return "UNREACHABLE";
     case sockagent::v1::PROBE_RESULT_DNS:
       return "DNS";
+    case sockagent::v1::PROBE_RESULT_TLS:
+      return "TLS";
     default:
       return "ERROR";
   }
@@ -102,10 +120,14 @@ std::string Took(const google::protobuf::Duration& d) {
   return absl::FormatDuration(absl::Trunc(took, absl::Microseconds(10)));
 }
 
-const std::vector<std::string>& Header() {
-  static const auto* const kHeader = new std::vector<std::string>{
-      "TARGET", "RESULT", "REMOTE", "CONNECT", "RTT", "ERROR"};
-  return *kHeader;
+// With --ssl a HANDSHAKE column (connect to the TLS handshake's end) comes
+// after CONNECT.
+std::vector<std::string> Header(const ProbeArgs& args) {
+  if (args.tls.ssl) {
+    return {"TARGET",    "RESULT", "REMOTE", "CONNECT",
+            "HANDSHAKE", "RTT",    "ERROR"};
+  }
+  return {"TARGET", "RESULT", "REMOTE", "CONNECT", "RTT", "ERROR"};
 }
 
 std::vector<std::vector<std::string>> Rows(const ProbeArgs& args,
@@ -113,10 +135,13 @@ std::vector<std::vector<std::string>> Rows(const ProbeArgs& args,
   std::vector<std::vector<std::string>> rows;
   for (int i = 0; i < response.outcomes_size(); ++i) {
     const auto& o = response.outcomes(i);
-    rows.push_back(
-        {i < static_cast<int>(args.targets.size()) ? args.targets[i] : "?",
-         ResultWord(o.result()), o.remote(), Took(o.connect_time()),
-         Took(o.round_trip_time()), o.error()});
+    std::vector<std::string> row = {
+        i < static_cast<int>(args.targets.size()) ? args.targets[i] : "?",
+        ResultWord(o.result()), o.remote(), Took(o.connect_time())};
+    if (args.tls.ssl) row.push_back(Took(o.handshake_time()));
+    row.push_back(Took(o.round_trip_time()));
+    row.push_back(o.error());
+    rows.push_back(std::move(row));
   }
   return rows;
 }
@@ -153,7 +178,7 @@ int RunProbe(AgentClient& client, const ProbeArgs& args) {
   if (format == OutputFormat::kJson || format == OutputFormat::kYaml) {
     if (!PrintStructured(std::cout, response, format)) return kExitFailure;
   } else {
-    Table table(Header());
+    Table table(Header(args));
     for (auto& row : Rows(args, response)) table.AddRow(std::move(row));
     table.Print(std::cout);
   }
@@ -164,7 +189,7 @@ int RunProbeOnEvery(Fleet& fleet, const ProbeArgs& args) {
   absl::StatusOr<ProbeRequest> request = BuildRequest(args);
   if (!request.ok()) return UsageError(request.status().message());
   return RunOnEveryAgent(
-      fleet, Header(), [&](AgentClient& client, AgentOutput& out) {
+      fleet, Header(args), [&](AgentClient& client, AgentOutput& out) {
         auto response = std::make_unique<ProbeResponse>();
         grpc::Status s = CallProbe(client, *request, response.get());
         out.rows = Rows(args, *response);
@@ -181,8 +206,9 @@ void AddProbeCommands(CLI::App& app, Commands& commands) {
   CLI::App* probe = app.add_subcommand(
       "probe",
       "Have the agent dial each TARGET (HOST:PORT) itself, all at once "
-      "(Probe): connect, and with --echo send bytes and wait for them back; "
-      "exit 1 unless every target answered OK");
+      "(Probe): connect (with --ssl also a TLS handshake), and with --echo "
+      "send bytes and wait for them back; exit 1 unless every target "
+      "answered OK");
   probe
       ->add_option("TARGET", args->targets,
                    "HOST:PORT or [IPV6]:PORT (with --unix: a socket path)")
@@ -213,6 +239,9 @@ void AddProbeCommands(CLI::App& app, Commands& commands) {
       ->capture_default_str();
   probe->add_option("--concurrency", args->concurrency,
                     "Probes in flight on the agent (0: 64, max 256)");
+  // `client open`'s TLS flags: a TLS handshake after each TCP connect,
+  // then the payload and its echo over TLS; RESULT TLS when it fails.
+  AddClientTlsOptions(probe, args->tls);
   commands.push_back(
       {probe, [args](AgentClient& client) { return RunProbe(client, *args); },
        [args](Fleet& fleet) { return RunProbeOnEvery(fleet, *args); },

@@ -3,6 +3,7 @@
 
 #include <fstream>
 #include <sstream>
+#include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -135,14 +136,26 @@ bool AnyClientTls(const ClientTlsArgs& args) {
 
 }  // namespace
 
-absl::Status ApplyClientTls(const ClientTlsArgs& args,
-                            sockagent::v1::OpenClientRequest* request) {
-  if (!AnyClientTls(args)) return absl::OkStatus();
+absl::Status FillClientTlsOptions(const ClientTlsArgs& args, bool* wanted,
+                                  sockagent::v1::TlsClientOptions* tls) {
+  *wanted = AnyClientTls(args);
+  if (!*wanted) return absl::OkStatus();
   if (!args.ssl) {
     return absl::InvalidArgumentError(
         "the --ssl-*, --sni and --alpn flags go with --ssl");
   }
-  return FillClientTls(args, "--", request->mutable_tls());
+  return FillClientTls(args, "--", tls);
+}
+
+absl::Status ApplyClientTls(const ClientTlsArgs& args,
+                            sockagent::v1::OpenClientRequest* request) {
+  bool wanted = false;
+  sockagent::v1::TlsClientOptions tls;
+  if (absl::Status s = FillClientTlsOptions(args, &wanted, &tls); !s.ok()) {
+    return s;
+  }
+  if (wanted) *request->mutable_tls() = std::move(tls);
+  return absl::OkStatus();
 }
 
 void AddUpstreamTlsOptions(CLI::App* app, ClientTlsArgs& args) {

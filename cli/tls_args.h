@@ -47,6 +47,11 @@ void AddClientTlsOptions(CLI::App* app, ClientTlsArgs& args);
 // InvalidArgument naming the flag otherwise.
 absl::Status ApplyClientTls(const ClientTlsArgs& args,
                             sockagent::v1::OpenClientRequest* request);
+// The same flags for a request that carries TlsClientOptions elsewhere
+// (`probe`: one copy per target). `*wanted` says whether any TLS flag was
+// given; `tls` is filled only then.
+absl::Status FillClientTlsOptions(const ClientTlsArgs& args, bool* wanted,
+                                  sockagent::v1::TlsClientOptions* tls);
 
 // A proxy's TLS toward its upstream: --upstream-ssl, --upstream-ssl-ca,
 // --upstream-sni, --upstream-ssl-verify-off, --upstream-ssl-cert/-key,

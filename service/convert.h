@@ -68,6 +68,10 @@ absl::StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerFromProto(
     const std::vector<std::string>& tls_path_dirs);
 absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
     const v1::TlsClientOptions& in, absl::string_view host);
+// The same options, checked field by field but not yet made into a context
+// (the Prober makes its contexts itself, one per distinct spec and host).
+absl::StatusOr<TlsClientSpec> TlsClientSpecFromProto(
+    const v1::TlsClientOptions& in);
 void TlsServerInfoToProto(const TlsServerInfo& in, v1::TlsServerInfo* out);
 // A named server's TLS options as requested, for listings (never the key).
 void TlsServerSpecToProto(const TlsServerSpec& in, v1::TlsServerOptions* out);

@@ -207,8 +207,8 @@ absl::StatusOr<std::shared_ptr<const TlsServerContext>> TlsServerFromProto(
   return TlsServerContext::Create(spec);
 }
 
-absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
-    const v1::TlsClientOptions& in, absl::string_view host) {
+absl::StatusOr<TlsClientSpec> TlsClientSpecFromProto(
+    const v1::TlsClientOptions& in) {
   TlsClientSpec spec;
   spec.server_name = in.server_name();
   if (in.verify_off()) {
@@ -224,7 +224,14 @@ absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
   spec.certificate_chain_pem = in.certificate_chain_pem();
   spec.private_key_pem = in.private_key_pem();
   if (absl::Status s = CommonFromProto(in, &spec); !s.ok()) return s;
-  return TlsClientContext::Create(spec, host);
+  return spec;
+}
+
+absl::StatusOr<std::shared_ptr<const TlsClientContext>> TlsClientFromProto(
+    const v1::TlsClientOptions& in, absl::string_view host) {
+  absl::StatusOr<TlsClientSpec> spec = TlsClientSpecFromProto(in);
+  if (!spec.ok()) return spec.status();
+  return TlsClientContext::Create(*spec, host);
 }
 
 void TlsServerSpecToProto(const TlsServerSpec& in, v1::TlsServerOptions* out) {

@@ -93,6 +93,16 @@ absl::StatusOr<ProbeSpec> ProbeSpecFromProto(
     out.endpoint = *std::move(endpoint);
     out.payload = in.payload();
     out.expect_echo = in.expect_echo();
+    if (in.has_tls()) {
+      // Checked here field by field; the Prober makes the contexts (one
+      // per distinct spec and host) and checks the PEM and the transport.
+      absl::StatusOr<TlsClientSpec> tls = TlsClientSpecFromProto(in.tls());
+      if (!tls.ok()) {
+        return absl::Status(tls.status().code(),
+                            absl::StrCat(field, ".", tls.status().message()));
+      }
+      out.tls = *std::move(tls);
+    }
   }
   if (request.has_timeout()) {
     auto timeout = DurationFromProto(request.timeout(), "timeout");
@@ -116,6 +126,9 @@ void ProbeReportToProto(const ProbeReport& in, v1::ProbeResponse* out) {
     p->set_remote(o.remote);
     DurationToProto(o.connect_time, p->mutable_connect_time());
     DurationToProto(o.round_trip, p->mutable_round_trip_time());
+    if (o.handshake_time > absl::ZeroDuration()) {
+      DurationToProto(o.handshake_time, p->mutable_handshake_time());
+    }
     p->set_bytes_sent(o.bytes_sent);
     p->set_bytes_received(o.bytes_received);
     p->set_error(o.error);

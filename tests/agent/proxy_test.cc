@@ -2,11 +2,17 @@
 // peers as client and upstream: a named upstream resolved when the
 // connection arrives (the client's first bytes held meanwhile), the relay
 // stalling a writer within send_buffer_bytes when the upstream does not
-// read, and stopping the server closing both halves.
+// read, and stopping the server closing both halves; a proxy whose
+// upstream is its own listening address (refused at start when it is a
+// literal, per connection when a name resolves to it), and a client that
+// leaves while the upstream dial hangs (a listener whose accept queue is
+// full drops the SYN: the dial sits in SYN_SENT) cancelling that dial.
 #include <sys/socket.h>
 
 #include <atomic>
+#include <fstream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <thread>
 
@@ -104,6 +110,120 @@ TEST_F(EngineProxy, NonReadingUpstreamStallsTheWriterWithinTheBound) {
   for (uint64_t i = 0; i < total; i += 4099) {
     ASSERT_EQ(got[i], PatternByte(i % (1 << 16))) << i;
   }
+}
+
+// Sockets of this network namespace in SYN_SENT toward 127.0.0.1:`port`,
+// from the kernel's own table (/proc/net/tcp): the proxy's upstream dials
+// still waiting for an answer.
+int SynSentTo(uint16_t port) {
+  std::ifstream in("/proc/net/tcp");
+  std::string line;
+  std::getline(in, line);  // The header.
+  char want[16];
+  std::snprintf(want, sizeof(want), "0100007F:%04X", port);
+  int n = 0;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    std::string slot, local, remote, state;
+    fields >> slot >> local >> remote >> state;
+    if (remote == want && state == "02") ++n;
+  }
+  return n;
+}
+
+// A port nobody listens on now (bound, then closed again).
+uint16_t FreePort() {
+  uint16_t port = 0;
+  Fd fd = TcpListen(1, &port);
+  return port;
+}
+
+TEST_F(EngineProxy, AnUpstreamThatIsTheProxysOwnAddressIsRefusedAtStart) {
+  const uint16_t port = FreePort();
+  struct Case {
+    const char* bind;
+    const char* upstream;
+  } loops[] = {
+      {"127.0.0.1", "127.0.0.1"},
+      {"0.0.0.0", "127.0.0.1"},
+      {"0.0.0.0", "0.0.0.0"},
+      {"127.0.0.1", "::ffff:127.0.0.1"},
+  };
+  for (const Case& c : loops) {
+    ServerSpec spec = ProxyTo(c.upstream, port);
+    spec.bind.host = c.bind;
+    spec.bind.port = absl::StrCat(port);
+    absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+    ASSERT_FALSE(server.ok()) << c.bind << " -> " << c.upstream;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(server.status().message(),
+                ::testing::HasSubstr("behavior.proxy.upstream"));
+    EXPECT_THAT(server.status().message(),
+                ::testing::HasSubstr("its own listening address"));
+  }
+  // Nothing stayed bound: the port serves a proxy to another address (not
+  // a loop: 127.0.0.2 is not an address this server listens on).
+  ServerSpec other = ProxyTo("127.0.0.2", port);
+  other.bind.port = absl::StrCat(port);
+  absl::StatusOr<ServerInfo> server = sync_->StartServer(other);
+  EXPECT_TRUE(server.ok()) << server.status();
+}
+
+TEST_F(EngineProxy, AnUpstreamNameThatResolvesToItselfIsRefusedPerConnection) {
+  const uint16_t port = FreePort();
+  // "localhost" is only known once a connection dials it.
+  ServerSpec spec = ProxyTo("localhost", port);
+  spec.bind.port = absl::StrCat(port);
+  Fd client;
+  absl::StatusOr<ServerInfo> server = StartWithClient(&client, spec);
+  ASSERT_TRUE(server.ok());
+  EXPECT_EQ(ReadToEof(client.get()), "");  // Closed with a FIN.
+  std::optional<ConnectionInfo> down;
+  ASSERT_TRUE(WaitFor([&] {
+    down = Half(server->id, Origin::kAccepted);
+    return down.has_value() && down->state == ConnectionState::kClosed;
+  }));
+  EXPECT_EQ(down->close_reason, CloseReason::kError);
+  EXPECT_THAT(down->close_detail,
+              ::testing::HasSubstr("its own listening address 127.0.0.1:"));
+  // One connection, not a loop of them, and no upstream half.
+  std::optional<ServerInfo> s = sync_->Server(server->id);
+  ASSERT_TRUE(s.has_value());
+  EXPECT_EQ(s->counters.connections_accepted, 1u);
+  EXPECT_FALSE(Half(server->id, Origin::kProxyUpstream).has_value());
+}
+
+TEST_F(EngineProxy, AClientLeavingBeforeTheUpstreamConnectsCancelsTheDial) {
+  EngineOptions options;
+  options.default_connect_timeout = absl::Seconds(60);
+  MakeEngine(options);
+  // Backlog 0 and one connection nobody accepts: the queue is full, the
+  // kernel drops further SYNs, and the proxy's dial waits in SYN_SENT.
+  uint16_t port = 0;
+  Fd listener = TcpListen(0, &port);
+  Fd filler = TcpConnect(Ip("127.0.0.1", port));
+  ASSERT_TRUE(filler.valid());
+  Fd client;
+  absl::StatusOr<ServerInfo> server =
+      StartWithClient(&client, ProxyTo("127.0.0.1", port));
+  ASSERT_TRUE(server.ok());
+  ASSERT_TRUE(WaitFor([&] { return SynSentTo(port) == 1; }, absl::Seconds(20)))
+      << "the upstream dial never waited in SYN_SENT";
+  // The client leaves: a reset closes the downstream. (A FIN alone is a
+  // half-close: the proxy still dials, to deliver the held bytes and the
+  // FIN, as before.)
+  CloseWithReset(client);
+  // The dial's socket goes at once, not at the 60 s connect timeout.
+  EXPECT_TRUE(WaitFor([&] { return SynSentTo(port) == 0; }, absl::Seconds(5)));
+  std::optional<ConnectionInfo> down;
+  ASSERT_TRUE(WaitFor([&] {
+    down = Half(server->id, Origin::kAccepted);
+    return down.has_value() && down->state == ConnectionState::kClosed;
+  }));
+  EXPECT_THAT(down->close_detail,
+              ::testing::HasSubstr("the client left before the upstream "
+                                   "connected"));
+  EXPECT_FALSE(Half(server->id, Origin::kProxyUpstream).has_value());
 }
 
 TEST_F(EngineProxy, StoppingTheServerClosesBothHalves) {

@@ -1,5 +1,7 @@
 // The Probe RPC and `sockctl probe` against a real sockagentd, with plain
-// POSIX peers (tests/support/echo_peer.h) as the targets.
+// POSIX peers (tests/support/echo_peer.h) as the targets, and for TLS
+// probes Python's ssl module (tests/support/tls_echo.py) with a PKI made by
+// openssl at test time.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -8,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "tests/support/agent_rpc.h"
 #include "tests/support/echo_peer.h"
+#include "tests/support/tls_peer.h"
 
 namespace sockagent::testing {
 namespace {
@@ -117,6 +120,21 @@ TEST_F(ProbeTest, BadRequestsNameTheFieldAndTheAgentKeepsServing) {
          for (int i = 0; i < 1100; ++i) *r.add_targets() = r.targets(0);
        },
        "targets: 1101 targets; at most 1024"},
+      {[](v1::ProbeRequest& r) {
+         r.mutable_targets(0)->set_transport(v1::TRANSPORT_UDP);
+         r.mutable_targets(0)->set_payload("x");
+         r.mutable_targets(0)->mutable_tls();
+       },
+       "targets[0].tls: TLS goes with TCP targets (UDP has no DTLS here)"},
+      {[](v1::ProbeRequest& r) {
+         r.mutable_targets(0)->mutable_tls()->set_ca_pem("not a PEM");
+       },
+       "targets[0].tls.ca_pem: no PEM certificate found"},
+      {[](v1::ProbeRequest& r) {
+         r.mutable_targets(0)->mutable_tls()->set_min_version(
+             static_cast<v1::TlsVersion>(7));
+       },
+       "targets[0].tls.min_version: unknown version 7"},
   };
   for (const Case& c : cases) {
     v1::ProbeRequest request;
@@ -138,6 +156,49 @@ TEST_F(ProbeTest, BadRequestsNameTheFieldAndTheAgentKeepsServing) {
   v1::ProbeResponse response;
   ASSERT_TRUE(Probe(request, &response).ok());
   EXPECT_EQ(response.outcomes(0).result(), v1::PROBE_RESULT_OK);
+}
+
+TEST_F(ProbeTest, SockctlProbeSslVerifiesAndSaysTlsWhenTheHandshakeFails) {
+  Pki pki;
+  TlsEchoPeer tls(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  EchoPeer plain(/*echo=*/true);
+  const std::string target = absl::StrCat("127.0.0.1:", tls.port());
+
+  CommandResult r = RunSockctl(
+      agent_->address(),
+      {"probe", target, "--echo", "--ssl", "--ssl-ca", pki.Path("ca.pem")});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("HANDSHAKE"));
+  EXPECT_THAT(r.out, HasSubstr(target + "  OK"));
+
+  // A CA that did not sign the server's certificate, and a server that
+  // does not speak TLS: RESULT TLS, with OpenSSL's words.
+  const std::string not_tls = absl::StrCat("127.0.0.1:", plain.port());
+  r = RunSockctl(agent_->address(), {"probe", target, not_tls, "--ssl",
+                                     "--ssl-ca", pki.Path("other.pem")});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr(target + "  TLS"));
+  EXPECT_THAT(r.out, HasSubstr(not_tls + "  TLS"));
+  EXPECT_THAT(r.out, HasSubstr("TLS handshake failed: certificate verify "
+                               "failed: unable to get local issuer"));
+
+  r = RunSockctl(agent_->address(),
+                 {"-o", "json", "probe", target, "--ssl", "--ssl-verify-off",
+                  "--echo", "--data", "hello over tls"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"result\":\"PROBE_RESULT_OK\""));
+  EXPECT_THAT(r.out, HasSubstr("\"handshakeTime\""));
+  EXPECT_THAT(r.out, HasSubstr("\"bytesReceived\":\"14\""));
+
+  // TLS on UDP or UNIX targets is a usage error, before any call.
+  r = RunSockctl(agent_->address(), {"probe", "--udp", target, "--ssl"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("--ssl goes with TCP targets"));
+  r = RunSockctl(agent_->address(), {"probe", "--unix", "/tmp/x", "--ssl"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  r = RunSockctl(agent_->address(), {"probe", target, "--sni", "x"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_THAT(r.err, HasSubstr("go with --ssl"));
 }
 
 TEST_F(ProbeTest, TheCallsDeadlineBoundsTheProbes) {

@@ -26,6 +26,7 @@
 #include "tests/support/grpc_client.h"
 #include "tests/support/posix_peer.h"
 #include "tests/support/subprocess.h"
+#include "tests/support/tls_peer.h"
 #include "tests/support/wait.h"
 
 namespace sockagent::testing {
@@ -44,57 +45,6 @@ void WriteFileText(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary);
   out << text;
 }
-
-// The test PKI, made once per test by openssl.
-class Pki {
- public:
-  Pki() {
-    const std::string d = dir_.path();
-    WriteFileText(d + "/leaf.ext",
-                  "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
-    WriteFileText(d + "/client.ext", "extendedKeyUsage=clientAuth\n");
-    Run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/ca.key", "-out",
-         d + "/ca.pem", "-days", "2", "-subj", "/CN=sockagent test CA"});
-    Run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-keyout", d + "/other.key",
-         "-out", d + "/other.pem", "-days", "2", "-subj", "/CN=other CA"});
-    Issue("leaf", "/CN=localhost", "leaf.ext", "2");
-    Issue("expired", "/CN=localhost", "leaf.ext", "-1");
-    Issue("client", "/CN=test client", "client.ext", "2");
-    // SAN types that hold no string (otherName, dirName) beside a DNS name.
-    // 1.3.6.1.4.1.311.20.2.3 is an OID (Microsoft's UPN), not an address.
-    WriteFileText(d + "/odd.ext",
-                  "subjectAltName=DNS:localhost,"
-                  "otherName:1.3.6.1.4.1.311.20.2.3;UTF8:user@example.test,"
-                  "dirName:dir_sect\n[dir_sect]\nCN=dir\n");
-    Issue("odd", "/CN=localhost", "odd.ext", "2");
-  }
-  std::string Path(const std::string& name) const {
-    return dir_.path() + "/" + name;
-  }
-  std::string Pem(const std::string& name) const {
-    return ReadFileText(Path(name));
-  }
-
- private:
-  void Run(const std::vector<std::string>& argv) {
-    CommandResult r = RunCommand(argv);
-    ASSERT_EQ(r.exit_code, 0) << argv[1] << ": " << r.err;
-  }
-  void Issue(const std::string& name, const std::string& subject,
-             const std::string& ext, const std::string& days) {
-    const std::string d = dir_.path();
-    Run({"openssl", "req", "-newkey", "ec", "-pkeyopt",
-         "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-         d + "/" + name + ".key", "-out", d + "/" + name + ".csr", "-subj",
-         subject});
-    Run({"openssl", "x509", "-req", "-in", d + "/" + name + ".csr", "-CA",
-         d + "/ca.pem", "-CAkey", d + "/ca.key", "-CAcreateserial", "-out",
-         d + "/" + name + ".pem", "-days", days, "-extfile", d + "/" + ext});
-  }
-  TempDir dir_;
-};
 
 // `openssl s_server` on 127.0.0.1, port 0, in -rev mode (it echoes lines
 // reversed and never reads stdin: on stdin's EOF a plain s_server quits);
