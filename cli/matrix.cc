@@ -82,6 +82,8 @@ std::string TlsFailureClass(absl::string_view message) {
       {"ip address mismatch", "wrong name"},
       {"wrong version number", "not TLS"},
       {"packet length too long", "not TLS"},
+      // A plain echo server sends our own ClientHello back.
+      {"unexpected message", "not TLS"},
       {"unsupported protocol", "no shared version"},
       {"protocol version", "no shared version"},
       {"no shared cipher", "no shared cipher"},

@@ -59,6 +59,7 @@ TEST(CellText, AFailedHandshakeShowsItsClassInTheCell) {
        "expired",
        "TLS: expired certificate"},
       {"TLS handshake failed: wrong version number", "TLS: not TLS"},
+      {"TLS handshake failed: unexpected message", "TLS: not TLS"},
       {"TLS handshake failed: handshake timed out", "TLS: handshake timed out"},
       {"closed during the TLS handshake", "TLS: closed during the handshake"},
       {"TLS handshake failed: sslv3 alert some brand new words nobody has "
