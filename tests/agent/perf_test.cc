@@ -415,7 +415,7 @@ TEST_F(PerfTest, BadSpecsNameTheFieldAndNothingRuns) {
     absl::StatusOr<PerfReport> r = Run(spec);
     EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument)
         << c.want << " " << r.status();
-    EXPECT_THAT(r.status().message(), StartsWith(c.want));
+    EXPECT_THAT(std::string(r.status().message()), StartsWith(c.want));
   }
 }
 
