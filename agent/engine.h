@@ -288,6 +288,15 @@ class Engine {
                          Done<absl::StatusOr<ProbeReport>> done) = 0;
   virtual void CancelProbe(uint64_t token) = 0;
 
+  // Streams to spec.target at full speed (TCP) or at a rate (UDP) from the
+  // loop (agent/perf.h: bounds, what is reported). `done` runs once: on the
+  // loop thread, or at once on this thread for a bad spec, a full agent
+  // (ResourceExhausted) or a stopped engine (Unavailable). Returns a token
+  // for CancelPerf (ends the run with Cancelled). Any thread.
+  virtual uint64_t Perf(PerfSpec spec,
+                        Done<absl::StatusOr<PerfReport>> done) = 0;
+  virtual void CancelPerf(uint64_t token) = 0;
+
   // ---- Faults (agent/faults.h says what each type does and where).
   //
   // AddFault validates the spec (InvalidArgument naming the field), checks

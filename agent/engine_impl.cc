@@ -140,7 +140,10 @@ EngineImpl::EngineImpl(const EngineOptions& options, ResolverPool& resolver)
       connector_(*this, resolver),
       prober_(std::make_unique<Prober>(
           io_,
-          ProberOptions{.policy = &options_.policy, .resolver = &resolver})) {}
+          ProberOptions{.policy = &options_.policy, .resolver = &resolver})),
+      perf_(std::make_unique<PerfRunner>(
+          io_,
+          PerfOptions{.policy = &options_.policy, .resolver = &resolver})) {}
 
 EngineImpl::~EngineImpl() {
   // Joins the loop; then the members go, the Connector among them: lookups
@@ -276,6 +279,20 @@ uint64_t EngineImpl::Probe(ProbeSpec spec,
 
 void EngineImpl::CancelProbe(uint64_t token) { prober_->Cancel(token); }
 
+uint64_t EngineImpl::Perf(PerfSpec spec,
+                          Done<absl::StatusOr<PerfReport>> done) {
+  {
+    absl::MutexLock lock(&post_mu_);
+    if (!accepting_) {
+      done(ShuttingDownError());
+      return 0;
+    }
+  }
+  return perf_->Start(std::move(spec), std::move(done));
+}
+
+void EngineImpl::CancelPerf(uint64_t token) { perf_->Cancel(token); }
+
 void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
                                   Done<absl::StatusOr<CloseResult>> done) {
   PostWork(std::move(done), [this, selector = std::move(selector),
@@ -288,6 +305,7 @@ void EngineImpl::CloseConnections(Selector selector, CloseMode mode,
 void EngineImpl::ShutdownOnLoop() {
   shutting_down_ = true;
   prober_->Shutdown();
+  perf_->Shutdown();
   // OpenClient calls in flight and StartServer calls waiting for a name
   // lookup.
   connector_.Shutdown();

@@ -72,6 +72,7 @@
 #include "agent/fault_stage.h"
 #include "agent/fifo.h"
 #include "agent/ledger.h"
+#include "agent/perf.h"
 #include "agent/prober.h"
 #include "agent/proxy.h"
 #include "agent/receiver.h"
@@ -128,6 +129,8 @@ class EngineImpl final : public Engine {
   uint64_t Probe(ProbeSpec spec,
                  Done<absl::StatusOr<ProbeReport>> done) override;
   void CancelProbe(uint64_t token) override;
+  uint64_t Perf(PerfSpec spec, Done<absl::StatusOr<PerfReport>> done) override;
+  void CancelPerf(uint64_t token) override;
   void AddFault(FaultSpec spec, Done<absl::StatusOr<FaultInfo>> done) override;
   void UpdateFault(FaultSpec spec,
                    Done<absl::StatusOr<FaultInfo>> done) override;
@@ -256,6 +259,8 @@ class EngineImpl final : public Engine {
   // without the engine lock; names on the engine's resolver pool.
   // Destroyed before io_.
   std::unique_ptr<Prober> prober_;
+  // Perf runs (agent/perf.h): the same arrangement as the Prober's.
+  std::unique_ptr<PerfRunner> perf_;
   // The parts acting on connections and servers (each header says what
   // it owns); all under engine_mu_.
   ProxyRelay proxy_{*this};

@@ -80,6 +80,7 @@
 #include "agent/engine_sockets.h"
 #include "agent/faults.h"
 #include "agent/fifo.h"
+#include "agent/perf_wire.h"
 #include "agent/tls.h"
 #include "agent/udp_budget.h"
 #include "agent/unix_path.h"
@@ -175,6 +176,9 @@ struct ConnExtra {
   uint64_t fault_duplicated = 0;
   uint64_t fault_delayed = 0;
   std::unique_ptr<ConnTls> tls;  // TLS connections only.
+  // UDP peer sessions of discard servers: what arrived with a Perf header
+  // (agent/perf_wire.h), from the first such datagram on.
+  std::unique_ptr<PerfReceiveCounter> perf;
 };
 
 // The read side of a connection's state (stream or UDP client socket).

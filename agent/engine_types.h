@@ -213,6 +213,20 @@ struct ConnectionCounters {
   uint64_t send_bytes_lost = 0;
 };
 
+// What a discard server's UDP peer session counted of one Perf sender
+// (agent/perf_wire.h): datagrams carrying `run_id`.
+struct PerfReceiveStats {
+  uint64_t run_id = 0;
+  uint64_t datagrams = 0;
+  uint64_t bytes = 0;
+  uint64_t highest_sequence = 0;
+  uint64_t lost = 0;          // highest_sequence + 1 - datagrams (>= 0).
+  uint64_t out_of_order = 0;  // Arrived after a higher sequence.
+  absl::Duration jitter = absl::ZeroDuration();  // RFC 3550.
+  absl::Time first_at = absl::InfinitePast();
+  absl::Time last_at = absl::InfinitePast();
+};
+
 struct ConnectionInfo {
   std::string id;
   Transport transport = Transport::kTcp;
@@ -243,6 +257,8 @@ struct ConnectionInfo {
   // Null: no TLS, or the handshake has not ended yet.
   std::shared_ptr<const TlsInfo> tls;
   bool tls_handshaking = false;  // A TLS handshake is in progress.
+  // UDP peer sessions of discard servers that received Perf datagrams.
+  std::optional<PerfReceiveStats> perf;
 };
 
 struct ClientSpec {
@@ -518,6 +534,57 @@ struct ProbeOutcome {
 struct ProbeReport {
   std::vector<ProbeOutcome> outcomes;  // In the order of spec.targets.
   absl::Duration took = absl::ZeroDuration();
+};
+
+// Bandwidth runs (Engine::Perf; agent/perf.h runs them, agent/perf_wire.h
+// is the UDP header).
+struct PerfSpec {
+  Transport transport = Transport::kTcp;  // kTcp or kUdp.
+  Endpoint target;                        // host + port (or service name).
+  // 0: 5 s, or with `bytes` until they are sent (within max_duration).
+  absl::Duration duration = absl::ZeroDuration();
+  uint64_t bytes = 0;         // All streams together; 0: no bound but time.
+  uint32_t parallel = 0;      // Streams (connections, UDP sockets); 0: 1.
+  uint64_t udp_rate_bps = 0;  // UDP, all streams; 0: 1 Mbit/s.
+  uint32_t udp_datagram_bytes = 0;  // UDP payload; 0: 1460.
+  uint64_t run_id = 0;              // In every UDP header; 0: random.
+  absl::Time deadline = absl::InfiniteFuture();  // The whole call.
+};
+
+// The sender's kernel view of a TCP stream (TCP_INFO), read after the last
+// write and the drain.
+struct PerfTcpInfo {
+  bool valid = false;
+  absl::Duration rtt = absl::ZeroDuration();  // tcpi_rtt (smoothed).
+  absl::Duration rtt_var = absl::ZeroDuration();
+  uint64_t retransmits = 0;  // tcpi_total_retrans.
+  uint32_t snd_cwnd = 0;     // Segments.
+  uint32_t snd_mss = 0;      // Bytes.
+};
+
+struct PerfStreamReport {
+  SocketAddress local;
+  SocketAddress remote;
+  uint64_t bytes = 0;      // Taken by the kernel (written / sent).
+  uint64_t datagrams = 0;  // UDP.
+  // UDP datagrams the kernel refused (ENOBUFS, an ICMP error from the peer
+  // reported on the next send): not counted in `datagrams`.
+  uint64_t send_errors = 0;
+  absl::Duration duration = absl::ZeroDuration();  // First to last write.
+  PerfTcpInfo tcp;
+  // TCP: after the last write the stream sent FIN and the receiver closed
+  // within the drain wait, so every byte written arrived.
+  bool drained = false;
+  std::string error;  // In words, when the stream ended early; else "".
+};
+
+struct PerfReport {
+  uint64_t run_id = 0;
+  std::vector<PerfStreamReport> streams;
+  uint64_t bytes = 0;
+  uint64_t datagrams = 0;
+  // From the first stream's first write to the last stream's last.
+  absl::Duration duration = absl::ZeroDuration();
 };
 
 struct WatchFilter {

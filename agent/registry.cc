@@ -119,6 +119,7 @@ ConnectionInfo Snapshot(const Conn& c) {
     info.fault_datagrams_dropped = c.extra->fault_dropped;
     info.fault_datagrams_duplicated = c.extra->fault_duplicated;
     info.fault_datagrams_delayed = c.extra->fault_delayed;
+    if (c.extra->perf != nullptr) info.perf = c.extra->perf->stats();
     if (c.extra->tls != nullptr) {
       info.tls = c.extra->tls->info;
       info.tls_handshaking = info.tls == nullptr && !c.finalized;

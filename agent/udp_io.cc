@@ -15,12 +15,14 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
+#include "agent/perf_wire.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -264,6 +266,13 @@ void UdpIo::OnDatagram(Server& s, size_t index,
       }
       break;
     case BehaviorKind::kDiscard:
+      // Perf datagrams (agent/perf_wire.h) are counted per sender: loss,
+      // order, jitter. A few byte compares for anything else.
+      if (std::optional<PerfHeader> h = ParsePerfHeader(data, n)) {
+        ConnExtra& x = c->Extra();
+        if (x.perf == nullptr) x.perf = std::make_unique<PerfReceiveCounter>();
+        x.perf->Account(*h, absl::Now(), n);
+      }
       break;
     case BehaviorKind::kProxy:
       engine_.proxy_.OnSessionDatagram(s, *c, data, n);

@@ -68,6 +68,8 @@ void AddInventoryCommands(CLI::App& app, Commands& commands);
 void AddListenCommands(CLI::App& app, Commands& commands);
 // cmd_probe.cc: probe.
 void AddProbeCommands(CLI::App& app, Commands& commands);
+// cmd_perf.cc: perf (a pair of agents, or many pairs).
+void AddPerfCommands(CLI::App& app, Commands& commands);
 // cmd_proxy.cc: proxy start, proxy import.
 void AddProxyCommands(CLI::App& app, Commands& commands);
 // cmd_fault.cc: fault add, fault update, fault remove, fault list.

@@ -369,6 +369,7 @@ int Main(int argc, char** argv) {
   AddInventoryCommands(app, commands);
   AddListenCommands(app, commands);
   AddProbeCommands(app, commands);
+  AddPerfCommands(app, commands);
   AddProxyCommands(app, commands);
   AddFaultCommands(app, commands);
   AddApplyCommands(app, commands);

@@ -17,6 +17,7 @@
 #include "service/auth.h"
 #include "service/convert.h"
 #include "service/fault_rpc.h"
+#include "service/perf_rpc.h"
 #include "service/probe_rpc.h"
 #include "service/status_mapping.h"
 #include "service/watch_reactor.h"
@@ -509,6 +510,16 @@ grpc::ServerUnaryReactor* AgentService::Probe(
   });
   if (!spec.ok()) return FinishNow(context, spec.status());
   return StartProbe(engine_, *std::move(spec), response);
+}
+
+grpc::ServerUnaryReactor* AgentService::Perf(
+    grpc::CallbackServerContext* context, const v1::PerfRequest* request,
+    v1::PerfResponse* response) {
+  auto spec = Admit(*context, [&] {
+    return PerfSpecFromProto(*request, context->deadline());
+  });
+  if (!spec.ok()) return FinishNow(context, spec.status());
+  return StartPerf(engine_, *std::move(spec), response);
 }
 
 grpc::ServerUnaryReactor* AgentService::AddFault(

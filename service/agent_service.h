@@ -61,7 +61,9 @@ using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
                                                 v1::SocketAgent::
                                                     WithCallbackMethod_ListFaults<
                                                         v1::SocketAgent::
-                                                            Service>>>>>>>>>>>>>>>>>;
+                                                            WithCallbackMethod_Perf<
+                                                                v1::SocketAgent::
+                                                                    Service>>>>>>>>>>>>>>>>>>;
 
 class AgentService final : public AgentServiceBase {
  public:
@@ -123,6 +125,9 @@ class AgentService final : public AgentServiceBase {
   grpc::ServerUnaryReactor* Probe(grpc::CallbackServerContext* context,
                                   const v1::ProbeRequest* request,
                                   v1::ProbeResponse* response) override;
+  grpc::ServerUnaryReactor* Perf(grpc::CallbackServerContext* context,
+                                 const v1::PerfRequest* request,
+                                 v1::PerfResponse* response) override;
   // Faults (service/fault_rpc.h converts).
   grpc::ServerUnaryReactor* AddFault(grpc::CallbackServerContext* context,
                                      const v1::AddFaultRequest* request,

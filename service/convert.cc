@@ -302,6 +302,19 @@ v1::Origin OriginToProto(Origin origin) {
 
 }  // namespace
 
+void PerfReceiveStatsToProto(const PerfReceiveStats& in,
+                             v1::PerfReceiveStats* out) {
+  out->set_run_id(in.run_id);
+  out->set_datagrams(in.datagrams);
+  out->set_bytes(in.bytes);
+  out->set_highest_sequence(in.highest_sequence);
+  out->set_lost(in.lost);
+  out->set_out_of_order(in.out_of_order);
+  DurationToProto(in.jitter, out->mutable_jitter());
+  TimeToProto(in.first_at, out->mutable_first_at());
+  TimeToProto(in.last_at, out->mutable_last_at());
+}
+
 namespace {
 
 void ConnectionToProto(const ConnectionInfo& in, bool full,
@@ -344,6 +357,9 @@ void ConnectionToProto(const ConnectionInfo& in, bool full,
   for (const std::string& f : in.faults) out->add_faults(f);
   if (in.tls != nullptr || in.tls_handshaking) {
     TlsInfoToProto(in.tls.get(), in.tls_handshaking, full, out->mutable_tls());
+  }
+  if (in.perf.has_value()) {
+    PerfReceiveStatsToProto(*in.perf, out->mutable_perf());
   }
 }
 

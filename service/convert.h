@@ -29,6 +29,9 @@ absl::StatusOr<SocketType> SocketTypeFromProto(v1::SocketType type);
 v1::SocketType SocketTypeToProto(SocketType type);
 
 void SocketAddressToProto(const SocketAddress& in, v1::SocketAddress* out);
+// Connection.perf: a discard server's counts of one Perf UDP sender.
+void PerfReceiveStatsToProto(const PerfReceiveStats& in,
+                             v1::PerfReceiveStats* out);
 
 void TimeToProto(absl::Time t, google::protobuf::Timestamp* out);
 void DurationToProto(absl::Duration d, google::protobuf::Duration* out);

@@ -317,6 +317,8 @@ TEST_F(CliOutputTest, EveryJsonKeyOfEveryVerbIsLowerCamelCase) {
       {"attach", {{{"attach", to_attach}, true}}},
       {"matrix", {{{"matrix", "--self", "--timeout-per-probe", "5s"}}}},
       {"probe", {{{"probe", "127.0.0.1:" + port}}}},
+      {"perf",
+       {{{"perf", "--time", "0.2s"}}, {{"perf", "--udp", "--time", "0.2s"}}}},
       {"proxy start",
        {{{"proxy", "start", "--upstream", "127.0.0.1:" + port}}}},
       {"proxy import", {{{"proxy", "import", toxiproxy}}}},
