@@ -58,12 +58,10 @@ using AgentServiceBase = v1::SocketAgent::WithCallbackMethod_StartServer<
                                     v1::SocketAgent::WithCallbackMethod_AddFault<
                                         v1::SocketAgent::WithCallbackMethod_UpdateFault<
                                             v1::SocketAgent::WithCallbackMethod_RemoveFault<
-                                                v1::SocketAgent::
-                                                    WithCallbackMethod_ListFaults<
+                                                v1::SocketAgent::WithCallbackMethod_ListFaults<
+                                                    v1::SocketAgent::WithCallbackMethod_Perf<
                                                         v1::SocketAgent::
-                                                            WithCallbackMethod_Perf<
-                                                                v1::SocketAgent::
-                                                                    Service>>>>>>>>>>>>>>>>>>;
+                                                            Service>>>>>>>>>>>>>>>>>>;
 
 class AgentService final : public AgentServiceBase {
  public:

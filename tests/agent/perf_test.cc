@@ -430,6 +430,8 @@ TEST_F(PerfTest, RefusedConnectFailsTheCallWithTheErrnosWords) {
 
 TEST_F(PerfTest, TheDestinationPolicyAppliesToTheTarget) {
   EngineOptions options;
+  // Only 10/8 may be dialled: the loopback target is refused. Nothing
+  // is ever sent to 10/8.
   options.policy.destinations = *ParseDestinationRules("10.0.0.0/8");
   MakeEngine(options);
   TcpSink sink;

@@ -193,6 +193,8 @@ TEST_F(PerfTest, TheRpcNamesTheFieldOfABadRequest) {
 }
 
 TEST_F(PerfTest, AllowDestRefusesTheTarget) {
+  // Only 10/8 may be dialled, so the loopback target is refused; nothing is
+  // ever sent to 10/8.
   StartAgent({"--allow-dest", "10.0.0.0/8"});
   CommandResult r = Perf({"--time", "0.3s"});
   EXPECT_EQ(r.exit_code, 10 + 7) << r.err;  // PERMISSION_DENIED.
