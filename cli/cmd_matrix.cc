@@ -36,6 +36,7 @@
 #include "cli/matrix_probe.h"
 #include "cli/output.h"
 #include "cli/parallel.h"
+#include "cli/perf.h"
 #include "cli/proto_text.h"
 
 namespace sockctl {
@@ -66,6 +67,13 @@ struct MatrixArgs {
   bool verbose = false;
   bool tls = false;
   bool mtls = false;
+  // --bandwidth: `sockctl perf` over pairs instead of probes.
+  bool bandwidth = false;
+  std::string pairs;  // "": every ordered pair.
+  std::string budget;
+  std::string time;
+  std::string rate = "1M";
+  uint32_t concurrent = 1;
 };
 
 // Everything checked before the first call.
@@ -470,7 +478,48 @@ class MatrixRun final {
   std::vector<ExpectedResult> expected_;  // Parallel to cells_.
 };
 
-int RunMatrix(Fleet& fleet, const MatrixArgs& args) {
+// --bandwidth: the N x N throughput table, by `sockctl perf`'s runner for
+// every pair (or --pairs), one pair at a time (or --concurrent). The
+// probing flags do not apply and are refused rather than ignored.
+int RunBandwidthMatrix(Fleet& fleet, const MatrixArgs& args,
+                       const CLI::App& command) {
+  for (const char* flag :
+       {"--tls", "--mtls", "--expect", "--self", "--bind-host",
+        "--timeout-per-probe", "--parallel", "--deadline"}) {
+    if (command.get_option(flag)->count() > 0) {
+      return UsageError(absl::StrCat(
+          flag,
+          " is for the connectivity matrix; --bandwidth takes --pairs, "
+          "--time, --budget, --concurrent, --udp, --rate, --port, "
+          "--target-host"));
+    }
+  }
+  if (args.tcp && args.udp) {
+    return UsageError("--bandwidth measures one transport: --tcp or --udp");
+  }
+  PerfArgs perf;
+  perf.tcp = args.tcp;
+  perf.udp = args.udp;
+  perf.time = args.time;
+  perf.rate = args.rate;
+  perf.port = args.port;
+  perf.target_hosts = args.target_hosts;
+  perf.pairs = args.pairs;
+  perf.all_pairs = args.pairs.empty();
+  perf.budget = args.budget;
+  perf.concurrent = args.concurrent;
+  perf.verbose = args.verbose;
+  return RunPerf(fleet, perf);
+}
+
+int RunMatrix(Fleet& fleet, const MatrixArgs& args, const CLI::App& command) {
+  if (args.bandwidth) return RunBandwidthMatrix(fleet, args, command);
+  for (const char* flag :
+       {"--pairs", "--budget", "--time", "--rate", "--concurrent"}) {
+    if (command.get_option(flag)->count() > 0) {
+      return UsageError(absl::StrCat(flag, " needs --bandwidth"));
+    }
+  }
   absl::StatusOr<MatrixPlan> plan = MakePlan(fleet, args);
   if (!plan.ok()) return UsageError(plan.status().message());
   absl::StatusOr<std::unique_ptr<InterruptFlag>> interrupt =
@@ -554,18 +603,29 @@ stderr: "a -> b tcp: expected OK, got TIMEOUT"); 2 usage error; 3 or 10+N
 an echo server could not be started on some agent (the first such agent's
 code; the matrix is still printed); 130 interrupted.
 
+--bandwidth: throughput instead of reachability. Each pair is a `sockctl
+perf` run (TCP, or --udp at --rate): the receiving agent's discard server
+(with --port: one already listening there is used), the sender streaming
+for --time (default 2s), one pair at a time (--concurrent N: N at once),
+then the N x N table of receiver bit rates (-o json: perf's PerfMatrix).
+All pairs of N agents is N*(N-1) runs: above 8 agents give --pairs or
+--budget D (the whole run's time; 128 agents at 5 s a pair would take 22.6
+hours). The probing flags (--tls, --expect, --deadline, ...) do not apply.
+
 Examples:
   sockctl matrix --agent 10.0.0.1:7878 --agent 10.0.0.2:7878
   sockctl matrix --inventory fleet.txt --tcp --udp --expect expect.txt
   sockctl matrix --inventory fleet.txt --target-host db-1=10.1.0.5
-  sockctl matrix --inventory fleet.txt --tls --mtls)");
+  sockctl matrix --inventory fleet.txt --tls --mtls
+  sockctl matrix --inventory fleet.txt --bandwidth --budget 5m)");
   matrix->add_flag("--tcp", args->tcp, "Probe TCP (the default)")
       ->group("Probes");
   matrix->add_flag("--udp", args->udp, "Probe UDP (with --tcp: both)")
       ->group("Probes");
   matrix
       ->add_option("--port", args->port,
-                   "Port of every echo server (0: each agent picks one)")
+                   "Port of every echo server (0: each agent picks one); "
+                   "--bandwidth: of the discard servers")
       ->type_name("PORT")
       ->check(CLI::Range(0, 65535))
       ->capture_default_str()
@@ -622,10 +682,44 @@ Examples:
       ->type_name("D")
       ->capture_default_str()
       ->group("Expectation");
+  matrix
+      ->add_flag("--bandwidth", args->bandwidth,
+                 "Throughput instead of reachability: `sockctl perf` for "
+                 "every ordered pair (or --pairs); the N x N bit-rate table")
+      ->group("Bandwidth");
+  matrix
+      ->add_option("--pairs", args->pairs,
+                   "SRC:DST pairs (agent names), comma-separated (default: "
+                   "all; above 8 agents give --budget)")
+      ->type_name("PAIRS")
+      ->group("Bandwidth");
+  matrix
+      ->add_option("-t,--time", args->time,
+                   "Each pair's run (default 2s; at most 60s)")
+      ->type_name("D")
+      ->group("Bandwidth");
+  matrix
+      ->add_option("--budget", args->budget,
+                   "The whole run's time; each pair's --time shrinks to fit")
+      ->type_name("D")
+      ->group("Bandwidth");
+  matrix
+      ->add_option("--concurrent", args->concurrent,
+                   "Pairs run at once (default 1; they then share links)")
+      ->type_name("N")
+      ->check(CLI::Range(1, 64))
+      ->group("Bandwidth");
+  matrix
+      ->add_option("-b,--rate", args->rate,
+                   "With --udp: bits per second per pair (100M, 1G)")
+      ->type_name("R")
+      ->group("Bandwidth");
   matrix->add_flag("-v,--verbose", args->verbose,
                    "Say why each cell is not OK; progress on stderr");
   commands.push_back({matrix, nullptr,
-                      [args](Fleet& fleet) { return RunMatrix(fleet, *args); },
+                      [args, matrix](Fleet& fleet) {
+                        return RunMatrix(fleet, *args, *matrix);
+                      },
                       kStructuredOutputs});
 }
 

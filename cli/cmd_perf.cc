@@ -15,6 +15,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <utility>
@@ -60,25 +61,6 @@ constexpr absl::Duration kPerfCallSlack = absl::Seconds(20);
 // answer (UDP datagrams still in flight, a TCP close not yet seen).
 constexpr absl::Duration kSettleWait = absl::Seconds(3);
 constexpr absl::Duration kSettlePoll = absl::Milliseconds(100);
-
-struct PerfArgs {
-  std::string from;
-  std::string to;
-  bool tcp = false;
-  bool udp = false;
-  std::string time;  // "": 5s, or 2s for pairs.
-  uint32_t parallel = 1;
-  std::string bytes;
-  std::string rate = "1M";
-  uint32_t length = 0;
-  uint32_t port = 0;
-  std::vector<std::string> target_hosts;
-  std::string pairs;
-  bool all_pairs = false;
-  std::string budget;
-  uint32_t concurrent = 1;
-  bool verbose = false;
-};
 
 struct PerfPlan {
   std::vector<std::string> agents;
@@ -367,7 +349,10 @@ class PerfSession final {
       *code = failure.exit_code;
     };
 
-    // 1. The discard server on the receiving agent.
+    // 1. The discard server on the receiving agent: with --port, one
+    // already listening there (a standing `server start --discard --port
+    // P`, iperf3 -s style) is used and left running; otherwise one of our
+    // own, stopped afterwards.
     sockagent::v1::StartServerRequest start;
     start.set_transport(plan_.udp ? sockagent::v1::TRANSPORT_UDP
                                   : sockagent::v1::TRANSPORT_TCP);
@@ -376,7 +361,25 @@ class PerfSession final {
     (*start.mutable_labels())[kRunLabel] = run_;
     ToProto(ServerTtl(), start.mutable_ttl());
     sockagent::v1::StartServerResponse started;
-    {
+    bool reused = false;
+    if (args_.port != 0) {
+      std::optional<sockagent::v1::Server> standing;
+      grpc::Status s =
+          FindDiscardServer(receiver, start.transport(), args_.port, &standing);
+      if (!s.ok()) {
+        fail(receiver, dst, s, "list the servers");
+        return run;
+      }
+      if (standing.has_value()) {
+        *started.mutable_server() = *std::move(standing);
+        reused = true;
+        if (args_.verbose) {
+          std::fprintf(stderr, "sockctl: %s: using its discard server %s\n",
+                       fleet_.name(dst).c_str(), started.server().id().c_str());
+        }
+      }
+    }
+    if (!reused) {
       auto ctx = receiver.NewContext();
       grpc::Status s = receiver.agent().StartServer(ctx.get(), start, &started);
       if (s.ok()) reached_[dst].store(true);
@@ -385,6 +388,9 @@ class PerfSession final {
         return run;
       }
     }
+    auto stop_ours = [&] {
+      if (!reused) StopServer(receiver, started.server().id());
+    };
     const std::string& host = plan_.dial_hosts[dst];
     const EchoServer target = DialTarget(started.server(), host);
     run.set_target(host.find(':') != std::string::npos
@@ -412,14 +418,22 @@ class PerfSession final {
     }
     if (!s.ok()) {
       if (!interrupt_.raised()) fail(sender, src, s, "perf");
-      StopServer(receiver, started.server().id());
+      stop_ours();
       return run;
     }
 
     // 3. The receiver's view, once it settled.
     std::vector<Connection> conns =
         ReceiverView(receiver, started.server(), response);
-    StopServer(receiver, started.server().id());
+    stop_ours();
+    if (conns.empty() && response.bytes() > 0) {
+      std::fprintf(stderr,
+                   "sockctl: %s -> %s: the receiver shows none of this run's "
+                   "%s (NAT between them? TCP is matched by the sender's "
+                   "addresses)\n",
+                   fleet_.name(src).c_str(), fleet_.name(dst).c_str(),
+                   plan_.udp ? "datagrams" : "connections");
+    }
     PerfRun summary = Summarize(response, conns, plan_.udp);
     summary.set_run(run.run());
     summary.set_from(run.from());
@@ -473,16 +487,19 @@ class PerfSession final {
       auto ctx = client.NewContext();
       grpc::Status s = client.agent().ListConnections(ctx.get(), list, &listed);
       if (s.ok()) {
-        conns.assign(listed.connections().begin(), listed.connections().end());
+        // This run's: UDP sessions by the run id, TCP connections by the
+        // sender's addresses (a standing server has other callers too).
+        for (const Connection& c : listed.connections()) {
+          if (plan_.udp ? c.has_perf() && c.perf().run_id() == response.run_id()
+                        : FromSender(c, response)) {
+            conns.push_back(c);
+          }
+        }
       }
       bool settled = s.ok();
       if (plan_.udp) {
         uint64_t got = 0;
-        for (const Connection& c : conns) {
-          if (c.has_perf() && c.perf().run_id() == response.run_id()) {
-            got += c.perf().datagrams();
-          }
-        }
+        for (const Connection& c : conns) got += c.perf().datagrams();
         settled = settled && (got >= sent || got == previous);
         previous = got;
       } else {
@@ -497,6 +514,49 @@ class PerfSession final {
       interrupt_.WaitFor(kSettlePoll);
     }
     return conns;
+  }
+
+  // Whether the receiver's connection c is one of the sender's streams: its
+  // remote address is a stream's local one. (Behind NAT none is: the
+  // receiver's side is then empty, and the summary says so.)
+  static bool FromSender(const Connection& c, const PerfResponse& response) {
+    for (const auto& stream : response.streams()) {
+      if (c.remote().port() == stream.local().port() &&
+          c.remote().ip() == stream.local().ip()) {
+        return true;
+      }
+    }
+    return false;
+  }
+
+  // A running discard server of this transport on port, or none. Other
+  // servers on the port are the StartServer's to refuse ("in use").
+  static grpc::Status FindDiscardServer(
+      AgentClient& client, sockagent::v1::Transport transport, uint32_t port,
+      std::optional<sockagent::v1::Server>* found) {
+    sockagent::v1::ListServersRequest list;
+    list.set_transport(transport);
+    list.set_page_size(1000);
+    do {
+      sockagent::v1::ListServersResponse listed;
+      auto ctx = client.NewContext();
+      grpc::Status s = client.agent().ListServers(ctx.get(), list, &listed);
+      if (!s.ok()) return s;
+      for (const sockagent::v1::Server& server : listed.servers()) {
+        if (!server.behavior().has_discard() ||
+            server.state() != sockagent::v1::SERVER_STATE_LISTENING) {
+          continue;
+        }
+        for (const auto& address : server.local_addresses()) {
+          if (address.port() == port) {
+            *found = server;
+            return grpc::Status::OK;
+          }
+        }
+      }
+      list.set_page_token(listed.next_page_token());
+    } while (!list.page_token().empty());
+    return grpc::Status::OK;
   }
 
   void StopServer(AgentClient& client, const std::string& id) {
@@ -518,6 +578,8 @@ class PerfSession final {
   std::vector<std::atomic<bool>> reached_;
 };
 
+}  // namespace
+
 int RunPerf(Fleet& fleet, const PerfArgs& args) {
   absl::StatusOr<PerfPlan> plan = MakePlan(fleet, args);
   if (!plan.ok()) return UsageError(plan.status().message());
@@ -537,8 +599,6 @@ int RunPerf(Fleet& fleet, const PerfArgs& args) {
   return (*interrupt)->raised() ? kExitInterrupted : rc;
 }
 
-}  // namespace
-
 void AddPerfCommands(CLI::App& app, Commands& commands) {
   auto args = std::make_shared<PerfArgs>();
   CLI::App* perf = app.add_subcommand(
@@ -555,7 +615,12 @@ the kernel takes the bytes for --time or until --bytes; UDP, datagrams of
 --length bytes at --rate in all, each numbered and timestamped, so the
 receiving agent counts loss, reordering and RFC 3550 jitter. Then sockctl
 reads the receiving server's connections and prints both sides; the
-server is stopped afterwards (also on error, Ctrl-C or SIGTERM).
+server is stopped afterwards (also on error, Ctrl-C or SIGTERM). With
+--port P, a discard server of the transport already listening on P (a
+standing `sockctl server start --discard --port P`, like iperf3 -s) is
+used instead and left running; the receiver's figures count only this
+run's connections (TCP: by the sender's addresses, so NAT between the
+two hides them; UDP: by the run id in every datagram).
   perf a -> b tcp 10.0.0.2:40123, 1 stream, run 1f2e3d4c
   ROLE      BYTES   SECONDS  BITRATE      RETR  RTT   CWND
   sender    5.5GiB  5.00     9.41 Gbit/s  0     45us  2.5MiB
@@ -612,7 +677,8 @@ Examples:
                    "UDP: datagram bytes, header included (0: 1460)")
       ->type_name("N");
   perf->add_option("--port", args->port,
-                   "Port of the discard server (0: the agent picks one)")
+                   "Port of the discard server (0: the agent picks one); a "
+                   "discard server already listening there is used")
       ->type_name("PORT")
       ->check(CLI::Range(0, 65535));
   perf->add_option("--target-host", args->target_hosts,

@@ -23,6 +23,32 @@
 
 namespace sockctl {
 
+class Fleet;
+
+// `sockctl perf`'s flags, as given (cmd_perf.cc checks them).
+struct PerfArgs {
+  std::string from;
+  std::string to;
+  bool tcp = false;
+  bool udp = false;
+  std::string time;  // "": 5s, or 2s for pairs.
+  uint32_t parallel = 1;
+  std::string bytes;
+  std::string rate = "1M";
+  uint32_t length = 0;
+  uint32_t port = 0;
+  std::vector<std::string> target_hosts;
+  std::string pairs;
+  bool all_pairs = false;
+  std::string budget;
+  uint32_t concurrent = 1;
+  bool verbose = false;
+};
+
+// Runs `sockctl perf` (also `matrix --bandwidth`): plans, runs every pair,
+// prints, cleans up; returns the exit code.
+int RunPerf(Fleet& fleet, const PerfArgs& args);
+
 // A bit rate: a number with an optional k, M, G or T (powers of 1000, as
 // iperf3's -b), and an optional "bit/s" or "bps": "100M", "1.5G", "800k".
 absl::StatusOr<uint64_t> ParseRate(absl::string_view flag,

@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "tests/support/agent_rpc.h"
+#include "tests/support/posix_peer.h"
 #include "tests/support/wait.h"
 
 namespace sockagent::testing {
@@ -53,9 +54,42 @@ class PerfTest : public AgentTestBase {
     return n;
   }
 
+  // A discard server on B, as `server start --discard` would start it.
+  v1::Server StandingDiscard(v1::Transport transport) {
+    return StartLoopbackServer(*b_stub_, [&](v1::StartServerRequest& r) {
+      r.set_transport(transport);
+      r.mutable_behavior()->Clear();
+      r.mutable_behavior()->mutable_discard();
+    });
+  }
+
+  // Whether B's server `id` still listens.
+  bool ListeningOnB(const std::string& id) {
+    v1::ListServersRequest request;
+    v1::ListServersResponse response;
+    auto context = ContextWithDeadline();
+    EXPECT_TRUE(b_stub_->ListServers(context.get(), request, &response).ok());
+    for (const auto& server : response.servers()) {
+      if (server.id() == id) {
+        return server.state() == v1::SERVER_STATE_LISTENING;
+      }
+    }
+    return false;
+  }
+
   std::unique_ptr<AgentProcess> b_;
   std::unique_ptr<v1::SocketAgent::Stub> b_stub_;
 };
+
+// The "bytes" of the JSON object that starts at `key` in `json`.
+std::string BytesOf(const std::string& json, const std::string& key) {
+  const size_t object = json.find(key);
+  if (object == std::string::npos) return "";
+  const size_t at = json.find("\"bytes\":\"", object);
+  if (at == std::string::npos) return "";
+  const size_t start = at + 9;
+  return json.substr(start, json.find('"', start) - start);
+}
 
 TEST_F(PerfTest, TcpBetweenTwoAgentsPrintsSenderAndReceiver) {
   CommandResult r = Perf({"--time", "0.5s", "--parallel", "2"});
@@ -118,6 +152,81 @@ TEST_F(PerfTest, PairsPrintTheThroughputTable) {
   // Two agents: two cells with a rate, the diagonal "-".
   EXPECT_THAT(r.out, MatchesRegex("(.|\n)*[0-9.]+[kMGT] (.|\n)*"));
   EXPECT_EQ(PerfServersOnB(), 0);
+}
+
+// --port P with a discard server already there (iperf3 -s style): it is
+// used, left running, and only this run's connections count at the
+// receiver, not another caller's bytes.
+TEST_F(PerfTest, AStandingDiscardServerOnThePortIsUsedAndLeftRunning) {
+  const v1::Server tcp = StandingDiscard(v1::TRANSPORT_TCP);
+  ASSERT_FALSE(tcp.id().empty());
+  const uint16_t port = static_cast<uint16_t>(tcp.local_addresses(0).port());
+  Fd other = TcpConnect(FirstAddress(tcp));
+  ASSERT_TRUE(other.valid());
+  const std::string others_bytes(100'000, 'o');
+  ASSERT_TRUE(WriteAll(other.get(), others_bytes));
+
+  CommandResult r = Perf({"--port", std::to_string(port), "--time", "0.3s",
+                          "--target-host", "127.0.0.1", "-v", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("using its discard server " + tcp.id()));
+  const std::string sent = BytesOf(r.out, "\"sender\":{");
+  EXPECT_NE(sent, "");
+  EXPECT_NE(sent, "0");
+  EXPECT_EQ(BytesOf(r.out, "\"receiver\":{"), sent) << r.out;
+  EXPECT_TRUE(ListeningOnB(tcp.id()));
+  EXPECT_EQ(PerfServersOnB(), 0);  // None of its own was started.
+
+  // UDP: the receiver counts this run's datagrams by the run id.
+  const v1::Server udp = StandingDiscard(v1::TRANSPORT_UDP);
+  ASSERT_FALSE(udp.id().empty());
+  Fd stray = UdpBound();
+  ASSERT_TRUE(SendTo(stray.get(), "not a perf datagram", FirstAddress(udp)));
+  r = Perf({"--udp", "--rate", "10M", "--time", "0.3s", "--port",
+            std::to_string(udp.local_addresses(0).port()), "--target-host",
+            "127.0.0.1", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"receiver\":{\"bytes\":\""));
+  EXPECT_NE(BytesOf(r.out, "\"receiver\":{"), "0");
+  EXPECT_TRUE(ListeningOnB(udp.id()));
+  EXPECT_EQ(PerfServersOnB(), 0);
+
+  // A port held by something else than a discard server: StartServer's
+  // own refusal, in words, and nothing left behind.
+  const v1::Server hold = StartLoopbackServer(*b_stub_);
+  r = Perf({"--port", std::to_string(hold.local_addresses(0).port()), "--time",
+            "0.3s"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("start the discard server"));
+  EXPECT_EQ(PerfServersOnB(), 0);
+}
+
+// `matrix --bandwidth` is perf over every ordered pair; the probing flags
+// are refused with it, and its own flags without it.
+TEST_F(PerfTest, MatrixBandwidthRunsEveryPairAndRefusesProbeFlags) {
+  auto matrix = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), {"--agent", b_->address(), "matrix"});
+    return RunSockctl(agent_->address(), args);
+  };
+  CommandResult r = matrix({"--bandwidth", "--time", "0.3s"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("tcp bandwidth (receiver, bit/s)"));
+  EXPECT_THAT(r.out, MatchesRegex("(.|\n)*[0-9.]+[kMGT] (.|\n)*"));
+  r = matrix(
+      {"--bandwidth", "--udp", "--rate", "5M", "--time", "0.3s", "-o", "json"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("\"transport\":\"udp\""));
+  EXPECT_EQ(PerfServersOnB(), 0);
+
+  r = matrix({"--bandwidth", "--tls"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--tls is for the connectivity matrix"));
+  r = matrix({"--bandwidth", "--tcp", "--udp"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("one transport"));
+  r = matrix({"--pairs", "a:b"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_THAT(r.err, HasSubstr("--pairs needs --bandwidth"));
 }
 
 TEST_F(PerfTest, BadFlagsAreUsageErrorsBeforeAnyCall) {
