@@ -2,7 +2,10 @@
 // validated OpenSSL contexts, handshake facts into messages.
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/openat2.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -56,8 +59,39 @@ v1::TlsClientAuth ClientAuthToProto(TlsClientAuth a) {
   return v1::TLS_CLIENT_AUTH_UNSPECIFIED;
 }
 
-// A file under one of `dirs` (canonical paths), at most kMaxTlsPemBytes.
-// Errors name the field and the path, never the file's contents.
+// openat2(2) with RESOLVE_BENEATH: `relative` cannot leave dir_fd, not by
+// "..", an absolute symlink or a symlink pointing out. The kernel resolves
+// and opens in one step, so a symlink swapped in between a check and the
+// open cannot redirect it. O_NONBLOCK: opening a FIFO never blocks. -1 with
+// errno; ENOSYS before Linux 5.6, EPERM under an old container seccomp
+// profile.
+int OpenBeneath(int dir_fd, const char* relative) {
+  struct open_how how {};
+  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
+  return static_cast<int>(
+      ::syscall(SYS_openat2, dir_fd, relative, &how, sizeof how));
+}
+
+// Without openat2: the older check, canonical path then O_NOFOLLOW (a
+// window remains between realpath and open for a symlink in a parent).
+int OpenCanonicalUnder(const std::string& path, const std::string& dir) {
+  char real[PATH_MAX];
+  if (::realpath(path.c_str(), real) == nullptr) return -1;
+  if (!absl::StartsWith(real, absl::StrCat(dir, "/"))) {
+    errno = EXDEV;
+    return -1;
+  }
+  return ::open(real,
+                O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+}
+
+// A regular file under one of `dirs` (absolute, without a trailing '/'), at
+// most kMaxTlsPemBytes. The path must name the file under the directory as
+// spelled there: a path outside every directory is refused before the
+// filesystem is touched, so the answer says nothing about what exists
+// elsewhere on the host. Below the directory, ".." and symlinks may not
+// lead out of it. Errors name the field and the path, never the contents.
 absl::StatusOr<std::string> ReadAllowedFile(
     const std::string& path, absl::string_view field,
     const std::vector<std::string>& dirs) {
@@ -68,37 +102,68 @@ absl::StatusOr<std::string> ReadAllowedFile(
         ": this agent reads no files for TLS (the daemon flag "
         "--allow-tls-paths is unset); send the PEM in the request"));
   }
-  if (path.empty() || path.size() > PATH_MAX || path[0] != '/') {
+  if (path.empty() || path.size() > PATH_MAX || path[0] != '/' ||
+      path.find('\0') != std::string::npos) {
     return absl::InvalidArgumentError(
         absl::StrCat(what, ": must be an absolute path"));
   }
-  char real[PATH_MAX];
-  if (::realpath(path.c_str(), real) == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(what, ": ", path, ": ", std::strerror(errno)));
-  }
-  bool allowed = false;
+  const std::string* under = nullptr;
   for (const std::string& dir : dirs) {
-    if (absl::StartsWith(real, absl::StrCat(dir, "/"))) allowed = true;
+    if (path.size() > dir.size() + 1 &&
+        absl::StartsWith(path, absl::StrCat(dir, "/"))) {
+      under = &dir;
+      break;
+    }
   }
-  if (!allowed) {
+  if (under == nullptr) {
     return absl::PermissionDeniedError(absl::StrCat(
         what, ": ", path, " is not under a directory --allow-tls-paths names"));
   }
-  const int fd = ::open(real, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  const int dir_fd = ::open(under->c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (dir_fd < 0) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        what, ": the allowed directory ", *under, ": ", std::strerror(errno)));
+  }
+  int fd = OpenBeneath(dir_fd, path.c_str() + under->size() + 1);
+  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
+    fd = OpenCanonicalUnder(path, *under);
+  }
+  const int open_errno = errno;
+  ::close(dir_fd);
   if (fd < 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(what, ": ", path, ": ", std::strerror(errno)));
+    switch (open_errno) {
+      case ENOENT:
+      case ENOTDIR:
+        return absl::NotFoundError(
+            absl::StrCat(what, ": ", path, ": ", std::strerror(open_errno)));
+      case EXDEV:
+      case ELOOP:
+        return absl::PermissionDeniedError(
+            absl::StrCat(what, ": ", path, " leads out of ", *under,
+                         " (by \"..\" or a symlink)"));
+      default:
+        return absl::PermissionDeniedError(
+            absl::StrCat(what, ": ", path, ": ", std::strerror(open_errno)));
+    }
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd);
+    return absl::InvalidArgumentError(
+        absl::StrCat(what, ": ", path, " is not a regular file"));
   }
   std::string out;
-  char buf[16384];
-  while (out.size() <= kMaxTlsPemBytes) {
-    const ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    out.append(buf, static_cast<size_t>(n));
+  if (static_cast<uint64_t>(st.st_size) <= kMaxTlsPemBytes) {
+    char buf[16384];
+    while (out.size() <= kMaxTlsPemBytes) {
+      const ssize_t n = ::read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      out.append(buf, static_cast<size_t>(n));
+    }
   }
   ::close(fd);
-  if (out.size() > kMaxTlsPemBytes) {
+  if (static_cast<uint64_t>(st.st_size) > kMaxTlsPemBytes ||
+      out.size() > kMaxTlsPemBytes) {
     return absl::InvalidArgumentError(absl::StrCat(
         what, ": ", path, " is above the ", kMaxTlsPemBytes, "-byte bound"));
   }

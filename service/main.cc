@@ -319,13 +319,27 @@ int Run(int argc, char** argv) {
   service_options.bearer_token = access->token;
   for (absl::string_view dir : absl::StrSplit(
            absl::GetFlag(FLAGS_allow_tls_paths), ',', absl::SkipEmpty())) {
+    // Paths are matched as spelled under a directory: allow both the
+    // spelling given (absolute) and the canonical one (symlinks resolved).
     char real[PATH_MAX];
-    const std::string d(dir);
+    std::string d(dir);
     if (::realpath(d.c_str(), real) == nullptr) {
       return Fail(
           absl::StrCat("--allow-tls-paths: ", d, ": ", std::strerror(errno)));
     }
-    service_options.tls_path_dirs.emplace_back(real);
+    if (std::string(real) == "/") {
+      return Fail(absl::StrCat("--allow-tls-paths: ", d,
+                               " is the root: name the directories that hold "
+                               "certificates and keys"));
+    }
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    for (const std::string& spelling : {d, std::string(real)}) {
+      auto& dirs = service_options.tls_path_dirs;
+      if (spelling.front() == '/' &&
+          std::find(dirs.begin(), dirs.end(), spelling) == dirs.end()) {
+        dirs.push_back(spelling);
+      }
+    }
   }
   if (service_options.watch_queue_events < 1 ||
       service_options.watch_queue_events > sockagent::kMaxWatchQueueEvents) {
