@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "absl/hash/hash.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -82,57 +83,84 @@ absl::Status CheckTarget(const ProbeTarget& t, size_t i,
   return absl::OkStatus();
 }
 
-// Targets that ask for the same TLS with the same host share one context:
-// a context with a CA costs a PEM parse and a store (see Prober::Start).
-struct TlsContextKey {
-  absl::string_view host;
+// Targets that ask for the same TLS share one OpenSSL context (a context
+// with a CA costs a PEM parse and a store; see Prober::Start); each host
+// gets a light TlsClientContext over it (its name to verify).
+struct TlsSpecKey {
   const TlsClientSpec* spec;
 
   template <typename H>
-  friend H AbslHashValue(H h, const TlsContextKey& k) {
+  friend H AbslHashValue(H h, const TlsSpecKey& k) {
     const TlsClientSpec& s = *k.spec;
-    return H::combine(
-        std::move(h), k.host, s.server_name, static_cast<int>(s.trust),
-        s.ca_pem, s.certificate_chain_pem, s.private_key_pem, s.alpn,
-        static_cast<int>(s.min_version), static_cast<int>(s.max_version),
-        absl::ToInt64Nanoseconds(s.handshake_timeout));
+    return H::combine(std::move(h), s.server_name, static_cast<int>(s.trust),
+                      s.ca_pem, s.certificate_chain_pem, s.private_key_pem,
+                      s.alpn, static_cast<int>(s.min_version),
+                      static_cast<int>(s.max_version),
+                      absl::ToInt64Nanoseconds(s.handshake_timeout));
   }
-  bool operator==(const TlsContextKey& o) const {
-    return host == o.host && *spec == *o.spec;
-  }
+  bool operator==(const TlsSpecKey& o) const { return *spec == *o.spec; }
 };
 
-// One context per distinct (spec, host) of `targets`, by target (null for
-// targets without TLS). A refused spec is named "targets[i].tls.<field>".
+// The targets[i].tls field path for context errors, which name their field
+// "tls.<field>".
+absl::Status TlsFieldError(size_t i, const absl::Status& s) {
+  const absl::string_view words = s.message();
+  return absl::Status(s.code(),
+                      absl::StartsWith(words, "tls")
+                          ? absl::StrCat("targets[", i, "].", words)
+                          : absl::StrCat(Field(i, "tls"), ": ", words));
+}
+
+// A context per target with TLS (null for the others): one OpenSSL context
+// per distinct spec (at most `max_specs`, counted in *made), one name per
+// (spec, host). A refused spec is named "targets[i].tls.<field>".
 absl::StatusOr<std::vector<std::shared_ptr<const TlsClientContext>>>
-MakeTlsContexts(const std::vector<ProbeTarget>& targets, size_t* made) {
+MakeTlsContexts(const std::vector<ProbeTarget>& targets, size_t max_specs,
+                size_t* made) {
   std::vector<std::shared_ptr<const TlsClientContext>> out(targets.size());
-  absl::flat_hash_map<TlsContextKey, std::shared_ptr<const TlsClientContext>,
-                      absl::Hash<TlsContextKey>>
-      seen;
+  struct PerSpec {
+    std::shared_ptr<const TlsClientContext> base;
+    absl::flat_hash_map<std::string, std::shared_ptr<const TlsClientContext>>
+        by_host;
+  };
+  // Counted before any is built: a refused call costs no context.
+  absl::flat_hash_set<TlsSpecKey, absl::Hash<TlsSpecKey>> distinct;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (!targets[i].tls.has_value()) continue;
+    distinct.insert(TlsSpecKey{&*targets[i].tls});
+    if (distinct.size() > max_specs) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          Field(i, "tls"), ": more than ", max_specs,
+          " different TLS settings in one call; at most ", max_specs,
+          " (targets may share one and differ in host)"));
+    }
+  }
+  absl::flat_hash_map<TlsSpecKey, PerSpec, absl::Hash<TlsSpecKey>> specs;
   for (size_t i = 0; i < targets.size(); ++i) {
     const ProbeTarget& t = targets[i];
     if (!t.tls.has_value()) continue;
-    const TlsContextKey key{t.endpoint.host, &*t.tls};
-    auto it = seen.find(key);
-    if (it != seen.end()) {
-      out[i] = it->second;
+    const std::string& host = t.endpoint.host;
+    auto it = specs.find(TlsSpecKey{&*t.tls});
+    if (it == specs.end()) {
+      absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
+          TlsClientContext::Create(*t.tls, host);
+      if (!ctx.ok()) return TlsFieldError(i, ctx.status());
+      ++*made;
+      PerSpec& per = specs[TlsSpecKey{&*t.tls}];
+      per.base = *ctx;
+      per.by_host.emplace(host, *ctx);
+      out[i] = *std::move(ctx);
       continue;
     }
-    absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
-        TlsClientContext::Create(*t.tls, t.endpoint.host);
-    if (!ctx.ok()) {
-      // The context names its field "tls.<field>"; the probe names the
-      // target too.
-      const absl::string_view words = ctx.status().message();
-      return absl::Status(ctx.status().code(),
-                          absl::StartsWith(words, "tls")
-                              ? absl::StrCat("targets[", i, "].", words)
-                              : absl::StrCat(Field(i, "tls"), ": ", words));
+    PerSpec& per = it->second;
+    auto named = per.by_host.find(host);
+    if (named == per.by_host.end()) {
+      absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
+          per.base->ForHost(host);
+      if (!ctx.ok()) return TlsFieldError(i, ctx.status());
+      named = per.by_host.emplace(host, *std::move(ctx)).first;
     }
-    ++*made;
-    out[i] = *ctx;
-    seen.emplace(key, *std::move(ctx));
+    out[i] = named->second;
   }
   return out;
 }
@@ -718,7 +746,7 @@ uint64_t Prober::Start(ProbeSpec spec, Done<absl::StatusOr<ProbeReport>> done) {
   // MakeTlsContexts), which a refused call should not spend.
   size_t made = 0;
   absl::StatusOr<std::vector<std::shared_ptr<const TlsClientContext>>> tls =
-      MakeTlsContexts(spec.targets, &made);
+      MakeTlsContexts(spec.targets, options_.max_tls_specs, &made);
   tls_contexts_made_.fetch_add(made);
   if (!tls.ok()) {
     calls_.fetch_sub(1);

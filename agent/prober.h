@@ -31,8 +31,9 @@
 // `max_targets` targets, payloads of at most `max_payload_bytes` each and
 // `max_total_payload_bytes` together, a timeout of at most `max_timeout`;
 // TLS only on TCP targets, and a TLS spec TlsClientContext::Create accepts
-// ("targets[3].tls.ca_pem: ..."). Targets with the same TLS spec and host
-// share one context, made by Start on the calling thread.
+// ("targets[3].tls.ca_pem: ..."), and at most `max_tls_specs` distinct TLS
+// specs. Targets with the same TLS spec share one OpenSSL context (each
+// host its own name over it), made by Start on the calling thread.
 // A call beyond `max_calls` is RESOURCE_EXHAUSTED. A call ends by its
 // deadline: probes still running end TIMEOUT, probes not started end
 // TIMEOUT "not started".
@@ -65,6 +66,10 @@ struct ProberOptions {
   size_t max_concurrency = 256;
   size_t max_payload_bytes = 64 * 1024;
   size_t max_total_payload_bytes = 1024 * 1024;
+  // Distinct TLS settings (trust, CA, client certificate, ...) in one call:
+  // each is an OpenSSL context to build. Hosts are free (one context serves
+  // every host with the same settings).
+  size_t max_tls_specs = 16;
   absl::Duration max_timeout = absl::Seconds(60);
 };
 
@@ -86,7 +91,7 @@ class Prober {
   void Cancel(uint64_t token);
   // Ends every call with UNAVAILABLE "agent shutting down".
   void Shutdown();
-  // TLS client contexts made so far (targets sharing one count once). Any
+  // OpenSSL client contexts made so far (one per distinct spec per call). Any
   // thread.
   uint64_t tls_contexts_made() const { return tls_contexts_made_.load(); }
 

@@ -197,6 +197,11 @@ class TlsClientContext final {
   // a name; an IP literal is verified as an IP address and sends no SNI).
   static absl::StatusOr<std::shared_ptr<const TlsClientContext>> Create(
       const TlsClientSpec& spec, absl::string_view host);
+  // The same options for another host: shares this context's SSL_CTX (its
+  // trust store, certificate and key parsed once; the verified name is set
+  // per session), so it costs a name check, not a context.
+  absl::StatusOr<std::shared_ptr<const TlsClientContext>> ForHost(
+      absl::string_view host) const;
   ~TlsClientContext();
   TlsClientContext(const TlsClientContext&) = delete;
   TlsClientContext& operator=(const TlsClientContext&) = delete;
@@ -209,6 +214,8 @@ class TlsClientContext final {
 
  private:
   TlsClientContext() = default;
+  // name_ and name_is_ip_ from spec_ and the dialled host.
+  absl::Status SetName(absl::string_view host);
   SSL_CTX* ctx_ = nullptr;
   TlsClientSpec spec_;
   std::string name_;

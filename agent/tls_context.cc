@@ -331,20 +331,7 @@ TlsClientContext::Create(const TlsClientSpec& spec, absl::string_view host) {
                    absl::StrCat("must be between 0 (the default) and ",
                                 absl::FormatDuration(kMaxTlsHandshakeTimeout)));
   }
-  out->name_ = spec.server_name.empty() ? std::string(host) : spec.server_name;
-  if (!out->name_.empty()) {
-    if (absl::Status s = CheckName(out->name_, "server_name"); !s.ok()) {
-      return s;
-    }
-  }
-  out->name_is_ip_ = IsIpLiteral(out->name_);
-  if (out->name_.empty() && spec.trust != TlsTrust::kNone) {
-    // A UNIX path names no host: without a name any certificate a trusted
-    // CA issued would pass.
-    return Invalid("server_name",
-                   "required to verify a peer that has no host name (a UNIX "
-                   "socket); or set verify_off");
-  }
+  if (absl::Status s = out->SetName(host); !s.ok()) return s;
   switch (spec.trust) {
     case TlsTrust::kSystem:
       if (!spec.ca_pem.empty()) {
@@ -400,6 +387,32 @@ TlsClientContext::Create(const TlsClientSpec& spec, absl::string_view host) {
   SSL_CTX_set_session_cache_mode(
       ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx, NewClientSession);
+  return std::shared_ptr<const TlsClientContext>(std::move(out));
+}
+
+absl::Status TlsClientContext::SetName(absl::string_view host) {
+  name_ = spec_.server_name.empty() ? std::string(host) : spec_.server_name;
+  if (!name_.empty()) {
+    if (absl::Status s = CheckName(name_, "server_name"); !s.ok()) return s;
+  }
+  name_is_ip_ = IsIpLiteral(name_);
+  if (name_.empty() && spec_.trust != TlsTrust::kNone) {
+    // A UNIX path names no host: without a name any certificate a trusted
+    // CA issued would pass.
+    return Invalid("server_name",
+                   "required to verify a peer that has no host name (a UNIX "
+                   "socket); or set verify_off");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const TlsClientContext>>
+TlsClientContext::ForHost(absl::string_view host) const {
+  std::shared_ptr<TlsClientContext> out(new TlsClientContext());
+  out->spec_ = spec_;
+  if (absl::Status s = out->SetName(host); !s.ok()) return s;
+  SSL_CTX_up_ref(ctx_);
+  out->ctx_ = ctx_;
   return std::shared_ptr<const TlsClientContext>(std::move(out));
 }
 

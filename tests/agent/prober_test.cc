@@ -392,26 +392,56 @@ TEST_F(ProberTest, TlsProbesVerifyHandshakeAndEchoOverTls) {
   EXPECT_EQ(o[9].handshake_time, absl::ZeroDuration());
 }
 
-TEST_F(ProberTest, TargetsWithTheSameTlsSpecAndHostShareOneContext) {
+TEST_F(ProberTest, TargetsWithTheSameTlsSpecShareOneContextButNotTheName) {
   testing::Pki pki;
   testing::TlsEchoPeer good(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  // The same certificate (IP SAN 127.0.0.1 only) served on 127.0.0.2.
+  testing::TlsEchoPeer elsewhere(pki.Path("leaf.pem"), pki.Path("leaf.key"),
+                                 "127.0.0.2");
   ProbeSpec spec;
   spec.timeout = absl::Seconds(10);
   for (int i = 0; i < 40; ++i) {
     spec.targets.push_back(Tls("127.0.0.1", good.port(), pki.Pem("ca.pem")));
   }
-  // Another host, and another trust: one context each.
+  // Other hosts, the same spec: the OpenSSL context is shared, and each
+  // target still verifies its own host.
   spec.targets.push_back(
-      Tls("::1", ClosedPort(SOCK_STREAM), pki.Pem("ca.pem")));
-  spec.targets.push_back(Tls("127.0.0.1", good.port(), pki.Pem("other.pem")));
+      Tls("127.0.0.2", elsewhere.port(), pki.Pem("ca.pem")));  // [40]
+  spec.targets.push_back(
+      Tls("::1", ClosedPort(SOCK_STREAM), pki.Pem("ca.pem")));  // [41]
+  // Another trust: a context of its own.
+  spec.targets.push_back(
+      Tls("127.0.0.1", good.port(), pki.Pem("other.pem")));  // [42]
   absl::StatusOr<ProbeReport> report = Run(spec);
   ASSERT_TRUE(report.ok()) << report.status();
-  EXPECT_EQ(prober_->tls_contexts_made(), 3u);
+  EXPECT_EQ(prober_->tls_contexts_made(), 2u);
   for (int i = 0; i < 40; ++i) {
     EXPECT_EQ(report->outcomes[i].result, ProbeClass::kOk)
         << i << ": " << report->outcomes[i].error;
   }
-  EXPECT_EQ(report->outcomes[41].result, ProbeClass::kTls);
+  EXPECT_EQ(report->outcomes[40].result, ProbeClass::kTls);
+  EXPECT_THAT(report->outcomes[40].error, HasSubstr("mismatch"));
+  EXPECT_EQ(report->outcomes[41].result, ProbeClass::kRefused);
+  EXPECT_EQ(report->outcomes[42].result, ProbeClass::kTls);
+}
+
+TEST_F(ProberTest, MoreThanSixteenDistinctTlsSettingsAreRefusedUnbuilt) {
+  testing::Pki pki;
+  ProbeSpec spec;
+  for (int i = 0; i < 17; ++i) {
+    ProbeTarget t =
+        Tls("127.0.0.1", ClosedPort(SOCK_STREAM), pki.Pem("ca.pem"));
+    t.tls->alpn = {absl::StrCat("p", i)};
+    spec.targets.push_back(t);
+  }
+  absl::StatusOr<ProbeReport> report = Run(spec);
+  ASSERT_FALSE(report.ok());
+  EXPECT_EQ(report.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(
+      report.status().message(),
+      HasSubstr("targets[16].tls: more than 16 different TLS settings"));
+  // Sixteen are built; the seventeenth is refused before it costs a context.
+  EXPECT_EQ(prober_->tls_contexts_made(), 0u);
 }
 
 TEST_F(ProberTest, CancelAndShutdownDuringTlsHandshakesFreeTheSessions) {
