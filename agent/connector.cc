@@ -410,6 +410,11 @@ void Connector::OnClientConnected(uint64_t attempt_id,
     return;
   }
   engine_.AssertEngineLock();  // A Locked handler of the engine.
+  // Connected: the dial is over and no longer the client's to cancel.
+  // AddOpened can close both halves at once (a TLS handshake that fails
+  // at its first write closes the upstream, the proxy then the client,
+  // whose OnClosed would cancel this dial and free `a` under our feet).
+  if (a.proxy_for != 0) proxy_attempts_.erase(a.proxy_for);
   ConnectionInfo info = engine_.conn_io_.AddOpened(a);
   if (a.spec.tls != nullptr) {
     // TLS: answered once the handshake ended (agent/tls_stage.cc).
