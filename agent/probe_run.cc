@@ -378,7 +378,8 @@ class ProbeRunImpl final : public ProbeRun,
         case TlsIoKind::kWantRead:
           return Wait(asio::socket_base::wait_read, &ProbeRunImpl::TlsReadEcho);
         case TlsIoKind::kWantWrite:
-          return Wait(asio::socket_base::wait_write, &ProbeRunImpl::TlsReadEcho);
+          return Wait(asio::socket_base::wait_write,
+                      &ProbeRunImpl::TlsReadEcho);
         case TlsIoKind::kClosed:
         case TlsIoKind::kTruncated:
           return Echoed(outcome_.bytes_received);  // Short: said there.
