@@ -31,6 +31,7 @@
 #include "cli/fleet.h"
 #include "cli/interrupt.h"
 #include "cli/inventory.h"
+#include "cli/labelled_run.h"
 #include "cli/matrix.h"
 #include "cli/matrix_ca.h"
 #include "cli/matrix_probe.h"
@@ -172,11 +173,6 @@ absl::StatusOr<MatrixPlan> MakePlan(const Fleet& fleet,
   return plan;
 }
 
-std::string NewRunId() {
-  std::random_device random;
-  return absl::StrFormat("%08x", random());
-}
-
 class MatrixRun final {
  public:
   MatrixRun(const Fleet& fleet, const MatrixArgs& args, MatrixPlan plan,
@@ -280,29 +276,7 @@ class MatrixRun final {
   // before it answered.) Failures are reported, never fatal: the label is
   // printed so that `sockctl server stop --label ...` can finish the job.
   void Cleanup() {
-    std::vector<char> failed(fleet_.size(), 0);  // Not vector<bool>: threads.
-    ForEachBounded(fleet_.size(), kMaxAgentsInFlight, [&](size_t i) {
-      if (!reached_[i].load()) return;
-      AgentClient& client = fleet_.client(i);
-      StopServerRequest stop;
-      (*stop.mutable_label_selector())[kRunLabel] = run_;
-      stop.set_close_connections(true);
-      StopServerResponse stopped;
-      auto ctx = client.NewContext();
-      const grpc::Status s =
-          client.agent().StopServer(ctx.get(), stop, &stopped);
-      if (!s.ok()) {
-        ReportAgentFailure(fleet_.name(i), client.Describe(s), "cleanup");
-        failed[i] = 1;
-      }
-    });
-    // The servers also stop by themselves at their TTL.
-    if (std::count(failed.begin(), failed.end(), 1) > 0) {
-      std::fprintf(stderr,
-                   "sockctl: what is left stops with: sockctl server stop "
-                   "--label %s=%s --close-connections\n",
-                   kRunLabel, run_.c_str());
-    }
+    (void)StopLabelledServers(fleet_, kRunLabel, run_, reached_);
   }
 
  private:

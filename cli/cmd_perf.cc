@@ -33,6 +33,7 @@
 #include "cli/commands.h"
 #include "cli/fleet.h"
 #include "cli/interrupt.h"
+#include "cli/labelled_run.h"
 #include "cli/matrix.h"
 #include "cli/matrix_probe.h"
 #include "cli/output.h"
@@ -231,11 +232,6 @@ absl::StatusOr<PerfPlan> MakePlan(const Fleet& fleet, const PerfArgs& args) {
   return plan;
 }
 
-std::string NewRunId() {
-  std::random_device random;
-  return absl::StrFormat("%08x", random());
-}
-
 class PerfSession final {
  public:
   PerfSession(const Fleet& fleet, const PerfArgs& args, PerfPlan plan,
@@ -289,27 +285,7 @@ class PerfSession final {
   // Stops every server (and closes every connection) of this run by its
   // label on every agent reached. Failures are reported, never fatal.
   void Cleanup() {
-    bool failed = false;
-    for (size_t i = 0; i < fleet_.size(); ++i) {
-      if (!reached_[i].load()) continue;
-      AgentClient& client = fleet_.client(i);
-      sockagent::v1::StopServerRequest stop;
-      (*stop.mutable_label_selector())[kRunLabel] = run_;
-      stop.set_close_connections(true);
-      sockagent::v1::StopServerResponse stopped;
-      auto ctx = client.NewContext();
-      grpc::Status s = client.agent().StopServer(ctx.get(), stop, &stopped);
-      if (!s.ok()) {
-        ReportAgentFailure(fleet_.name(i), client.Describe(s), "cleanup");
-        failed = true;
-      }
-    }
-    if (failed) {
-      std::fprintf(stderr,
-                   "sockctl: what is left stops with: sockctl server stop "
-                   "--label %s=%s --close-connections (or at its TTL)\n",
-                   kRunLabel, run_.c_str());
-    }
+    (void)StopLabelledServers(fleet_, kRunLabel, run_, reached_);
   }
 
  private:
