@@ -26,6 +26,7 @@
 namespace sockagent {
 
 using tls_internal::Describe;
+using tls_internal::FitChainToBudget;
 using tls_internal::PrintableText;
 using tls_internal::Sha256Hex;
 using tls_internal::TakeErrorWords;
@@ -236,6 +237,7 @@ std::shared_ptr<const TlsInfo> TlsSession::Facts() {
   for (size_t i = 0; i < chain.size() && i < kMaxTlsReportedChain; ++i) {
     info->peer_chain.push_back(Describe(chain[i]));
   }
+  FitChainToBudget(&info->peer_chain, kMaxTlsReportedChainBytes);
   const bool verify_off =
       client_ && client_ctx_->spec().trust == TlsTrust::kNone;
   const long verify = SSL_get_verify_result(ssl_);

@@ -51,6 +51,12 @@ inline constexpr size_t kMaxTlsNameBytes = 253;
 // A reported peer chain keeps at most this many certificates (the count
 // seen is reported too).
 inline constexpr size_t kMaxTlsReportedChain = 10;
+// What the reported chain may hold in all (names, SANs, fingerprints, PEM),
+// per connection: a hostile peer's 64 KiB certificate list of escaped
+// names would otherwise leave ~1 MiB of facts per connection. Leaf first:
+// PEM goes first, then SANs (a last "...N more SANs not kept" says so),
+// then the certificates after the leaf.
+inline constexpr size_t kMaxTlsReportedChainBytes = 16 * 1024;
 // Client sessions kept for resumption, engine-wide; the oldest goes first.
 inline constexpr size_t kTlsSessionCacheEntries = 256;
 // A peer's certificate list (the handshake message) above this fails the

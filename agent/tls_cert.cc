@@ -241,6 +241,40 @@ std::string PrintableText(absl::string_view raw) {
   return out;
 }
 
+namespace {
+
+size_t TextBytes(const TlsCertificateInfo& c) {
+  size_t n = c.subject.size() + c.issuer.size() + c.sha256_fingerprint.size() +
+             c.pem.size();
+  for (const std::string& san : c.sans) n += san.size();
+  return n;
+}
+
+}  // namespace
+
+void FitChainToBudget(std::vector<TlsCertificateInfo>* chain, size_t budget) {
+  size_t used = 0;
+  for (size_t i = 0; i < chain->size(); ++i) {
+    TlsCertificateInfo& c = (*chain)[i];
+    if (used + TextBytes(c) > budget) c.pem.clear();
+    size_t dropped = 0;
+    while (!c.sans.empty() && used + TextBytes(c) > budget) {
+      c.sans.pop_back();
+      ++dropped;
+    }
+    if (dropped > 0) {
+      c.sans.push_back(absl::StrCat("...", dropped, " more SANs not kept"));
+    }
+    // The leaf stays (its names are at most a few KiB); later certificates
+    // that do not fit go, with the ones after them.
+    if (i > 0 && used + TextBytes(c) > budget) {
+      chain->resize(i);
+      return;
+    }
+    used += TextBytes(c);
+  }
+}
+
 TlsCertificateInfo Describe(X509* x) {
   TlsCertificateInfo info;
   info.subject = PrintableText(NameText(X509_get_subject_name(x)));
