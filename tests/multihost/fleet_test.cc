@@ -103,15 +103,8 @@ TEST_F(Fleet16, MatrixAllOkFirewallConvergesAndTheDeadlineHolds) {
 
   // The last agent drops everything sent to the echo servers' port.
   Node& walled = topo_->node("agent-16");
-  for (const auto& argv : std::vector<std::vector<std::string>>{
-           {"nft", "add", "table", "inet", "satest"},
-           {"nft", "add", "chain", "inet", "satest", "input",
-            "{ type filter hook input priority 0; policy accept; }"},
-           {"nft", "add", "rule", "inet", "satest", "input", "th", "dport",
-            "9100", "drop"}}) {
-    CommandResult r = RunCommand(walled.netns->Exec(argv));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
+  const absl::Status firewall = DropIncoming(walled, "th", 9100);
+  ASSERT_TRUE(firewall.ok()) << firewall;
 
   // Converges: the blocked cells are expected to time out.
   const std::string blocked = dir_.path() + "/blocked";

@@ -135,15 +135,8 @@ TEST_F(MultihostTest, MatrixAllOkThenFirewallShowsExactlyTheBlockedCells) {
 
   // agent-c drops incoming TCP to the probe port; UDP still passes.
   Node& c = topo_->node("agent-c");
-  for (const auto& argv : std::vector<std::vector<std::string>>{
-           {"nft", "add", "table", "inet", "satest"},
-           {"nft", "add", "chain", "inet", "satest", "input",
-            "{ type filter hook input priority 0; policy accept; }"},
-           {"nft", "add", "rule", "inet", "satest", "input", "tcp", "dport",
-            "9100", "drop"}}) {
-    CommandResult r = RunCommand(c.netns->Exec(argv));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
+  const absl::Status firewall = DropIncoming(c, "tcp", 9100);
+  ASSERT_TRUE(firewall.ok()) << firewall;
 
   const std::string expect_blocked = dir.path() + "/blocked";
   std::ofstream(expect_blocked) << "* agent-c tcp TIMEOUT\n";

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace sockagent::testing {
 namespace {
@@ -138,6 +139,24 @@ absl::Status Topology::Wire(Node& node, size_t index) {
            node.netns->Exec({"ip", "link", "set", "eth0", "up"}),
        }) {
     if (absl::Status s = Must(argv); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DropIncoming(const Node& node, const std::string& proto,
+                          uint16_t port) {
+  for (const std::vector<std::string>& argv :
+       std::vector<std::vector<std::string>>{
+           {"nft", "add", "table", "inet", "satest"},
+           {"nft", "add", "chain", "inet", "satest", "input",
+            "{ type filter hook input priority 0; policy accept; }"},
+           {"nft", "add", "rule", "inet", "satest", "input", proto, "dport",
+            std::to_string(port), "drop"}}) {
+    CommandResult r = RunCommand(node.netns->Exec(argv));
+    if (r.exit_code != 0) {
+      return absl::InternalError(absl::StrCat(absl::StrJoin(argv, " "), " in ",
+                                              node.name, ": ", r.err));
+    }
   }
   return absl::OkStatus();
 }

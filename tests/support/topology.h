@@ -71,6 +71,11 @@ class Topology {
   TempDir secrets_;  // The agents' token files.
 };
 
+// A firewall inside `node`'s namespace: nft drops every packet arriving for
+// `port` ("tcp", "udp", or "th" for both). It goes with the namespace.
+absl::Status DropIncoming(const Node& node, const std::string& proto,
+                          uint16_t port);
+
 }  // namespace sockagent::testing
 
 #endif  // SOCKAGENT_TESTS_SUPPORT_TOPOLOGY_H_
