@@ -505,7 +505,7 @@ class PerfSession final {
     return false;
   }
 
-  // A running discard server of this transport on port, or none. Other
+  // A standing discard server of this transport on port, or none. Other
   // servers on the port are the StartServer's to refuse ("in use").
   static grpc::Status FindDiscardServer(
       AgentClient& client, sockagent::v1::Transport transport, uint32_t port,
@@ -519,8 +519,11 @@ class PerfSession final {
       grpc::Status s = client.agent().ListServers(ctx.get(), list, &listed);
       if (!s.ok()) return s;
       for (const sockagent::v1::Server& server : listed.servers()) {
+        // Another perf run's own server (this one's, with --concurrent)
+        // is stopped when that run ends: never borrowed.
         if (!server.behavior().has_discard() ||
-            server.state() != sockagent::v1::SERVER_STATE_LISTENING) {
+            server.state() != sockagent::v1::SERVER_STATE_LISTENING ||
+            server.labels().contains(kRunLabel)) {
           continue;
         }
         for (const auto& address : server.local_addresses()) {

@@ -191,6 +191,20 @@ TEST_F(PerfTest, AStandingDiscardServerOnThePortIsUsedAndLeftRunning) {
   EXPECT_TRUE(ListeningOnB(udp.id()));
   EXPECT_EQ(PerfServersOnB(), 0);
 
+  // Another perf run's own discard server is never borrowed (it stops when
+  // that run ends): the port is in use.
+  const v1::Server others =
+      StartLoopbackServer(*b_stub_, [](v1::StartServerRequest& r) {
+        r.mutable_behavior()->Clear();
+        r.mutable_behavior()->mutable_discard();
+        (*r.mutable_labels())["sockctl-perf"] = "another-run";
+      });
+  r = Perf({"--port", std::to_string(others.local_addresses(0).port()),
+            "--time", "0.3s"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("start the discard server"));
+  EXPECT_TRUE(ListeningOnB(others.id()));
+
   // A port held by something else than a discard server: StartServer's
   // own refusal, in words, and nothing left behind.
   const v1::Server hold = StartLoopbackServer(*b_stub_);
@@ -198,7 +212,7 @@ TEST_F(PerfTest, AStandingDiscardServerOnThePortIsUsedAndLeftRunning) {
             "0.3s"});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_THAT(r.err, HasSubstr("start the discard server"));
-  EXPECT_EQ(PerfServersOnB(), 0);
+  EXPECT_EQ(PerfServersOnB(), 1);  // Only the other run's.
 }
 
 // `matrix --bandwidth` is perf over every ordered pair; the probing flags
