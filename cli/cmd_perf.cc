@@ -400,7 +400,7 @@ class PerfSession final {
 
     // 3. The receiver's view, once it settled.
     std::vector<Connection> conns =
-        ReceiverView(receiver, started.server(), response);
+        ReceiverView(receiver, started.server(), response, reused);
     stop_ours();
     if (conns.empty() && response.bytes() > 0) {
       std::fprintf(stderr,
@@ -444,10 +444,13 @@ class PerfSession final {
   // Lists the server's connections (closed ones too) until the figures
   // settle: TCP, every stream's connection closed (the sender's drain saw
   // the receiver close, so usually at once); UDP, the datagrams of this run
-  // all arrived or stopped changing. At most kSettleWait.
+  // all arrived or stopped changing. At most kSettleWait. A server of our
+  // own serves only this run; a standing one (`shared`) has other callers,
+  // so its TCP connections are matched by the sender's addresses.
   std::vector<Connection> ReceiverView(AgentClient& client,
                                        const sockagent::v1::Server& server,
-                                       const PerfResponse& response) {
+                                       const PerfResponse& response,
+                                       bool shared) {
     uint64_t sent = 0;
     for (const auto& stream : response.streams()) sent += stream.datagrams();
     const absl::Time until = absl::Now() + kSettleWait;
@@ -463,11 +466,12 @@ class PerfSession final {
       auto ctx = client.NewContext();
       grpc::Status s = client.agent().ListConnections(ctx.get(), list, &listed);
       if (s.ok()) {
-        // This run's: UDP sessions by the run id, TCP connections by the
-        // sender's addresses (a standing server has other callers too).
+        // This run's: UDP sessions by the run id; TCP connections all of
+        // them on our own server, by the sender's addresses on a standing
+        // one (NAT between the agents hides them there).
         for (const Connection& c : listed.connections()) {
           if (plan_.udp ? c.has_perf() && c.perf().run_id() == response.run_id()
-                        : FromSender(c, response)) {
+                        : !shared || FromSender(c, response)) {
             conns.push_back(c);
           }
         }
