@@ -49,6 +49,7 @@ class ControlRelay::Impl {
 
   void Add(int client_fd, int grpc_side_fd, int key, uint64_t seq,
            std::shared_ptr<std::atomic<bool>> authenticated);
+
   // The agent-wide stream budget is spent: cuts the unauthenticated
   // connection holding the most open streams (`asking` only if it holds
   // more than every other). True when `asking` itself was cut.
@@ -235,6 +236,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
           if (ec) return self->CloseAll();
           self->up_len_ = n;
           self->up_pos_ = 0;
+          self->up_drained_ = false;
           self->ScanUp();
         });
   }
@@ -253,16 +255,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
     if (tls_ != nullptr) return ReadUpTls();
     asio::error_code ec;
     const size_t n = ReadNow(client_, up_, size_, ec);
-    if (ec == asio::error::would_block) {
-      up_.reset();
-      client_.async_wait(Socket::wait_read, [self = shared_from_this()](
-                                                const asio::error_code& ec) {
-        if (self->closed_) return;
-        if (ec) return self->CloseAll();
-        self->ReadUp();
-      });
-      return;
-    }
+    if (ec == asio::error::would_block) return WaitUp();
     if (ec == asio::error::eof) {
       // The client's FIN: gRPC sees it too; gRPC's answer still flows back.
       up_.reset();
@@ -273,7 +266,23 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
     if (ec) return CloseAll();
     up_len_ = n;
     up_pos_ = 0;
+    up_drained_ = n < size_;
     ScanUp();
+  }
+
+  // Waits until the client's socket is readable. The buffer goes meanwhile
+  // (an idle connection holds none). Asio re-arms the descriptor here, and
+  // epoll reports it at once if bytes came after the last read, so after a
+  // short read the relay waits without first reading EAGAIN.
+  void WaitUp() {
+    up_.reset();
+    inline_turns_ = 0;
+    client_.async_wait(Socket::wait_read,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         if (self->closed_) return;
+                         if (ec) return self->CloseAll();
+                         self->ReadUp();
+                       });
   }
 
   void ScanUp() {
@@ -299,7 +308,7 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
     auto next = [self = shared_from_this(), pause, rescan, wait] {
       if (self->closed_) return;
       if (rescan) return self->ScanUp();
-      if (!pause) return self->ReadUp();
+      if (!pause) return self->NextUp();
       // The agent-wide bucket is empty: this connection is not read until a
       // token is due.
       self->timer_.expires_after(absl::ToChronoNanoseconds(wait));
@@ -308,44 +317,93 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
       });
     };
     if (r.forward == 0) return next();
+    // Most writes to the socketpair complete at once: no handler to queue.
+    asio::error_code ec;
+    const size_t written =
+        WriteNow(grpc_, absl::string_view(up_.get() + start, r.forward), ec);
+    if (ec) return CloseAll();
+    if (written == r.forward) return next();
     asio::async_write(
-        grpc_, asio::buffer(up_.get() + start, r.forward),
+        grpc_, asio::buffer(up_.get() + start + written, r.forward - written),
         [self = shared_from_this(), next](const asio::error_code& ec, size_t) {
           if (self->closed_) return;
           if (ec) return self->CloseAll();
+          self->inline_turns_ = 0;
           next();
         });
+  }
+
+  // The chunk read was forwarded whole: wait when it drained the socket,
+  // else read on (a few times inline, then through the io_context so that
+  // one busy connection neither grows the stack nor starves the others).
+  void NextUp() {
+    if (tls_ != nullptr) return ReadUpTls();  // Reads asynchronously.
+    if (up_drained_) return WaitUp();
+    if (++inline_turns_ < kInlineTurns) return ReadUp();
+    inline_turns_ = 0;
+    asio::post(relay_->io_, [self = shared_from_this()] {
+      if (!self->closed_) self->ReadUp();
+    });
+  }
+
+  // Writes what `to` takes now without blocking. `ec` is set only on a
+  // real error (not would_block).
+  static size_t WriteNow(Socket& to, absl::string_view bytes,
+                         asio::error_code& ec) {
+    const size_t n =
+        to.write_some(asio::buffer(bytes.data(), bytes.size()), ec);
+    if (ec == asio::error::would_block) ec.clear();
+    return ec ? 0 : n;
   }
 
   // gRPC -> client: unchanged. gRPC closing its end closes the client's.
   void ReadDown() {
     asio::error_code ec;
     const size_t n = ReadNow(grpc_, down_, size_, ec);
-    if (ec == asio::error::would_block) {
-      down_.reset();
-      grpc_.async_wait(Socket::wait_read,
-                       [self = shared_from_this()](const asio::error_code& ec) {
-                         if (self->closed_) return;
-                         if (ec) return self->CloseAll();
-                         self->ReadDown();
-                       });
-      return;
-    }
+    if (ec == asio::error::would_block) return WaitDown();
     if (ec) return CloseAll();  // EOF included: gRPC closed the connection.
     // Streams the agent ends or resets no longer count.
     scanner_.ScanAgent(absl::string_view(down_.get(), n));
     relay_->streams_open_.store(relay_->streams_.open);
-    auto done = [self = shared_from_this()](const asio::error_code& ec,
-                                            size_t) {
+    const bool drained = n < size_;
+    auto done = [self = shared_from_this(), drained](const asio::error_code& ec,
+                                                     size_t) {
       if (self->closed_) return;
       if (ec) return self->CloseAll();
-      self->ReadDown();
+      self->down_turns_ = 0;
+      self->NextDown(drained);
     };
     if (tls_ != nullptr) {
       asio::async_write(*tls_, asio::buffer(down_.get(), n), std::move(done));
-    } else {
-      asio::async_write(client_, asio::buffer(down_.get(), n), std::move(done));
+      return;
     }
+    const size_t written =
+        WriteNow(client_, absl::string_view(down_.get(), n), ec);
+    if (ec) return CloseAll();
+    if (written == n) return NextDown(drained);
+    asio::async_write(client_, asio::buffer(down_.get() + written, n - written),
+                      std::move(done));
+  }
+
+  void WaitDown() {
+    down_.reset();
+    down_turns_ = 0;
+    grpc_.async_wait(Socket::wait_read,
+                     [self = shared_from_this()](const asio::error_code& ec) {
+                       if (self->closed_) return;
+                       if (ec) return self->CloseAll();
+                       self->ReadDown();
+                     });
+  }
+
+  // As NextUp, for the agent's bytes.
+  void NextDown(bool drained) {
+    if (drained) return WaitDown();
+    if (++down_turns_ < kInlineTurns) return ReadDown();
+    down_turns_ = 0;
+    asio::post(relay_->io_, [self = shared_from_this()] {
+      if (!self->closed_) self->ReadDown();
+    });
   }
 
   void CloseAll() {
@@ -362,6 +420,8 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
 
   // One TLS record's plaintext.
   static constexpr size_t kTlsRecordBytes = 16 * 1024;
+  // Full buffers a direction forwards inline before yielding to others.
+  static constexpr int kInlineTurns = 4;
 
   ControlRelay::Impl* const relay_;  // Outlives every Pipe (see ~Impl).
   const int key_;
@@ -380,7 +440,10 @@ class Pipe : public std::enable_shared_from_this<Pipe> {
   std::unique_ptr<char[]> up_;  // Null while waiting to read.
   size_t up_len_ = 0;
   size_t up_pos_ = 0;
+  bool up_drained_ = false;  // The last read emptied the client's socket.
+  int inline_turns_ = 0;
   std::unique_ptr<char[]> down_;
+  int down_turns_ = 0;
   bool closed_ = false;
 };
 
