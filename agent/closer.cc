@@ -1,9 +1,9 @@
 // Closer (agent/closer.h), closing a connection: the graceful tail (flush, FIN,
 // read and discard until the peer's FIN or close_linger), aborts (RST), the
-// quick tails of greeting-and-close servers, and filing the closed record in
-// the history (Finalize). Its own file because closing is a stage of its own,
-// with its own state (quick_tails_, linger timers), entered from reads,
-// writes, timers, Close calls and stopping servers alike.
+// greeting-and-close fast path, and filing the closed record in the history
+// (Finalize). Its own file because closing is a stage of its own, with its
+// own state (linger timers), entered from reads, writes, timers, Close calls
+// and stopping servers alike.
 //
 // Threads: everything here runs under the engine lock (agent/engine_impl.h):
 // in a completion handler on the loop thread, or inline on the caller's
@@ -26,11 +26,6 @@ namespace sockagent {
 namespace engine_internal {
 
 namespace {
-
-// A quick tail is settled (CheckQuickTails) once it is at least half this
-// old, at the next tick of a loop-wide timer running every kQuickTailWait
-// while there are quick tails: 5-15 ms after the accept.
-constexpr absl::Duration kQuickTailWait = absl::Milliseconds(10);
 
 // Bytes the peer sent before the close stay available to Receive after
 // these closes; the others were asked for (or decided) locally and discard
@@ -108,11 +103,18 @@ bool Closer::AdoptSocket(Conn& c) {
   return true;
 }
 
-// The seed's server, made cheap: greeting and FIN leave at accept, and the
-// socket waits outside the reactor for the peer's answer (a quick tail, see
-// CheckQuickTails). Per connection that is accept4, send, shutdown, one
-// recv about 10 ms later and close, where the reactor path costs an
-// ioctl, three epoll_ctl, a share of the epoll wakeups and a timer.
+// The seed's server, made cheap: greeting and FIN leave at accept, and one
+// recv tells whether the peer sent anything yet. Nothing (the common case:
+// a client that connects and reads): the socket is closed at once and the
+// kernel finishes the close (the peer's ACK and FIN, or its reset, are
+// handled by the orphaned socket, on the peer's CPU time on loopback).
+// Bytes: the careful tail of any graceful close (read and discard until
+// the peer's FIN, at most close_linger), so they are never answered with
+// RST. Per connection: accept4, send, shutdown, recv, close. Bytes that
+// arrive after the recv are answered with RST, as by the seed's own
+// server; the greeting and the FIN left before it, and a peer's kernel
+// keeps what it received (the greeting-delivery tests: 10,000 peers that
+// write right after connect).
 bool Closer::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
   engine_.AssertEngineLock();
   const int fd = c.raw_fd;
@@ -142,77 +144,33 @@ bool Closer::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
     return true;
   }
   c.writing.fin_sent = true;
-  quick_tails_.push_back(QuickTail{c.num, SteadyNowNs()});
-  ArmQuickTailTimer();
-  return true;
-}
-
-void Closer::ArmQuickTailTimer() {
-  engine_.AssertEngineLock();
-  if (quick_tail_armed_ || quick_tails_.empty()) return;
-  if (quick_tail_timer_ == nullptr) {
-    quick_tail_timer_ = std::make_unique<Timer>(engine_.io_);
-  }
-  quick_tail_armed_ = true;
-  quick_tail_timer_->expires_after(ToSteady(kQuickTailWait));
-  quick_tail_timer_->async_wait(
-      engine_.Locked([this](const asio::error_code& ec) {
-        engine_.AssertEngineLock();
-        quick_tail_armed_ = false;
-        if (!ec) CheckQuickTails();
-      }));
-}
-
-void Closer::CheckQuickTails() {
-  engine_.AssertEngineLock();
-  const int64_t now = SteadyNowNs();
-  const int64_t settle_ns = absl::ToInt64Nanoseconds(kQuickTailWait) / 2;
-  while (!quick_tails_.empty() &&
-         now - quick_tails_.front().since_ns >= settle_ns) {
-    const QuickTail t = quick_tails_.front();
-    quick_tails_.pop_front();
-    Conn* c = engine_.registry_.FindConn(t.conn_num);
-    if (c != nullptr && !c->finalized && c->raw_fd >= 0) {
-      SettleQuickTail(*c, absl::Nanoseconds(now - t.since_ns));
-    }
-  }
-  ArmQuickTailTimer();
-}
-
-void Closer::SettleQuickTail(Conn& c, absl::Duration age) {
-  engine_.AssertEngineLock();
-  const ssize_t n = ::recv(c.raw_fd, engine_.scratch_.data(),
-                           engine_.scratch_.size(), MSG_DONTWAIT);
+  const ssize_t n = ::recv(fd, engine_.scratch_.data(), engine_.scratch_.size(),
+                           MSG_DONTWAIT);
   if (n == 0) {
-    // The peer's FIN: both directions are done, as when a tail ends.
+    // The peer's FIN already: both directions are done.
     c.reading.eof = true;
     Finalize(c, /*abort=*/false);
-    return;
+    return true;
   }
   if (n < 0) {
     const asio::error_code ec(errno, asio::error::get_system_category());
-    if (!IsWouldBlock(ec)) {
-      engine_.conn_io_.OnStreamError(c, ec,
-                                     "read");  // Typically the peer's reset.
-      return;
+    if (IsWouldBlock(ec)) {
+      Finalize(c, /*abort=*/false);  // Nothing received: close now.
+    } else {
+      engine_.conn_io_.OnStreamError(c, ec, "read");  // The peer's reset.
     }
-  } else {
-    engine_.conn_io_.DeliverStream(c, engine_.scratch_.data(),
-                                   static_cast<size_t>(n));  // Counted.
+    return true;
   }
-  const absl::Duration left = engine_.options_.close_linger - age;
-  if (left <= absl::ZeroDuration()) {
-    engine_.conn_io_.OnConnTimer(c.num, ConnTimer::kLinger);
-    return;
-  }
-  // A quiet peer, or one that sent bytes: closing now could answer its
-  // bytes with RST, so the reactor's tail reads and discards until its FIN,
-  // for what is left of close_linger.
-  if (!AdoptSocket(c)) return;
+  engine_.conn_io_.DeliverStream(c, engine_.scratch_.data(),
+                                 static_cast<size_t>(n));  // Counted.
+  // The peer sent bytes: closing now could answer them with RST, so the
+  // reactor's tail reads and discards until its FIN, for close_linger.
+  if (!AdoptSocket(c)) return true;
   asio::error_code ec;
   c.stream->non_blocking(true, ec);
-  ArmLingerTimer(c, left);
+  ArmLingerTimer(c, engine_.options_.close_linger);
   engine_.conn_io_.ArmRead(c);
+  return true;
 }
 
 void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail) {

@@ -1,10 +1,10 @@
 // Closer: how the engine's connections end. A graceful close flushes,
 // sends FIN, then reads and discards until the peer's FIN or close_linger
 // (so the peer never sees a reset for bytes it sent late); an abort sends
-// RST; greeting-and-close servers leave "quick tails" that wait outside
-// the reactor and are settled by one loop-wide timer; Finalize closes the
-// socket and files the record in the closed history. It owns the quick
-// tails and their timer; a connection's linger timer lives on the Conn.
+// RST; greeting-and-close servers close at accept when the peer sent
+// nothing yet (GreetAndClose); Finalize closes the socket and files the
+// record in the closed history. A connection's linger timer lives on the
+// Conn.
 //
 // Lock: a member of EngineImpl, guarded by the engine lock; every method
 // is called with it held (from reads, writes, timers, Close calls and
@@ -19,7 +19,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 
@@ -54,28 +53,14 @@ class Closer {
   // connection is finalized with the error.
   bool AdoptSocket(Conn& c);
   // Writes the greeting of a greeting-and-close server and its FIN straight
-  // after accept and leaves a quick tail. False when the greeting did not
-  // go out whole (`*greeted`: the bytes that did): the reactor path goes on.
+  // after accept, then closes at once if the peer sent nothing yet, else
+  // leaves the reactor's graceful tail. False when the greeting did not go
+  // out whole (`*greeted`: the bytes that did): the reactor path goes on.
   bool GreetAndClose(Server& s, Conn& c, size_t* greeted);
 
  private:
   void ArmLingerTimer(Conn& c, absl::Duration after);
-  // Quick tails: greeting-and-close connections whose greeting and FIN
-  // went out at accept wait outside the reactor; a loop-wide timer settles
-  // each one once, with one recv: the peer's FIN or reset finalizes it,
-  // anything else (silence, bytes) hands it to the reactor's tail.
-  void ArmQuickTailTimer();
-  void CheckQuickTails();
-  void SettleQuickTail(Conn& c, absl::Duration age);
-
   EngineImpl& engine_;
-  struct QuickTail {
-    uint64_t conn_num = 0;
-    int64_t since_ns = 0;  // Steady clock.
-  };
-  std::deque<QuickTail> quick_tails_;  // Oldest first.
-  std::unique_ptr<Timer> quick_tail_timer_;
-  bool quick_tail_armed_ = false;
 };
 
 }  // namespace engine_internal

@@ -48,11 +48,10 @@
 // closed) and leaves a "tail" on the socket: flush, FIN, read and discard
 // until the peer's FIN or close_linger, then close. `finalized` marks the
 // end of the tail (socket closed, record in history); until then the
-// socket counts against max_connections. A greeting-and-close server starts
-// that tail without the reactor when it can (GreetAndClose): greeting and
-// FIN leave straight after accept, and the socket waits outside epoll as a
-// "quick tail"; one recv 5-15 ms later ends it if the peer has closed or
-// reset by then, and hands it to the reactor's tail otherwise.
+// socket counts against max_connections. A greeting-and-close server skips
+// the reactor when it can (GreetAndClose): greeting and FIN leave straight
+// after accept, and one recv decides: nothing received yet closes the
+// socket at once (the kernel finishes the close), bytes start the tail.
 //
 // While a stream connection does not read (after the peer's FIN, or paused
 // by a full buffer) it waits for socket errors instead (async_wait

@@ -17,6 +17,7 @@
 namespace sockagent::testing {
 namespace {
 
+using ::testing::AnyOf;
 using ::testing::HasSubstr;
 using ::testing::SizeIs;
 
@@ -65,9 +66,8 @@ TEST_F(EngineUnixServer, EchoOnPathAndFileRemovedOnStop) {
   EXPECT_FALSE(Exists(path));
 }
 
-// Greeting and end of stream leave at accept over UNIX too. A peer that
-// then writes keeps its bytes from being answered with a reset; a quiet
-// one's tail is handed to the reactor and ends at close_linger.
+// Greeting and end of stream leave at accept over UNIX too: a peer that
+// wrote first gets the careful tail, a quiet one is closed at once.
 TEST_F(EngineUnixServer, GreetingAndCloseTails) {
   EngineOptions options;
   options.close_linger = absl::Milliseconds(60);
@@ -79,26 +79,34 @@ TEST_F(EngineUnixServer, GreetingAndCloseTails) {
   absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
   ASSERT_TRUE(server.ok()) << server.status();
 
+  // A UNIX connect queues the connection and its first bytes before the
+  // agent accepts, so the agent almost always finds them and takes the
+  // careful tail; if it ran first, it closed at once and the write or the
+  // end of the read may see the close (EPIPE, ECONNRESET). The greeting
+  // arrives either way.
   Fd writer = UnixConnect(path);
   ASSERT_TRUE(writer.valid());
-  ASSERT_TRUE(WriteAll(writer.get(), "unread request"));
+  const bool wrote = WriteAll(writer.get(), "unread request");
   int error = 0;
   EXPECT_EQ(ReadToEof(writer.get(), &error), "hello unix");
-  EXPECT_EQ(error, 0);
+  if (wrote) {
+    EXPECT_THAT(error, AnyOf(0, ECONNRESET));
+  }
   writer.Reset();
 
+  // A quiet peer: nothing received, so the agent closed at once.
   Fd quiet = UnixConnect(path);
   ASSERT_TRUE(quiet.valid());
-  EXPECT_EQ(ReadExactly(quiet.get(), 10), "hello unix");
+  EXPECT_EQ(ReadToEof(quiet.get(), &error), "hello unix");
+  EXPECT_EQ(error, 0);
   std::optional<ConnectionInfo> conn =
       sync_->ConnectionWhen("conn-2", [&](const ConnectionInfo& c) {
-        return absl::StrContains(c.close_detail, "close timed out");
+        return c.state == ConnectionState::kClosed;
       });
   ASSERT_TRUE(conn.has_value());
   EXPECT_EQ(conn->close_reason, CloseReason::kLocalClose);
+  EXPECT_EQ(conn->close_detail, "greeting sent");
   EXPECT_EQ(conn->transport, Transport::kUnix);
-  EXPECT_EQ(ReadToEof(quiet.get(), &error), "");
-  EXPECT_EQ(error, 0);
   std::optional<ConnectionInfo> first = sync_->Connection("conn-1");
   ASSERT_TRUE(first.has_value());
   EXPECT_EQ(first->counters.bytes_sent, 10u);
