@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import statistics
+import tempfile
 import subprocess
 import sys
 import time
@@ -149,12 +150,16 @@ class Tools:
 
 
 class Agent:
-    def __init__(self, tools, *flags):
+    def __init__(self, tools, *flags, unix_path=None):
         self.tools = tools
         # Loopback TCP without a token: the benchmark's clients (sockctl,
-        # bench_rpc) and the reference servers speak plain gRPC alike.
-        self.child = Child([tools.agentd, "--listen", "127.0.0.1:0",
-                            "--insecure", *flags], "sockagentd serving on")
+        # bench_rpc) and the reference servers speak plain gRPC alike. With
+        # `unix_path`: the owner-only UNIX control socket instead (not
+        # relayed, README "Security").
+        listen = (["--listen", "unix:" + unix_path] if unix_path else
+                  ["--listen", "127.0.0.1:0", "--insecure"])
+        self.child = Child([tools.agentd, *listen, *flags],
+                           "sockagentd serving on")
         self.addr = self.child.line.split()[-1]
 
     def ctl(self, *args):
@@ -276,6 +281,7 @@ def bench_tcp(t, agent, cfg, lines):
                 (">=", 0.9))
             iperf_rates = []
             for _ in range(cfg["rounds"]):
+                ROUNDS.mark()
                 w = list(writer)
                 w[3] = str(agent_port)
                 ours = run_kv(w)["bytes_per_sec"]
@@ -353,6 +359,7 @@ def bench_udp(t, agent, cfg, lines):
                             ("<=", 1.0), higher_is_better=False)
             ours_loss, ref_loss = [], []
             for _ in range(cfg["rounds"]):
+                ROUNDS.mark()
                 # Ours.
                 before = agent.counters(srv).get("datagramsReceived", 0)
                 procs = [subprocess.Popen(
@@ -409,6 +416,12 @@ def bench_latency(t, agent, cfg, lines):
     sink = Child([t.load, "tcp-sink"], "port")
     conn = agent.ctl("client", "open", "127.0.0.1",
                      str(sink.port()))["connection"]["id"]
+    # A second agent on the UNIX control socket: the same Send without the
+    # TCP control relay (informational line 4d).
+    tmp = tempfile.mkdtemp(prefix="sockagent-bench-")
+    uagent = Agent(t, unix_path=os.path.join(tmp, "agent.sock"))
+    uconn = uagent.ctl("client", "open", "127.0.0.1",
+                       str(sink.port()))["connection"]["id"]
     try:
         seq = Line("4a", "Send 64 B, sequential: p50 latency", "us",
                    "bare gRPC unary echo (bench_echo_server, callback API)",
@@ -424,14 +437,24 @@ def bench_latency(t, agent, cfg, lines):
                     f"bench_rpc echo $ECHO_ADDR --calls {cfg['calls'] * 4} --threads 8",
                     f"bench_rpc send $AGENT --conn ID --calls {cfg['calls'] * 4}"
                     " --threads 8", (">=", 0.8))
+        viaunix = Line("4d", "Send 64 B, sequential, p50, over the UNIX control "
+                       "socket (no relay)", "us",
+                       "bare gRPC unary echo (as 4a)", "(same run as 4a)",
+                       f"bench_rpc send unix:PATH --conn ID --calls "
+                       f"{cfg['calls']} --threads 1 (a second agent on "
+                       "`--listen unix:PATH`)", None, higher_is_better=False)
         means = []
         for _ in range(cfg["rounds"]):
+            ROUNDS.mark()
             o = run_kv([t.rpc, "send", agent.addr, "--conn", conn, "--calls",
                         str(cfg["calls"]), "--threads", "1"])
             r = run_kv([t.rpc, "echo", echo.line.split()[-1], "--calls",
                         str(cfg["calls"]), "--threads", "1"])
             seq.add(o["p50_us"], r["p50_us"])
             tail.add(o["p99_us"], o["p50_us"])
+            u = run_kv([t.rpc, "send", uagent.addr, "--conn", uconn, "--calls",
+                        str(cfg["calls"]), "--threads", "1"])
+            viaunix.add(u["p50_us"], r["p50_us"])
             means.append((o["mean_us"], r["mean_us"], o["p99_us"], r["p99_us"]))
             o = run_kv([t.rpc, "send", agent.addr, "--conn", conn, "--calls",
                         str(cfg["calls"] * 4), "--threads", "8"])
@@ -440,10 +463,16 @@ def bench_latency(t, agent, cfg, lines):
             conc.add(o["ops_per_sec"], r["ops_per_sec"])
         seq.notes.append("per round (ours mean/p99, echo mean/p99 us): " + ", ".join(
             f"{a:.0f}/{c:.0f} vs {b:.0f}/{d:.0f}" for a, b, c, d in means))
-        lines += [seq, tail, conc]
+        viaunix.notes.append(
+            "informational: TCP control connections pass the daemon's HTTP/2 "
+            "frame-checking relay (two more thread wakeups per call); the "
+            "owner-only UNIX socket does not")
+        lines += [seq, tail, conc, viaunix]
     finally:
         echo.stop()
         agent.ctl("close", conn)
+        uagent.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         sink.stop()
 
 
@@ -487,6 +516,7 @@ def bench_accept(t, agent, cfg, lines):
 
     try:
         for _ in range(cfg["rounds"]):
+            ROUNDS.mark()
             o_cpu, o_rate = one(agent.child.pid, agent_port)
             p_cpu, _ = one(py.pid, py.port())
             c_cpu, c_rate = one(cpp.pid, cpp.port())
@@ -635,6 +665,7 @@ def bench_relay(t, agent, cfg, lines):
     try:
         port = str(sink.port())
         for _ in range(cfg["rounds"]):
+            ROUNDS.mark()
             ours = pipe([t.sockctl, "--agent", agent.addr, "--timeout", "600s",
                          "connect", "127.0.0.1", port])
             big = pipe(["socat", "-b", "1048576", "-u", "STDIN",
@@ -671,6 +702,76 @@ def machine():
                                capture_output=True, text=True).stdout.split())}
 
 
+def cpu_times():
+    """(steal, total) jiffies over all CPUs, from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal (guest is in user)
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+class Conditions:
+    """The machine around one benchmark: load average at its start and the
+    share of CPU time stolen by the hypervisor while it ran, so a reader can
+    tell a noisy minute from a real change."""
+
+    def __init__(self):
+        self.load = os.getloadavg()[0]
+        self.steal0, self.total0 = cpu_times()
+
+    def end(self):
+        steal, total = cpu_times()
+        dt = total - self.total0
+        self.steal = 100.0 * (steal - self.steal0) / dt if dt > 0 else 0.0
+        return self
+
+    def text(self):
+        return f"load {self.load:.1f} at its start, {self.steal:.1f} % steal"
+
+
+class RoundMarks:
+    """Load average and steal at the start of each round of the benchmark
+    running now (Conditions covers the whole benchmark)."""
+
+    def __init__(self):
+        self.reset()
+
+    def reset(self):
+        self.loads, self.steals = [], []
+        self.last = cpu_times()
+
+    def mark(self, last=False):
+        steal, total = cpu_times()
+        dt = total - self.last[1]
+        if self.loads:  # Steal over the previous round.
+            self.steals.append(
+                100.0 * (steal - self.last[0]) / dt if dt > 0 else 0.0)
+        if not last:
+            self.loads.append(os.getloadavg()[0])
+        self.last = (steal, total)
+
+    def text(self):
+        if not self.loads:
+            return ""
+        return ("load at each round's start "
+                + " ".join(f"{x:.1f}" for x in self.loads)
+                + "; steal per round (%) "
+                + " ".join(f"{x:.1f}" for x in self.steals))
+
+
+ROUNDS = RoundMarks()
+
+
+def spread(line):
+    """(max - min) / median of our figure, in percent: how far one round
+    may land from another on this machine."""
+    med, lo, hi = median_minmax(line.ours)
+    return 100.0 * (hi - lo) / med if med else 0.0
+
+
 def target_text(line):
     if line.target is None:
         return "-"
@@ -681,17 +782,18 @@ def target_text(line):
 
 def table(lines):
     rows = [("#", "benchmark", "ours (median)", "reference (median)",
-             "ratio median (min-max)", "target", "verdict")]
+             "ratio median (min-max)", "our spread", "target", "verdict")]
     for l in lines:
         d = l.as_dict()
         if l.skipped:
-            rows.append((l.num, l.name, "-", "-", "-", target_text(l),
+            rows.append((l.num, l.name, "-", "-", "-", "-", target_text(l),
                          "SKIPPED"))
             continue
         rows.append((
             l.num, l.name, f"{fmt(d['ours_median'], l.unit)} {l.unit}",
             f"{fmt(d['ref_median'], l.unit)} {l.unit}",
             f"{d['ratio_median']:.2f} ({d['ratio_min']:.2f}-{d['ratio_max']:.2f})",
+            "-" if l.num in ("2b", "2d") else f"±{spread(l) / 2:.0f} %",
             target_text(l), d["verdict"]))
     return rows
 
@@ -712,7 +814,8 @@ def markdown(lines, info, cfg, when):
            f"load average {info['loadavg_at_start']} at the start; "
            f"commit {info['git']}. Ratio = ours ÷ reference per round; "
            "median (min–max); 2b/2d: our loss minus the reference's, in "
-           "percentage points.\n"]
+           "percentage points. Our spread: half of (max − min) ÷ median "
+           "of our own figure over the rounds.\n"]
     rows = table(lines)
     out.append("| " + " | ".join(rows[0]) + " |")
     out.append("|" + "---|" * len(rows[0]))
@@ -740,7 +843,8 @@ def main():
     quick = args.quick
     cfg = {
         "quick": quick,
-        "rounds": args.rounds or (1 if quick else 5),
+        # 7: issue 19 asks for at least 7 rounds on lines near a target.
+        "rounds": args.rounds or (1 if quick else 7),
         "tcp_bytes": (64 if quick else 4096) * MiB,
         "udp_secs": 0.3 if quick else 2,
         "calls": 200 if quick else 3000,
@@ -767,8 +871,16 @@ def main():
             if num not in only:
                 continue
             log(f"benchmark {num} ...")
+            first = len(lines)
+            cond = Conditions()
+            ROUNDS.reset()
             try:
                 step()
+                ROUNDS.mark(last=True)  # The last round's steal.
+                cond.end()
+                for l in lines[first:first + 1]:  # Once per benchmark.
+                    l.notes.insert(0, "machine: " + cond.text() + "; "
+                                   + ROUNDS.text())
             except (BenchError, subprocess.TimeoutExpired, OSError) as e:
                 errors.append(f"benchmark {num}: {e}")
                 log(f"benchmark {num} FAILED: {e}")

@@ -7,7 +7,8 @@
 #
 # --quick: tiny sizes, one round, nothing appended to BENCHMARKS.md: proves
 # the benchmarks work (CI runs it through ctest as bench_quick), not speed.
-# A full run takes about 5 minutes on 2 cores; run it on a quiet machine.
+# A full run (7 rounds) takes about 10 minutes on 2 cores; run it on a
+# quiet machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

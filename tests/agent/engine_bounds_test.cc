@@ -37,22 +37,27 @@ class EngineConnectionLimit : public EngineTest {};
 class EngineTotalBytes : public EngineTest {};
 class EngineServerListing : public EngineTest {};
 
-// Peers that read a greeting but never send their FIN leave graceful-close
-// tails behind: each holds a socket for up to close_linger, so each counts.
+// Peers that never send their FIN leave graceful-close tails behind when
+// the agent closes: each holds a socket for up to close_linger, so each
+// counts. (A greeting-and-close server no longer leaves tails for peers
+// that sent nothing: it closes those sockets at once.)
 TEST_F(EngineConnectionLimit, ClosingTailsCountAgainstMaxConnections) {
   EngineOptions options;
   options.max_connections = 2;
   MakeEngine(options);
-  ServerSpec spec = LoopbackServer(BehaviorKind::kGreeting);
-  spec.behavior.greeting = "hi";
-  spec.behavior.close_after_greeting = true;
-  absl::StatusOr<ServerInfo> server = sync_->StartServer(spec);
+  absl::StatusOr<ServerInfo> server =
+      sync_->StartServer(LoopbackServer(BehaviorKind::kHold));
   ASSERT_TRUE(server.ok()) << server.status();
   std::vector<Fd> quiet;
   for (int i = 0; i < 2; ++i) {
     quiet.push_back(TcpConnect(server->local_addresses[0]));
-    EXPECT_EQ(ReadToEof(quiet.back().get()), "hi");  // Greeting, then FIN.
+    ASSERT_TRUE(quiet.back().valid());
   }
+  ASSERT_TRUE(WaitFor([&] { return sync_->AllConnections().size() == 2; }));
+  for (const ConnectionInfo& c : sync_->AllConnections()) {
+    ASSERT_TRUE(sync_->Close(c.id).ok());
+  }
+  for (Fd& q : quiet) EXPECT_EQ(ReadToEof(q.get()), "");  // The agent's FIN.
   ASSERT_TRUE(WaitFor([&] {
     std::vector<ConnectionInfo> all = sync_->AllConnections();
     return all.size() == 2 && all[0].state == ConnectionState::kClosed &&
