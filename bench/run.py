@@ -634,6 +634,11 @@ def bench_relay(t, agent, cfg, lines):
                   "socat -u STDIN TCP: (default 8 KiB buffer)",
                   f"head -c {n} /dev/zero | socat -u STDIN TCP:127.0.0.1:$SINK_PORT",
                   "(as 3a)", (">=", 2.0))
+    line_u = Line("3c", "Relay over the UNIX control socket (no control "
+                  "relay) vs socat -b 1M", "GB/s", "(as 3a)", "(as 3a)",
+                  f"head -c {n} /dev/zero | sockctl --agent unix:PATH connect "
+                  "127.0.0.1 $SINK_PORT (a second agent on `--listen "
+                  "unix:PATH`)", None)
     if not sockctl_has_connect(t):
         for l in (line_b, line_d):
             l.skipped = ("`sockctl connect` is not in this build (the Stream "
@@ -644,6 +649,8 @@ def bench_relay(t, agent, cfg, lines):
         raise BenchError("socat is not installed (scripts/setup.sh installs it)")
     sink = Child([t.load, "tcp-sink", "--buf", str(256 << 10)], "port")
     size = cfg["relay_bytes"]
+    tmp = tempfile.mkdtemp(prefix="sockagent-bench-")
+    uagent = Agent(t, unix_path=os.path.join(tmp, "agent.sock"))
 
     def pipe(cmd):
         t0 = time.monotonic()
@@ -671,10 +678,19 @@ def bench_relay(t, agent, cfg, lines):
             big = pipe(["socat", "-b", "1048576", "-u", "STDIN",
                         f"TCP:127.0.0.1:{port}"])
             small = pipe(["socat", "-u", "STDIN", f"TCP:127.0.0.1:{port}"])
+            unix = pipe([t.sockctl, "--agent", uagent.addr, "--timeout",
+                         "600s", "connect", "127.0.0.1", port])
             line_b.add(ours, big)
             line_d.add(ours, small)
-        lines += [line_b, line_d]
+            line_u.add(unix, big)
+        line_u.notes.append(
+            "informational: the same relay as 3a, but sockctl reaches the "
+            "agent over its UNIX socket, which the TCP control relay does not "
+            "copy through (sockctl's default for a local agent)")
+        lines += [line_b, line_d, line_u]
     finally:
+        uagent.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         sink.stop()
 
 
