@@ -119,25 +119,27 @@ absl::Status ConnIo::SendFailure(const Conn& c, uint64_t lost) const {
 void ConnIo::Flush(Conn& c) {
   engine_.AssertEngineLock();
   if (c.finalized || c.stream == nullptr) return;
-  // TLS: SSL_write takes the queued bytes (tls_stage.cc). Faults do not act
-  // on TLS connections (ApplyMatchingFaults skips them).
-  if (TlsStage::Active(c)) {
-    engine_.tls_.Flush(c);
-    return;
-  }
+  // TLS: nothing is written before the handshake ends (it flushes then).
+  if (TlsStage::Active(c) && !engine_.tls_.ReadyToWrite(c)) return;
   // The SEND stage of faults (fault_stage.cc): every byte headed for a
-  // stream socket passes here. Without faults: one pointer test.
+  // stream socket passes here, plaintext on TLS. Without faults: one
+  // pointer test.
   if (c.extra != nullptr && c.extra->faults != nullptr) {
     engine_.faults_.Flush(c);
     return;
   }
   while (!c.send_bytes.empty()) {
-    if (WriteQueued(c, SIZE_MAX) != WriteOutcome::kWrote) return;
+    if (WriteSome(c, SIZE_MAX) != WriteOutcome::kWrote) return;
   }
   ResumeReading(c);
   if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Drained(c);
   if (c.writing.fin_wanted && !c.writing.fin_sent) SendFin(c);
   engine_.streams_.Pump(c);
+}
+
+ConnIo::WriteOutcome ConnIo::WriteSome(Conn& c, size_t limit) {
+  return TlsStage::Active(c) ? engine_.tls_.WriteQueued(c, limit)
+                             : WriteQueued(c, limit);
 }
 
 ConnIo::WriteOutcome ConnIo::WriteQueued(Conn& c, size_t limit) {

@@ -124,10 +124,16 @@ struct PendingReceive {
 };
 
 // The faults acting on one connection (agent/faults.h, fault_stage.h):
-// its SEND stage (stream faults), its datagram stage with the datagrams a
-// delay holds (UDP faults), and the one timer that wakes either.
+// its SEND stage (stream faults on what it writes), its RECEIVE stage
+// (stream faults with direction RECEIVED, on what it reads) with the bytes
+// read but not yet delivered, its datagram stage with the datagrams a
+// delay holds (UDP faults), and the one timer that wakes them.
 struct ConnFaults {
   SendStage send;
+  SendStage receive;   // The same model: "queued" is read, "written" is
+                       // delivered to the behaviour.
+  ByteQueue received;  // Read from the socket, not delivered yet: counts
+                       // against recv_buffer_bytes and the agent's total.
   DatagramStage datagrams;
   std::unique_ptr<Timer> timer;
   int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
@@ -143,6 +149,7 @@ struct ConnTls {
   Done<absl::StatusOr<ConnectionInfo>> on_handshake;
   bool read_wants_write = false;  // SSL_read asked for writability.
   bool write_wants_read = false;  // SSL_write asked for readability.
+  size_t retry_len = 0;  // The length of a write OpenSSL wants retried.
 };
 
 // The rarely used parts of a connection, allocated on first use, so an idle
@@ -189,6 +196,9 @@ struct ConnReading {
   bool error_armed = false;   // A wait_error is pending (while not reading).
   bool hangup = false;        // Hung up without an error: watch no more.
   bool eof = false;           // Peer FIN seen.
+  bool fin_held = false;      // Peer FIN read, held by a RECEIVED fault
+                              // (bytes before it, or slow_close): no more
+                              // reading; eof once it is delivered.
 };
 
 // The write side: a pending wait and the FIN.

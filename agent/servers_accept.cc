@@ -172,7 +172,12 @@ void Servers::OnAccepted(Server& s, const Listener& listener, int fd,
   if (s.tls != nullptr && !engine_.tls_.Start(c, s.tls, nullptr)) return;
   engine_.conn_io_.Start(c, absl::ZeroDuration(), s.info.idle_timeout);
   engine_.faults_.ApplyMatching(c);
-  if (b.kind == BehaviorKind::kProxy) engine_.proxy_.Dial(s, c);
+  // A TLS proxy dials once the client's handshake ended (TlsStage), so a
+  // scanner or a client without the right certificate costs no upstream
+  // connection.
+  if (b.kind == BehaviorKind::kProxy && s.tls == nullptr) {
+    engine_.proxy_.Dial(s, c);
+  }
   if (b.kind == BehaviorKind::kGreeting) {
     if (s.greeting != nullptr) {
       c.send_bytes.Append(absl::string_view(*s.greeting).substr(greeted));

@@ -86,8 +86,14 @@ bool TlsStage::DriveHandshake(Conn& c) {
   }
   t.info = t.session->Facts();
   t.handshake_timer.reset();
-  if (Server* s = engine_.registry_.FindServer(c.server_num))
+  if (Server* s = engine_.registry_.FindServer(c.server_num)) {
     ++s->info.counters.tls_handshakes;
+    // A TLS-terminating proxy dials its upstream now (servers_accept.cc).
+    if (c.origin == Origin::kAccepted && c.behavior == BehaviorKind::kProxy) {
+      engine_.proxy_.Dial(*s, c);
+      if (c.finalized) return false;
+    }
+  }
   if (t.on_handshake) {
     Done<absl::StatusOr<ConnectionInfo>> done = std::move(t.on_handshake);
     t.on_handshake = nullptr;
@@ -221,48 +227,55 @@ void TlsStage::Read(Conn& c) {
   engine_.conn_io_.ArmRead(c);  // Posts a read when OpenSSL still holds bytes.
 }
 
-void TlsStage::Flush(Conn& c) {
+bool TlsStage::ReadyToWrite(Conn& c) {
   engine_.AssertEngineLock();
   ConnTls& t = *c.extra->tls;
   if (!t.session->handshake_done()) {
     DriveHandshake(c);  // Flushes itself once done.
-    return;
+    return false;
   }
   if (t.read_wants_write) {
     t.read_wants_write = false;
     PostRead(c);
   }
-  while (!c.send_bytes.empty()) {
-    absl::string_view span;
-    c.send_bytes.Peek(&span, 1);
-    const size_t len = std::min(span.size(), kTlsWriteChunk);
-    const TlsIo r = t.session->Write(span.data(), len);
-    switch (r.kind) {
-      case TlsIoKind::kDone:
-        engine_.conn_io_.NoteWritten(c, r.bytes);
-        continue;
-      case TlsIoKind::kWantWrite:
-        engine_.conn_io_.ResumeReading(
-            c);  // An echo may have drained below its mark.
-        if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Drained(c);
-        engine_.conn_io_.ArmWrite(c);
-        engine_.streams_.Pump(c);
-        return;
-      case TlsIoKind::kWantRead:
-        t.write_wants_read = true;
-        engine_.conn_io_.ArmRead(c);
-        return;
-      case TlsIoKind::kClosed:
-      case TlsIoKind::kTruncated:
-      case TlsIoKind::kError:
-        Fail(c, r, "write");
-        return;
-    }
+  return true;
+}
+
+ConnIo::WriteOutcome TlsStage::WriteQueued(Conn& c, size_t limit) {
+  engine_.AssertEngineLock();
+  ConnTls& t = *c.extra->tls;
+  absl::string_view span;
+  c.send_bytes.Peek(&span, 1);
+  // A write that wanted a retry must be retried at least as long: OpenSSL
+  // encrypted those bytes already (a fault's smaller allowance can wait).
+  const size_t len =
+      std::min({span.size(), kTlsWriteChunk, std::max(limit, t.retry_len)});
+  const TlsIo r = t.session->Write(span.data(), len);
+  switch (r.kind) {
+    case TlsIoKind::kDone:
+      t.retry_len = 0;
+      engine_.conn_io_.NoteWritten(c, r.bytes);
+      return ConnIo::WriteOutcome::kWrote;
+    case TlsIoKind::kWantWrite:
+      t.retry_len = len;
+      engine_.conn_io_.ResumeReading(
+          c);  // An echo may have drained below its mark.
+      if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Drained(c);
+      engine_.conn_io_.ArmWrite(c);
+      engine_.streams_.Pump(c);
+      return ConnIo::WriteOutcome::kBlocked;
+    case TlsIoKind::kWantRead:
+      t.retry_len = len;
+      t.write_wants_read = true;
+      engine_.conn_io_.ArmRead(c);
+      return ConnIo::WriteOutcome::kBlocked;
+    case TlsIoKind::kClosed:
+    case TlsIoKind::kTruncated:
+    case TlsIoKind::kError:
+      break;
   }
-  engine_.conn_io_.ResumeReading(c);
-  if (c.behavior == BehaviorKind::kProxy) engine_.proxy_.Drained(c);
-  if (c.writing.fin_wanted && !c.writing.fin_sent) engine_.conn_io_.SendFin(c);
-  engine_.streams_.Pump(c);
+  Fail(c, r, "write");
+  return ConnIo::WriteOutcome::kFailed;
 }
 
 void TlsStage::AwaitHandshake(absl::string_view id,

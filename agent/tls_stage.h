@@ -27,6 +27,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "agent/conn_io.h"
 #include "agent/engine.h"
 #include "agent/engine_objects.h"
 #include "agent/tls.h"
@@ -59,8 +60,11 @@ class TlsStage {
   bool DriveHandshake(Conn& c);
   // Reads what the session gives (the read path's TLS branch).
   void Read(Conn& c);
-  // Writes c's queued bytes through the session (Flush's TLS branch).
-  void Flush(Conn& c);
+  // Flush's TLS turn: false while the handshake runs (it flushes once
+  // done); true when queued bytes may be written (WriteQueued).
+  bool ReadyToWrite(Conn& c);
+  // One SSL_write of at most `limit` queued bytes (ConnIo::WriteSome).
+  ConnIo::WriteOutcome WriteQueued(Conn& c, size_t limit);
   // A read without waiting for readability (OpenSSL holds bytes).
   void PostRead(Conn& c);
   // OpenClient waiting for the handshake of conn `id`: answered now if it
