@@ -46,14 +46,14 @@ void CloseDescriptor(int fd, bool abort) {
 }
 
 void Closer::StartClose(Conn& c, CloseReason reason, std::string detail,
-                        bool abort) {
+                        bool abort, bool keep_received) {
   engine_.AssertEngineLock();
   if (c.finalized) return;
   if (c.state == ConnectionState::kClosed) {
     if (abort) Finalize(c, /*abort=*/true);  // Cut a closing tail short.
     return;
   }
-  MarkClosed(c, reason, std::move(detail));
+  MarkClosed(c, reason, std::move(detail), keep_received);
   if (abort || c.stream == nullptr ||
       engine_.options_.close_linger <= absl::ZeroDuration()) {
     // UDP has no FIN to wait for: datagrams still queued count as lost.
@@ -173,7 +173,8 @@ bool Closer::GreetAndClose(Server& s, Conn& c, size_t* greeted) {
   return true;
 }
 
-void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
+void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail,
+                        bool keep_received) {
   engine_.AssertEngineLock();
   if (c.state == ConnectionState::kClosed) return;
   SetConnState(engine_.counters_, c, ConnectionState::kClosed);
@@ -191,7 +192,7 @@ void Closer::MarkClosed(Conn& c, CloseReason reason, std::string detail) {
       s->sessions.erase({c.udp_socket_index, c.remote.udp()});
     }
   }
-  if (!KeepsReceivedBytes(reason)) {
+  if (!keep_received && !KeepsReceivedBytes(reason)) {
     c.recv_bytes.Clear();
     x.recv_datagrams.clear();
     c.counters.recv_buffered = 0;

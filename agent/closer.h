@@ -43,10 +43,14 @@ class Closer {
   void CloseSelected(const Selector& selector, CloseMode mode,
                      Done<absl::StatusOr<CloseResult>> done);
   // Graceful: flush, FIN, drain until peer FIN or close_linger. Abort: RST.
-  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort);
+  // `keep_received`: bytes already delivered stay for Receive even though
+  // the close is local (a RECEIVED limit_data: the reader gets its N).
+  void StartClose(Conn& c, CloseReason reason, std::string detail, bool abort,
+                  bool keep_received = false);
   // Bookkeeping of "this connection is now closed" (state, counters,
   // timers, parked Receive, event) without touching the socket.
-  void MarkClosed(Conn& c, CloseReason reason, std::string detail);
+  void MarkClosed(Conn& c, CloseReason reason, std::string detail,
+                  bool keep_received = false);
   // Closes the socket (abort: SO_LINGER 0, RST) and files the record.
   void Finalize(Conn& c, bool abort);
   // Hands c.raw_fd to the reactor (c.stream). False: it could not, and the

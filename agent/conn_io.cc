@@ -139,7 +139,7 @@ void ConnIo::Touch(Conn& c) {
 void ConnIo::ArmRead(Conn& c) {
   engine_.AssertEngineLock();
   if (c.reading.armed || c.finalized) return;
-  if (c.reading.paused || c.reading.eof) {
+  if (c.reading.paused || c.reading.eof || c.reading.fin_held) {
     ArmErrorWatch(c);
     return;
   }
@@ -193,7 +193,8 @@ size_t ConnIo::ReadRoom(const Conn& c) const {
       own = room(c.counters.send_buffered, engine_.options_.send_buffer_bytes);
       break;
     case BehaviorKind::kDiscard:
-      return scratch;
+      own = scratch;
+      break;
     case BehaviorKind::kProxy:
       own = engine_.proxy_.FeedRoom(c);
       break;
@@ -201,6 +202,16 @@ size_t ConnIo::ReadRoom(const Conn& c) const {
     case BehaviorKind::kGreeting:
       own = room(c.counters.recv_buffered, engine_.options_.recv_buffer_bytes);
       break;
+  }
+  // Bytes a RECEIVED fault holds go to the behaviour later: they count
+  // against its room and against the receive buffer's bound, so a long
+  // latency pauses reading instead of growing memory.
+  if (c.extra != nullptr && c.extra->faults != nullptr) {
+    const uint64_t held = c.extra->faults->received.size();
+    own = std::min(own > held ? own - held : 0,
+                   room(held, engine_.options_.recv_buffer_bytes));
+  } else if (c.behavior == BehaviorKind::kDiscard) {
+    return scratch;
   }
   return std::min<uint64_t>({scratch, own, engine_.ledger_.budget().Room()});
 }
@@ -253,6 +264,19 @@ void ConnIo::ReadStream(Conn& c) {
 
 void ConnIo::DeliverStream(Conn& c, const char* data, size_t n) {
   engine_.AssertEngineLock();
+  // The RECEIVE stage of faults (fault_stage.cc) holds what it must delay;
+  // it calls DeliverNow when the bytes may go on. Without faults: one
+  // pointer test.
+  if (c.extra != nullptr && c.extra->faults != nullptr &&
+      c.state != ConnectionState::kClosed &&
+      engine_.faults_.HoldReceived(c, data, n)) {
+    return;
+  }
+  DeliverNow(c, data, n);
+}
+
+void ConnIo::DeliverNow(Conn& c, const char* data, size_t n) {
+  engine_.AssertEngineLock();
   c.counters.bytes_received += n;
   if (Server* s = engine_.registry_.FindServer(c.server_num))
     s->info.counters.bytes_received += n;
@@ -301,6 +325,11 @@ void ConnIo::ResumeReading(Conn& c) {
                engine_.options_.recv_buffer_bytes / 2) {
       return;
     }
+    if (c.extra != nullptr && c.extra->faults != nullptr &&
+        c.extra->faults->received.size() >
+            engine_.options_.recv_buffer_bytes / 2) {
+      return;  // A RECEIVED fault still holds half the bound.
+    }
   }
   c.reading.paused = false;
   // No readiness was consumed while paused, so the wait reports at once if
@@ -335,7 +364,7 @@ void ConnIo::OnErrorWatch(uint64_t num, const asio::error_code& ec) {
   }
   // Reading again meanwhile: the read reports the error after the bytes
   // that came before it.
-  if (!c->reading.eof && !c->reading.paused) {
+  if (!c->reading.eof && !c->reading.paused && !c->reading.fin_held) {
     ArmRead(*c);
     return;
   }
@@ -372,6 +401,12 @@ void ConnIo::OnErrorWatch(uint64_t num, const asio::error_code& ec) {
 
 void ConnIo::OnPeerFin(Conn& c) {
   engine_.AssertEngineLock();
+  // A RECEIVED fault delivers the FIN after the bytes it holds (and late,
+  // for slow_close); reading stops meanwhile (fin_held).
+  if (c.extra != nullptr && c.extra->faults != nullptr &&
+      c.state != ConnectionState::kClosed && engine_.faults_.HoldFin(c)) {
+    return;
+  }
   c.reading.eof = true;
   if (c.state == ConnectionState::kClosed) {
     // A closing tail ends once our FIN is out too.

@@ -57,8 +57,11 @@ class ConnIo {
   // Bytes the next read may take without exceeding a bound (0: pause).
   size_t ReadRoom(const Conn& c) const;
   // Received bytes into c's buffer (or to its behaviour: echo, discard,
-  // the proxy's other half).
+  // the proxy's other half), through the RECEIVE stage of faults if any
+  // (which may hold them and call DeliverNow later).
   void DeliverStream(Conn& c, const char* data, size_t n);
+  void DeliverNow(Conn& c, const char* data, size_t n);
+  // The peer's FIN was read (a RECEIVED fault may hold it: fin_held).
   void OnPeerFin(Conn& c);
   void OnStreamError(Conn& c, const asio::error_code& ec, absl::string_view op);
   // While a stream connection does not read (peer FIN, or paused), waits
@@ -83,7 +86,10 @@ class ConnIo {
   void SendFin(Conn& c);
   void ShutdownWrite(Conn& c);
   enum class WriteOutcome { kWrote, kBlocked, kFailed };
-  // One write of at most `limit` queued bytes (Flush's step).
+  // One write of at most `limit` queued bytes (Flush's step): through
+  // SSL_write on TLS (TlsStage::WriteQueued), else writev (WriteQueued).
+  // Blocked: the matching wait is armed.
+  WriteOutcome WriteSome(Conn& c, size_t limit);
   WriteOutcome WriteQueued(Conn& c, size_t limit);
   // Bytes the kernel took from c's send queue: consumed and counted.
   void NoteWritten(Conn& c, size_t written);

@@ -253,6 +253,8 @@ struct ConnectionInfo {
   uint64_t fault_datagrams_dropped = 0;
   uint64_t fault_datagrams_duplicated = 0;
   uint64_t fault_datagrams_delayed = 0;
+  // Bytes read that a RECEIVED fault holds now (not yet delivered).
+  uint64_t fault_received_held = 0;
   // TLS connections: what the handshake saw (its failure, if it failed).
   // Null: no TLS, or the handshake has not ended yet.
   std::shared_ptr<const TlsInfo> tls;

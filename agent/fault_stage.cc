@@ -58,12 +58,6 @@ absl::Status FaultStage::CheckTarget(const FaultSpec& spec) {
                                               QuoteInput(target.connection_id),
                                               " not found"));
     }
-    if (TlsStage::Active(*c)) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("fault target: connection ", target.connection_id,
-                       " speaks TLS; faults act on plain TCP and UNIX "
-                       "connections only for now"));
-    }
     if (absl::Status s =
             mismatch(c->transport, "connection " + target.connection_id);
         !s.ok()) {
@@ -74,13 +68,13 @@ absl::Status FaultStage::CheckTarget(const FaultSpec& spec) {
 }
 
 bool FaultStage::Matches(const FaultSpec& spec, const Conn& c) const {
-  // Stream faults on plain stream sockets (TLS connections write through
-  // SSL_write, which the SEND stage does not reach); UDP faults on UDP
-  // clients and peer sessions.
+  // Stream faults on stream sockets, plain or TLS (they act on the
+  // plaintext: the SEND stage before SSL_write, the RECEIVE stage after
+  // SSL_read); UDP faults on UDP clients and peer sessions.
   if (c.finalized || c.state == ConnectionState::kClosed) return false;
   if (IsDatagramFault(spec.type)) {
     if (c.transport != Transport::kUdp) return false;
-  } else if (c.stream == nullptr || TlsStage::Active(c)) {
+  } else if (c.stream == nullptr) {
     return false;
   }
   switch (spec.direction) {
@@ -142,12 +136,24 @@ void FaultStage::Apply(Conn& c, uint64_t id, FaultInfo& info) {
                  info.spec.name);
     return;
   }
-  x.faults->send.Add(std::move(f),
-                     x.faults->send.written() + c.send_bytes.size(), now);
   engine_.Emit(EventKind::kFaultApplied, c.server_num, c.num, 0, {},
                info.spec.name);
+  if (info.spec.direction == FaultDirection::kReceived) {
+    x.faults->receive.Add(
+        std::move(f), x.faults->receive.written() + x.faults->received.size(),
+        now);
+    ReleaseReceived(c);  // Starts its clock (reset_peer, timeout).
+    return;
+  }
+  x.faults->send.Add(std::move(f),
+                     x.faults->send.written() + c.send_bytes.size(), now);
   engine_.conn_io_.Flush(
       c);  // Starts its clock (reset_peer, timeout) and holds what waits.
+}
+
+bool FaultStage::Idle(const ConnFaults& f) {
+  return f.send.empty() && f.receive.empty() && f.received.empty() &&
+         f.datagrams.empty() && f.datagrams.held() == 0;
 }
 
 void FaultStage::RemoveFrom(Conn& c, uint64_t id) {
@@ -157,14 +163,22 @@ void FaultStage::RemoveFrom(Conn& c, uint64_t id) {
   if (f.datagrams.Remove(id)) {
     // The last delay gone: what it held leaves now, nothing lost.
     if (!f.datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
-    if (c.extra->faults != nullptr && f.send.empty() && f.datagrams.empty() &&
-        f.datagrams.held() == 0) {
+    if (c.extra != nullptr && c.extra->faults != nullptr && Idle(f)) {
+      c.extra->faults.reset();
+    }
+    return;
+  }
+  if (f.receive.Remove(id)) {
+    // What it held goes to the behaviour now, in order, then a held FIN.
+    ReleaseReceived(c);
+    if (c.extra != nullptr && c.extra->faults != nullptr && Idle(f) &&
+        !c.reading.fin_held) {
       c.extra->faults.reset();
     }
     return;
   }
   if (!f.send.Remove(id)) return;
-  if (f.send.empty() && f.datagrams.empty()) c.extra->faults.reset();
+  if (Idle(f)) c.extra->faults.reset();
   engine_.conn_io_.Flush(c);  // What it held leaves now, in order.
 }
 
@@ -172,7 +186,8 @@ void FaultStage::Drop(Conn& c) {
   engine_.AssertEngineLock();
   if (c.extra == nullptr || c.extra->faults == nullptr) return;
   ConnFaults& cf = *c.extra->faults;
-  for (const auto* stage : {&cf.send.faults(), &cf.datagrams.faults()}) {
+  for (const auto* stage :
+       {&cf.send.faults(), &cf.receive.faults(), &cf.datagrams.faults()}) {
     for (const ActiveFault& f : *stage) {
       FaultInfo* info = table_.Find(f.fault_id);
       if (info != nullptr && info->connections > 0) --info->connections;
@@ -225,9 +240,100 @@ void FaultStage::OnTimer(uint64_t num) {
   c->extra->faults->timer_due_ns = 0;
   if (c->transport == Transport::kUdp) {
     ReleaseHeld(*c, /*all=*/false);
-  } else {
-    engine_.conn_io_.Flush(*c);
+    return;
   }
+  DecideBoth(*c);
+}
+
+bool FaultStage::Act(Conn& c, SendStage::Decision& d, bool keep_received) {
+  engine_.AssertEngineLock();
+  if (d.action == SendStage::Action::kReset) {
+    engine_.closer_.StartClose(c, CloseReason::kLocalAbort, std::move(d.why),
+                               /*abort=*/true);
+    return true;
+  }
+  if (d.action == SendStage::Action::kClose &&
+      c.state != ConnectionState::kClosed) {
+    engine_.closer_.StartClose(c, CloseReason::kLocalClose, std::move(d.why),
+                               /*abort=*/false, keep_received);
+    return true;
+  }
+  return false;
+}
+
+void FaultStage::DecideBoth(Conn& c) {
+  engine_.AssertEngineLock();
+  // Each stage arms the shared timer for its own next look; the earlier
+  // one wins.
+  engine_.conn_io_.Flush(c);
+  if (c.finalized || c.extra == nullptr || c.extra->faults == nullptr) return;
+  ReleaseReceived(c);
+}
+
+bool FaultStage::HoldReceived(Conn& c, const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  if (f.receive.empty() && f.received.empty()) return false;
+  f.received.Append(absl::string_view(data, n));
+  engine_.ledger_.Recharge(c);
+  ReleaseReceived(c);
+  return true;
+}
+
+bool FaultStage::HoldFin(Conn& c) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  if (c.reading.fin_held) return true;
+  if (f.receive.empty() && f.received.empty()) return false;
+  int64_t wake = 0;
+  // Asked first: slow_close counts its delay from the FIN's arrival.
+  const bool allowed = f.receive.FinAllowed(SteadyNowNs(), &wake);
+  if (allowed && f.received.empty()) return false;
+  c.reading.fin_held = true;
+  ArmTimer(c, wake);
+  return true;
+}
+
+void FaultStage::ReleaseReceived(Conn& c) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  int64_t wake = 0;
+  for (;;) {
+    const int64_t now = SteadyNowNs();
+    SendStage::Decision d =
+        f.receive.Decide(f.receive.written() + f.received.size(), now);
+    wake = d.wake_ns;
+    if (d.discard && !f.received.empty()) {
+      // timeout and limit_data: what was read is dropped, as a network
+      // that loses it would; counted as received on the wire.
+      c.counters.bytes_received += f.received.size();
+      f.received.Clear();
+      engine_.ledger_.Recharge(c);
+    }
+    // limit_data: the reader keeps the N bytes it was given.
+    if (Act(c, d, /*keep_received=*/true)) return;  // `f` may be gone.
+    if (f.received.empty() || d.allowed == 0) break;
+    // A copy: delivery may end the connection, and `f` with it.
+    const std::string chunk =
+        f.received.Take(std::min<uint64_t>(d.allowed, engine_.scratch_.size()));
+    f.receive.Wrote(chunk.size(), now);
+    engine_.ledger_.Recharge(c);
+    engine_.conn_io_.DeliverNow(c, chunk.data(), chunk.size());
+    if (c.finalized || c.extra == nullptr || c.extra->faults == nullptr) {
+      return;
+    }
+  }
+  ArmTimer(c, wake);
+  engine_.conn_io_.ResumeReading(c);
+  if (c.finalized || !c.reading.fin_held || !f.received.empty()) return;
+  int64_t fin_wake = 0;
+  if (!f.receive.FinAllowed(SteadyNowNs(), &fin_wake)) {
+    ArmTimer(c, fin_wake);
+    return;
+  }
+  c.reading.fin_held = false;  // HoldFin lets it through now.
+  engine_.conn_io_.OnPeerFin(c);
+  if (!c.finalized) engine_.conn_io_.ArmRead(c);  // Watches for a reset.
 }
 
 absl::Status FaultStage::SendDatagram(Conn& c, std::string data) {
@@ -310,22 +416,12 @@ void FaultStage::Flush(Conn& c) {
         f.send.Decide(f.send.written() + c.send_bytes.size(), now);
     wake = d.wake_ns;
     if (d.discard && !c.send_bytes.empty()) DiscardQueued(c);
-    if (d.action == SendStage::Action::kReset) {
-      engine_.closer_.StartClose(c, CloseReason::kLocalAbort, std::move(d.why),
-                                 /*abort=*/true);
-      return;  // `f` is gone with the connection.
-    }
-    if (d.action == SendStage::Action::kClose &&
-        c.state != ConnectionState::kClosed) {
-      // Closes gracefully: this Flush runs again inside and sends the FIN.
-      engine_.closer_.StartClose(c, CloseReason::kLocalClose, std::move(d.why),
-                                 /*abort=*/false);
-      return;
-    }
+    // A graceful close runs this Flush again inside and sends the FIN.
+    if (Act(c, d)) return;  // `f` may be gone with the connection.
     if (c.send_bytes.empty() || d.allowed == 0) break;
     const size_t before = c.send_bytes.size();
     const ConnIo::WriteOutcome outcome =
-        engine_.conn_io_.WriteQueued(c, d.allowed);
+        engine_.conn_io_.WriteSome(c, d.allowed);
     if (outcome == ConnIo::WriteOutcome::kFailed) return;
     f.send.Wrote(before - c.send_bytes.size(), now);
     if (outcome == ConnIo::WriteOutcome::kBlocked) {
@@ -406,14 +502,31 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
     Conn& c = *conn;
     ConnFaults* cf = c.extra != nullptr ? c.extra->faults.get() : nullptr;
     bool has = false;
+    bool in_receive = false;
     if (cf != nullptr) {
-      for (const auto* stage : {&cf->send.faults(), &cf->datagrams.faults()}) {
-        for (const ActiveFault& f : *stage) has = has || f.fault_id == id;
+      for (const auto* stage : {&cf->send.faults(), &cf->receive.faults(),
+                                &cf->datagrams.faults()}) {
+        for (const ActiveFault& f : *stage) {
+          if (f.fault_id != id) continue;
+          has = true;
+          in_receive = stage == &cf->receive.faults();
+        }
       }
     }
     const bool want =
         Matches(info.spec, c) &&
         RollToxicity(info.spec.toxicity, info.spec.seed, info.spec.name, c.num);
+    const bool moves =
+        has && !IsDatagramFault(info.spec.type) &&
+        in_receive != (info.spec.direction == FaultDirection::kReceived);
+    if (has && (moves || !want)) {
+      // Gone from this connection, or to its other stage: what the old
+      // stage held goes on now, then the new one applies afresh.
+      if (info.connections > 0) --info.connections;
+      RemoveFrom(c, id);
+      if (moves && want && !c.finalized) Apply(c, id, info);
+      continue;
+    }
     if (has && want) {
       ActiveFault f;
       f.fault_id = id;
@@ -425,12 +538,17 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
         if (!cf->datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
         continue;
       }
-      cf->send.Add(std::move(f), cf->send.written() + c.send_bytes.size(), now);
-      cf->timer_due_ns = 0;  // Decide again with the new parameters.
-      engine_.conn_io_.Flush(c);
-    } else if (has) {
-      if (info.connections > 0) --info.connections;
-      RemoveFrom(c, id);
+      if (in_receive) {
+        cf->receive.Add(std::move(f),
+                        cf->receive.written() + cf->received.size(), now);
+      } else {
+        cf->send.Add(std::move(f), cf->send.written() + c.send_bytes.size(),
+                     now);
+      }
+      // Both stages decide again with the new parameters and re-arm the
+      // timer they share.
+      cf->timer_due_ns = 0;
+      DecideBoth(c);
     } else if (Matches(info.spec, c)) {
       Apply(c, id, info);
     }

@@ -4,10 +4,13 @@
 // faulted connection's SEND stage between its send queue and the socket
 // write, and each faulted UDP connection's datagram stage (drop,
 // duplicate, delay: agent/datagram_stage.h) between the sender and the
-// socket, with one timer per faulted connection. The model and the
+// socket, with one timer per faulted connection. Faults with direction
+// RECEIVED act in the RECEIVE stage, between the socket read (after TLS)
+// and the behaviour: the bytes wait in ConnFaults::received, charged to
+// the receive buffer, and the peer's FIN waits behind them. The model and the
 // decisions (latency, bandwidth, slicer, ...) live in agent/faults.h; each
-// connection's state is ConnExtra::faults. TLS connections are skipped (a
-// fault aimed at one by id is FailedPrecondition).
+// connection's state is ConnExtra::faults. On TLS connections faults act
+// on the plaintext (before SSL_write, after SSL_read).
 //
 // Lock: a member of EngineImpl, guarded by the engine lock; every method
 // is called with it held (EngineImpl's public fault calls through
@@ -58,6 +61,15 @@ class FaultStage {
   // From Finalize: c's faults stop (their counts drop); held datagrams
   // are lost.
   void Drop(Conn& c);
+  // The RECEIVE stage (direction RECEIVED) of a connection with faults:
+  // `n` bytes read from its socket (after TLS). False: no RECEIVED fault
+  // acts on it, deliver them now. True: taken; they reach the behaviour
+  // (ConnIo::DeliverNow) when the stage lets them, in order.
+  bool HoldReceived(Conn& c, const char* data, size_t n);
+  // The peer's FIN was read. True: held (c.reading.fin_held) until the
+  // bytes before it are delivered and slow_close allows; then the stage
+  // calls ConnIo::OnPeerFin again.
+  bool HoldFin(Conn& c);
   // UDP: a datagram the agent sends on `c`, which has faults (a peer
   // session or a UDP client): dropped (OK: the sender cannot tell), sent
   // twice, or held for its delay, charged to the send buffer
@@ -77,6 +89,18 @@ class FaultStage {
   // Sends the held datagrams that are due (every one: `all`) and arms the
   // timer for the next.
   void ReleaseHeld(Conn& c, bool all);
+  // A stage's reset_peer (RST) or limit_data/timeout close: started, true
+  // (the connection is closing; its faults may be gone).
+  // `keep_received`: a close keeps what the reader was given (RECEIVE).
+  bool Act(Conn& c, SendStage::Decision& d, bool keep_received = false);
+  // Both stages of a stream connection look again (the timer fired, or
+  // parameters changed): its SEND stage (Flush), then its RECEIVE stage.
+  void DecideBoth(Conn& c);
+  // Delivers what the RECEIVE stage lets through now (then a held FIN),
+  // and arms the timer for the rest.
+  void ReleaseReceived(Conn& c);
+  // No fault acts on it and nothing is held: ConnFaults can go.
+  static bool Idle(const ConnFaults& f);
 
   EngineImpl& engine_;
   FaultTable table_;

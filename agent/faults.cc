@@ -191,10 +191,13 @@ absl::Status ValidateFaultSpec(const FaultSpec& spec) {
   if (absl::Status s = CheckLabels(spec.labels, "fault.labels"); !s.ok()) {
     return s;
   }
-  if (spec.direction == FaultDirection::kReceived) {
+  if (spec.direction == FaultDirection::kReceived &&
+      IsDatagramFault(spec.type)) {
     return absl::InvalidArgumentError(
-        "fault.direction RECEIVED is not supported yet: faults act on the "
-        "bytes the agent sends (SENT, UPSTREAM, DOWNSTREAM)");
+        absl::StrCat("fault.direction RECEIVED is for stream faults; ",
+                     FaultTypeName(spec.type),
+                     " acts on the datagrams the agent sends (SENT, UPSTREAM, "
+                     "DOWNSTREAM)"));
   }
   return CheckParameters(spec);
 }

@@ -74,8 +74,10 @@ bool IsDatagramFault(FaultType type);
 // downstream the SEND stage of accepted connections (a proxy's accepted
 // half, a server's clients). So a fault with UPSTREAM acts only on opened
 // connections and DOWNSTREAM only on accepted ones (and UDP peer
-// sessions); SENT acts on any. RECEIVED (the RECEIVE stage, between the
-// socket read and delivery) is not built yet: InvalidArgument.
+// sessions); SENT acts on any. RECEIVED acts on the bytes the agent reads
+// from any stream connection (the RECEIVE stage, between the socket read
+// and the behaviour: Receive, echo, a proxy's relay); datagram faults
+// take no RECEIVED yet (InvalidArgument).
 enum class FaultDirection { kSent, kReceived, kUpstream, kDownstream };
 const char* FaultDirectionName(FaultDirection d);
 

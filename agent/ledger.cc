@@ -16,6 +16,7 @@ uint64_t RecvCharge(const Conn& c) {
   uint64_t n = c.counters.recv_buffered;
   if (c.extra != nullptr) {
     n += kDatagramOverheadBytes * c.extra->recv_datagrams.size();
+    if (c.extra->faults != nullptr) n += c.extra->faults->received.size();
   }
   return n;
 }

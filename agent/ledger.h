@@ -28,7 +28,8 @@ namespace engine_internal {
 class EngineImpl;
 
 // What `c` holds now against the byte bounds: buffered payload plus
-// kDatagramOverheadBytes per queued datagram (held by a delay fault too).
+// kDatagramOverheadBytes per queued datagram (held by a delay fault too),
+// plus the bytes a RECEIVED fault holds between the read and delivery.
 uint64_t RecvCharge(const Conn& c);
 uint64_t SendCharge(const Conn& c);
 

@@ -112,9 +112,13 @@ ConnectionInfo Snapshot(const Conn& c) {
       for (const ActiveFault& f : c.extra->faults->send.faults()) {
         info.faults.push_back(f.spec.name);
       }
+      for (const ActiveFault& f : c.extra->faults->receive.faults()) {
+        info.faults.push_back(f.spec.name);
+      }
       for (const ActiveFault& f : c.extra->faults->datagrams.faults()) {
         info.faults.push_back(f.spec.name);
       }
+      info.fault_received_held = c.extra->faults->received.size();
     }
     info.fault_datagrams_dropped = c.extra->fault_dropped;
     info.fault_datagrams_duplicated = c.extra->fault_duplicated;

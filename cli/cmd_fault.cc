@@ -369,8 +369,9 @@ void AddFaultOptions(CLI::App* cmd, FaultArgs& args) {
                   "timeout); delay (slow_close); probability (drop, "
                   "duplicate: UDP); delay, jitter (delay: UDP)");
   cmd->add_option("--direction", args.direction,
-                  "sent (default), up|upstream (connections the agent "
-                  "opened), down|downstream (accepted connections)");
+                  "sent (default), received (what the agent reads), "
+                  "up|upstream (connections the agent opened), "
+                  "down|downstream (accepted connections)");
   cmd->add_option("--toxicity", args.toxicity,
                   "Probability (0..1) that a connection gets it; default 1")
       ->check(CLI::Range(0.0, 1.0));

@@ -343,6 +343,7 @@ void ConnectionToProto(const ConnectionInfo& in, bool full,
   c->set_fault_datagrams_dropped(in.fault_datagrams_dropped);
   c->set_fault_datagrams_duplicated(in.fault_datagrams_duplicated);
   c->set_fault_datagrams_delayed(in.fault_datagrams_delayed);
+  c->set_fault_received_held(in.fault_received_held);
   LabelsToProto(in.labels, out->mutable_labels());
   TimeToProto(in.opened_at, out->mutable_opened_at());
   if (in.state == ConnectionState::kClosed) {

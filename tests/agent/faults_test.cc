@@ -86,8 +86,12 @@ TEST(FaultValidation, NamesTheBadField) {
   s.size_variation = 4;
   EXPECT_THAT(ValidateFaultSpec(s).message(),
               HasSubstr("fault.slicer.size_variation"));
+  // RECEIVED takes stream faults, not datagram ones.
   s.direction = FaultDirection::kReceived;
   s.size_variation = 1;
+  EXPECT_TRUE(ValidateFaultSpec(s).ok());
+  s.type = FaultType::kDrop;
+  s.probability = 0.5;
   EXPECT_THAT(ValidateFaultSpec(s).message(), HasSubstr("fault.direction"));
 }
 

@@ -193,15 +193,7 @@ TEST_F(FaultInjection, SlicerCutsWritesIntoSlices) {
   const int64_t t0 = NowUs();
   ASSERT_TRUE(WriteAll(fd.get(), sent));
   std::string got;
-  std::vector<size_t> reads;
-  char buf[4096];
-  while (got.size() < sent.size()) {
-    ASSERT_TRUE(Readable(fd.get(), 10000));
-    const ssize_t n = ::recv(fd.get(), buf, sizeof buf, 0);
-    ASSERT_GT(n, 0);
-    got.append(buf, n);
-    reads.push_back(n);
-  }
+  const std::vector<size_t> reads = ReadSizes(fd.get(), sent.size(), &got);
   const int64_t took = NowUs() - t0;
   EXPECT_EQ(got, sent);
   // At least 8 slices (1000 / 120), 20 ms apart.
@@ -346,19 +338,7 @@ TEST_F(FaultInjection, LongLatencyPausesReadingAtTheSendBuffer) {
   ASSERT_TRUE(AddFault(f).ok());
   Fd fd = TcpConnect(FirstAddress(server));
   // Write without blocking until the kernel and the agent stop taking.
-  const std::string block = Pattern(0, 65536);
-  uint64_t written = 0;
-  for (int idle = 0; idle < 20 && written < (64u << 20);) {
-    const ssize_t n = ::send(fd.get(), block.data(), block.size(),
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n > 0) {
-      written += n;
-      idle = 0;
-      continue;
-    }
-    ++idle;
-    Readable(fd.get(), 20);  // Lets the agent catch up (poll interval).
-  }
+  const uint64_t written = WriteUntilStopped(fd.get(), 64u << 20);
   const v1::Connection c = Connections(server.id())[0];
   std::cout << "latency 10m: peer wrote " << written << ", agent read "
             << c.counters().bytes_received() << ", queued "

@@ -6,11 +6,14 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -452,49 +455,103 @@ TEST_F(DataTlsTest, SockctlOpensListsAndShowsATlsConnection) {
   EXPECT_EQ(nc.out, "hello\n") << nc.err;
 }
 
-// Faults write through the SEND stage, which SSL_write bypasses: a fault
-// skips TLS connections, and one aimed at a TLS connection by id is refused.
-TEST_F(DataTlsTest, FaultsSkipTlsConnectionsAndRefuseOneById) {
-  v1::Server server = StartTls([](v1::StartServerRequest& r) {
+// Faults act on the plaintext of TLS connections: before SSL_write (SENT)
+// and after SSL_read (RECEIVED). Python's ssl module measures: round trips
+// through two 100 ms latencies (one each way) on an echo, and limit_data
+// cutting an echo after exactly 1000 bytes with close_notify and a FIN. A
+// fault aimed at a TLS connection by id is taken too.
+TEST_F(DataTlsTest, FaultsActOnTheTlsPlaintextBothWays) {
+  auto echo = [this](v1::StartServerRequest& r) {
     r.mutable_behavior()->mutable_echo();
-    r.mutable_tls()->mutable_self_signed();
-  });
+    r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
+    r.mutable_tls()->set_private_key_pem(pki_.Pem("leaf.key"));
+  };
+  v1::Server slow = StartTls(echo);
+  v1::Server cut = StartTls(echo);
+  auto add = [&](const v1::Server& s, const std::string& name,
+                 v1::FaultDirection direction,
+                 std::function<void(v1::Fault&)> fill) {
+    v1::Fault f;
+    f.set_name(name);
+    f.set_direction(direction);
+    f.mutable_target()->set_server_id(s.id());
+    fill(f);
+    grpc::Status st = AddFault(*stub_, f);
+    EXPECT_TRUE(st.ok()) << st.error_message();
+  };
+  auto latency = [](v1::Fault& f) {
+    SetDuration(absl::Milliseconds(100),
+                f.mutable_latency()->mutable_latency());
+  };
+  add(slow, "tls-out", v1::FAULT_DIRECTION_SENT, latency);
+  add(slow, "tls-in", v1::FAULT_DIRECTION_RECEIVED, latency);
+  add(cut, "tls-cut", v1::FAULT_DIRECTION_SENT,
+      [](v1::Fault& f) { f.mutable_limit_data()->set_bytes(1000); });
+  const std::string script = R"PY(
+import socket, ssl, sys, time
+slow, cut, ca = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ctx = ssl.create_default_context(cafile=ca)
+def connect(port):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+    raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return ctx.wrap_socket(raw, server_hostname="localhost")
+s = connect(slow)
+rtts = []
+for i in range(5):
+    msg = b"%016d" % i
+    t0 = time.monotonic()
+    s.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        got += s.recv(64)
+    rtts.append(time.monotonic() - t0)
+    assert got == msg, got
+s = connect(cut)
+s.sendall(bytes(range(256)) * 20)
+total = b""
+while True:
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    total += chunk
+print("min_rtt_ms", int(min(rtts) * 1000), "cut", len(total),
+      total == (bytes(range(256)) * 4)[:1000])
+)PY";
+  CommandResult r =
+      RunCommand({"/usr/bin/python3", "-c", script, absl::StrCat(PortOf(slow)),
+                  absl::StrCat(PortOf(cut)), pki_.Path("ca.pem")},
+                 "", absl::Seconds(120));
+  std::cout << r.out << r.err;
+  std::vector<std::string> words = absl::StrSplit(r.out, ' ');
+  ASSERT_EQ(words.size(), 5u) << r.out << r.err;
+  int min_rtt_ms = 0;
+  ASSERT_TRUE(absl::SimpleAtoi(words[1], &min_rtt_ms));
+  EXPECT_GE(min_rtt_ms, 200);  // 100 ms in, 100 ms out.
+  EXPECT_EQ(words[3], "1000");
+  EXPECT_EQ(words[4], "True\n");
+  for (const v1::Connection& c : ClosedOf(slow.id())) {
+    EXPECT_EQ(c.tls().version(), "TLSv1.3");
+  }
+  const std::vector<v1::Connection> cut_conns = ClosedOf(cut.id());
+  ASSERT_EQ(cut_conns.size(), 1u);
+  EXPECT_THAT(cut_conns[0].close_detail(), HasSubstr("limit_data"));
+
+  // By id, on a TLS connection the agent opened.
   v1::Connection conn;
   ASSERT_TRUE(Open(
-                  PortOf(server),
+                  PortOf(slow),
                   [](v1::TlsClientOptions* t) { t->set_verify_off(true); },
                   &conn)
                   .ok());
-  auto add = [&](std::function<void(v1::Fault&)> fill, v1::Fault* out) {
-    v1::AddFaultRequest request;
-    request.mutable_fault()->mutable_latency()->mutable_latency()->set_seconds(
-        1);
-    fill(*request.mutable_fault());
-    v1::AddFaultResponse response;
-    auto context = ContextWithDeadline();
-    grpc::Status s = stub_->AddFault(context.get(), request, &response);
-    *out = response.fault();
-    return s;
-  };
-  v1::Fault fault;
-  grpc::Status s = add(
-      [&](v1::Fault& f) {
-        f.set_name("by-id");
-        f.mutable_target()->set_connection_id(conn.id());
-      },
-      &fault);
-  EXPECT_EQ(s.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
-  EXPECT_THAT(s.error_message(), HasSubstr("speaks TLS"));
-  s = add(
-      [&](v1::Fault& f) {
-        f.set_name("by-server");
-        f.mutable_target()->set_server_id(server.id());
-      },
-      &fault);
+  v1::Fault by_id;
+  by_id.set_name("by-id");
+  by_id.mutable_target()->set_connection_id(conn.id());
+  by_id.mutable_bandwidth()->set_rate_bytes_per_second(1000);
+  v1::Fault stored;
+  grpc::Status s = AddFault(*stub_, by_id, &stored);
   ASSERT_TRUE(s.ok()) << s.error_message();
-  EXPECT_EQ(fault.applied(), 0u);
-  EXPECT_EQ(fault.connections(), 0u);
-  EXPECT_THAT(Get(conn.id()).faults(), ::testing::IsEmpty());
+  EXPECT_EQ(stored.applied(), 1u);
+  EXPECT_THAT(Get(conn.id()).faults(), ::testing::ElementsAre("by-id"));
 }
 
 // Named servers with TLS: the same TLS options are the same server, other
@@ -549,6 +606,12 @@ TEST_F(DataTlsTest, ProxyTerminatesTlsForAPlainUpstream) {
     r.mutable_tls()->set_certificate_chain_pem(pki_.Pem("leaf.pem"));
     r.mutable_tls()->set_private_key_pem(pki_.Pem("leaf.key"));
   });
+  // A client that never starts its handshake (a port scanner) is accepted
+  // first: the proxy dials only after a handshake, so it costs no upstream
+  // connection.
+  Fd silent = TcpConnect(FirstAddress(proxy));
+  ASSERT_TRUE(silent.valid());
+  ASSERT_TRUE(WaitFor([&] { return ClosedOf(proxy.id()).size() == 1; }));
   const std::string script = R"PY(
 import socket, ssl, sys
 ctx = ssl.create_default_context(cafile=sys.argv[2])
@@ -570,6 +633,11 @@ print(s.version(), s.recv(100).decode().strip())
   ASSERT_TRUE(out.ok()) << out.status() << (*child)->DrainStderr();
   EXPECT_EQ(*out, "TLSv1.3 reply");
   EXPECT_EQ(Server(proxy.id()).counters().tls_handshakes(), 1u);
+  // Had the silent client's accept dialled, its connection (started
+  // before the handshaken one) would wait in the listener's queue.
+  pollfd pending{listener.get(), POLLIN, 0};
+  EXPECT_EQ(::poll(&pending, 1, 0), 0)
+      << "the silent client's half dialled the upstream";
 }
 
 // A proxy originating TLS: a plain POSIX client on the accepted side,

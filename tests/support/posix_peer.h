@@ -20,6 +20,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 #include "absl/time/clock.h"
@@ -203,6 +204,45 @@ inline std::string ReadExactly(int fd, size_t n) {
     out.append(buf, got);
   }
   return out;
+}
+
+// Reads exactly n bytes into *got (less on EOF, error or kPeerTimeout);
+// returns the size of each read, so a test sees how the bytes were cut.
+inline std::vector<size_t> ReadSizes(int fd, size_t n, std::string* got) {
+  std::vector<size_t> sizes;
+  char buf[4096];
+  const absl::Time deadline = absl::Now() + kPeerTimeout;
+  while (got->size() < n) {
+    const int64_t left = absl::ToInt64Milliseconds(deadline - absl::Now());
+    pollfd p{fd, POLLIN, 0};
+    if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) != 1) break;
+    const ssize_t k = ::recv(fd, buf, sizeof buf, 0);
+    if (k <= 0) break;
+    got->append(buf, k);
+    sizes.push_back(static_cast<size_t>(k));
+  }
+  return sizes;
+}
+
+// Writes 64 KiB blocks without blocking until the receiver stops taking
+// them (20 polls of 20 ms in a row without progress) or `cap` bytes went;
+// returns the bytes written.
+inline uint64_t WriteUntilStopped(int fd, uint64_t cap) {
+  const std::string block(65536, 'w');
+  uint64_t written = 0;
+  for (int idle = 0; idle < 20 && written < cap;) {
+    const ssize_t n =
+        ::send(fd, block.data(), block.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      written += static_cast<uint64_t>(n);
+      idle = 0;
+      continue;
+    }
+    ++idle;
+    pollfd p{fd, POLLOUT, 0};
+    ::poll(&p, 1, 20);  // Lets the receiver catch up.
+  }
+  return written;
 }
 
 inline bool SendTo(int fd, absl::string_view data, const SocketAddress& to) {
