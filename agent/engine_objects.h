@@ -126,15 +126,19 @@ struct PendingReceive {
 // The faults acting on one connection (agent/faults.h, fault_stage.h):
 // its SEND stage (stream faults on what it writes), its RECEIVE stage
 // (stream faults with direction RECEIVED, on what it reads) with the bytes
-// read but not yet delivered, its datagram stage with the datagrams a
-// delay holds (UDP faults), and the one timer that wakes them.
+// read but not yet delivered, its datagram stages with the datagrams a
+// delay holds (UDP faults, sent and received), and the one timer that
+// wakes them.
 struct ConnFaults {
   SendStage send;
-  SendStage receive;   // The same model: "queued" is read, "written" is
-                       // delivered to the behaviour.
-  ByteQueue received;  // Read from the socket, not delivered yet: counts
-                       // against recv_buffer_bytes and the agent's total.
-  DatagramStage datagrams;
+  SendStage receive;        // The same model: "queued" is read, "written" is
+                            // delivered to the behaviour.
+  ByteQueue received;       // Read from the socket, not delivered yet: counts
+                            // against recv_buffer_bytes and the agent's total.
+  DatagramStage datagrams;  // UDP faults on what it sends,
+  DatagramStage received_datagrams;  // and on what it receives (RECEIVED),
+                                     // holding delayed ones: charged to the
+                                     // receive buffer.
   std::unique_ptr<Timer> timer;
   int64_t timer_due_ns = 0;  // Steady clock; 0: not armed.
 };

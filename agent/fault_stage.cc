@@ -131,7 +131,11 @@ void FaultStage::Apply(Conn& c, uint64_t id, FaultInfo& info) {
   ++info.connections;
   ++info.applied;
   if (IsDatagramFault(info.spec.type)) {
-    x.faults->datagrams.Add(std::move(f));  // Acts on the next datagram.
+    // Acts on the next datagram.
+    (info.spec.direction == FaultDirection::kReceived
+         ? x.faults->received_datagrams
+         : x.faults->datagrams)
+        .Add(std::move(f));
     engine_.Emit(EventKind::kFaultApplied, c.server_num, c.num, 0, {},
                  info.spec.name);
     return;
@@ -153,13 +157,24 @@ void FaultStage::Apply(Conn& c, uint64_t id, FaultInfo& info) {
 
 bool FaultStage::Idle(const ConnFaults& f) {
   return f.send.empty() && f.receive.empty() && f.received.empty() &&
-         f.datagrams.empty() && f.datagrams.held() == 0;
+         f.datagrams.empty() && f.datagrams.held() == 0 &&
+         f.received_datagrams.empty() && f.received_datagrams.held() == 0;
 }
 
 void FaultStage::RemoveFrom(Conn& c, uint64_t id) {
   engine_.AssertEngineLock();
   if (c.extra == nullptr || c.extra->faults == nullptr) return;
   ConnFaults& f = *c.extra->faults;
+  if (f.received_datagrams.Remove(id)) {
+    // The last delay gone: what it held reaches the behaviour now.
+    if (!f.received_datagrams.has_delay()) {
+      ReleaseReceivedDatagrams(c, /*all=*/true);
+    }
+    if (c.extra != nullptr && c.extra->faults != nullptr && Idle(f)) {
+      c.extra->faults.reset();
+    }
+    return;
+  }
   if (f.datagrams.Remove(id)) {
     // The last delay gone: what it held leaves now, nothing lost.
     if (!f.datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
@@ -187,7 +202,8 @@ void FaultStage::Drop(Conn& c) {
   if (c.extra == nullptr || c.extra->faults == nullptr) return;
   ConnFaults& cf = *c.extra->faults;
   for (const auto* stage :
-       {&cf.send.faults(), &cf.receive.faults(), &cf.datagrams.faults()}) {
+       {&cf.send.faults(), &cf.receive.faults(), &cf.datagrams.faults(),
+        &cf.received_datagrams.faults()}) {
     for (const ActiveFault& f : *stage) {
       FaultInfo* info = table_.Find(f.fault_id);
       if (info != nullptr && info->connections > 0) --info->connections;
@@ -240,6 +256,10 @@ void FaultStage::OnTimer(uint64_t num) {
   c->extra->faults->timer_due_ns = 0;
   if (c->transport == Transport::kUdp) {
     ReleaseHeld(*c, /*all=*/false);
+    if (c->finalized || c->extra == nullptr || c->extra->faults == nullptr) {
+      return;
+    }
+    ReleaseReceivedDatagrams(*c, /*all=*/false);
     return;
   }
   DecideBoth(*c);
@@ -268,6 +288,62 @@ void FaultStage::DecideBoth(Conn& c) {
   engine_.conn_io_.Flush(c);
   if (c.finalized || c.extra == nullptr || c.extra->faults == nullptr) return;
   ReleaseReceived(c);
+}
+
+bool FaultStage::HoldDatagram(Conn& c, const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  if (f.received_datagrams.empty()) return false;
+  const DatagramStage::Verdict v = f.received_datagrams.Decide(SteadyNowNs());
+  ConnExtra& x = *c.extra;
+  if (v.copies == 0) {
+    ++x.fault_dropped;
+    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n, {},
+                 absl::StrCat("fault ", v.dropped_by->spec.name, ": drop"));
+    return true;
+  }
+  if (v.copies == 2) ++x.fault_duplicated;
+  if (v.due_ns == 0) {
+    for (int i = 0; i < v.copies; ++i) {
+      engine_.udp_.Deliver(c, data, n);
+      if (c.finalized) break;
+    }
+    return true;
+  }
+  // Held: charged like a buffered datagram, against the connection's
+  // receive buffer and the agent-wide total; beyond them it is dropped as
+  // a full receive buffer drops it.
+  const uint64_t cost = (n + kDatagramOverheadBytes) * v.copies;
+  if (RecvCharge(c) + cost > engine_.options_.recv_buffer_bytes ||
+      cost > engine_.ledger_.budget().Room()) {
+    ++c.counters.datagrams_dropped;
+    if (Server* s = engine_.registry_.FindServer(c.server_num)) {
+      ++s->info.counters.datagrams_dropped;
+    }
+    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
+    return true;
+  }
+  ++x.fault_delayed;
+  if (v.copies == 2) f.received_datagrams.Hold(v.due_ns, std::string(data, n));
+  f.received_datagrams.Hold(v.due_ns, std::string(data, n));
+  engine_.ledger_.Recharge(c);
+  ArmTimer(c, f.received_datagrams.next_due_ns());
+  return true;
+}
+
+void FaultStage::ReleaseReceivedDatagrams(Conn& c, bool all) {
+  engine_.AssertEngineLock();
+  ConnFaults& f = *c.extra->faults;
+  std::vector<std::string> due =
+      f.received_datagrams.TakeDue(SteadyNowNs(), all);
+  engine_.ledger_.Recharge(c);
+  for (const std::string& d : due) {
+    engine_.udp_.Deliver(c, d.data(), d.size());
+    if (c.finalized || c.extra == nullptr || c.extra->faults == nullptr) {
+      return;
+    }
+  }
+  ArmTimer(c, f.received_datagrams.next_due_ns());
 }
 
 bool FaultStage::HoldReceived(Conn& c, const char* data, size_t n) {
@@ -504,12 +580,14 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
     bool has = false;
     bool in_receive = false;
     if (cf != nullptr) {
-      for (const auto* stage : {&cf->send.faults(), &cf->receive.faults(),
-                                &cf->datagrams.faults()}) {
+      for (const auto* stage :
+           {&cf->send.faults(), &cf->receive.faults(), &cf->datagrams.faults(),
+            &cf->received_datagrams.faults()}) {
         for (const ActiveFault& f : *stage) {
           if (f.fault_id != id) continue;
           has = true;
-          in_receive = stage == &cf->receive.faults();
+          in_receive = stage == &cf->receive.faults() ||
+                       stage == &cf->received_datagrams.faults();
         }
       }
     }
@@ -517,8 +595,7 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
         Matches(info.spec, c) &&
         RollToxicity(info.spec.toxicity, info.spec.seed, info.spec.name, c.num);
     const bool moves =
-        has && !IsDatagramFault(info.spec.type) &&
-        in_receive != (info.spec.direction == FaultDirection::kReceived);
+        has && in_receive != (info.spec.direction == FaultDirection::kReceived);
     if (has && (moves || !want)) {
       // Gone from this connection, or to its other stage: what the old
       // stage held goes on now, then the new one applies afresh.
@@ -534,8 +611,16 @@ absl::StatusOr<FaultInfo> FaultStage::Update(FaultSpec spec) {
       f.applied_ns = now;
       f.random = FaultRandom(MixSeed(info.spec.seed, info.spec.name, c.num));
       if (IsDatagramFault(info.spec.type)) {
-        cf->datagrams.Add(std::move(f));  // Held datagrams keep their time.
-        if (!cf->datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
+        // Held datagrams keep their time.
+        if (in_receive) {
+          cf->received_datagrams.Add(std::move(f));
+          if (!cf->received_datagrams.has_delay()) {
+            ReleaseReceivedDatagrams(c, /*all=*/true);
+          }
+        } else {
+          cf->datagrams.Add(std::move(f));
+          if (!cf->datagrams.has_delay()) ReleaseHeld(c, /*all=*/true);
+        }
         continue;
       }
       if (in_receive) {

@@ -66,6 +66,11 @@ class FaultStage {
   // acts on it, deliver them now. True: taken; they reach the behaviour
   // (ConnIo::DeliverNow) when the stage lets them, in order.
   bool HoldReceived(Conn& c, const char* data, size_t n);
+  // UDP: a datagram received on `c` (counted already). False: no RECEIVED
+  // UDP fault acts on it, deliver it now. True: taken (dropped, delivered
+  // twice, or held for its delay, charged to the receive buffer; beyond
+  // it dropped and counted in datagrams_dropped).
+  bool HoldDatagram(Conn& c, const char* data, size_t n);
   // The peer's FIN was read. True: held (c.reading.fin_held) until the
   // bytes before it are delivered and slow_close allows; then the stage
   // calls ConnIo::OnPeerFin again.
@@ -96,6 +101,9 @@ class FaultStage {
   // Both stages of a stream connection look again (the timer fired, or
   // parameters changed): its SEND stage (Flush), then its RECEIVE stage.
   void DecideBoth(Conn& c);
+  // Delivers the received datagrams that are due (every one: `all`) and
+  // arms the timer for the next.
+  void ReleaseReceivedDatagrams(Conn& c, bool all);
   // Delivers what the RECEIVE stage lets through now (then a held FIN),
   // and arms the timer for the rest.
   void ReleaseReceived(Conn& c);

@@ -191,14 +191,6 @@ absl::Status ValidateFaultSpec(const FaultSpec& spec) {
   if (absl::Status s = CheckLabels(spec.labels, "fault.labels"); !s.ok()) {
     return s;
   }
-  if (spec.direction == FaultDirection::kReceived &&
-      IsDatagramFault(spec.type)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("fault.direction RECEIVED is for stream faults; ",
-                     FaultTypeName(spec.type),
-                     " acts on the datagrams the agent sends (SENT, UPSTREAM, "
-                     "DOWNSTREAM)"));
-  }
   return CheckParameters(spec);
 }
 

@@ -76,8 +76,8 @@ bool IsDatagramFault(FaultType type);
 // connections and DOWNSTREAM only on accepted ones (and UDP peer
 // sessions); SENT acts on any. RECEIVED acts on the bytes the agent reads
 // from any stream connection (the RECEIVE stage, between the socket read
-// and the behaviour: Receive, echo, a proxy's relay); datagram faults
-// take no RECEIVED yet (InvalidArgument).
+// and the behaviour: Receive, echo, a proxy's relay), and on the datagrams
+// it receives on any UDP client or peer session (before the behaviour).
 enum class FaultDirection { kSent, kReceived, kUpstream, kDownstream };
 const char* FaultDirectionName(FaultDirection d);
 

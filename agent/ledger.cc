@@ -16,7 +16,10 @@ uint64_t RecvCharge(const Conn& c) {
   uint64_t n = c.counters.recv_buffered;
   if (c.extra != nullptr) {
     n += kDatagramOverheadBytes * c.extra->recv_datagrams.size();
-    if (c.extra->faults != nullptr) n += c.extra->faults->received.size();
+    if (const ConnFaults* f = c.extra->faults.get(); f != nullptr) {
+      n += f->received.size() + f->received_datagrams.held_bytes() +
+           kDatagramOverheadBytes * f->received_datagrams.held();
+    }
   }
   return n;
 }

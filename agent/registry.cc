@@ -118,7 +118,13 @@ ConnectionInfo Snapshot(const Conn& c) {
       for (const ActiveFault& f : c.extra->faults->datagrams.faults()) {
         info.faults.push_back(f.spec.name);
       }
-      info.fault_received_held = c.extra->faults->received.size();
+      for (const ActiveFault& f :
+           c.extra->faults->received_datagrams.faults()) {
+        info.faults.push_back(f.spec.name);
+      }
+      info.fault_received_held =
+          c.extra->faults->received.size() +
+          c.extra->faults->received_datagrams.held_bytes();
     }
     info.fault_datagrams_dropped = c.extra->fault_dropped;
     info.fault_datagrams_duplicated = c.extra->fault_duplicated;

@@ -89,10 +89,9 @@ void UdpIo::ReadClient(Conn& c) {
     engine_.conn_io_.Touch(c);
     engine_.Emit(EventKind::kDataReceived, c.server_num, c.num, n,
                  absl::string_view(engine_.scratch_.data(), n));
-    if (c.behavior == BehaviorKind::kProxy) {
-      engine_.proxy_.OnUpstreamDatagram(c, engine_.scratch_.data(), n);
-    } else {
-      BufferDatagram(c, engine_.scratch_.data(), n);
+    if (c.extra == nullptr || c.extra->faults == nullptr ||
+        !engine_.faults_.HoldDatagram(c, engine_.scratch_.data(), n)) {
+      Deliver(c, engine_.scratch_.data(), n);
     }
     if (c.finalized) return;
   }
@@ -237,6 +236,33 @@ void UdpIo::OnDatagram(Server& s, size_t index,
   engine_.conn_io_.Touch(*c);
   engine_.Emit(EventKind::kDataReceived, s.num, c->num, n,
                absl::string_view(data, n));
+  if (c->extra != nullptr && c->extra->faults != nullptr &&
+      engine_.faults_.HoldDatagram(*c, data, n)) {
+    return;
+  }
+  DeliverToSession(s, *c, from, data, n);
+}
+
+void UdpIo::Deliver(Conn& c, const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  if (c.is_udp_session()) {
+    if (Server* s = engine_.registry_.FindServer(c.server_num)) {
+      DeliverToSession(*s, c, c.remote.udp(), data, n);
+    }
+    return;
+  }
+  if (c.behavior == BehaviorKind::kProxy) {
+    engine_.proxy_.OnUpstreamDatagram(c, data, n);
+  } else {
+    BufferDatagram(c, data, n);
+  }
+}
+
+void UdpIo::DeliverToSession(Server& s, Conn& session,
+                             const asio::ip::udp::endpoint& from,
+                             const char* data, size_t n) {
+  engine_.AssertEngineLock();
+  Conn* c = &session;
   const Behavior& b = s.info.behavior;
   auto reply = [this, &s, c](std::string payload) {
     engine_.AssertEngineLock();

@@ -56,6 +56,11 @@ class UdpIo {
   absl::Status SendDatagram(Conn& c, std::string data);
   // Without faults: a peer session's or a UDP client's datagram.
   absl::Status SendNow(Conn& c, std::string data);
+  // A datagram received on `c` (already counted) to its behaviour: a
+  // session's server behaviour, a client's receive queue or proxy relay.
+  // Received datagrams pass the RECEIVED faults first (fault_stage.h),
+  // which call this for what they let through.
+  void Deliver(Conn& c, const char* data, size_t n);
 
  private:
   // One datagram from a server socket to a session's peer; queued while the
@@ -68,6 +73,10 @@ class UdpIo {
                   const asio::error_code& ec);
   void OnDatagram(Server& s, size_t index, const asio::ip::udp::endpoint& from,
                   const char* data, size_t n);
+  // A session's datagram (from `from`) to its server's behaviour.
+  void DeliverToSession(Server& s, Conn& session,
+                        const asio::ip::udp::endpoint& from, const char* data,
+                        size_t n);
   Conn* NewSession(Server& s, size_t index,
                    const asio::ip::udp::endpoint& from);
   void ArmWrite(Server& s, size_t index);

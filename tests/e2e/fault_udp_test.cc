@@ -1,11 +1,12 @@
 // UDP faults (drop, duplicate, delay; agent/datagram_stage.h) on a real
-// agent's UDP echo server, measured by a plain POSIX UDP peer in this
-// process: the drop count of a fixed seed over 10,000 datagrams lands in
-// the binomial 99.9 % interval of what the agent received (so kernel drops
-// on the way in do not count), duplicates arrive twice, a delay holds
-// replies and removing it releases every one, and the API refuses a UDP
-// fault on a TCP server and the other way round. Timing bounds are
-// one-sided and generous.
+// agent's UDP echo server, on the replies it sends (SENT) and on the
+// datagrams it receives (RECEIVED, before the echo sees them), measured by
+// a plain POSIX UDP peer in this process: the drop count of a fixed seed over
+// 10,000 datagrams lands in the binomial 99.9 % interval of what the agent
+// received (so kernel drops on the way in do not count), duplicates arrive
+// twice, a delay holds replies and removing it releases every one, and the API
+// refuses a UDP fault on a TCP server and the other way round. Timing bounds
+// are one-sided and generous.
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
@@ -42,7 +43,8 @@ std::string RecvWithin(int fd, int ms) {
   return n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
 }
 
-class UdpFaults : public AgentTestBase {
+class UdpFaults : public AgentTestBase,
+                  public ::testing::WithParamInterface<v1::FaultDirection> {
  protected:
   void SetUp() override {
     // Echo replies are bounded by the reply budget (1,000 datagrams/s by
@@ -59,10 +61,11 @@ class UdpFaults : public AgentTestBase {
     ::setsockopt(peer_.get(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
   }
 
-  // On the echo server, with a fixed seed.
+  // On the echo server, with a fixed seed, in the direction under test.
   grpc::Status AddFault(v1::Fault f) {
     f.mutable_target()->set_server_id(server_.id());
     f.set_seed(42);
+    f.set_direction(GetParam());
     return testing::AddFault(*stub_, f);
   }
 
@@ -81,11 +84,26 @@ class UdpFaults : public AgentTestBase {
                                             : v1::Connection();
   }
 
+  // What a delay holds: queued replies (SENT) or received datagrams
+  // waiting for the echo (RECEIVED).
+  uint64_t Held() {
+    const v1::ConnectionCounters c = Session().counters();
+    return GetParam() == v1::FAULT_DIRECTION_RECEIVED ? c.fault_received_held()
+                                                      : c.send_buffered();
+  }
+
   v1::Server server_;
   Fd peer_;
 };
 
-TEST_F(UdpFaults, DropLandsInTheBinomialIntervalOfWhatTheAgentReceived) {
+INSTANTIATE_TEST_SUITE_P(
+    Directions, UdpFaults,
+    ::testing::Values(v1::FAULT_DIRECTION_SENT, v1::FAULT_DIRECTION_RECEIVED),
+    [](const ::testing::TestParamInfo<v1::FaultDirection>& info) {
+      return info.param == v1::FAULT_DIRECTION_RECEIVED ? "Received" : "Sent";
+    });
+
+TEST_P(UdpFaults, DropLandsInTheBinomialIntervalOfWhatTheAgentReceived) {
   v1::Fault f;
   f.set_name("lossy");
   f.mutable_drop()->set_probability(0.3);
@@ -139,7 +157,7 @@ TEST_F(UdpFaults, DropLandsInTheBinomialIntervalOfWhatTheAgentReceived) {
   EXPECT_LE(dropped, mean + 3.29 * sd) << "received " << received;
 }
 
-TEST_F(UdpFaults, DuplicateSendsEveryReplyTwice) {
+TEST_P(UdpFaults, DuplicateSendsEveryReplyTwice) {
   v1::Fault f;
   f.set_name("twice");
   f.mutable_duplicate()->set_probability(1.0);
@@ -154,7 +172,7 @@ TEST_F(UdpFaults, DuplicateSendsEveryReplyTwice) {
   EXPECT_EQ(Session().counters().fault_datagrams_duplicated(), 20u);
 }
 
-TEST_F(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
+TEST_P(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
   v1::Fault f;
   f.set_name("slow");
   SetDuration(absl::Milliseconds(200), f.mutable_delay()->mutable_delay());
@@ -166,10 +184,12 @@ TEST_F(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
   EXPECT_EQ(RecvWithin(peer_.get(), 10000), "first");
   EXPECT_GE(std::chrono::steady_clock::now() - t0,
             std::chrono::milliseconds(200));
-  // A long one holds the next replies (charged to the send buffer) until
-  // the fault goes; then every one leaves at once, in order.
+  // A long one holds the next replies (charged to the send buffer; or the
+  // datagrams, to the receive buffer) until the fault goes; then every one
+  // leaves at once, in order.
   v1::UpdateFaultRequest update;
   *update.mutable_fault() = f;
+  update.mutable_fault()->set_direction(GetParam());  // Stays where it is.
   SetDuration(absl::Minutes(10),
               update.mutable_fault()->mutable_delay()->mutable_delay());
   v1::UpdateFaultResponse updated;
@@ -181,15 +201,15 @@ TEST_F(UdpFaults, DelayHoldsRepliesAndRemovingItReleasesEveryOneInOrder) {
   ASSERT_TRUE(WaitFor(
       [&] { return Session().counters().fault_datagrams_delayed() == 6; }));
   EXPECT_EQ(RecvWithin(peer_.get(), 0), "");  // Nothing out yet.
-  EXPECT_GT(Session().counters().send_buffered(), 0u);
+  EXPECT_GT(Held(), 0u);
   ASSERT_TRUE(RemoveFault("slow").ok());
   for (int i = 0; i < 5; ++i) {
     EXPECT_EQ(RecvWithin(peer_.get(), 10000), absl::StrCat("held-", i));
   }
-  EXPECT_EQ(Session().counters().send_buffered(), 0u);
+  EXPECT_EQ(Held(), 0u);
 }
 
-TEST_F(UdpFaults, TheWrongKindOfFaultForTheTargetIsRefused) {
+TEST_P(UdpFaults, TheWrongKindOfFaultForTheTargetIsRefused) {
   v1::Fault stream_fault;
   stream_fault.set_name("lat");
   SetDuration(absl::Milliseconds(5),
