@@ -314,15 +314,7 @@ bool FaultStage::HoldDatagram(Conn& c, const char* data, size_t n) {
   // receive buffer and the agent-wide total; beyond them it is dropped as
   // a full receive buffer drops it.
   const uint64_t cost = (n + kDatagramOverheadBytes) * v.copies;
-  if (RecvCharge(c) + cost > engine_.options_.recv_buffer_bytes ||
-      cost > engine_.ledger_.budget().Room()) {
-    ++c.counters.datagrams_dropped;
-    if (Server* s = engine_.registry_.FindServer(c.server_num)) {
-      ++s->info.counters.datagrams_dropped;
-    }
-    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
-    return true;
-  }
+  if (!engine_.udp_.RoomToReceive(c, cost, n)) return true;
   ++x.fault_delayed;
   if (v.copies == 2) f.received_datagrams.Hold(v.due_ns, std::string(data, n));
   f.received_datagrams.Hold(v.due_ns, std::string(data, n));

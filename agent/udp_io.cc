@@ -98,19 +98,24 @@ void UdpIo::ReadClient(Conn& c) {
   engine_.conn_io_.ArmRead(c);
 }
 
+bool UdpIo::RoomToReceive(Conn& c, uint64_t cost, size_t n) {
+  engine_.AssertEngineLock();
+  if (RecvCharge(c) + cost <= engine_.options_.recv_buffer_bytes &&
+      cost <= engine_.ledger_.budget().Room()) {
+    return true;
+  }
+  ++c.counters.datagrams_dropped;
+  if (Server* s = engine_.registry_.FindServer(c.server_num)) {
+    ++s->info.counters.datagrams_dropped;
+  }
+  engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
+  return false;
+}
+
 void UdpIo::BufferDatagram(Conn& c, const char* data, size_t n) {
   engine_.AssertEngineLock();
   if (c.state == ConnectionState::kClosed) return;
-  const uint64_t cost = n + kDatagramOverheadBytes;
-  if (RecvCharge(c) + cost > engine_.options_.recv_buffer_bytes ||
-      cost > engine_.ledger_.budget().Room()) {
-    ++c.counters.datagrams_dropped;
-    if (Server* s = engine_.registry_.FindServer(c.server_num)) {
-      ++s->info.counters.datagrams_dropped;
-    }
-    engine_.Emit(EventKind::kDatagramDropped, c.server_num, c.num, n);
-    return;
-  }
+  if (!RoomToReceive(c, n + kDatagramOverheadBytes, n)) return;
   c.Extra().recv_datagrams.push_back(
       ReceivedDatagram{std::string(data, n), absl::Now()});
   c.counters.recv_buffered += n;

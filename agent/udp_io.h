@@ -41,6 +41,10 @@ class UdpIo {
   void FlushClient(Conn& c);
   // Appends a datagram to c's receive queue, or drops and counts it.
   void BufferDatagram(Conn& c, const char* data, size_t n);
+  // Whether `cost` more bytes fit c's receive buffer and the agent-wide
+  // total; if not, the datagram of `n` bytes is dropped and counted
+  // (datagrams_dropped, a DATAGRAM_DROPPED event).
+  bool RoomToReceive(Conn& c, uint64_t cost, size_t n);
   // Server socket `index` of `s` waits for datagrams.
   void ArmRead(Server& s, size_t index);
   // Before an echo or greeting reply of `reply_bytes` to a datagram of
