@@ -66,6 +66,13 @@ void Closer::StartClose(Conn& c, CloseReason reason, std::string detail,
   // end the connection already (a peer that reset or closed first).
   c.writing.fin_wanted = true;
   c.reading.paused = false;
+  if (c.reading.fin_held) {
+    // The peer's FIN was read already (a RECEIVED fault held it): the tail
+    // has none to wait for.
+    c.reading.fin_held = false;
+    engine_.conn_io_.OnPeerFin(c);
+    if (c.finalized) return;
+  }
   engine_.conn_io_.Flush(c);
   if (c.finalized) return;
   ArmLingerTimer(c, engine_.options_.close_linger);

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -312,6 +313,51 @@ TEST_F(ReceivedFaults, RemovingLatencyDeliversEveryByteAndTheFinInOrder) {
   const v1::Connection c = Only(server.id());
   EXPECT_EQ(c.close_reason(), v1::CLOSE_REASON_PEER_CLOSED) << c.close_detail();
   EXPECT_EQ(c.counters().bytes_received(), sent.size());
+}
+
+// Closing a connection whose peer FIN a RECEIVED fault holds ends at once:
+// the FIN was read, so the close has no FIN left to wait for. (Waiting
+// would end at the 5 s linger with "close timed out waiting for the
+// peer's FIN" in the detail.)
+TEST_F(ReceivedFaults, ClosingWithAHeldFinDoesNotWaitForAnother) {
+  StartAgent();
+  const v1::Server server = Start(/*echo=*/false);
+  v1::Fault f = Received(server, "slow-fin");
+  SetDuration(absl::Minutes(10), f.mutable_slow_close()->mutable_delay());
+  ASSERT_TRUE(Add(f).ok());
+  Fd fd = TcpConnect(FirstAddress(server));
+  ASSERT_TRUE(WriteAll(fd.get(), "last"));
+  ::shutdown(fd.get(), SHUT_WR);
+  const std::string id = Only(server.id()).id();
+  v1::ReceiveResponse got;
+  ASSERT_TRUE(Receive(id, 4, &got).ok());
+  EXPECT_EQ(got.data(), "last");
+  EXPECT_FALSE(got.end_of_stream());  // The FIN is held.
+  // The agent's descriptors: its socket for this connection goes when the
+  // close ends.
+  auto fds = [this] {
+    size_t n = 0;
+    for (const auto& e : std::filesystem::directory_iterator(
+             absl::StrCat("/proc/", agent_->pid(), "/fd"))) {
+      (void)e;
+      ++n;
+    }
+    return n;
+  };
+  const size_t before = fds();
+  v1::CloseConnectionRequest request;
+  request.set_id(id);
+  v1::CloseConnectionResponse response;
+  auto context = ContextWithDeadline();
+  ASSERT_TRUE(stub_->CloseConnection(context.get(), request, &response).ok());
+  int error = 0;
+  EXPECT_EQ(ReadToEof(fd.get(), &error), "");
+  EXPECT_EQ(error, 0);
+  EXPECT_TRUE(WaitFor([&] { return fds() < before; }, absl::Seconds(20)))
+      << "the close waits for a FIN that was read already";
+  const v1::Connection c = Only(server.id());
+  EXPECT_EQ(c.state(), v1::CONNECTION_STATE_CLOSED);
+  EXPECT_THAT(c.close_detail(), ::testing::Not(HasSubstr("timed out")));
 }
 
 // A 10-minute latency on a fast sender: what it holds counts against the
