@@ -17,7 +17,10 @@
 // connection's send queue, so they count against send_buffer_bytes and
 // max_total_buffered_bytes: a long latency on a fast stream fills the send
 // queue and pauses reading (echo) or refuses Send (RESOURCE_EXHAUSTED), it
-// never grows memory. Bytes leave in order whatever the jitter.
+// never grows memory. Bytes leave in order whatever the jitter. Faults with
+// direction RECEIVED run the same SendStage model between the socket read
+// and the behaviour (fault_stage.h's RECEIVE stage): there the held bytes
+// count against recv_buffer_bytes, and reading pauses at that bound.
 //
 //   FaultSpec spec;
 //   spec.name = "slow"; spec.type = FaultType::kLatency;
