@@ -2,10 +2,7 @@
 // validated OpenSSL contexts, handshake facts into messages.
 #include <fcntl.h>
 #include <limits.h>
-#include <linux/openat2.h>
-#include <stdlib.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -14,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/convert.h"
+#include "service/open_beneath.h"
 
 namespace sockagent {
 
@@ -59,33 +57,6 @@ v1::TlsClientAuth ClientAuthToProto(TlsClientAuth a) {
   return v1::TLS_CLIENT_AUTH_UNSPECIFIED;
 }
 
-// openat2(2) with RESOLVE_BENEATH: `relative` cannot leave dir_fd, not by
-// "..", an absolute symlink or a symlink pointing out. The kernel resolves
-// and opens in one step, so a symlink swapped in between a check and the
-// open cannot redirect it. O_NONBLOCK: opening a FIFO never blocks. -1 with
-// errno; ENOSYS before Linux 5.6, EPERM under an old container seccomp
-// profile.
-int OpenBeneath(int dir_fd, const char* relative) {
-  struct open_how how {};
-  how.flags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
-  how.resolve = RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS;
-  return static_cast<int>(
-      ::syscall(SYS_openat2, dir_fd, relative, &how, sizeof how));
-}
-
-// Without openat2: the older check, canonical path then O_NOFOLLOW (a
-// window remains between realpath and open for a symlink in a parent).
-int OpenCanonicalUnder(const std::string& path, const std::string& dir) {
-  char real[PATH_MAX];
-  if (::realpath(path.c_str(), real) == nullptr) return -1;
-  if (!absl::StartsWith(real, absl::StrCat(dir, "/"))) {
-    errno = EXDEV;
-    return -1;
-  }
-  return ::open(real,
-                O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
-}
-
 // A regular file under one of `dirs` (absolute, without a trailing '/'), at
 // most kMaxTlsPemBytes. The path must name the file under the directory as
 // spelled there: a path outside every directory is refused before the
@@ -124,10 +95,7 @@ absl::StatusOr<std::string> ReadAllowedFile(
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the allowed directory ", *under, ": ", std::strerror(errno)));
   }
-  int fd = OpenBeneath(dir_fd, path.c_str() + under->size() + 1);
-  if (fd < 0 && (errno == ENOSYS || errno == EPERM)) {
-    fd = OpenCanonicalUnder(path, *under);
-  }
+  const int fd = OpenBeneath(dir_fd, path.substr(under->size() + 1));
   const int open_errno = errno;
   ::close(dir_fd);
   if (fd < 0) {

@@ -1,21 +1,28 @@
 // StartServer's TLS certificate and key paths (--allow-tls-paths): the agent
 // runs as root, so a path is a request to read a file on the host. Only
 // regular files below an allowed directory are read; ".." and symlinks may
-// not lead out (openat2 RESOLVE_BENEATH); a FIFO does not block; and a path
-// outside every directory is refused without touching the filesystem, so
-// the answer says nothing of what exists there.
+// not lead out (openat2 RESOLVE_BENEATH, or the walk that stands in for it
+// without openat2: every case runs both ways); a FIFO does not block; and a
+// path outside every directory is refused without touching the filesystem,
+// so the answer says nothing of what exists there.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <stdio.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "service/convert.h"
+#include "service/open_beneath.h"
 #include "tests/support/files.h"
 #include "tests/support/tls_peer.h"
 
@@ -24,15 +31,20 @@ namespace {
 
 using ::testing::HasSubstr;
 
-class TlsPaths : public ::testing::Test {
+// The parameter: whether OpenBeneath takes the walk (as on a kernel
+// without openat2).
+class TlsPaths : public ::testing::TestWithParam<bool> {
  protected:
   void SetUp() override {
+    ForceOpenBeneathWalkForTesting(GetParam());
     allowed_ = dir_.path() + "/allowed";
     ASSERT_EQ(::mkdir(allowed_.c_str(), 0700), 0);
     WriteFile(allowed_ + "/leaf.pem", pki_.Pem("leaf.pem"));
     WriteFile(allowed_ + "/leaf.key", pki_.Pem("leaf.key"));
     WriteFile(dir_.path() + "/outside.key", pki_.Pem("other.key"));
   }
+
+  void TearDown() override { ForceOpenBeneathWalkForTesting(false); }
 
   absl::Status Load(const std::string& cert, const std::string& key,
                     std::vector<std::string> dirs = {}) {
@@ -48,7 +60,7 @@ class TlsPaths : public ::testing::Test {
   std::string allowed_;
 };
 
-TEST_F(TlsPaths, FilesBelowTheDirectoryAreRead) {
+TEST_P(TlsPaths, FilesBelowTheDirectoryAreRead) {
   EXPECT_TRUE(Load(allowed_ + "/leaf.pem", allowed_ + "/leaf.key").ok());
   // A symlink that stays below the directory is fine.
   ASSERT_EQ(::mkdir((allowed_ + "/live").c_str(), 0700), 0);
@@ -56,7 +68,7 @@ TEST_F(TlsPaths, FilesBelowTheDirectoryAreRead) {
   EXPECT_TRUE(Load(allowed_ + "/leaf.pem", allowed_ + "/live/key.pem").ok());
 }
 
-TEST_F(TlsPaths, OutsideEveryDirectoryIsRefusedAlikeWhetherItExistsOrNot) {
+TEST_P(TlsPaths, OutsideEveryDirectoryIsRefusedAlikeWhetherItExistsOrNot) {
   const absl::Status exists =
       Load(allowed_ + "/leaf.pem", dir_.path() + "/outside.key");
   const absl::Status missing =
@@ -78,7 +90,7 @@ TEST_F(TlsPaths, OutsideEveryDirectoryIsRefusedAlikeWhetherItExistsOrNot) {
   EXPECT_THAT(inside.message(), HasSubstr("tls.private_key_path"));
 }
 
-TEST_F(TlsPaths, DotDotAndSymlinksCannotLeadOut) {
+TEST_P(TlsPaths, DotDotAndSymlinksCannotLeadOut) {
   const absl::Status dots =
       Load(allowed_ + "/leaf.pem", allowed_ + "/../outside.key");
   EXPECT_EQ(dots.code(), absl::StatusCode::kPermissionDenied) << dots;
@@ -101,7 +113,7 @@ TEST_F(TlsPaths, DotDotAndSymlinksCannotLeadOut) {
   }
 }
 
-TEST_F(TlsPaths, FifosDirectoriesAndHugeFilesAreRefusedAtOnce) {
+TEST_P(TlsPaths, FifosDirectoriesAndHugeFilesAreRefusedAtOnce) {
   ASSERT_EQ(::mkfifo((allowed_ + "/fifo.key").c_str(), 0600), 0);
   const absl::Time start = absl::Now();
   absl::Status s = Load(allowed_ + "/leaf.pem", allowed_ + "/fifo.key");
@@ -120,7 +132,7 @@ TEST_F(TlsPaths, FifosDirectoriesAndHugeFilesAreRefusedAtOnce) {
   EXPECT_THAT(s.message(), HasSubstr("-byte bound"));
 }
 
-TEST_F(TlsPaths, RelativeAndEmptyPathsAreInvalid) {
+TEST_P(TlsPaths, RelativeAndEmptyPathsAreInvalid) {
   for (const std::string& key :
        {std::string("leaf.key"), std::string("./leaf.key"),
         std::string("a\0b", 3)}) {
@@ -128,6 +140,87 @@ TEST_F(TlsPaths, RelativeAndEmptyPathsAreInvalid) {
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
     EXPECT_THAT(s.message(), HasSubstr("must be an absolute path"));
   }
+}
+
+TEST_P(TlsPaths, DotDotThatStaysBelowAndSymlinkChainsAreFollowed) {
+  ASSERT_EQ(::mkdir((allowed_ + "/a").c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((allowed_ + "/a/b").c_str(), 0700), 0);
+  EXPECT_TRUE(
+      Load(allowed_ + "/a/b/../../leaf.pem", allowed_ + "/leaf.key").ok());
+  // A link to a directory link to the file, all below the directory.
+  ASSERT_EQ(::symlink("a/b", (allowed_ + "/ab").c_str()), 0);
+  ASSERT_EQ(::symlink("../../leaf.key", (allowed_ + "/a/b/k").c_str()), 0);
+  EXPECT_TRUE(Load(allowed_ + "/leaf.pem", allowed_ + "/ab/k").ok());
+  // One ".." too many, through a link.
+  ASSERT_EQ(::symlink("../../../outside.key", (allowed_ + "/a/b/out").c_str()),
+            0);
+  EXPECT_EQ(Load(allowed_ + "/leaf.pem", allowed_ + "/ab/out").code(),
+            absl::StatusCode::kPermissionDenied);
+}
+
+TEST_P(TlsPaths, ASymlinkLoopIsRefused) {
+  ASSERT_EQ(::symlink("loop2", (allowed_ + "/loop1").c_str()), 0);
+  ASSERT_EQ(::symlink("loop1", (allowed_ + "/loop2").c_str()), 0);
+  const absl::Status s = Load(allowed_ + "/leaf.pem", allowed_ + "/loop1");
+  EXPECT_EQ(s.code(), absl::StatusCode::kPermissionDenied) << s;
+}
+
+INSTANTIATE_TEST_SUITE_P(Openers, TlsPaths, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "Walk" : "Openat2";
+                         });
+
+// The window the old fallback (realpath, then open) had: a directory in the
+// path swapped for a symlink that points out, between the check and the
+// open. A thread swaps them as fast as it can while the walk opens the path
+// until each state was met 500 times (at most 200,000 opens): every open
+// reads the inside file or fails; none reads the outside one.
+TEST(OpenBeneathWalk, ADirectorySwappedForAnOutwardSymlinkNeverLeadsOut) {
+  TempDir dir;
+  const std::string allowed = dir.path() + "/allowed";
+  ASSERT_EQ(::mkdir(allowed.c_str(), 0700), 0);
+  ASSERT_EQ(::mkdir((dir.path() + "/outside").c_str(), 0700), 0);
+  WriteFile(dir.path() + "/outside/key.pem", "SECRET");
+  ASSERT_EQ(::mkdir((allowed + "/sub").c_str(), 0700), 0);
+  WriteFile(allowed + "/sub/key.pem", "inside");
+  ASSERT_EQ(::symlink("../outside", (allowed + "/alt").c_str()), 0);
+  const int dir_fd = ::open(allowed.c_str(), O_PATH | O_DIRECTORY);
+  ASSERT_GE(dir_fd, 0);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> swaps{0};
+  std::thread swapper([&] {
+    while (!stop.load()) {
+      if (::renameat2(AT_FDCWD, (allowed + "/sub").c_str(), AT_FDCWD,
+                      (allowed + "/alt").c_str(), RENAME_EXCHANGE) == 0) {
+        ++swaps;
+      }
+    }
+  });
+  int inside = 0;
+  int failed = 0;
+  for (int i = 0; i < 200000 && (inside < 500 || failed < 500); ++i) {
+    const int fd = OpenBeneathByWalk(dir_fd, "sub/key.pem");
+    if (fd < 0) {
+      ++failed;
+      EXPECT_TRUE(errno == EXDEV || errno == ELOOP || errno == ENOTDIR ||
+                  errno == ENOENT)
+          << errno;
+      continue;
+    }
+    char buf[16] = {};
+    const ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    ASSERT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "inside");
+    ++inside;
+  }
+  stop = true;
+  swapper.join();
+  ::close(dir_fd);
+  // Both states were seen, or the test proved nothing.
+  EXPECT_GT(swaps.load(), 0);
+  EXPECT_GE(inside, 500);
+  EXPECT_GE(failed, 500);
 }
 
 }  // namespace
