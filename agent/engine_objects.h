@@ -147,6 +147,9 @@ struct ConnFaults {
 struct ConnTls {
   std::unique_ptr<TlsSession> session;  // Freed when the socket closes.
   std::shared_ptr<const TlsInfo> info;  // Once the handshake ended.
+  // What `info` is charged against the agent-wide byte bound (ledger.h);
+  // set with it by TlsStage::KeepFacts.
+  uint64_t facts_bytes = 0;
   std::unique_ptr<Timer> handshake_timer;
   absl::Duration handshake_timeout;  // As armed.
   // OpenClient / OpenStream, answered once the handshake ends.

@@ -66,7 +66,7 @@ void NoteReleased(const EngineOptions& options, uint64_t bytes) {
 }
 
 void Ledger::Recharge(Conn& c) {
-  const uint64_t now = RecvCharge(c) + SendCharge(c);
+  const uint64_t now = RecvCharge(c) + SendCharge(c) + FactsCharge(c);
   if (now == c.charged) return;
   const uint64_t was = c.charged;
   c.charged = now;
@@ -104,6 +104,17 @@ void Ledger::FileInHistory(Conn& c) {
 }
 
 void Ledger::DiscardHistoryBytes(Conn& c) {
+  // A closed TLS connection's peer PEMs go (the chain's summary stays).
+  if (c.extra != nullptr && c.extra->tls != nullptr &&
+      c.extra->tls->info != nullptr) {
+    ConnTls& t = *c.extra->tls;
+    std::shared_ptr<const TlsInfo> lean = TlsInfoWithoutPem(t.info);
+    if (lean != t.info) {
+      t.info = std::move(lean);
+      t.facts_bytes = TlsInfoBytes(*t.info);
+      Recharge(c);
+    }
+  }
   const uint64_t bytes = c.counters.recv_buffered;
   const size_t datagrams =
       c.extra != nullptr ? c.extra->recv_datagrams.size() : 0;

@@ -32,6 +32,13 @@ class EngineImpl;
 // plus the bytes a RECEIVED fault holds between the read and delivery.
 uint64_t RecvCharge(const Conn& c);
 uint64_t SendCharge(const Conn& c);
+// A TLS connection's kept handshake facts (the peer chain's text, at most
+// ~16 KiB: kMaxTlsReportedChainBytes); 0 for others.
+inline uint64_t FactsCharge(const Conn& c) {
+  return c.extra != nullptr && c.extra->tls != nullptr
+             ? c.extra->tls->facts_bytes
+             : 0;
+}
 
 // Memory handed back: tells EngineOptions::on_memory_released, if set.
 void NoteReleased(const EngineOptions& options, uint64_t bytes);

@@ -258,4 +258,25 @@ std::shared_ptr<const TlsInfo> TlsSession::Facts() {
   return facts_;
 }
 
+uint64_t TlsInfoBytes(const TlsInfo& info) {
+  uint64_t n = sizeof(TlsInfo) + info.version.size() + info.cipher.size() +
+               info.alpn.size() + info.sni.size() + info.verification.size() +
+               info.failure.size() +
+               info.peer_chain.size() * sizeof(TlsCertificateInfo);
+  for (const TlsCertificateInfo& c : info.peer_chain) {
+    n += tls_internal::TextBytes(c);
+  }
+  return n;
+}
+
+std::shared_ptr<const TlsInfo> TlsInfoWithoutPem(
+    std::shared_ptr<const TlsInfo> info) {
+  bool any = false;
+  for (const TlsCertificateInfo& c : info->peer_chain) any |= !c.pem.empty();
+  if (!any) return info;
+  auto out = std::make_shared<TlsInfo>(*info);
+  for (TlsCertificateInfo& c : out->peer_chain) c.pem.clear();
+  return out;
+}
+
 }  // namespace sockagent

@@ -139,6 +139,14 @@ struct TlsInfo {
   std::string failure;  // Handshake failure, in OpenSSL's words.
 };
 
+// The memory `info` holds, as charged against the agent-wide byte bound
+// (agent/ledger.h): the struct, its strings and the chain's text.
+uint64_t TlsInfoBytes(const TlsInfo& info);
+// `info` with no certificate's PEM kept (the summaries stay), or `info`
+// itself when it holds none.
+std::shared_ptr<const TlsInfo> TlsInfoWithoutPem(
+    std::shared_ptr<const TlsInfo> info);
+
 // What ServerInfo reports of a TLS server.
 struct TlsServerInfo {
   bool self_signed = false;

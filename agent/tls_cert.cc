@@ -241,16 +241,12 @@ std::string PrintableText(absl::string_view raw) {
   return out;
 }
 
-namespace {
-
 size_t TextBytes(const TlsCertificateInfo& c) {
   size_t n = c.subject.size() + c.issuer.size() + c.sha256_fingerprint.size() +
              c.pem.size();
   for (const std::string& san : c.sans) n += san.size();
   return n;
 }
-
-}  // namespace
 
 void FitChainToBudget(std::vector<TlsCertificateInfo>* chain, size_t budget) {
   size_t used = 0;

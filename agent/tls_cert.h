@@ -66,6 +66,9 @@ absl::Status MakeSelfSigned(const std::vector<std::string>& names,
 std::string PrintableText(absl::string_view raw);
 // Subject, issuer, SANs, validity, fingerprint and PEM of `x`.
 TlsCertificateInfo Describe(X509* x);
+// The text a certificate's description holds (names, SANs, fingerprint,
+// PEM): what FitChainToBudget counts.
+size_t TextBytes(const TlsCertificateInfo& c);
 // Trims `chain` (leaf first) to `budget` bytes of text: see
 // kMaxTlsReportedChainBytes.
 void FitChainToBudget(std::vector<TlsCertificateInfo>* chain, size_t budget);

@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "agent/engine_impl.h"
 #include "agent/net_error.h"
+#include "agent/tls_cert.h"
 
 namespace sockagent {
 namespace engine_internal {
@@ -84,7 +85,7 @@ bool TlsStage::DriveHandshake(Conn& c) {
       FailHandshake(c, r.error);
       return false;
   }
-  t.info = t.session->Facts();
+  KeepFacts(c, t.session->Facts());
   t.handshake_timer.reset();
   if (Server* s = engine_.registry_.FindServer(c.server_num)) {
     ++s->info.counters.tls_handshakes;
@@ -120,13 +121,36 @@ void TlsStage::NoteError(Conn& c, std::string detail) {
   }
 }
 
+void TlsStage::KeepFacts(Conn& c, std::shared_ptr<const TlsInfo> info) {
+  engine_.AssertEngineLock();
+  ConnTls& t = *c.extra->tls;
+  uint64_t bytes = TlsInfoBytes(*info);
+  // The facts these replace give their charge back first.
+  const uint64_t room = engine_.ledger_.budget().Room() + t.facts_bytes;
+  if (bytes > room) {
+    uint64_t text = 0;
+    for (const TlsCertificateInfo& cert : info->peer_chain) {
+      text += tls_internal::TextBytes(cert);
+    }
+    const uint64_t fixed = bytes - text;
+    auto fitted = std::make_shared<TlsInfo>(*info);
+    tls_internal::FitChainToBudget(&fitted->peer_chain,
+                                   room > fixed ? room - fixed : 0);
+    bytes = TlsInfoBytes(*fitted);
+    info = std::move(fitted);
+  }
+  t.info = std::move(info);
+  t.facts_bytes = bytes;
+  engine_.ledger_.Recharge(c);
+}
+
 void TlsStage::FailHandshake(Conn& c, absl::string_view words) {
   engine_.AssertEngineLock();
   ConnTls& t = *c.extra->tls;
   // What the handshake saw so far (a client's rejected chain, say).
   auto info = std::make_shared<TlsInfo>(*t.session->Facts());
   info->failure = std::string(words);
-  t.info = std::move(info);
+  KeepFacts(c, std::move(info));
   t.handshake_timer.reset();
   if (Server* s = engine_.registry_.FindServer(c.server_num)) {
     ++s->info.counters.tls_handshake_failures;
@@ -204,7 +228,7 @@ void TlsStage::Read(Conn& c) {
       case TlsIoKind::kTruncated: {
         auto info = std::make_shared<TlsInfo>(*t.info);
         info->truncated = true;
-        t.info = std::move(info);
+        KeepFacts(c, std::move(info));
         engine_.conn_io_.OnPeerFin(c);
         if (c.state == ConnectionState::kClosed &&
             c.extra->close_detail.empty()) {
@@ -314,7 +338,7 @@ void TlsStage::End(Conn& c) {
     auto info = std::make_shared<TlsInfo>(*t.session->Facts());
     info->handshake_done = false;
     if (info->failure.empty()) info->failure = "closed during the handshake";
-    t.info = std::move(info);
+    KeepFacts(c, std::move(info));
   }
   t.session.reset();  // SSL_free: the socket closes right after.
   if (t.on_handshake) {

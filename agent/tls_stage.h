@@ -78,6 +78,11 @@ class TlsStage {
   void Fail(Conn& c, const TlsIo& r, absl::string_view op);
   void NoteError(Conn& c, std::string detail);
   void FailHandshake(Conn& c, absl::string_view words);
+  // Keeps `info` as c's TLS facts and charges them to the ledger. When the
+  // agent-wide byte bound has no room for them, the peer chain is trimmed
+  // to what room there is (FitChainToBudget: PEM first; the leaf's summary
+  // always stays).
+  void KeepFacts(Conn& c, std::shared_ptr<const TlsInfo> info);
   void OnHandshakeTimer(uint64_t num);
 
   EngineImpl& engine_;

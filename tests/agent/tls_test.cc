@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/agent/engine_test_util.h"
+#include "tests/support/tls_peer.h"
 
 namespace sockagent::testing {
 namespace {
@@ -179,6 +180,96 @@ TEST_F(EngineTls, ClientAndServerEchoOverTlsAndReportTheHandshake) {
   EXPECT_EQ(done->close_reason, CloseReason::kPeerClosed);
   ASSERT_NE(done->tls, nullptr);
   EXPECT_FALSE(done->tls->truncated);
+}
+
+// What a handshake leaves (the peer chain with its PEM, up to ~16 KiB) is
+// charged against the agent-wide byte bound, like buffered bytes: a
+// connection with nothing buffered still holds its facts' bytes. When the
+// bound has no room left, the chain keeps its summary and drops the PEM.
+TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
+  EngineOptions options;
+  options.max_total_buffered_bytes = 256 * 1024;
+  MakeEngine(options);
+  Pki pki;
+  TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  ASSERT_NE(echo.port(), 0);
+  TlsClientSpec client_tls;
+  client_tls.trust = TlsTrust::kCaPem;
+  client_tls.ca_pem = pki.Pem("ca.pem");
+  client_tls.server_name = "localhost";
+  auto client_ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
+  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
+  ClientSpec client;
+  client.remote.host = "127.0.0.1";
+  client.remote.port = std::to_string(echo.port());
+  client.tls = *client_ctx;
+
+  absl::StatusOr<ConnectionInfo> first = sync_->OpenClient(client);
+  ASSERT_TRUE(first.ok()) << first.status();
+  ASSERT_NE(first->tls, nullptr);
+  ASSERT_FALSE(first->tls->peer_chain.empty());
+  const size_t pem_bytes = first->tls->peer_chain[0].pem.size();
+  EXPECT_GT(pem_bytes, 300u);
+  EXPECT_EQ(first->counters.recv_buffered, 0u);
+  const uint64_t charged = engine_->counters().buffered_bytes.load();
+  EXPECT_GT(charged, pem_bytes);
+  EXPECT_LT(charged, kMaxTlsReportedChainBytes + 4096);
+
+  // Fill the bound with a plain connection's unreceived bytes.
+  Fd writer;
+  absl::StatusOr<ServerInfo> hold = StartWithClient(&writer);
+  ASSERT_TRUE(hold.ok()) << hold.status();
+  std::optional<ConnectionInfo> held = AcceptedBy(*sync_, hold->id);
+  ASSERT_TRUE(held.has_value());
+  const std::string fill(options.max_total_buffered_bytes - charged, 'f');
+  ASSERT_TRUE(WriteAll(writer.get(), fill));
+  ASSERT_TRUE(WaitFor([&] {
+    return engine_->counters().buffered_bytes.load() ==
+           options.max_total_buffered_bytes;
+  }));
+
+  // No room: the second connection's facts keep the summary only.
+  absl::StatusOr<ConnectionInfo> second = sync_->OpenClient(client);
+  ASSERT_TRUE(second.ok()) << second.status();
+  ASSERT_NE(second->tls, nullptr);
+  EXPECT_EQ(second->tls->verification, "ok");
+  ASSERT_FALSE(second->tls->peer_chain.empty());
+  EXPECT_THAT(second->tls->peer_chain[0].subject, HasSubstr("localhost"));
+  EXPECT_FALSE(second->tls->peer_chain[0].sha256_fingerprint.empty());
+  EXPECT_TRUE(second->tls->peer_chain[0].pem.empty());
+
+  // Room again: the next one keeps everything.
+  ASSERT_TRUE(sync_->ReceiveExactly(held->id, fill.size()).ok());
+  absl::StatusOr<ConnectionInfo> third = sync_->OpenClient(client);
+  ASSERT_TRUE(third.ok()) << third.status();
+  ASSERT_NE(third->tls, nullptr);
+  ASSERT_FALSE(third->tls->peer_chain.empty());
+  EXPECT_EQ(third->tls->peer_chain[0].pem.size(), pem_bytes);
+
+  // Closed, the first one's record keeps its PEM until the closed history
+  // passes its quarter of the bound (64 KiB): then the oldest record gives
+  // up its PEM first.
+  ASSERT_TRUE(sync_->Close(first->id, CloseMode::kAbort).ok());
+  std::optional<ConnectionInfo> closed = sync_->Connection(first->id);
+  ASSERT_TRUE(closed.has_value() && closed->tls != nullptr);
+  EXPECT_EQ(closed->tls->peer_chain[0].pem.size(), pem_bytes);
+  ASSERT_TRUE(WriteAll(writer.get(), std::string(70 * 1024, 'h')));
+  ASSERT_TRUE(WaitFor([&] {
+    return sync_->Connection(held->id)->counters.recv_buffered == 70 * 1024;
+  }));
+  // The peer's reset closes it; its record keeps what the peer sent.
+  const linger reset{1, 0};
+  ASSERT_EQ(
+      ::setsockopt(writer.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset),
+      0);
+  writer.Reset();
+  ASSERT_TRUE(WaitFor([&] {
+    std::optional<ConnectionInfo> c = sync_->Connection(first->id);
+    return c.has_value() && c->tls != nullptr && !c->tls->peer_chain.empty() &&
+           c->tls->peer_chain[0].pem.empty();
+  }));
+  EXPECT_LE(engine_->counters().buffered_bytes.load(),
+            options.max_total_buffered_bytes);
 }
 
 TEST_F(EngineTls, SystemTrustContextsShareOneStoreAndRefuseASelfSignedPeer) {
