@@ -11,8 +11,9 @@ same P-256 key and certificate):
      and to `bench_tls sink` (a blocking SSL_read loop, one connection at a
      time, for the whole run); ratio agent/sink.
   2. full handshakes per second: `openssl s_time -new` against the agent's
-     TLS greeting server and against `openssl s_server`; ratio, and each
-     server's CPU per handshake (utime+stime from /proc/PID/stat).
+     TLS greeting server and against `openssl s_server`, connections per
+     wall-clock second of the run; ratio, and each server's CPU per
+     handshake (utime+stime from /proc/PID/stat).
 
 Loopback only. Use a RelWithDebInfo build (--build-dir build).
 """
@@ -25,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 
 from agent_util import start_agent
 
@@ -62,14 +64,24 @@ def sink(build, cert, key):
 
 
 def s_time(port, seconds):
+    """Runs `openssl s_time -new` for `seconds`; returns (connections, wall
+    seconds, client user seconds).
+
+    The rate is connections per wall-clock second, timed here around the
+    run. s_time's own headline, "connections/user sec", divides by the
+    CLIENT's user CPU time: it measures s_time itself, not the server (the
+    client is busy ~75 % of the wall time, waiting on the server the rest),
+    and its "real seconds" line is whole seconds only."""
+    start = time.monotonic()
     out = subprocess.run(
         ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-new",
          "-time", str(seconds), "-ciphersuites", TLS_CIPHER],
         capture_output=True, text=True).stdout
+    wall = time.monotonic() - start
     m = re.search(r"(\d+) connections in ([\d.]+)s", out)
     if not m:
         raise RuntimeError("s_time: " + out[-300:])
-    return int(m.group(1)), float(m.group(2))
+    return int(m.group(1)), wall, float(m.group(2))
 
 
 def main():
@@ -112,10 +124,12 @@ def main():
               f"{results['discard_gbps'] / results['sink_gbps']:.2f}",
               flush=True)
         agent_hs, ref_hs, agent_cpu, ref_cpu = [], [], [], []
+        agent_client, ref_client = [], []
         for _ in range(a.rounds):
             before = cpu_seconds(agent.pid)
-            n, secs = s_time(greeting, a.seconds)
+            n, secs, user = s_time(greeting, a.seconds)
             agent_hs.append(n / secs)
+            agent_client.append(n / user)
             agent_cpu.append((cpu_seconds(agent.pid) - before) / max(n, 1))
             ref = subprocess.Popen(
                 ["openssl", "s_server", "-accept", "127.0.0.1:0", "-cert",
@@ -130,13 +144,22 @@ def main():
             threading.Thread(target=lambda: [None for _ in ref.stdout],
                              daemon=True).start()
             before = cpu_seconds(ref.pid)
-            n, secs = s_time(port, a.seconds)
+            n, secs, user = s_time(port, a.seconds)
             ref_hs.append(n / secs)
+            ref_client.append(n / user)
             ref_cpu.append((cpu_seconds(ref.pid) - before) / max(n, 1))
             ref.terminate()
             ref.wait()
         results["agent_handshakes_per_s"] = statistics.median(agent_hs)
         results["s_server_handshakes_per_s"] = statistics.median(ref_hs)
+        results["agent_handshakes_per_s_min_max"] = [min(agent_hs),
+                                                      max(agent_hs)]
+        results["s_server_handshakes_per_s_min_max"] = [min(ref_hs),
+                                                         max(ref_hs)]
+        # s_time's own "connections/user sec" (per second of the client's
+        # user CPU), for comparison with earlier runs.
+        results["agent_s_time_per_user_s"] = statistics.median(agent_client)
+        results["s_server_s_time_per_user_s"] = statistics.median(ref_client)
         results["agent_cpu_ms_per_handshake"] = 1e3 * statistics.median(
             agent_cpu)
         results["s_server_cpu_ms_per_handshake"] = 1e3 * statistics.median(
@@ -146,7 +169,12 @@ def main():
               f"({results['agent_cpu_ms_per_handshake']:.2f} ms CPU each), "
               f"openssl s_server {results['s_server_handshakes_per_s']:.0f}/s "
               f"({results['s_server_cpu_ms_per_handshake']:.2f} ms CPU each), "
-              f"ratio {results['agent_handshakes_per_s'] / results['s_server_handshakes_per_s']:.2f}",
+              f"ratio {results['agent_handshakes_per_s'] / results['s_server_handshakes_per_s']:.2f}"
+              f" (per wall second; min-max agent "
+              f"{min(agent_hs):.0f}-{max(agent_hs):.0f}, s_server "
+              f"{min(ref_hs):.0f}-{max(ref_hs):.0f}; s_time's per client "
+              f"user second: {results['agent_s_time_per_user_s']:.0f} vs "
+              f"{results['s_server_s_time_per_user_s']:.0f})",
               flush=True)
     finally:
         agent.terminate()
