@@ -146,23 +146,31 @@ void Ledger::TrimHistory() {
   engine_.AssertEngineLock();
   trim_posted_ = false;
   Registry& registry = engine_.registry_;
-  registry.TrimClosed(
-      engine_.options_.closed_connections_kept, [this](Conn& c) {
-        budget_.Forget(c.charged);
-        engine_.counters_.buffered_bytes.store(budget_.total(),
-                                               std::memory_order_relaxed);
-        uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c.charged;
-        if (c.labels != nullptr && c.labels.use_count() == 1) {
-          freed += LabelsBytes(*c.labels);
-        }
-        NoteReleased(engine_.options_, freed);
-      });
-  // The bytes nobody received yet: oldest records give theirs up first.
+  auto forget = [this](Conn& c) {
+    budget_.Forget(c.charged);
+    engine_.counters_.buffered_bytes.store(budget_.total(),
+                                           std::memory_order_relaxed);
+    uint64_t freed = sizeof(Conn) + sizeof(ConnExtra) + c.charged;
+    if (c.labels != nullptr && c.labels.use_count() == 1) {
+      freed += LabelsBytes(*c.labels);
+    }
+    NoteReleased(engine_.options_, freed);
+  };
+  registry.TrimClosed(engine_.options_.closed_connections_kept, forget);
+  // The bytes nobody received yet (and closed TLS connections' PEMs):
+  // oldest records give theirs up first.
   registry.VisitClosed([this](Conn& c) {
     if (budget_.history() <= budget_.history_cap()) return false;
     DiscardHistoryBytes(c);
     return true;
   });
+  // What cannot be discarded, a closed TLS connection's facts without PEM
+  // (~1-2 KiB, more for a peer with long names): the oldest records go
+  // whole until the history is back within its share.
+  while (budget_.history() > budget_.history_cap() &&
+         registry.closed_conns() > 0) {
+    registry.TrimClosed(registry.closed_conns() - 1, forget);
+  }
   registry.TrimStopped(engine_.options_.closed_connections_kept);
 }
 

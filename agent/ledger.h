@@ -4,7 +4,8 @@
 // brings Conn::charged up to date after every buffer change (Recharge),
 // pauses a reader at the bound and resumes it when the budget says so,
 // files a finalized connection in the history, and trims that history
-// (record count, then unreceived bytes, oldest first) in a posted step, so
+// (record count, then unreceived bytes and TLS PEMs, then whole records,
+// oldest first) in a posted step, so
 // no caller ever sees the connection it is working on disappear.
 //
 // Lock: a member of EngineImpl, guarded by the engine lock; every method is

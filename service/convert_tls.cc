@@ -95,7 +95,8 @@ absl::StatusOr<std::string> ReadAllowedFile(
     return absl::FailedPreconditionError(absl::StrCat(
         what, ": the allowed directory ", *under, ": ", std::strerror(errno)));
   }
-  const int fd = OpenBeneath(dir_fd, path.substr(under->size() + 1));
+  const std::string relative = path.substr(under->size() + 1);
+  const int fd = OpenBeneath(dir_fd, relative);
   const int open_errno = errno;
   ::close(dir_fd);
   if (fd < 0) {

@@ -22,6 +22,10 @@ namespace {
 constexpr int kReadFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
 // As the kernel's own bound on symlinks in one lookup (MAXSYMLINKS).
 constexpr int kMaxSymlinks = 40;
+// Directories the walk may be inside at once (it holds an fd for each):
+// symlinks could otherwise lead it through a bind-mount loop 40 times
+// PATH_MAX components deep, holding thousands of the daemon's fds.
+constexpr size_t kMaxDepth = 256;
 
 std::atomic<bool> force_walk{false};
 
@@ -45,6 +49,7 @@ class DirStack {
   }
   int top() const { return fds_.empty() ? base_ : fds_.back(); }
   bool at_base() const { return fds_.empty(); }
+  size_t depth() const { return fds_.size(); }
   void Push(int fd) { fds_.push_back(fd); }
   void Pop() {
     ::close(fds_.back());
@@ -66,6 +71,8 @@ int Fail(int e) {
 int OpenBeneathByWalk(int dir_fd, const std::string& relative) {
   if (relative.empty()) return Fail(ENOENT);
   if (relative[0] == '/') return Fail(EXDEV);
+  // A component "..\0" would pass as a name and open as "..".
+  if (relative.find('\0') != std::string::npos) return Fail(EINVAL);
   DirStack dirs(dir_fd);
   std::deque<std::string> todo;
   PushFront(relative, &todo);
@@ -89,6 +96,10 @@ int OpenBeneathByWalk(int dir_fd, const std::string& relative) {
       const int fd = ::openat(dirs.top(), name.c_str(),
                               O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
       if (fd >= 0) {
+        if (dirs.depth() >= kMaxDepth) {
+          ::close(fd);
+          return Fail(ELOOP);
+        }
         dirs.Push(fd);
         continue;
       }
@@ -114,6 +125,7 @@ int OpenBeneathByWalk(int dir_fd, const std::string& relative) {
 }
 
 int OpenBeneath(int dir_fd, const std::string& relative) {
+  if (relative.find('\0') != std::string::npos) return Fail(EINVAL);
   if (!force_walk.load(std::memory_order_relaxed)) {
     struct open_how how {};
     how.flags = kReadFlags;

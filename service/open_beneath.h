@@ -28,7 +28,7 @@
 
 namespace sockagent {
 
-// `relative` may not be absolute (EXDEV).
+// `relative` may not be absolute (EXDEV) nor hold a NUL (EINVAL).
 int OpenBeneath(int dir_fd, const std::string& relative);
 
 // The walk alone (what OpenBeneath does without openat2); tests run the

@@ -255,7 +255,8 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
   EXPECT_EQ(closed->tls->peer_chain[0].pem.size(), pem_bytes);
   ASSERT_TRUE(WriteAll(writer.get(), std::string(70 * 1024, 'h')));
   ASSERT_TRUE(WaitFor([&] {
-    return sync_->Connection(held->id)->counters.recv_buffered == 70 * 1024;
+    std::optional<ConnectionInfo> c = sync_->Connection(held->id);
+    return c.has_value() && c->counters.recv_buffered == 70 * 1024;
   }));
   // The peer's reset closes it; its record keeps what the peer sent.
   const linger reset{1, 0};
@@ -270,6 +271,50 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
   }));
   EXPECT_LE(engine_->counters().buffered_bytes.load(),
             options.max_total_buffered_bytes);
+}
+
+// Closed TLS connections keep their facts' summaries, which no trim can
+// shrink further: when they alone pass the history's quarter of the bound,
+// the oldest records go whole, so the history stays within its share and
+// reading never stays paused.
+TEST_F(EngineTls, ClosedTlsRecordsGoWholeWhenTheirFactsFillTheHistory) {
+  EngineOptions options;
+  options.max_total_buffered_bytes = 16 * 1024;  // History: 4 KiB.
+  MakeEngine(options);
+  Pki pki;
+  TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
+  ASSERT_NE(echo.port(), 0);
+  TlsClientSpec client_tls;
+  client_tls.trust = TlsTrust::kCaPem;
+  client_tls.ca_pem = pki.Pem("ca.pem");
+  client_tls.server_name = "localhost";
+  auto client_ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
+  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
+  ClientSpec client;
+  client.remote.host = "127.0.0.1";
+  client.remote.port = std::to_string(echo.port());
+  client.tls = *client_ctx;
+  constexpr int kClients = 12;
+  for (int i = 0; i < kClients; ++i) {
+    absl::StatusOr<ConnectionInfo> c = sync_->OpenClient(client);
+    ASSERT_TRUE(c.ok()) << c.status();
+    ASSERT_TRUE(sync_->Close(c->id, CloseMode::kAbort).ok());
+  }
+  ASSERT_TRUE(WaitFor([&] {
+    return engine_->counters().buffered_bytes.load() <=
+           options.max_total_buffered_bytes / 4;
+  })) << engine_->counters().buffered_bytes.load();
+  EXPECT_LT(sync_->AllConnections().size(), static_cast<size_t>(kClients));
+  // Reading goes on: a plain connection's bytes arrive.
+  Fd peer;
+  absl::StatusOr<ServerInfo> hold = StartWithClient(&peer);
+  ASSERT_TRUE(hold.ok()) << hold.status();
+  std::optional<ConnectionInfo> held = AcceptedBy(*sync_, hold->id);
+  ASSERT_TRUE(held.has_value());
+  ASSERT_TRUE(WriteAll(peer.get(), "after"));
+  absl::StatusOr<std::string> got = sync_->ReceiveExactly(held->id, 5);
+  ASSERT_TRUE(got.ok()) << got.status();
+  EXPECT_EQ(*got, "after");
 }
 
 TEST_F(EngineTls, SystemTrustContextsShareOneStoreAndRefuseASelfSignedPeer) {

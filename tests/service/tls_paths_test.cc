@@ -14,10 +14,12 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -186,6 +188,14 @@ TEST(OpenBeneathWalk, ADirectorySwappedForAnOutwardSymlinkNeverLeadsOut) {
   ASSERT_EQ(::symlink("../outside", (allowed + "/alt").c_str()), 0);
   const int dir_fd = ::open(allowed.c_str(), O_PATH | O_DIRECTORY);
   ASSERT_GE(dir_fd, 0);
+  absl::Cleanup close_dir = [dir_fd] { ::close(dir_fd); };
+  // Two swaps back to the start: the filesystem must support the exchange.
+  for (int i = 0; i < 2; ++i) {
+    if (::renameat2(AT_FDCWD, (allowed + "/sub").c_str(), AT_FDCWD,
+                    (allowed + "/alt").c_str(), RENAME_EXCHANGE) != 0) {
+      GTEST_SKIP() << "renameat2(RENAME_EXCHANGE): " << std::strerror(errno);
+    }
+  }
 
   std::atomic<bool> stop{false};
   std::atomic<int> swaps{0};
@@ -197,8 +207,13 @@ TEST(OpenBeneathWalk, ADirectorySwappedForAnOutwardSymlinkNeverLeadsOut) {
       }
     }
   });
+  absl::Cleanup join = [&] {
+    stop = true;
+    swapper.join();
+  };
   int inside = 0;
   int failed = 0;
+  bool escaped = false;
   for (int i = 0; i < 200000 && (inside < 500 || failed < 500); ++i) {
     const int fd = OpenBeneathByWalk(dir_fd, "sub/key.pem");
     if (fd < 0) {
@@ -211,16 +226,34 @@ TEST(OpenBeneathWalk, ADirectorySwappedForAnOutwardSymlinkNeverLeadsOut) {
     char buf[16] = {};
     const ssize_t n = ::read(fd, buf, sizeof buf - 1);
     ::close(fd);
-    ASSERT_EQ(std::string(buf, n > 0 ? static_cast<size_t>(n) : 0), "inside");
+    const std::string got(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    if (got != "inside") {
+      escaped = true;
+      ADD_FAILURE() << "read \"" << got << "\" through the swapped path";
+      break;
+    }
     ++inside;
   }
-  stop = true;
-  swapper.join();
-  ::close(dir_fd);
+  std::move(join).Invoke();
+  EXPECT_FALSE(escaped);
   // Both states were seen, or the test proved nothing.
   EXPECT_GT(swaps.load(), 0);
   EXPECT_GE(inside, 500);
   EXPECT_GE(failed, 500);
+}
+
+// A NUL inside the path would let "..\0" pass as a name; such a path is
+// refused whole, either way.
+TEST(OpenBeneathWalk, ANulInThePathIsRefused) {
+  TempDir dir;
+  const int dir_fd = ::open(dir.path().c_str(), O_PATH | O_DIRECTORY);
+  ASSERT_GE(dir_fd, 0);
+  const std::string path("..\0/x", 5);
+  EXPECT_EQ(OpenBeneathByWalk(dir_fd, path), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(OpenBeneath(dir_fd, path), -1);
+  EXPECT_EQ(errno, EINVAL);
+  ::close(dir_fd);
 }
 
 }  // namespace
