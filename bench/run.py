@@ -47,6 +47,15 @@ def log(msg):
 # Processes
 
 
+# --pin: servers (the agent and every reference server) on CPU 0, load
+# generators on CPU 1, so neither side's placement moves between rounds.
+PIN = {"on": False}
+
+
+def on_cpu(cpu, cmd):
+    return (["taskset", "-c", str(cpu)] + cmd) if PIN["on"] else cmd
+
+
 class Child:
     """A long-running child that announces itself with a line on stdout."""
 
@@ -158,7 +167,7 @@ class Agent:
         # relayed, README "Security").
         listen = (["--listen", "unix:" + unix_path] if unix_path else
                   ["--listen", "127.0.0.1:0", "--insecure"])
-        self.child = Child([tools.agentd, *listen, *flags],
+        self.child = Child(on_cpu(0, [tools.agentd, *listen, *flags]),
                            "sockagentd serving on")
         self.addr = self.child.line.split()[-1]
 
@@ -257,13 +266,15 @@ def fmt(v, unit):
 
 
 def bench_tcp(t, agent, cfg, lines):
-    sink = Child([t.load, "tcp-sink", "--buf", str(256 << 10)], "port")
+    sink = Child(on_cpu(0, [t.load, "tcp-sink", "--buf", str(256 << 10)]),
+                 "port")
     srv, agent_port = agent.start_server("--tcp", "--discard")
     iperf = None
     iperf_port = free_port()
     if shutil.which("iperf3"):
         iperf = subprocess.Popen(
-            ["iperf3", "-s", "-B", "127.0.0.1", "-p", str(iperf_port)],
+            on_cpu(0, ["iperf3", "-s", "-B", "127.0.0.1", "-p",
+                       str(iperf_port)]),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for chunk, size in ((MiB, cfg["tcp_bytes"]),
@@ -284,14 +295,15 @@ def bench_tcp(t, agent, cfg, lines):
                 ROUNDS.mark()
                 w = list(writer)
                 w[3] = str(agent_port)
-                ours = run_kv(w)["bytes_per_sec"]
+                ours = run_kv(on_cpu(1, w))["bytes_per_sec"]
                 w[3] = str(sink.port())
-                ref = run_kv(w)["bytes_per_sec"]
+                ref = run_kv(on_cpu(1, w))["bytes_per_sec"]
                 line.add(ours, ref)
                 if iperf is not None:
                     r = subprocess.run(
-                        ["iperf3", "-c", "127.0.0.1", "-p", str(iperf_port),
-                         "-n", str(size), "-l", str(chunk), "-J"],
+                        on_cpu(1, ["iperf3", "-c", "127.0.0.1", "-p",
+                                   str(iperf_port), "-n", str(size), "-l",
+                                   str(chunk), "-J"]),
                         capture_output=True, text=True, timeout=120)
                     if r.returncode == 0:
                         end = json.loads(r.stdout)["end"]
@@ -855,7 +867,11 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--append", help="append a dated section to this file")
     ap.add_argument("--only", help="comma-separated benchmark numbers 1-6")
+    ap.add_argument("--pin", action="store_true",
+                    help="line 1 only so far: the agent and the reference "
+                    "servers on CPU 0, the writers on CPU 1 (taskset)")
     args = ap.parse_args()
+    PIN["on"] = args.pin
     quick = args.quick
     cfg = {
         "quick": quick,
