@@ -182,6 +182,24 @@ TEST_F(EngineTls, ClientAndServerEchoOverTlsAndReportTheHandshake) {
   EXPECT_FALSE(done->tls->truncated);
 }
 
+// An OpenClient spec for `echo` (a TlsEchoPeer presenting pki's leaf),
+// verifying it against pki's CA as "localhost".
+absl::StatusOr<ClientSpec> VerifiedClientOf(const Pki& pki,
+                                            const TlsEchoPeer& echo) {
+  TlsClientSpec client_tls;
+  client_tls.trust = TlsTrust::kCaPem;
+  client_tls.ca_pem = pki.Pem("ca.pem");
+  client_tls.server_name = "localhost";
+  absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
+      TlsClientContext::Create(client_tls, "127.0.0.1");
+  if (!ctx.ok()) return ctx.status();
+  ClientSpec client;
+  client.remote.host = "127.0.0.1";
+  client.remote.port = std::to_string(echo.port());
+  client.tls = *std::move(ctx);
+  return client;
+}
+
 // What a handshake leaves (the peer chain with its PEM, up to ~16 KiB) is
 // charged against the agent-wide byte bound, like buffered bytes: a
 // connection with nothing buffered still holds its facts' bytes. When the
@@ -193,16 +211,9 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
   Pki pki;
   TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
   ASSERT_NE(echo.port(), 0);
-  TlsClientSpec client_tls;
-  client_tls.trust = TlsTrust::kCaPem;
-  client_tls.ca_pem = pki.Pem("ca.pem");
-  client_tls.server_name = "localhost";
-  auto client_ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
-  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
-  ClientSpec client;
-  client.remote.host = "127.0.0.1";
-  client.remote.port = std::to_string(echo.port());
-  client.tls = *client_ctx;
+  absl::StatusOr<ClientSpec> spec = VerifiedClientOf(pki, echo);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const ClientSpec& client = *spec;
 
   absl::StatusOr<ConnectionInfo> first = sync_->OpenClient(client);
   ASSERT_TRUE(first.ok()) << first.status();
@@ -284,16 +295,9 @@ TEST_F(EngineTls, ClosedTlsRecordsGoWholeWhenTheirFactsFillTheHistory) {
   Pki pki;
   TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
   ASSERT_NE(echo.port(), 0);
-  TlsClientSpec client_tls;
-  client_tls.trust = TlsTrust::kCaPem;
-  client_tls.ca_pem = pki.Pem("ca.pem");
-  client_tls.server_name = "localhost";
-  auto client_ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
-  ASSERT_TRUE(client_ctx.ok()) << client_ctx.status();
-  ClientSpec client;
-  client.remote.host = "127.0.0.1";
-  client.remote.port = std::to_string(echo.port());
-  client.tls = *client_ctx;
+  absl::StatusOr<ClientSpec> spec = VerifiedClientOf(pki, echo);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  const ClientSpec& client = *spec;
   constexpr int kClients = 12;
   for (int i = 0; i < kClients; ++i) {
     absl::StatusOr<ConnectionInfo> c = sync_->OpenClient(client);
