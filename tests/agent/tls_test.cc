@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -182,40 +183,42 @@ TEST_F(EngineTls, ClientAndServerEchoOverTlsAndReportTheHandshake) {
   EXPECT_FALSE(done->tls->truncated);
 }
 
-// An OpenClient spec for `echo` (a TlsEchoPeer presenting pki's leaf),
-// verifying it against pki's CA as "localhost".
-absl::StatusOr<ClientSpec> VerifiedClientOf(const Pki& pki,
-                                            const TlsEchoPeer& echo) {
-  TlsClientSpec client_tls;
-  client_tls.trust = TlsTrust::kCaPem;
-  client_tls.ca_pem = pki.Pem("ca.pem");
-  client_tls.server_name = "localhost";
-  absl::StatusOr<std::shared_ptr<const TlsClientContext>> ctx =
-      TlsClientContext::Create(client_tls, "127.0.0.1");
-  if (!ctx.ok()) return ctx.status();
-  ClientSpec client;
-  client.remote.host = "127.0.0.1";
-  client.remote.port = std::to_string(echo.port());
-  client.tls = *std::move(ctx);
-  return client;
-}
+// An engine under a byte bound and an independent TLS echo peer (Python's
+// ssl, presenting a test PKI's leaf), with client_ an OpenClient spec that
+// verifies it against the PKI's CA as "localhost".
+class EngineTlsFacts : public EngineTls {
+ protected:
+  void StartEchoUnderBound(uint64_t max_total_buffered_bytes) {
+    options_.max_total_buffered_bytes = max_total_buffered_bytes;
+    MakeEngine(options_);
+    echo_ = std::make_unique<TlsEchoPeer>(pki_.Path("leaf.pem"),
+                                          pki_.Path("leaf.key"));
+    ASSERT_NE(echo_->port(), 0);
+    TlsClientSpec client_tls;
+    client_tls.trust = TlsTrust::kCaPem;
+    client_tls.ca_pem = pki_.Pem("ca.pem");
+    client_tls.server_name = "localhost";
+    auto ctx = TlsClientContext::Create(client_tls, "127.0.0.1");
+    ASSERT_TRUE(ctx.ok()) << ctx.status();
+    client_.remote.host = "127.0.0.1";
+    client_.remote.port = std::to_string(echo_->port());
+    client_.tls = *std::move(ctx);
+  }
+
+  EngineOptions options_;
+  Pki pki_;
+  std::unique_ptr<TlsEchoPeer> echo_;
+  ClientSpec client_;
+};
 
 // What a handshake leaves (the peer chain with its PEM, up to ~16 KiB) is
 // charged against the agent-wide byte bound, like buffered bytes: a
 // connection with nothing buffered still holds its facts' bytes. When the
 // bound has no room left, the chain keeps its summary and drops the PEM.
-TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
-  EngineOptions options;
-  options.max_total_buffered_bytes = 256 * 1024;
-  MakeEngine(options);
-  Pki pki;
-  TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
-  ASSERT_NE(echo.port(), 0);
-  absl::StatusOr<ClientSpec> spec = VerifiedClientOf(pki, echo);
-  ASSERT_TRUE(spec.ok()) << spec.status();
-  const ClientSpec& client = *spec;
+TEST_F(EngineTlsFacts, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
+  ASSERT_NO_FATAL_FAILURE(StartEchoUnderBound(256 * 1024));
 
-  absl::StatusOr<ConnectionInfo> first = sync_->OpenClient(client);
+  absl::StatusOr<ConnectionInfo> first = sync_->OpenClient(client_);
   ASSERT_TRUE(first.ok()) << first.status();
   ASSERT_NE(first->tls, nullptr);
   ASSERT_FALSE(first->tls->peer_chain.empty());
@@ -232,15 +235,15 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
   ASSERT_TRUE(hold.ok()) << hold.status();
   std::optional<ConnectionInfo> held = AcceptedBy(*sync_, hold->id);
   ASSERT_TRUE(held.has_value());
-  const std::string fill(options.max_total_buffered_bytes - charged, 'f');
+  const std::string fill(options_.max_total_buffered_bytes - charged, 'f');
   ASSERT_TRUE(WriteAll(writer.get(), fill));
   ASSERT_TRUE(WaitFor([&] {
     return engine_->counters().buffered_bytes.load() ==
-           options.max_total_buffered_bytes;
+           options_.max_total_buffered_bytes;
   }));
 
   // No room: the second connection's facts keep the summary only.
-  absl::StatusOr<ConnectionInfo> second = sync_->OpenClient(client);
+  absl::StatusOr<ConnectionInfo> second = sync_->OpenClient(client_);
   ASSERT_TRUE(second.ok()) << second.status();
   ASSERT_NE(second->tls, nullptr);
   EXPECT_EQ(second->tls->verification, "ok");
@@ -251,7 +254,7 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
 
   // Room again: the next one keeps everything.
   ASSERT_TRUE(sync_->ReceiveExactly(held->id, fill.size()).ok());
-  absl::StatusOr<ConnectionInfo> third = sync_->OpenClient(client);
+  absl::StatusOr<ConnectionInfo> third = sync_->OpenClient(client_);
   ASSERT_TRUE(third.ok()) << third.status();
   ASSERT_NE(third->tls, nullptr);
   ASSERT_FALSE(third->tls->peer_chain.empty());
@@ -281,32 +284,24 @@ TEST_F(EngineTls, HandshakeFactsAreChargedToTheByteBoundAndTrimmedAtIt) {
            c->tls->peer_chain[0].pem.empty();
   }));
   EXPECT_LE(engine_->counters().buffered_bytes.load(),
-            options.max_total_buffered_bytes);
+            options_.max_total_buffered_bytes);
 }
 
 // Closed TLS connections keep their facts' summaries, which no trim can
 // shrink further: when they alone pass the history's quarter of the bound,
 // the oldest records go whole, so the history stays within its share and
 // reading never stays paused.
-TEST_F(EngineTls, ClosedTlsRecordsGoWholeWhenTheirFactsFillTheHistory) {
-  EngineOptions options;
-  options.max_total_buffered_bytes = 16 * 1024;  // History: 4 KiB.
-  MakeEngine(options);
-  Pki pki;
-  TlsEchoPeer echo(pki.Path("leaf.pem"), pki.Path("leaf.key"));
-  ASSERT_NE(echo.port(), 0);
-  absl::StatusOr<ClientSpec> spec = VerifiedClientOf(pki, echo);
-  ASSERT_TRUE(spec.ok()) << spec.status();
-  const ClientSpec& client = *spec;
+TEST_F(EngineTlsFacts, ClosedTlsRecordsGoWholeWhenTheirFactsFillTheHistory) {
+  ASSERT_NO_FATAL_FAILURE(StartEchoUnderBound(16 * 1024));  // History: 4 KiB.
   constexpr int kClients = 12;
   for (int i = 0; i < kClients; ++i) {
-    absl::StatusOr<ConnectionInfo> c = sync_->OpenClient(client);
+    absl::StatusOr<ConnectionInfo> c = sync_->OpenClient(client_);
     ASSERT_TRUE(c.ok()) << c.status();
     ASSERT_TRUE(sync_->Close(c->id, CloseMode::kAbort).ok());
   }
   ASSERT_TRUE(WaitFor([&] {
     return engine_->counters().buffered_bytes.load() <=
-           options.max_total_buffered_bytes / 4;
+           options_.max_total_buffered_bytes / 4;
   })) << engine_->counters().buffered_bytes.load();
   EXPECT_LT(sync_->AllConnections().size(), static_cast<size_t>(kClients));
   // Reading goes on: a plain connection's bytes arrive.
