@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <memory>
+#include <string>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -98,6 +100,22 @@ AgentClient::AgentClient(GlobalOptions options) : options_(std::move(options)) {
   channel_ = grpc::CreateCustomChannel(options_.agent, credentials, args);
   agent_ = sockagent::v1::SocketAgent::NewStub(channel_);
   health_ = grpc::health::v1::Health::NewStub(channel_);
+  // "/sockagent.v1.SocketAgent/Stream"; RpcMethod keeps the pointer.
+  static const std::string* const kStreamMethod = new std::string(absl::StrCat(
+      "/", sockagent::v1::SocketAgent::service_full_name(), "/Stream"));
+  stream_rpc_ = std::make_unique<grpc::internal::RpcMethod>(
+      kStreamMethod->c_str(), grpc::internal::RpcMethod::BIDI_STREAMING,
+      channel_);
+}
+
+std::unique_ptr<StreamCall> AgentClient::Stream(grpc::ClientContext* ctx) {
+  // What the generated stub's Stream() does, with ByteBuffer requests.
+  return std::unique_ptr<StreamCall>(
+      grpc::internal::ClientReaderWriterFactory<
+          grpc::ByteBuffer, sockagent::v1::StreamResponse>::Create(channel_
+                                                                       .get(),
+                                                                   *stream_rpc_,
+                                                                   ctx));
 }
 
 std::unique_ptr<grpc::ClientContext> AgentClient::NewContext() const {

@@ -45,6 +45,14 @@ std::string DefaultAgent();
 inline constexpr char kAgentEnv[] = "SOCKAGENT_ADDR";
 inline constexpr char kTokenEnv[] = "SOCKAGENT_TOKEN";
 
+// The Stream call as sockctl makes it: requests go out already serialized
+// (grpc::ByteBuffer), so that a data chunk read from stdin reaches gRPC
+// without the copy protobuf's serializer makes of a `bytes` field
+// (stream_stdio.h, DataRequest); answers are parsed as usual. The wire is
+// the same StreamRequest the agent's generated service reads.
+using StreamCall =
+    grpc::ClientReaderWriter<grpc::ByteBuffer, sockagent::v1::StreamResponse>;
+
 // Prints `sockctl: <message>` to stderr and returns kExitUsage: for command
 // lines CLI11 accepts but a verb cannot use (bad label, both an id and a
 // selector, ...). No call has been made when this is returned.
@@ -97,6 +105,8 @@ class AgentClient final {
   const GlobalOptions& options() const { return options_; }
   sockagent::v1::SocketAgent::Stub& agent() { return *agent_; }
   grpc::health::v1::Health::Stub& health() { return *health_; }
+  // Starts a Stream call (see StreamCall) on this client's channel.
+  std::unique_ptr<StreamCall> Stream(grpc::ClientContext* ctx);
 
   // A fresh context for one call: deadline now + --timeout, and the bearer
   // token when one is configured. Every verb builds its contexts here.
@@ -119,6 +129,7 @@ class AgentClient final {
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<sockagent::v1::SocketAgent::Stub> agent_;
   std::unique_ptr<grpc::health::v1::Health::Stub> health_;
+  std::unique_ptr<grpc::internal::RpcMethod> stream_rpc_;
 };
 
 }  // namespace sockctl

@@ -334,10 +334,10 @@ class Listener final {
     auto ctx = client_.NewContext();
     ctx->set_deadline(std::chrono::system_clock::time_point::max());
     canceller_.Add(ctx.get());
-    std::unique_ptr<StreamCall> call = client_.agent().Stream(ctx.get());
+    std::unique_ptr<StreamCall> call = client_.Stream(ctx.get());
     StreamRequest start;
     start.mutable_start()->set_attach_connection_id(accepted.id());
-    call->Write(start);
+    call->Write(SerializedRequest(start));
     StreamResponse response;
     if (!call->Read(&response) || !response.has_connection()) {
       grpc::Status status = call->Finish();

@@ -70,8 +70,8 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
   // No deadline: the session lasts as long as the bytes flow.
   auto ctx = client.NewContext();
   ctx->set_deadline(std::chrono::system_clock::time_point::max());
-  std::unique_ptr<StreamCall> call = client.agent().Stream(ctx.get());
-  call->Write(start);
+  std::unique_ptr<StreamCall> call = client.Stream(ctx.get());
+  call->Write(SerializedRequest(start));
   StreamResponse response;
   if (!call->Read(&response) || !response.has_connection()) {
     grpc::Status status = call->Finish();

@@ -22,10 +22,36 @@ using sockagent::v1::StreamResponse;
 // How long Release() waits for a chunk being written before it cancels the
 // write (the peer closed and may never read it).
 constexpr absl::Duration kWriteGrace = absl::Seconds(1);
+// A chunk read from stdin below this size is copied into a slice of its
+// own; a larger one is sent in the buffer it was read into.
+constexpr size_t kCopyBelowBytes = 16 * 1024;
 // How often UdpIdle looks whether stdin ended.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
 
 }  // namespace
+
+grpc::ByteBuffer SerializedRequest(const StreamRequest& request) {
+  const std::string bytes = request.SerializeAsString();
+  grpc::Slice slice(bytes);
+  return grpc::ByteBuffer(&slice, 1);
+}
+
+grpc::ByteBuffer DataRequest(const grpc::Slice& bytes) {
+  // Field 2 (`data`), wire type 2 (length-delimited), then the length as a
+  // varint: at most 1 + 10 bytes.
+  uint8_t head[11];
+  size_t used = 0;
+  head[used++] =
+      static_cast<uint8_t>((StreamRequest::kDataFieldNumber << 3) | 2);
+  uint64_t length = bytes.size();
+  while (length >= 0x80) {
+    head[used++] = static_cast<uint8_t>(length | 0x80);
+    length >>= 7;
+  }
+  head[used++] = static_cast<uint8_t>(length);
+  const grpc::Slice slices[2] = {grpc::Slice(head, used), bytes};
+  return grpc::ByteBuffer(slices, 2);
+}
 
 bool WriteStdout(const std::string& data) {
   size_t done = 0;
@@ -91,52 +117,68 @@ std::optional<absl::Time> StdinFeeder::ended_at() {
   return eof_at_;
 }
 
-// Reads the next chunk; false at the end of stdin (or a read error, treated
-// as its end: what was read went out) or when stopping.
-bool StdinFeeder::ReadChunk(std::string* chunk) {
+// Reads the next chunk; nullopt at the end of stdin (or a read error,
+// treated as its end: what was read went out) or when stopping.
+std::optional<size_t> StdinFeeder::ReadChunk(uint8_t* buf, size_t cap) {
   for (;;) {
     pollfd fds[2] = {{STDIN_FILENO, POLLIN, 0}, {wake_[0], POLLIN, 0}};
     const int ready = ::poll(fds, wake_[0] >= 0 ? 2 : 1, -1);
     if (ready < 0) {
       if (errno == EINTR) continue;
-      return false;
+      return std::nullopt;
     }
-    if (fds[1].revents != 0) return false;
-    chunk->resize(options_.chunk);
-    ssize_t n = ::read(STDIN_FILENO, chunk->data(), chunk->size());
+    if (fds[1].revents != 0) return std::nullopt;
+    ssize_t n = ::read(STDIN_FILENO, buf, cap);
     if (n < 0) {
       if (errno == EINTR || errno == EAGAIN) continue;
       std::cerr << "sockctl: reading stdin: " << std::strerror(errno) << "\n";
-      return false;
+      return std::nullopt;
     }
-    if (n == 0) return false;
+    if (n == 0) return std::nullopt;
     // A pipe hands over at most what it holds per read (64 KiB unless
     // GrowStdinPipe made room for a message): while more is ready at once,
     // fill the message (one message per 64 KiB ran the relay at half of
     // socat -b 1M's speed, BENCHMARKS.md benchmark 3). Interactive input is
     // sent as soon as it arrives: nothing waits here.
     size_t have = static_cast<size_t>(n);
-    while (!options_.one_read_per_message && have < chunk->size()) {
+    while (!options_.one_read_per_message && have < cap) {
       pollfd more = {STDIN_FILENO, POLLIN, 0};
       if (::poll(&more, 1, 0) != 1 || (more.revents & POLLIN) == 0) break;
-      n = ::read(STDIN_FILENO, chunk->data() + have, chunk->size() - have);
+      n = ::read(STDIN_FILENO, buf + have, cap - have);
       if (n <= 0) break;  // EOF or an error shows again on the next read.
       have += static_cast<size_t>(n);
     }
-    chunk->resize(have);
-    return true;
+    return have;
   }
 }
 
 void StdinFeeder::Run() {
   if (options_.grow_pipe) GrowStdinPipe();
-  // One message reused: its buffer keeps its capacity, so a message costs
-  // no allocation and resize() zero-fills only what the last one did not
-  // use (a fresh string per message cost a malloc and a 1 MiB memset each:
-  // 12 % of this thread's samples when messages were ~95 KiB).
-  StreamRequest request;
-  std::string& chunk = *request.mutable_data();
-  while (ReadChunk(&chunk)) {
+  // Stdin is read straight into a gRPC slice that the message references
+  // (DataRequest): no copy between read() and gRPC's sendmsg. gRPC may hold
+  // a sent slice after Write returns, so a large chunk leaves with its
+  // message and the next read gets a fresh buffer (held at most by the
+  // messages in flight: Write blocks under flow control). A small chunk
+  // (typed lines) is copied into a slice of its own size and the buffer is
+  // read into again.
+  grpc::Slice buffer;
+  for (;;) {
+    if (buffer.size() == 0) {
+      buffer = grpc::Slice(grpc_slice_malloc(options_.chunk),
+                           grpc::Slice::STEAL_REF);
+    }
+    // Ours alone until handed on: the slice was allocated here.
+    uint8_t* const base = const_cast<uint8_t*>(buffer.begin());
+    const std::optional<size_t> n = ReadChunk(base, buffer.size());
+    if (!n.has_value()) break;
+    grpc::Slice data;
+    if (*n < kCopyBelowBytes) {
+      data = grpc::Slice(base, *n);
+    } else {
+      data = buffer.sub(0, *n);
+      buffer = grpc::Slice();
+    }
+    grpc::ByteBuffer message = DataRequest(data);
     std::unique_lock<std::mutex> lock(mu_);
     cv_.wait(lock, [this] { return call_ != nullptr || stopping_; });
     if (stopping_) return;
@@ -145,7 +187,7 @@ void StdinFeeder::Run() {
     lock.unlock();
     // Blocks while gRPC's flow control (the agent's backpressure) holds.
     // A failed write means the call ended: the chunk goes with it.
-    const bool ok = call->Write(request);
+    const bool ok = call->Write(message);
     lock.lock();
     writing_ = false;
     if (!ok && call_ == call) call_ = nullptr;

@@ -14,6 +14,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
@@ -25,8 +26,12 @@
 
 namespace sockctl {
 
-using StreamCall = grpc::ClientReaderWriter<sockagent::v1::StreamRequest,
-                                            sockagent::v1::StreamResponse>;
+// `request` serialized, for StreamCall::Write (the start message).
+grpc::ByteBuffer SerializedRequest(const sockagent::v1::StreamRequest& request);
+
+// A StreamRequest whose `data` is `bytes`, serialized as two slices: the
+// field's tag and length, then `bytes` itself, referenced, not copied.
+grpc::ByteBuffer DataRequest(const grpc::Slice& bytes);
 
 // Writes all of `data` to fd 1; false once stdout is gone.
 bool WriteStdout(const std::string& data);
@@ -70,7 +75,8 @@ class StdinFeeder final {
   std::optional<absl::Time> ended_at();
 
  private:
-  bool ReadChunk(std::string* chunk);
+  // Reads the next chunk into buf[0, cap); nullopt at the end.
+  std::optional<size_t> ReadChunk(uint8_t* buf, size_t cap);
   void Run();
   void GrowStdinPipe() const;
 
