@@ -48,6 +48,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "cli/args.h"
 #include "cli/client.h"
 #include "cli/commands.h"
@@ -453,5 +454,9 @@ int main(int argc, char** argv) {
   if (std::getenv("GRPC_VERBOSITY") == nullptr) {
     gpr_set_log_function([](gpr_log_func_args*) {});
   }
+  // Debian's Abseil checks lock order on every absl::Mutex acquisition
+  // (gRPC's locks are absl::Mutex): 2 % of sockctl's samples while it
+  // streams stdin (BENCHMARKS.md, Relay). sockagentd turns it off too.
+  absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
   return sockctl::Main(argc, argv);
 }
