@@ -455,6 +455,13 @@ def bench_latency(t, agent, cfg, lines):
                        f"bench_rpc send unix:PATH --conn ID --calls "
                        f"{cfg['calls']} --threads 1 (a second agent on "
                        "`--listen unix:PATH`)", None, higher_is_better=False)
+        conc_unix = Line("4e", "Send 64 B, 8 concurrent callers, over the UNIX "
+                         "control socket (no relay)", "ops/s",
+                         "bare gRPC unary echo, 8 threads (as 4c)",
+                         "(same run as 4c)",
+                         f"bench_rpc send unix:PATH --conn ID --calls "
+                         f"{cfg['calls'] * 4} --threads 8 (the agent of 4d)",
+                         None)
         means = []
         for _ in range(cfg["rounds"]):
             ROUNDS.mark()
@@ -473,13 +480,19 @@ def bench_latency(t, agent, cfg, lines):
             r = run_kv([t.rpc, "echo", echo.line.split()[-1], "--calls",
                         str(cfg["calls"] * 4), "--threads", "8"])
             conc.add(o["ops_per_sec"], r["ops_per_sec"])
+            u = run_kv([t.rpc, "send", uagent.addr, "--conn", uconn, "--calls",
+                        str(cfg["calls"] * 4), "--threads", "8"])
+            conc_unix.add(u["ops_per_sec"], r["ops_per_sec"])
         seq.notes.append("per round (ours mean/p99, echo mean/p99 us): " + ", ".join(
             f"{a:.0f}/{c:.0f} vs {b:.0f}/{d:.0f}" for a, b, c, d in means))
         viaunix.notes.append(
             "informational: TCP control connections pass the daemon's HTTP/2 "
             "frame-checking relay (two more thread wakeups per call); the "
             "owner-only UNIX socket does not")
-        lines += [seq, tail, conc, viaunix]
+        conc_unix.notes.append(
+            "informational: as 4d, for 4c; the relay's thread costs each "
+            "relayed call CPU of its own (BENCHMARKS.md, Control latency)")
+        lines += [seq, tail, conc, viaunix, conc_unix]
     finally:
         echo.stop()
         agent.ctl("close", conn)
