@@ -42,6 +42,9 @@ using sockagent::v1::StreamResponse;
 // BENCHMARKS.md, "Profiles", the Stream relay), well under gRPC's default
 // 4 MiB.
 constexpr size_t kStdinChunk = 1024 * 1024;
+// UDP: one read of stdin is one datagram (as `nc -u` and `listen --udp`),
+// at most the largest IPv4 UDP payload.
+constexpr size_t kUdpChunk = 65507;
 
 // stdout is the bytes: json means events on stderr, and nothing else fits.
 const OutputForms kStreamOutputs = {OutputFormat::kTable, OutputFormat::kJson};
@@ -98,8 +101,10 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
   }
 
   std::string end_note;
-  auto feeder = std::make_unique<StdinFeeder>(StdinFeeder::Options{
-      .chunk = kStdinChunk, .one_read_per_message = false, .grow_pipe = true});
+  auto feeder = std::make_unique<StdinFeeder>(
+      StdinFeeder::Options{.chunk = udp ? kUdpChunk : kStdinChunk,
+                           .one_read_per_message = udp,
+                           .grow_pipe = !udp});
   feeder->Attach(call.get());
   std::unique_ptr<UdpIdle> idle_watch;
   if (udp) {

@@ -2,6 +2,7 @@
 #include "cli/stream_stdio.h"
 
 #include <fcntl.h>
+#include <grpc/slice.h>
 #include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>

@@ -6,6 +6,7 @@
 #include <gmock/gmock.h>
 #include <grpcpp/grpcpp.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -273,6 +274,42 @@ TEST_F(StreamTest, ConnectOverIpv6UnixAndUdp) {
   EXPECT_EQ(rd.exit_code, 0) << rd.err;
   EXPECT_EQ(rd.out, "one datagram");
   EXPECT_GE(absl::Now() - start, absl::Milliseconds(300));
+}
+
+// `connect --udp` sends each read of stdin as one datagram, as `nc -u` and
+// `listen --udp` do: 100,000 bytes on stdin never become one datagram
+// larger than UDP carries (65,507 bytes), and every byte arrives, in order,
+// at a plain UDP socket.
+TEST_F(StreamTest, ConnectOverUdpSendsEachReadAsADatagramUdpCanCarry) {
+  Fd peer = UdpBound();
+  const int rcvbuf = 1 << 20;
+  ASSERT_EQ(
+      ::setsockopt(peer.get(), SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf),
+      0);
+  const std::string input = RandomBytes(100000, 9);
+  CommandResult r =
+      RunSockctl(agent_->address(),
+                 {"connect", "--udp", "--idle", "300ms", "127.0.0.1",
+                  absl::StrCat(LocalPort(peer.get()))},
+                 input);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string got;
+  size_t datagrams = 0;
+  size_t largest = 0;
+  std::vector<char> buf(65536);
+  while (got.size() < input.size()) {
+    pollfd ready = {peer.get(), POLLIN, 0};
+    if (::poll(&ready, 1, 5000) != 1) break;
+    const ssize_t n = ::recv(peer.get(), buf.data(), buf.size(), 0);
+    if (n < 0) break;
+    ++datagrams;
+    largest = std::max(largest, static_cast<size_t>(n));
+    got.append(buf.data(), static_cast<size_t>(n));
+  }
+  EXPECT_GE(datagrams, 2u);
+  EXPECT_LE(largest, 65507u);
+  EXPECT_EQ(got.size(), input.size());
+  EXPECT_TRUE(got == input) << "the bytes differ";
 }
 
 TEST_F(StreamTest, WritesDoneIsFinAndEndOfStreamFollowsPeerClose) {
