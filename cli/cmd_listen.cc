@@ -57,10 +57,6 @@ using sockagent::v1::StreamResponse;
 
 // The label that marks what one `listen` started, for its cleanup.
 constexpr char kListenLabel[] = "sockctl-listen";
-// TCP: bytes read from stdin per message at most (as `connect`).
-constexpr size_t kTcpChunk = 1024 * 1024;
-// UDP: one read of stdin is one datagram; the largest IPv4 UDP payload.
-constexpr size_t kUdpChunk = 65507;
 // How often the interrupt thread looks at the interrupt flag.
 constexpr absl::Duration kPollInterval = absl::Milliseconds(100);
 
@@ -440,7 +436,7 @@ class Listener final {
   const ListenArgs& args_;
   const absl::Duration idle_;
   InterruptCanceller canceller_;
-  StdinFeeder feeder_{{.chunk = args_.udp ? kUdpChunk : kTcpChunk,
+  StdinFeeder feeder_{{.chunk = args_.udp ? kDatagramChunk : kStreamChunk,
                        .one_read_per_message = args_.udp,
                        .grow_pipe = false}};
   std::string token_;

@@ -37,15 +37,6 @@ namespace {
 using sockagent::v1::StreamRequest;
 using sockagent::v1::StreamResponse;
 
-// Bytes read from stdin per message at most. Large enough that a file or a
-// fast pipe moves in few messages (~1 MiB messages are gRPC's fastest:
-// BENCHMARKS.md, "Profiles", the Stream relay), well under gRPC's default
-// 4 MiB.
-constexpr size_t kStdinChunk = 1024 * 1024;
-// UDP: one read of stdin is one datagram (as `nc -u` and `listen --udp`),
-// at most the largest IPv4 UDP payload.
-constexpr size_t kUdpChunk = 65507;
-
 // stdout is the bytes: json means events on stderr, and nothing else fits.
 const OutputForms kStreamOutputs = {OutputFormat::kTable, OutputFormat::kJson};
 
@@ -102,7 +93,7 @@ int RunStream(AgentClient& client, const StreamArgs& args, bool attach) {
 
   std::string end_note;
   auto feeder = std::make_unique<StdinFeeder>(
-      StdinFeeder::Options{.chunk = udp ? kUdpChunk : kStdinChunk,
+      StdinFeeder::Options{.chunk = udp ? kDatagramChunk : kStreamChunk,
                            .one_read_per_message = udp,
                            .grow_pipe = !udp});
   feeder->Attach(call.get());

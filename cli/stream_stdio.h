@@ -3,7 +3,7 @@
 // into whichever call is attached, the copy of a call's bytes to stdout, and
 // the --idle end of a UDP session (UDP has no end of stream).
 //
-//   StdinFeeder feeder({.chunk = kStdinChunk});
+//   StdinFeeder feeder({.chunk = kStreamChunk});
 //   feeder.Attach(call.get());
 //   UdpIdle idle(ctx.get(), &feeder, absl::Seconds(2));
 //   const bool stdout_ok = CopyStreamToStdout(*call, *ctx, &idle, nullptr);
@@ -25,6 +25,15 @@
 #include "cli/client.h"
 
 namespace sockctl {
+
+// Bytes read from stdin per message at most on a byte stream (TCP, UNIX).
+// Large enough that a file or a fast pipe moves in few messages (~1 MiB
+// messages are gRPC's fastest: BENCHMARKS.md, "Profiles", the Stream
+// relay), well under gRPC's default 4 MiB.
+inline constexpr size_t kStreamChunk = 1024 * 1024;
+// UDP: one read of stdin is one datagram (as `nc -u`), at most the largest
+// IPv4 UDP payload.
+inline constexpr size_t kDatagramChunk = 65507;
 
 // `request` serialized, for StreamCall::Write (the start message).
 grpc::ByteBuffer SerializedRequest(const sockagent::v1::StreamRequest& request);
