@@ -484,10 +484,16 @@ int Run(int argc, char** argv) {
   // as the bound for running calls, and as soon as no call is in flight the
   // remaining (idle) connections are cut, as Shutdown itself does at its
   // deadline.
+  //
+  // The grace's end is decided here, not by Shutdown's own deadline, which
+  // is set a little later: had both expired together, Shutdown could cut
+  // the calls just before this thread looked, and the exit would be
+  // logged as a wait instead of the cut it was. Here the calls still in
+  // flight at the grace's end are logged, then cut.
   const absl::Time deadline = stop_start + grace;
   absl::Notification shut_down;
   std::thread shutdown_thread([&server, &shut_down, deadline] {
-    server->Shutdown(absl::ToChronoTime(deadline));
+    server->Shutdown(absl::ToChronoTime(deadline + absl::Seconds(1)));
     shut_down.Notify();
   });
   if (calls.AwaitIdle(deadline)) {
@@ -496,16 +502,16 @@ int Run(int argc, char** argv) {
                {{"for", "calls in flight"},
                 {"took", absl::FormatDuration(absl::Now() - stop_start)}});
     }
-    // Repeated until Shutdown returns: a cut made before Shutdown began
-    // (it runs on the other thread) would not stop a client reconnecting.
-    while (!shut_down.HasBeenNotified()) {
-      grpc_server_cancel_all_calls(server->c_server());
-      shut_down.WaitForNotificationWithTimeout(absl::Milliseconds(100));
-    }
   } else {
     LogEvent(LogLevel::kWarn, "stop_grace_expired",
              {{"grace", absl::FormatDuration(grace)},
               {"cancelled", calls.Describe()}});
+  }
+  // Repeated until Shutdown returns: a cut made before Shutdown began (it
+  // runs on the other thread) would not stop a client reconnecting.
+  while (!shut_down.HasBeenNotified()) {
+    grpc_server_cancel_all_calls(server->c_server());
+    shut_down.WaitForNotificationWithTimeout(absl::Milliseconds(100));
   }
   shutdown_thread.join();
   metrics.reset();  // Reads the engine: stops first.
